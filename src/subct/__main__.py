@@ -1,0 +1,5 @@
+"""``python -m subct`` runs the command line."""
+
+from subct.cli import main
+
+main()

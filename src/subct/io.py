@@ -1,0 +1,384 @@
+"""Reading and writing 3D medical volumes while keeping their geometry exactly.
+
+Every reader returns a :class:`Volume`: the voxel array *in the file's own voxel
+order* plus the 4×4 affine that maps voxel indices (i, j, k) to world coordinates
+in millimetres, RAS+ convention (x to the Right, y Anterior, z Superior), as NIfTI
+and nibabel use. Because the array is never reordered on reading, a label map that
+is computed on the same grid and written with :func:`save_volume` overlays the
+input exactly in any viewer, whatever its orientation (LIA, LPS, oblique...).
+
+Supported inputs: NIfTI (``.nii``, ``.nii.gz``), FreeSurfer MGH/MGZ, NRRD/NHDR,
+MetaImage (``.mha``/``.mhd``) and DICOM series folders (converted by dcm2niix,
+with gantry-tilt correction and resampling of uneven slice spacing).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import nibabel as nib
+import numpy as np
+from numpy.typing import NDArray
+
+from subct.errors import SubctInputError
+
+NIFTI_SUFFIXES = (".nii", ".nii.gz")
+FREESURFER_SUFFIXES = (".mgz", ".mgh")
+ITK_SUFFIXES = (".nrrd", ".nhdr", ".mha", ".mhd")
+VOLUME_SUFFIXES = NIFTI_SUFFIXES + FREESURFER_SUFFIXES + ITK_SUFFIXES
+
+#: Converts between RAS+ (NIfTI, nibabel) and LPS+ (ITK, DICOM) world coordinates.
+LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """The voxel grid of a volume: array shape and voxel-to-world (RAS+, mm) affine."""
+
+    shape: tuple[int, int, int]
+    affine: NDArray[np.float64]
+
+    @property
+    def spacing(self) -> tuple[float, float, float]:
+        """Voxel size along each array axis, in mm."""
+        sizes = np.sqrt((self.affine[:3, :3] ** 2).sum(axis=0))
+        return (float(sizes[0]), float(sizes[1]), float(sizes[2]))
+
+    @property
+    def orientation(self) -> str:
+        """Axis codes such as ``"RAS"``, ``"LIA"`` or ``"LPS"`` (closest for oblique grids)."""
+        return "".join(nib.aff2axcodes(self.affine))
+
+    def same_grid(self, other: Geometry, atol_mm: float = 1e-3) -> bool:
+        """True when both grids have the same shape and affines equal within ``atol_mm``."""
+        return self.shape == other.shape and bool(
+            np.allclose(self.affine, other.affine, atol=atol_mm)
+        )
+
+
+@dataclass(frozen=True)
+class Volume:
+    """A 3D image: voxel array, voxel→world affine (RAS+, mm) and where it came from.
+
+    Attributes:
+        array: voxel values, shape (I, J, K), in the source file's voxel order.
+        affine: 4×4 matrix mapping voxel indices to RAS+ world coordinates in mm.
+        path: the file or folder it was read from (``None`` for computed volumes).
+        description: human-readable provenance, e.g. which DICOM series was picked.
+        metadata: extra facts from the source (series description, tilt, ...).
+    """
+
+    array: NDArray[Any]
+    affine: NDArray[np.float64]
+    path: Path | None = None
+    description: str = ""
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.array.ndim != 3:
+            raise ValueError(f"Volume array must be 3D, got shape {self.array.shape}")
+        if self.affine.shape != (4, 4):
+            raise ValueError(f"Volume affine must be 4x4, got {self.affine.shape}")
+
+    @property
+    def geometry(self) -> Geometry:
+        """Shape and affine of the voxel grid."""
+        shape = self.array.shape
+        return Geometry((int(shape[0]), int(shape[1]), int(shape[2])), self.affine)
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """Array shape in voxels."""
+        return self.geometry.shape
+
+    @property
+    def spacing(self) -> tuple[float, float, float]:
+        """Voxel size along each array axis, in mm."""
+        return self.geometry.spacing
+
+    @property
+    def orientation(self) -> str:
+        """Axis codes of the voxel axes, e.g. ``"LIA"`` for FreeSurfer-conformed volumes."""
+        return self.geometry.orientation
+
+    @property
+    def voxel_volume_mm3(self) -> float:
+        """Volume of one voxel in mm³."""
+        return float(abs(np.linalg.det(self.affine[:3, :3])))
+
+    def with_array(self, array: NDArray[Any], description: str | None = None) -> Volume:
+        """A new volume on the same grid with different voxel values (e.g. labels)."""
+        return Volume(
+            array=array,
+            affine=self.affine.copy(),
+            path=None,
+            description=self.description if description is None else description,
+            metadata=dict(self.metadata),
+        )
+
+    def reoriented(self, axcodes: str = "RAS") -> Volume:
+        """The same image with its voxel axes permuted/flipped to ``axcodes``.
+
+        This is exact (no interpolation): only the array axes are reordered and the
+        affine is updated so that each voxel keeps its world position.
+        """
+        current = nib.orientations.io_orientation(self.affine)
+        target = nib.orientations.axcodes2ornt(tuple(axcodes))
+        transform = nib.orientations.ornt_transform(current, target)
+        array = nib.orientations.apply_orientation(self.array, transform)
+        affine = self.affine @ nib.orientations.inv_ornt_aff(transform, self.array.shape)
+        return Volume(
+            np.ascontiguousarray(array), affine, self.path, self.description, dict(self.metadata)
+        )
+
+
+def _has_suffix(path: Path, suffixes: tuple[str, ...]) -> bool:
+    name = path.name.lower()
+    return any(name.endswith(suffix) for suffix in suffixes)
+
+
+def case_name(path: str | Path) -> str:
+    """File name without the volume suffix: ``/a/case01.nii.gz`` → ``case01``."""
+    path = Path(path)
+    name = path.name
+    for suffix in sorted(VOLUME_SUFFIXES, key=len, reverse=True):
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def is_volume_file(path: Path) -> bool:
+    """True for files whose suffix is a volume format that subct reads."""
+    return path.is_file() and _has_suffix(path, VOLUME_SUFFIXES)
+
+
+def iter_volume_files(folder: Path) -> Iterator[Path]:
+    """Volume files directly inside ``folder``, sorted by name."""
+    for child in sorted(folder.iterdir()):
+        if is_volume_file(child):
+            yield child
+
+
+def _from_nibabel(path: Path) -> tuple[NDArray[Any], NDArray[np.float64], dict[str, Any]]:
+    try:
+        image = nib.load(str(path))
+        array = np.asanyarray(image.dataobj)  # type: ignore[attr-defined]
+    except Exception as error:  # nibabel raises many types for corrupt files
+        raise SubctInputError(path, f"cannot read image ({_short(error)})") from error
+    affine = np.asarray(image.affine, dtype=np.float64)  # type: ignore[attr-defined]
+    return array, affine, {"format": type(image).__name__}
+
+
+def _from_simpleitk(path: Path) -> tuple[NDArray[Any], NDArray[np.float64], dict[str, Any]]:
+    import SimpleITK as sitk
+
+    try:
+        image = sitk.ReadImage(str(path))
+    except Exception as error:  # SimpleITK raises RuntimeError with a long message
+        raise SubctInputError(path, f"cannot read image ({_short(error)})") from error
+    if image.GetNumberOfComponentsPerPixel() != 1:
+        raise SubctInputError(path, "image has vector/colour pixels; expected a scalar volume")
+    array = sitk.GetArrayFromImage(image)
+    array = np.transpose(array, tuple(range(array.ndim))[::-1])  # ITK (z,y,x) -> (i,j,k)
+    affine = itk_geometry_to_affine(
+        image.GetSpacing(), image.GetOrigin(), image.GetDirection(), image.GetDimension()
+    )
+    return array, affine, {"format": "ITK"}
+
+
+def itk_geometry_to_affine(
+    spacing: tuple[float, ...],
+    origin: tuple[float, ...],
+    direction: tuple[float, ...],
+    dimension: int = 3,
+) -> NDArray[np.float64]:
+    """Build a RAS+ voxel→world affine from ITK's LPS+ spacing, origin and direction."""
+    dim = min(dimension, 3)
+    lps = np.eye(4)
+    direction_matrix = np.asarray(direction, dtype=np.float64).reshape(dimension, dimension)
+    lps[:dim, :dim] = direction_matrix[:dim, :dim] * np.asarray(spacing[:dim])[None, :]
+    lps[:dim, 3] = np.asarray(origin[:dim])
+    return LPS_TO_RAS @ lps
+
+
+def affine_to_itk_geometry(
+    affine: NDArray[np.float64],
+) -> tuple[tuple[float, ...], tuple[float, ...], tuple[float, ...]]:
+    """Split a RAS+ affine into ITK's LPS+ (spacing, origin, direction)."""
+    lps = LPS_TO_RAS @ affine
+    spacing = np.sqrt((lps[:3, :3] ** 2).sum(axis=0))
+    direction = lps[:3, :3] / spacing[None, :]
+    return (
+        tuple(float(s) for s in spacing),
+        tuple(float(o) for o in lps[:3, 3]),
+        tuple(float(d) for d in direction.ravel()),
+    )
+
+
+def _short(error: BaseException) -> str:
+    text = " ".join(str(error).split())
+    return text[:200] if text else type(error).__name__
+
+
+def load_volume(path: str | Path, *, expect_ct: bool = False, series: str | None = None) -> Volume:
+    """Read a 3D volume from a file or DICOM folder, keeping its voxel order and geometry.
+
+    Args:
+        path: NIfTI/MGZ/NRRD/MHA file, or a folder holding one or more DICOM series.
+        expect_ct: also check that intensities look like Hounsfield units
+            (air near −1000 HU, some voxels above 0 HU); raise otherwise.
+        series: for DICOM folders with several series, the series to read (number or
+            part of its description); by default the largest axial CT series.
+
+    Raises:
+        SubctInputError: the path is missing, unreadable, not 3D, contains NaNs or is
+            constant, or (``expect_ct``) does not look like CT. The message names the path.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise SubctInputError(path, "no such file or folder")
+    if path.is_dir():
+        from subct.dicom import load_dicom_series
+
+        volume = load_dicom_series(path, series=series)
+    else:
+        if _has_suffix(path, NIFTI_SUFFIXES + FREESURFER_SUFFIXES):
+            array, affine, meta = _from_nibabel(path)
+        elif _has_suffix(path, ITK_SUFFIXES):
+            array, affine, meta = _from_simpleitk(path)
+        else:
+            raise SubctInputError(
+                path,
+                "unknown image format; expected one of " + ", ".join(VOLUME_SUFFIXES)
+                + " or a DICOM folder",
+            )
+        array = _squeeze_to_3d(path, array)
+        volume = Volume(array=array, affine=affine, path=path, metadata=meta)
+    validate_volume(volume, path, expect_ct=expect_ct)
+    return volume
+
+
+def _squeeze_to_3d(path: Path, array: NDArray[Any]) -> NDArray[Any]:
+    if array.ndim == 4 and array.shape[3] == 1:
+        array = array[..., 0]
+    if array.ndim == 2 or (array.ndim == 3 and 1 in array.shape):
+        raise SubctInputError(path, f"image is 2D (shape {array.shape}); expected a 3D volume")
+    if array.ndim > 3:
+        raise SubctInputError(
+            path, f"image is {array.ndim}D (shape {array.shape}); expected a single 3D volume"
+        )
+    if array.ndim != 3:
+        raise SubctInputError(path, f"image has shape {array.shape}; expected a 3D volume")
+    return array
+
+
+def validate_volume(volume: Volume, path: str | Path, *, expect_ct: bool = False) -> None:
+    """Reject volumes that would silently give nonsense downstream.
+
+    Checks: finite values only, not constant, non-degenerate affine and, when
+    ``expect_ct``, an intensity range that looks like Hounsfield units.
+    """
+    array = volume.array
+    if not np.all(np.isfinite(np.linalg.det(volume.affine[:3, :3]))) or abs(
+        np.linalg.det(volume.affine[:3, :3])
+    ) < 1e-9:
+        raise SubctInputError(path, "image affine is degenerate (zero voxel size)")
+    if np.issubdtype(array.dtype, np.floating) and not np.all(np.isfinite(array)):
+        raise SubctInputError(path, "image contains NaN or infinite values")
+    low, high = float(array.min()), float(array.max())
+    if low == high:
+        raise SubctInputError(path, f"all voxels have the same value ({low:g}); image is empty")
+    if expect_ct:
+        check_ct_range(array, path)
+
+
+def check_ct_range(array: NDArray[Any], path: str | Path) -> None:
+    """Raise unless intensities look like CT in Hounsfield units.
+
+    A head CT has air outside the head (≈ −1000 HU; scanners pad with −1024 to −3024)
+    and brain/bone above 0 HU. MRI has no negative values; CT stored as HU+1024
+    (unsigned) has no negative values either and must be rescaled first.
+    """
+    low, high = float(np.min(array)), float(np.max(array))
+    if low > -500.0:
+        raise SubctInputError(
+            path,
+            f"intensity range {low:g}..{high:g} does not look like CT in Hounsfield units "
+            "(expected air near -1000 HU); is this an MRI, or CT stored without rescaling?",
+        )
+    if high < 0.0:
+        raise SubctInputError(
+            path, f"intensity range {low:g}..{high:g} has no tissue above 0 HU; not a head CT"
+        )
+
+
+def save_volume(volume: Volume, path: str | Path, dtype: Any = None) -> Path:
+    """Write ``volume`` atomically (temporary file in the same folder, then rename).
+
+    The format follows the suffix (NIfTI, MGZ, NRRD/MHA). The voxel order and the
+    affine are written unchanged, so the output overlays its source exactly.
+    Refuses to overwrite ``volume.path`` (the input it was read from).
+    """
+    path = Path(path)
+    if volume.path is not None and path.resolve() == volume.path.resolve():
+        raise SubctInputError(path, "refusing to overwrite an input file")
+    array = volume.array if dtype is None else volume.array.astype(dtype)
+    if array.dtype == np.bool_:
+        array = array.astype(np.uint8)
+    if array.dtype == np.int64:
+        array = array.astype(np.int32)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    suffix = next((s for s in sorted(VOLUME_SUFFIXES, key=len, reverse=True)
+                   if path.name.lower().endswith(s)), None)
+    if suffix is None:
+        raise SubctInputError(path, "unknown output format; use .nii.gz, .mgz, .nrrd or .mha")
+    handle, temporary_name = tempfile.mkstemp(
+        prefix=f".{path.name}.", suffix=suffix, dir=str(path.parent)
+    )
+    os.close(handle)
+    temporary = Path(temporary_name)
+    try:
+        if suffix in NIFTI_SUFFIXES:
+            image = nib.Nifti1Image(array, volume.affine)
+            image.set_qform(volume.affine, code=1)
+            image.set_sform(volume.affine, code=1)
+            nib.save(image, str(temporary))
+        elif suffix in FREESURFER_SUFFIXES:
+            if array.dtype not in (np.uint8, np.int16, np.int32, np.float32):
+                array = array.astype(np.float32 if np.issubdtype(array.dtype, np.floating)
+                                     else np.int32)
+            nib.save(nib.MGHImage(array, volume.affine), str(temporary))
+        else:
+            import SimpleITK as sitk
+
+            image = sitk.GetImageFromArray(np.transpose(array, (2, 1, 0)).copy())
+            spacing, origin, direction = affine_to_itk_geometry(volume.affine)
+            image.SetSpacing(spacing)
+            image.SetOrigin(origin)
+            image.SetDirection(direction)
+            sitk.WriteImage(image, str(temporary), useCompression=True)
+        os.replace(temporary, path)
+    finally:
+        if temporary.exists():
+            temporary.unlink()
+    return path
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    """Write a text file atomically (temporary file in the same folder, then rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary_name = tempfile.mkstemp(prefix=f".{path.name}.", dir=str(path.parent))
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as stream:
+            stream.write(text)
+        os.replace(temporary_name, path)
+    finally:
+        if os.path.exists(temporary_name):
+            os.unlink(temporary_name)
+    return path
