@@ -300,3 +300,29 @@ def label_volumes_mm3(
     counts = np.bincount(np.asarray(labels).ravel().astype(np.int64).clip(min=0),
                          minlength=max(ids) + 1)
     return {label: float(counts[label]) * voxel_volume_mm3 for label in ids}
+
+
+def scheme_labels(scheme: str) -> tuple[int, ...]:
+    """Label values of ``scheme`` in channel order (channel i+1 ↔ value i; 0 is background)."""
+    if scheme == "canonical":
+        return CANONICAL_LABELS
+    if scheme == "merged":
+        return MERGED_LABELS
+    if scheme == "paper7":
+        return tuple(PAPER7_NAMES)
+    raise SubctError(f"unknown label scheme {scheme!r}; choose one of {', '.join(SCHEMES)}")
+
+
+def labels_to_indices(labels: NDArray[np.integer], scheme: str = "canonical") -> NDArray[np.int64]:
+    """Label values of ``scheme`` → class indices 0..C (0 background), as networks use.
+
+    Values that are not part of the scheme become 0.
+    """
+    mapping = {value: index + 1 for index, value in enumerate(scheme_labels(scheme))}
+    return remap(labels, mapping).astype(np.int64)
+
+
+def indices_to_labels(indices: NDArray[np.integer], scheme: str = "canonical") -> NDArray[np.int16]:
+    """Class indices 0..C (network output) → label values of ``scheme`` (FreeSurfer IDs)."""
+    values = np.asarray((0,) + scheme_labels(scheme), dtype=np.int16)
+    return values[np.asarray(indices, dtype=np.int64)]
