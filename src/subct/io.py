@@ -356,12 +356,12 @@ def save_volume(volume: Volume, path: str | Path, dtype: Any = None) -> Path:
         else:
             import SimpleITK as sitk
 
-            image = sitk.GetImageFromArray(np.transpose(array, (2, 1, 0)).copy())
+            itk_image = sitk.GetImageFromArray(np.transpose(array, (2, 1, 0)).copy())
             spacing, origin, direction = affine_to_itk_geometry(volume.affine)
-            image.SetSpacing(spacing)
-            image.SetOrigin(origin)
-            image.SetDirection(direction)
-            sitk.WriteImage(image, str(temporary), useCompression=True)
+            itk_image.SetSpacing(spacing)
+            itk_image.SetOrigin(origin)
+            itk_image.SetDirection(direction)
+            sitk.WriteImage(itk_image, str(temporary), useCompression=True)
         os.replace(temporary, path)
     finally:
         if temporary.exists():
