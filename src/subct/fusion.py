@@ -1,0 +1,264 @@
+"""Fusing hard label maps from several segmenters into one (ensemble label generation).
+
+This is section 3.1 of the ensemble label-transfer paper
+(``shared/papers/ensemble-label-transfer-mri-to-ct.txt``): every segmenter gives a hard
+label map on the same grid; per voxel the votes for each class (background included)
+are counted and
+
+* ``consensus``: the class everybody voted for, else background (paper eq. 4);
+* ``majority``: the class with the most votes; a tie for the most votes gives background
+  (the paper's rule, which includes background among the voting classes);
+* ``weighted``: as majority, but a vote from segmenter *j* for label *c* counts
+  ``w[j, c]`` (per-segmenter weights, or per-segmenter-per-structure weights such as
+  their Dice on a labelled set); ties for the highest score give background;
+* ``staple``: multi-label STAPLE (Warfield et al.; SimpleITK
+  ``MultiLabelSTAPLEImageFilter``), which estimates each segmenter's confusion matrix by
+  EM and takes the maximum a-posteriori label; undecided voxels give background.
+
+Besides the labels, every method returns an *agreement map*: per voxel the fraction of
+segmenters whose label equals the fused label (1.0 = unanimous), useful for QC.
+
+Memory and speed: votes are only counted where the segmenters disagree. Voxels on
+which all maps agree (the vast majority: background, structure interiors) are decided
+by one comparison pass, and the disagreeing voxels are gathered into a short 1-D array
+where counts are ``uint8`` per label. No (M, labels, voxels) one-hot tensor is ever
+built; fusing five 256³ ``int16`` maps needs a few hundred MB (see
+``benchmarks/bench_fusion.py``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, get_args
+
+import numpy as np
+from numpy.typing import NDArray
+
+from subct.errors import SubctConfigError, SubctInputError
+
+FusionMethod = Literal["consensus", "majority", "weighted", "staple"]
+FUSION_METHODS: tuple[str, ...] = get_args(FusionMethod)
+BACKGROUND = 0
+
+#: Weights for ``weighted`` fusion: one float per segmenter, or one mapping per segmenter
+#: from label value to weight (labels missing from a mapping, and background unless it
+#: is given as key 0, get that segmenter's mean structure weight).
+FusionWeights = Sequence[float] | Sequence[Mapping[int, float]]
+
+
+@dataclass(frozen=True)
+class FusionResult:
+    """Fused label map and how strongly the segmenters agreed with it.
+
+    Attributes:
+        labels: fused label map, ``int16``, same shape as the inputs.
+        agreement: per-voxel fraction (0..1, ``float32``) of input maps whose label
+            equals the fused label.
+        method: the fusion rule used.
+    """
+
+    labels: NDArray[np.int16]
+    agreement: NDArray[np.float32]
+    method: str
+
+    @property
+    def mean_agreement_in_structures(self) -> float:
+        """Mean agreement over voxels with a non-background fused label (1.0 if none)."""
+        inside = self.labels != BACKGROUND
+        return float(self.agreement[inside].mean()) if inside.any() else 1.0
+
+
+def fuse(
+    maps: Sequence[NDArray[np.integer[Any]]],
+    method: str = "majority",
+    weights: FusionWeights | None = None,
+    staple_max_iterations: int = 50,
+) -> FusionResult:
+    """Fuse ``M`` hard label maps of the same shape into one.
+
+    Args:
+        maps: integer label maps (any label values ≥ 0; 0 is background), same shape.
+        method: ``consensus``, ``majority``, ``weighted`` or ``staple`` (module docstring).
+        weights: only for ``weighted``: ``M`` floats, or ``M`` mappings label → weight.
+            Weights must be ≥ 0.
+        staple_max_iterations: EM iterations cap for ``staple``.
+
+    Raises:
+        SubctInputError: no maps, shapes differ, non-integer or negative labels.
+        SubctConfigError: unknown method, or weights missing/invalid for ``weighted``.
+    """
+    if method not in FUSION_METHODS:
+        raise SubctConfigError(
+            f"unknown fusion method {method!r}; choose one of {', '.join(FUSION_METHODS)}"
+        )
+    stack = _validated_maps(maps)
+    if method != "weighted" and weights is not None:
+        raise SubctConfigError(f"weights are only used by method 'weighted', not {method!r}")
+    if method == "consensus":
+        labels = _consensus(stack)
+    elif method == "majority":
+        labels = _weighted_vote(stack, None)
+    elif method == "weighted":
+        if weights is None:
+            raise SubctConfigError("method 'weighted' needs weights (one per segmenter)")
+        labels = _weighted_vote(stack, _weight_table(weights, stack))
+    else:
+        labels = _staple(stack, staple_max_iterations)
+    return FusionResult(labels=labels, agreement=agreement_map(stack, labels), method=method)
+
+
+def agreement_map(
+    maps: Sequence[NDArray[np.integer[Any]]], fused: NDArray[np.integer[Any]]
+) -> NDArray[np.float32]:
+    """Per voxel, the fraction of ``maps`` whose label equals ``fused`` (float32, 0..1)."""
+    count = np.zeros(np.shape(fused), dtype=np.uint8)
+    for labels in maps:
+        count += labels == fused
+    return (count * np.float32(1.0 / len(maps))).astype(np.float32, copy=False)
+
+
+# ----------------------------------------------------------------------------- internals
+
+
+def _validated_maps(maps: Sequence[NDArray[np.integer[Any]]]) -> list[NDArray[np.int16]]:
+    if len(maps) == 0:
+        raise SubctInputError(None, "no label maps to fuse")
+    if len(maps) > 255:
+        raise SubctInputError(None, f"at most 255 label maps can be fused, got {len(maps)}")
+    shape = np.shape(maps[0])
+    result: list[NDArray[np.int16]] = []
+    for index, labels in enumerate(maps):
+        array = np.asarray(labels)
+        if array.shape != shape:
+            raise SubctInputError(
+                None, f"label map {index} has shape {array.shape}, map 0 has {shape}"
+            )
+        if not np.issubdtype(array.dtype, np.integer):
+            if np.issubdtype(array.dtype, np.floating) and np.array_equal(
+                array, np.round(array)
+            ):
+                array = array.astype(np.int64)
+            else:
+                raise SubctInputError(
+                    None, f"label map {index} has non-integer values ({array.dtype})"
+                )
+        if array.size and (array.min() < 0 or array.max() > np.iinfo(np.int16).max):
+            raise SubctInputError(
+                None, f"label map {index} has labels outside 0..32767 "
+                f"({array.min()}..{array.max()})"
+            )
+        result.append(array if array.dtype == np.int16 else array.astype(np.int16))
+    return result
+
+
+def _disagreement(stack: list[NDArray[np.int16]]) -> NDArray[np.bool_]:
+    """True where not all maps carry the same label."""
+    differs = np.zeros(stack[0].shape, dtype=bool)
+    for labels in stack[1:]:
+        differs |= labels != stack[0]
+    return differs
+
+
+def _consensus(stack: list[NDArray[np.int16]]) -> NDArray[np.int16]:
+    fused = stack[0].copy()
+    fused[_disagreement(stack)] = BACKGROUND
+    return fused
+
+
+def _weight_table(
+    weights: FusionWeights, stack: list[NDArray[np.int16]]
+) -> dict[int, NDArray[np.float64]]:
+    """label → weights of the M segmenters' votes for it (every label present)."""
+    if len(weights) != len(stack):
+        raise SubctConfigError(
+            f"got {len(weights)} weights for {len(stack)} label maps; give one per map"
+        )
+    present = sorted({BACKGROUND} | {int(v) for labels in stack for v in np.unique(labels)})
+    table = {label: np.zeros(len(stack)) for label in present}
+    for segmenter, weight in enumerate(weights):
+        if isinstance(weight, Mapping):
+            values = [float(w) for w in weight.values()]
+            default = float(np.mean([w for k, w in weight.items() if k != BACKGROUND]
+                                    or [1.0]))
+            for label in present:
+                table[label][segmenter] = float(weight.get(label, default))
+        else:
+            values = [float(weight)]  # type: ignore[arg-type]
+            for label in present:
+                table[label][segmenter] = values[0]
+        if any(not np.isfinite(v) or v < 0 for v in values):
+            raise SubctConfigError(f"weights of map {segmenter} must be finite and >= 0")
+    return table
+
+
+def _weighted_vote(
+    stack: list[NDArray[np.int16]], table: dict[int, NDArray[np.float64]] | None
+) -> NDArray[np.int16]:
+    """Plurality vote (background counts as a class); ties → background.
+
+    ``table`` None means one vote per segmenter (integer counts, exact ties).
+    """
+    fused = stack[0].copy()
+    differs = _disagreement(stack)
+    if table is not None:
+        # Unanimous voxels whose label nobody may vote for (all weights 0) tie at 0 → bg.
+        for label, label_weights in table.items():
+            if label != BACKGROUND and label_weights.sum() <= 0:
+                fused[(fused == label) & ~differs] = BACKGROUND
+    if not differs.any():
+        return fused
+    votes = np.stack([labels[differs] for labels in stack])  # (M, n_disagreeing) int16
+    n_voxels = votes.shape[1]
+    # Scores are exact integers for plain votes; for weights, sums of a few floats are
+    # compared with a tolerance so that e.g. 0.1 + 0.2 ties with 0.3.
+    tolerance = 0.0 if table is None else 1e-9
+    best_score = np.full(n_voxels, -1.0)
+    best_label = np.zeros(n_voxels, dtype=np.int16)
+    tied = np.zeros(n_voxels, dtype=bool)
+    for label in np.unique(votes):
+        is_vote = votes == label
+        if table is None:
+            score = is_vote.sum(axis=0, dtype=np.uint8).astype(np.float64)
+        else:
+            score = (is_vote * table[int(label)][:, None]).sum(axis=0)
+        better = score > best_score + tolerance
+        equal = np.abs(score - best_score) <= tolerance
+        best_label[better] = label
+        best_score[better] = score[better]
+        tied = (tied & ~better) | equal
+    best_label[tied] = BACKGROUND
+    fused[differs] = best_label
+    return fused
+
+
+def _staple(stack: list[NDArray[np.int16]], max_iterations: int) -> NDArray[np.int16]:
+    """Multi-label STAPLE on the bounding box of all non-background votes."""
+    import SimpleITK as sitk
+
+    anything = np.zeros(stack[0].shape, dtype=bool)
+    for labels in stack:
+        anything |= labels != BACKGROUND
+    fused = np.zeros(stack[0].shape, dtype=np.int16)
+    if not anything.any():
+        return fused
+    # Crop to where any segmenter sees a structure (+1 voxel): outside, every map says
+    # background, and the huge all-background region would only swamp the EM estimates.
+    sizes: tuple[int, ...] = anything.shape
+    box = tuple(
+        slice(max(int(idx.min()) - 1, 0), min(int(idx.max()) + 2, sizes[axis]))
+        for axis, idx in enumerate(np.nonzero(anything))
+    )
+    values = np.unique(np.concatenate([np.unique(labels[box]) for labels in stack]))
+    values = np.union1d(values, [BACKGROUND])
+    # STAPLE treats label values as indices: compress them to 0..K-1 first.
+    lookup = np.zeros(int(values.max()) + 1, dtype=np.uint16)
+    lookup[values] = np.arange(len(values), dtype=np.uint16)
+    images = [sitk.GetImageFromArray(lookup[labels[box]]) for labels in stack]
+    staple = sitk.MultiLabelSTAPLEImageFilter()
+    staple.SetLabelForUndecidedPixels(len(values))
+    staple.SetMaximumNumberOfIterations(max_iterations)
+    indices = sitk.GetArrayFromImage(staple.Execute(images)).astype(np.int64)
+    back = np.append(values, BACKGROUND).astype(np.int16)  # undecided → background
+    fused[box] = back[indices]
+    return fused
