@@ -1,0 +1,182 @@
+"""Code-free network checkpoints: one ``.safetensors`` file with JSON metadata.
+
+A checkpoint holds the network weights as safetensors tensors and everything needed to
+use them — network name and options, label scheme, training spacing and orientation,
+HU window, patch size, code version, the full training config, validation scores — as
+JSON in the safetensors header (key ``"subct"``). Loading parses JSON and copies
+tensors; it never unpickles or executes anything, so checkpoints shared by strangers
+are safe to open (unlike ``torch.load`` of a pickled model).
+
+Optimiser/scheduler state for ``subct train --resume`` is *not* in here; the trainer
+keeps it in its own ``last_state.pt`` next to the checkpoints.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from torch import nn
+
+from subct import __version__
+from subct.errors import SubctInputError
+from subct.labels import scheme_labels
+
+METADATA_KEY = "subct"
+CHECKPOINT_SUFFIX = ".safetensors"
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+class CheckpointMetadata(BaseModel):
+    """What a checkpoint says about itself; enough to run inference with no config file.
+
+    Attributes:
+        network_name: registry name for :func:`subct.networks.build_network`.
+        network_kwargs: keyword arguments of ``build_network`` (incl. in/out channels).
+        label_scheme: ``canonical`` (17 structures), ``merged`` (9) or ``paper7`` (7);
+            output channel i+1 ↔ ``subct.labels.scheme_labels(scheme)[i]``.
+        spacing_mm: voxel size (mm) of the grid the network was trained on, RAS axes.
+        orientation: axis codes of that grid (always ``"RAS"``).
+        hu_window: HU range mapped onto [0, 1] by ``ct_window_normalise``.
+        patch_size: training patch size in voxels (X, Y, Z).
+        skull_strip: whether inputs were skull-stripped before the network.
+        subct_version: version of subct that wrote the checkpoint.
+        training_config: the full validated training configuration (JSON dict).
+        epoch: epochs completed when saved.
+        best_metric: best validation score so far (mean foreground Dice).
+        validation_dice: per-structure validation Dice at save time, by label name.
+        created: UTC time of writing (ISO 8601).
+    """
+
+    model_config = ConfigDict(extra="allow")
+
+    network_name: str
+    network_kwargs: dict[str, Any] = Field(default_factory=dict)
+    label_scheme: Literal["canonical", "merged", "paper7"] = "canonical"
+    spacing_mm: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    orientation: Literal["RAS"] = "RAS"
+    hu_window: tuple[float, float] = (-100.0, 200.0)
+    patch_size: tuple[int, int, int] = (128, 128, 128)
+    skull_strip: bool = False
+    subct_version: str = __version__
+    training_config: dict[str, Any] = Field(default_factory=dict)
+    epoch: int = 0
+    best_metric: float | None = None
+    validation_dice: dict[str, float] = Field(default_factory=dict)
+    created: str = Field(default_factory=_now)
+
+    @property
+    def num_classes(self) -> int:
+        """Output channels including background."""
+        return len(scheme_labels(self.label_scheme)) + 1
+
+
+@dataclass
+class LoadedCheckpoint:
+    """A network rebuilt from a checkpoint (eval mode) and the checkpoint's metadata."""
+
+    network: nn.Module
+    metadata: CheckpointMetadata
+    path: Path
+
+
+def _state_for_saving(network: nn.Module) -> dict[str, torch.Tensor]:
+    module = network
+    inner = getattr(network, "module", None)  # unwrap DistributedDataParallel
+    if isinstance(inner, nn.Module):
+        module = inner
+    return {name: tensor.detach().cpu().contiguous().clone()
+            for name, tensor in module.state_dict().items()}
+
+
+def save_checkpoint(path: str | Path, network: nn.Module, metadata: CheckpointMetadata) -> Path:
+    """Write weights + metadata to one ``.safetensors`` file atomically.
+
+    The file is written to a temporary name in the same folder and renamed, so a reader
+    (or a crash) never sees a half-written checkpoint.
+    """
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=CHECKPOINT_SUFFIX,
+                                              dir=str(path.parent))
+    os.close(handle)
+    try:
+        save_file(_state_for_saving(network), temporary_name,
+                  metadata={METADATA_KEY: metadata.model_dump_json()})
+        os.replace(temporary_name, path)
+    finally:
+        if os.path.exists(temporary_name):
+            os.unlink(temporary_name)
+    return path
+
+
+def read_checkpoint_metadata(path: str | Path) -> CheckpointMetadata:
+    """Only the metadata of a checkpoint (reads the header, not the weights)."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise SubctInputError(path, "checkpoint file not found")
+    try:
+        with safe_open(str(path), framework="pt") as reader:
+            header = reader.metadata() or {}
+    except Exception as error:  # safetensors raises its own error types
+        raise SubctInputError(path, f"not a safetensors checkpoint ({error})") from error
+    if METADATA_KEY not in header:
+        raise SubctInputError(path, f"safetensors file has no {METADATA_KEY!r} metadata; "
+                                    "not a subct checkpoint")
+    try:
+        return CheckpointMetadata.model_validate(json.loads(header[METADATA_KEY]))
+    except ValueError as error:
+        raise SubctInputError(path, f"invalid checkpoint metadata ({error})") from error
+
+
+def load_state_dict(path: str | Path, device: str | torch.device = "cpu"
+                    ) -> dict[str, torch.Tensor]:
+    """Weights of a checkpoint as a state dict (no code executed)."""
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(path), device=str(device))
+    except Exception as error:  # safetensors raises its own error types
+        raise SubctInputError(path, f"cannot read checkpoint weights ({error})") from error
+
+
+def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> LoadedCheckpoint:
+    """Rebuild the network of a checkpoint, load its weights and put it in eval mode.
+
+    Raises:
+        SubctInputError: missing file, not safetensors, no subct metadata, or weights
+            that do not fit the network the metadata describes.
+    """
+    from subct.errors import SubctConfigError
+    from subct.networks import build_network
+
+    path = Path(path)
+    metadata = read_checkpoint_metadata(path)
+    try:
+        network = build_network(metadata.network_name, **metadata.network_kwargs)
+    except SubctConfigError as error:
+        raise SubctInputError(path, f"checkpoint describes an unusable network ({error})"
+                              ) from error
+    state = load_state_dict(path, device)
+    try:
+        network.load_state_dict(state, strict=True)
+    except RuntimeError as error:
+        raise SubctInputError(path, "weights do not match the network in the metadata ("
+                              + " ".join(str(error).split())[:300] + ")") from error
+    network.to(device)
+    network.eval()
+    return LoadedCheckpoint(network=network, metadata=metadata, path=path)

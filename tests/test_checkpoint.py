@@ -1,0 +1,66 @@
+"""Checkpoints: one safetensors file, metadata in its header, no code executed on load."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from subct.checkpoint import (
+    CheckpointMetadata,
+    load_checkpoint,
+    read_checkpoint_metadata,
+    save_checkpoint,
+)
+from subct.errors import SubctInputError
+from subct.networks import build_network
+
+
+def _metadata() -> CheckpointMetadata:
+    return CheckpointMetadata(
+        network_name="unet3d",
+        network_kwargs={"in_channels": 1, "out_channels": 18, "channels": [4, 8, 16]},
+        label_scheme="canonical", spacing_mm=(1.0, 1.0, 1.0), hu_window=(-100.0, 200.0),
+        patch_size=(32, 32, 32), epoch=3, best_metric=0.5,
+        validation_dice={"Left-Thalamus": 0.7},
+    )
+
+
+def test_round_trip_restores_weights_metadata_and_predictions(tmp_path: Path) -> None:
+    meta = _metadata()
+    network = build_network(meta.network_name, **meta.network_kwargs)
+    path = save_checkpoint(tmp_path / "best.safetensors", network, meta)
+    assert [p.name for p in tmp_path.iterdir()] == ["best.safetensors"]  # no temp left
+    with safe_open(str(path), framework="pt") as reader:  # plain safetensors + JSON header
+        assert json.loads(reader.metadata()["subct"])["network_name"] == "unet3d"
+    loaded = load_checkpoint(path)
+    assert not loaded.network.training
+    assert loaded.metadata.validation_dice == {"Left-Thalamus": 0.7}
+    assert loaded.metadata.patch_size == (32, 32, 32)
+    assert loaded.metadata.num_classes == 18
+    x = torch.randn(1, 1, 16, 16, 16)
+    network.eval()
+    with torch.no_grad():
+        assert torch.equal(network(x), loaded.network(x))
+
+
+def test_non_subct_or_mismatched_files_raise_input_errors(tmp_path: Path) -> None:
+    plain = tmp_path / "plain.safetensors"
+    save_file({"w": torch.zeros(2)}, str(plain))
+    with pytest.raises(SubctInputError, match="not a subct checkpoint"):
+        read_checkpoint_metadata(plain)
+    garbage = tmp_path / "garbage.safetensors"
+    garbage.write_bytes(b"\x80\x04 definitely not safetensors")
+    with pytest.raises(SubctInputError, match="garbage.safetensors"):
+        load_checkpoint(garbage)
+    meta = _metadata()
+    other = build_network("unet3d", 1, 18, channels=[4, 8])
+    wrong = save_checkpoint(tmp_path / "wrong.safetensors", other, meta)
+    with pytest.raises(SubctInputError, match="do not match"):
+        load_checkpoint(wrong)
+    with pytest.raises(SubctInputError, match="not found"):
+        load_checkpoint(tmp_path / "missing.safetensors")
