@@ -177,10 +177,15 @@ def _from_nibabel(path: Path) -> tuple[NDArray[Any], NDArray[np.float64], dict[s
 def _from_simpleitk(path: Path) -> tuple[NDArray[Any], NDArray[np.float64], dict[str, Any]]:
     import SimpleITK as sitk
 
+    metadata: dict[str, Any] = {"format": "ITK"}
     try:
         image = sitk.ReadImage(str(path))
     except Exception as error:  # SimpleITK raises RuntimeError with a long message
-        raise SubctInputError(path, f"cannot read image ({_short(error)})") from error
+        image = _read_nrrd_with_bare_spacings(path, error)
+        metadata["nrrd_header_note"] = (
+            "header gives 'spacings' but no 'space directions': "
+            "identity direction assumed (orientation not recorded in the file)"
+        )
     if image.GetNumberOfComponentsPerPixel() != 1:
         raise SubctInputError(path, "image has vector/colour pixels; expected a scalar volume")
     array = sitk.GetArrayFromImage(image)
@@ -188,7 +193,60 @@ def _from_simpleitk(path: Path) -> tuple[NDArray[Any], NDArray[np.float64], dict
     affine = itk_geometry_to_affine(
         image.GetSpacing(), image.GetOrigin(), image.GetDirection(), image.GetDimension()
     )
-    return array, affine, {"format": "ITK"}
+    return array, affine, metadata
+
+
+def _read_nrrd_with_bare_spacings(path: Path, read_error: BaseException) -> Any:
+    """Read a detached NRRD header (``.nhdr``) that ITK rejects for giving ``spacings``.
+
+    Some NRRD writers (VTK's ``headsq`` sample among them) combine a ``space:`` field
+    with per-axis ``spacings:``, which the NRRD format forbids and ITK refuses. The
+    ``space`` field carries no orientation without ``space directions``, so we drop
+    it, make the data-file names absolute and let ITK read a corrected copy of the
+    header from a temporary folder. Raises :class:`SubctInputError` (with ITK's
+    original complaint) for anything else.
+    """
+    import SimpleITK as sitk
+
+    def fail() -> SubctInputError:
+        return SubctInputError(path, f"cannot read image ({_short(read_error)})")
+
+    if not _has_suffix(path, (".nhdr",)):
+        raise fail() from read_error
+    try:
+        lines = path.read_text(encoding="ascii").splitlines()
+    except (OSError, UnicodeDecodeError):
+        raise fail() from read_error
+    fields = [line.split(":", 1)[0].strip().lower() for line in lines]
+    if "spacings" not in fields or "space" not in fields or "space directions" in fields:
+        raise fail() from read_error
+    corrected: list[str] = []
+    in_data_file_list = False
+    for line in lines:
+        key, _, value = line.partition(":")
+        key = key.strip().lower()
+        if in_data_file_list:
+            corrected.append(str((path.parent / line.strip()).resolve()))
+            continue
+        if key == "space" and ":=" not in line:
+            continue
+        if key == "data file":
+            value = value.strip()
+            if value.upper().startswith("LIST"):
+                in_data_file_list = True
+                corrected.append(line)
+                continue
+            name, _, rest = value.partition(" ")
+            corrected.append(f"data file: {(path.parent / name).resolve()} {rest}".rstrip())
+            continue
+        corrected.append(line)
+    with tempfile.TemporaryDirectory(prefix="subct-nhdr-") as folder:
+        header = Path(folder) / path.name
+        header.write_text("\n".join(corrected) + "\n", encoding="ascii")
+        try:
+            return sitk.ReadImage(str(header))
+        except Exception as error:
+            raise SubctInputError(path, f"cannot read image ({_short(error)})") from error
 
 
 def itk_geometry_to_affine(
@@ -259,6 +317,9 @@ def load_volume(path: str | Path, *, expect_ct: bool = False, series: str | None
             )
         array = _squeeze_to_3d(path, array)
         volume = Volume(array=array, affine=affine, path=path, metadata=meta)
+    if expect_ct:
+        validate_volume(volume, path)
+        volume = ensure_hounsfield(volume)
     validate_volume(volume, path, expect_ct=expect_ct)
     return volume
 
@@ -284,13 +345,14 @@ def validate_volume(volume: Volume, path: str | Path, *, expect_ct: bool = False
     ``expect_ct``, an intensity range that looks like Hounsfield units.
     """
     array = volume.array
-    if not np.all(np.isfinite(np.linalg.det(volume.affine[:3, :3]))) or abs(
-        np.linalg.det(volume.affine[:3, :3])
-    ) < 1e-9:
+    if not np.all(np.isfinite(volume.affine)):
+        raise SubctInputError(path, "image affine contains NaN or infinite values")
+    if abs(np.linalg.det(volume.affine[:3, :3])) < 1e-9:
         raise SubctInputError(path, "image affine is degenerate (zero voxel size)")
-    if np.issubdtype(array.dtype, np.floating) and not np.all(np.isfinite(array)):
-        raise SubctInputError(path, "image contains NaN or infinite values")
+    # min/max propagate NaN and expose ±inf, so one pass each finds non-finite voxels.
     low, high = float(array.min()), float(array.max())
+    if not (np.isfinite(low) and np.isfinite(high)):
+        raise SubctInputError(path, "image contains NaN or infinite values")
     if low == high:
         raise SubctInputError(path, f"all voxels have the same value ({low:g}); image is empty")
     if expect_ct:
@@ -317,6 +379,99 @@ def check_ct_range(array: NDArray[Any], path: str | Path) -> None:
         )
 
 
+#: Offset of CT stored as unsigned "HU + 1024" (air = 0 instead of -1024 HU).
+UNSIGNED_CT_OFFSET = 1024.0
+
+
+def looks_like_offset_ct(array: NDArray[Any]) -> bool:
+    """True when ``array`` looks like CT stored as HU + 1024 (no negative values).
+
+    Criteria (all must hold), chosen so that MRI (dark background, no bone tail,
+    tissue peaks anywhere) is not mistaken for CT:
+
+    * the minimum is between 0 and 100 (air −1024..−924 HU after the offset);
+    * at least 2 % of voxels are air-like (below 300, i.e. < −724 HU);
+    * the soft-tissue histogram peak (among values 600–1600) lies within
+      924..1124, i.e. −100..+100 HU after subtracting 1024 (water, brain, muscle);
+    * at least 0.2 % of voxels are bone-like (above 1324, i.e. > 300 HU).
+    """
+    low = float(array.min())
+    if not 0.0 <= low <= 100.0:
+        return False
+    sample = array.ravel(order="K")[:: max(1, array.size // 2_000_000)]
+    if np.mean(sample < 300) < 0.02 or np.mean(sample > 1324) < 0.002:
+        return False
+    counts, edges = np.histogram(sample, bins=50, range=(600.0, 1600.0))
+    if counts.sum() == 0:
+        return False
+    peak = float((edges[np.argmax(counts)] + edges[np.argmax(counts) + 1]) / 2)
+    return 924.0 <= peak <= 1124.0
+
+
+def ensure_hounsfield(volume: Volume) -> Volume:
+    """Return ``volume`` in Hounsfield units, undoing an unsigned "HU + 1024" storage.
+
+    Some CT files (VTK's ``headsq``, older exports, PNG/TIFF stacks converted to
+    volumes) store ``HU + 1024`` so that air is 0 and every value is unsigned. Such a
+    volume fails the CT range check. When :func:`looks_like_offset_ct` says so, 1024
+    is subtracted (as int16 where the values fit, else float32) and
+    ``metadata["hu_offset_subtracted"] = 1024`` records it; otherwise the volume is
+    returned unchanged. Values already in HU (air ≈ −1000) are never touched.
+    """
+    array = volume.array
+    if float(array.min()) < 0.0 or not looks_like_offset_ct(array):
+        return volume
+    shifted: NDArray[Any]
+    if np.issubdtype(array.dtype, np.integer) and float(array.max()) <= 32767 + 1024:
+        shifted = (array.astype(np.int32) - int(UNSIGNED_CT_OFFSET)).astype(np.int16)
+    else:
+        shifted = array.astype(np.float32) - np.float32(UNSIGNED_CT_OFFSET)
+    metadata = dict(volume.metadata)
+    metadata["hu_offset_subtracted"] = int(UNSIGNED_CT_OFFSET)
+    description = (volume.description + "; " if volume.description else "") + (
+        "stored as HU+1024: 1024 subtracted"
+    )
+    return Volume(shifted, volume.affine, volume.path, description, metadata)
+
+
+@dataclass(frozen=True)
+class VolumeSummary:
+    """What ``subct info`` reports about one loaded volume (all sizes in mm/voxels)."""
+
+    path: str
+    shape: tuple[int, int, int]
+    spacing_mm: tuple[float, float, float]
+    orientation: str
+    affine: list[list[float]]
+    dtype: str
+    minimum: float
+    maximum: float
+    description: str
+    metadata: dict[str, Any]
+
+
+def summarise_volume(volume: Volume) -> VolumeSummary:
+    """Collect shape, spacing (mm), orientation, affine and intensity range of ``volume``."""
+    return VolumeSummary(
+        path="" if volume.path is None else str(volume.path),
+        shape=volume.shape,
+        spacing_mm=volume.spacing,
+        orientation=volume.orientation,
+        affine=[[float(value) for value in row] for row in volume.affine],
+        dtype=str(volume.array.dtype),
+        minimum=float(volume.array.min()),
+        maximum=float(volume.array.max()),
+        description=volume.description,
+        metadata=dict(volume.metadata),
+    )
+
+
+def is_orthogonal_affine(affine: NDArray[np.float64], tolerance: float = 1e-4) -> bool:
+    """True when the voxel axes of ``affine`` are mutually perpendicular (no shear)."""
+    columns = affine[:3, :3] / np.sqrt((affine[:3, :3] ** 2).sum(axis=0))[None, :]
+    return bool(np.allclose(columns.T @ columns, np.eye(3), atol=tolerance))
+
+
 def save_volume(volume: Volume, path: str | Path, dtype: Any = None) -> Path:
     """Write ``volume`` atomically (temporary file in the same folder, then rename).
 
@@ -337,6 +492,10 @@ def save_volume(volume: Volume, path: str | Path, dtype: Any = None) -> Path:
                    if path.name.lower().endswith(s)), None)
     if suffix is None:
         raise SubctInputError(path, "unknown output format; use .nii.gz, .mgz, .nrrd or .mha")
+    if suffix not in NIFTI_SUFFIXES and not is_orthogonal_affine(volume.affine):
+        raise SubctInputError(
+            path, "the affine is sheared (non-orthogonal axes); only NIfTI can store it exactly"
+        )
     handle, temporary_name = tempfile.mkstemp(
         prefix=f".{path.name}.", suffix=suffix, dir=str(path.parent)
     )

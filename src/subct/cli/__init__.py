@@ -29,6 +29,7 @@ _state = {"debug": False}
 
 #: Command modules, each defining ``register(app)``. Order = order in ``subct --help``.
 COMMAND_MODULES: tuple[str, ...] = (
+    "subct.cli.info_command",
 )
 
 
@@ -58,7 +59,8 @@ def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args
     try:
-        app(args=args, standalone_mode=False)
+        # With standalone_mode=False click returns the code of a raised typer.Exit.
+        exit_code = app(args=args, standalone_mode=False)
     except SubctError as error:
         if debug:
             raise
@@ -80,4 +82,4 @@ def main(argv: list[str] | None = None) -> None:
         if isinstance(error, click.exceptions.Exit):
             sys.exit(error.exit_code)
         raise
-    sys.exit(0)
+    sys.exit(exit_code if isinstance(exit_code, int) else 0)
