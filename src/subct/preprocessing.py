@@ -10,6 +10,11 @@ from typing import TypeVar
 
 import numpy as np
 import torch
+from numpy.typing import NDArray
+from pydantic import BaseModel, ConfigDict
+from scipy import ndimage
+
+from subct.io import Volume
 
 #: Default HU window for subcortical CT: clips air/fat below and bone above, keeps the
 #: brain (CSF ≈ 0–15 HU, white matter ≈ 25–30 HU, grey matter ≈ 35–45 HU) in range.
@@ -31,3 +36,114 @@ def ct_window_normalise(
     return ((np.clip(np.asarray(hu, dtype=np.float32), low, high) - low) / (high - low)).astype(
         np.float32
     )
+
+
+# ------------------------------------------------------------------------------ geometry
+#
+# Training and inference put every volume on the same kind of grid: axes reoriented to
+# RAS (exact, no interpolation), then resampled to the training voxel size. Labels use
+# nearest neighbour, CT uses linear interpolation in HU before windowing.
+
+#: Orientation of every network input grid (x → Right, y → Anterior, z → Superior).
+NETWORK_ORIENTATION = "RAS"
+
+#: HU range treated as intracranial soft tissue (CSF ≈ 0–15, brain ≈ 25–45, blood ≤ 90)
+#: by :func:`skull_strip_mask`; bone (> 300 HU) and air/fat (< −20 HU) fall outside.
+BRAIN_HU_RANGE: tuple[float, float] = (-15.0, 100.0)
+
+
+def to_network_grid(
+    volume: Volume, spacing_mm: tuple[float, float, float], *, is_label: bool
+) -> Volume:
+    """Reorient ``volume`` to RAS and resample it to ``spacing_mm`` (mm per voxel).
+
+    Label maps use nearest-neighbour interpolation (no blended labels), CT linear
+    interpolation in HU. Volumes already at the spacing (within 1e-3 mm) are only
+    reoriented, so 1 mm conformed label maps are not interpolated at all.
+    """
+    from subct.resample import resample_to_spacing
+
+    ras = volume.reoriented(NETWORK_ORIENTATION)
+    if np.allclose(ras.spacing, spacing_mm, atol=1e-3):
+        return ras
+    return resample_to_spacing(ras, tuple(float(s) for s in spacing_mm),  # type: ignore[arg-type]
+                               interpolation="nearest" if is_label else "linear")
+
+
+def skull_strip_mask(
+    hu: NDArray[np.floating], spacing_mm: tuple[float, float, float], erosion_mm: float = 3.0
+) -> NDArray[np.bool_]:
+    """Intracranial mask of a head CT in HU: soft-tissue threshold + largest component.
+
+    Voxels in :data:`BRAIN_HU_RANGE` are eroded by ``erosion_mm`` (cuts the thin
+    soft-tissue bridges between brain and scalp through the skull base and orbits), the
+    largest connected component is kept, dilated back by the same distance inside the
+    threshold mask, and holes are filled slice by slice (ventricles with blood, calcified
+    plexus). Returns an all-False mask when nothing is in range.
+    """
+    tissue = (hu >= BRAIN_HU_RANGE[0]) & (hu <= BRAIN_HU_RANGE[1])
+    radius = np.maximum(np.round(erosion_mm / np.asarray(spacing_mm)), 1).astype(int)
+    structure = np.zeros(tuple(2 * r + 1 for r in radius), dtype=bool)
+    grid = np.ogrid[tuple(slice(-r, r + 1) for r in radius)]
+    structure[sum((g / max(r, 1)) ** 2 for g, r in zip(grid, radius, strict=True)) <= 1.0] = True
+    core = ndimage.binary_erosion(tissue, structure=structure)
+    components, count = ndimage.label(core)
+    if count == 0:
+        return np.zeros(hu.shape, dtype=bool)
+    sizes = np.bincount(components.ravel())
+    sizes[0] = 0
+    largest = components == int(np.argmax(sizes))
+    mask = ndimage.binary_dilation(largest, structure=structure) & tissue
+    for index in range(mask.shape[2]):
+        mask[:, :, index] = ndimage.binary_fill_holes(mask[:, :, index])
+    return np.asarray(mask, dtype=bool)
+
+
+class GeometryConfig(BaseModel):
+    """Grid and intensity preprocessing shared by training and inference.
+
+    Attributes:
+        spacing_mm: voxel size of the network grid in mm (RAS axes).
+        hu_window: HU range mapped onto [0, 1].
+        skull_strip: set voxels outside :func:`skull_strip_mask` to the window minimum.
+        merge_left_right: train on/predict the merged (9-structure) scheme; labels are
+            merged with :func:`subct.labels.merge_left_right` (paper 4.2 option).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    spacing_mm: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    hu_window: tuple[float, float] = DEFAULT_HU_WINDOW
+    skull_strip: bool = False
+    merge_left_right: bool = False
+
+
+def preprocess_ct(volume: Volume, config: GeometryConfig) -> tuple[Volume, NDArray[np.float32]]:
+    """CT in HU on any grid → (HU volume on the network grid, network input in [0, 1]).
+
+    The returned volume carries the RAS grid's affine so that predictions can be mapped
+    back to the input grid with :func:`subct.resample.resample_to_geometry`.
+    """
+    grid = to_network_grid(volume, config.spacing_mm, is_label=False)
+    hu = np.asarray(grid.array, dtype=np.float32)
+    if config.skull_strip:
+        mask = skull_strip_mask(hu, config.spacing_mm)
+        hu = np.where(mask, hu, np.float32(config.hu_window[0]))
+        grid = grid.with_array(hu)
+    return grid, ct_window_normalise(hu, config.hu_window)
+
+
+def preprocess_labels(volume: Volume, config: GeometryConfig, scheme: str = "canonical"
+                      ) -> NDArray[np.int64]:
+    """Label map with scheme values (FreeSurfer IDs) → class indices on the network grid.
+
+    With ``merge_left_right`` the canonical map is first merged (right IDs → left IDs)
+    and ``scheme`` must be ``"merged"``.
+    """
+    from subct.labels import labels_to_indices, merge_left_right
+
+    grid = to_network_grid(volume, config.spacing_mm, is_label=True)
+    values = np.asarray(grid.array)
+    if config.merge_left_right:
+        values = merge_left_right(values)
+    return labels_to_indices(values, scheme)

@@ -1,0 +1,56 @@
+"""Losses and class weights (head-CT paper formulas) checked against hand computations."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from subct.errors import SubctConfigError
+from subct.losses import build_loss, class_voxel_counts, class_weights
+
+
+def test_class_weights_match_hand_computation() -> None:
+    # two maps, 3 classes: counts background 10+6=16, class 1: 4+1=5, class 2: 0+3=3 (N=24)
+    first = np.array([0] * 10 + [1] * 4)
+    second = np.array([0] * 6 + [1] * 1 + [2] * 3)
+    assert class_voxel_counts([first, second], 3).tolist() == [16, 5, 3]
+    balanced = class_weights([first, second], 3, mode="balanced")
+    expected = np.array([24 / (3 * 16), 24 / (3 * 5), 24 / (3 * 3)])  # 0.5, 1.6, 2.667
+    np.testing.assert_allclose(balanced, expected)
+    cube = class_weights([first, second], 3, mode="cube_root")
+    np.testing.assert_allclose(cube, [0.5 ** (1 / 3), 1.6 ** (1 / 3), (8 / 3) ** (1 / 3)])
+    assert cube.max() / cube.min() < balanced.max() / balanced.min()  # attenuated
+
+
+def test_absent_classes_get_the_largest_weight_and_bad_inputs_fail() -> None:
+    weights = class_weights([np.array([0, 0, 0, 1])], 3, mode="balanced")
+    np.testing.assert_allclose(weights, [4 / 9, 4 / 3, 4 / 3])
+    with pytest.raises(SubctConfigError):
+        class_weights([np.array([0, 5])], 3)
+    with pytest.raises(SubctConfigError):
+        class_weights([np.array([0, 1])], 2, mode="sqrt")  # type: ignore[arg-type]
+
+
+def test_losses_are_small_for_right_and_large_for_wrong_predictions() -> None:
+    target = torch.zeros(1, 4, 4, 4, dtype=torch.int64)
+    target[:, 1:3, 1:3, 1:3] = 1
+    good = torch.nn.functional.one_hot(target, 2).permute(0, 4, 1, 2, 3).float() * 20 - 10
+    bad = -good
+    for name in ("dice", "ce", "dice_ce", "weighted_ce"):
+        loss = build_loss(name, weights=np.array([0.5, 2.0]))  # type: ignore[arg-type]
+        assert float(loss(good, target)) < 0.01
+        assert float(loss(bad, target)) > 0.5
+
+
+def test_weighted_ce_equals_torch_reference_and_needs_weights() -> None:
+    torch.manual_seed(0)
+    logits = torch.randn(2, 3, 5, 5, 5)
+    target = torch.randint(0, 3, (2, 5, 5, 5))
+    weights = np.array([0.2, 1.0, 3.0])
+    loss = build_loss("weighted_ce", weights)
+    reference = torch.nn.functional.cross_entropy(
+        logits, target, weight=torch.tensor(weights, dtype=torch.float32))
+    assert torch.allclose(loss(logits, target), reference)
+    with pytest.raises(SubctConfigError):
+        build_loss("weighted_ce")
