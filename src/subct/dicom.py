@@ -48,6 +48,7 @@ class DicomSeries:
         axial: slice normal closest to the head-foot axis (tilted axial counts).
         slice_tilt_deg: angle between the slice normal and the head-foot axis, degrees.
         image: the chosen dcm2niix output (``_Tilt_Eq`` preferred).
+        plain_image: dcm2niix's uncorrected output (same as ``image`` when no fix applied).
         tilt_corrected: dcm2niix resampled the tilted slices onto an orthogonal grid.
         spacing_equalised: dcm2niix resampled uneven slice gaps onto equal spacing.
         sidecar: the dcm2niix JSON sidecar contents.
@@ -60,6 +61,7 @@ class DicomSeries:
     axial: bool
     slice_tilt_deg: float
     image: Path
+    plain_image: Path
     tilt_corrected: bool
     spacing_equalised: bool
     sidecar: dict[str, Any] = field(repr=False)
@@ -156,6 +158,7 @@ def _series_from_sidecar(sidecar_path: Path) -> DicomSeries | None:
         axial=axial,
         slice_tilt_deg=tilt,
         image=image,
+        plain_image=sidecar_path.with_suffix(".nii"),
         tilt_corrected=tilt_corrected,
         spacing_equalised=equalised,
         sidecar=sidecar,
@@ -257,7 +260,25 @@ def _read_image(series: DicomSeries, folder: Path) -> tuple[NDArray[Any], NDArra
             as_int = array.astype(np.int16)
             if np.array_equal(as_int, array):
                 array = as_int
+    if series.image != series.plain_image and series.plain_image.is_file():
+        array = _clip_resampling_fill(array, series.plain_image)
     return np.ascontiguousarray(array), np.asarray(image.affine, dtype=np.float64)  # type: ignore[attr-defined]
+
+
+def _clip_resampling_fill(array: NDArray[Any], plain_image: Path) -> NDArray[Any]:
+    """Raise the padding of dcm2niix's tilt/spacing resampling to the scan's own minimum.
+
+    dcm2niix fills voxels outside the original slab with the stored (unscaled) padding
+    value, so with a rescale intercept (e.g. stored HU+1024, intercept −1024) the
+    padding lands 1024 below anything in the scan (−2524 instead of −1500 HU). Linear
+    resampling cannot create values below the uncorrected image's minimum, so values
+    below it are that artefact and are set to it.
+    """
+    plain = np.asanyarray(nib.load(str(plain_image)).dataobj)  # type: ignore[attr-defined]
+    floor = plain.min()
+    if array.min() < floor:
+        array = np.maximum(array, np.asarray(floor).astype(array.dtype))
+    return array
 
 
 def load_dicom_series(folder: str | Path, series: str | None = None) -> Volume:
