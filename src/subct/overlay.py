@@ -1,0 +1,185 @@
+"""Overlay pictures: CT slices with coloured structures, for eyeballing a segmentation.
+
+One PNG per case shows an axial, a coronal and a sagittal slice through the centre of
+the segmented structures, CT in a brain window, labels in FreeSurfer's colour-table
+colours (left and right share a colour there, so the side letters on each panel are
+what tells them apart). Panels are drawn in millimetres (non-cubic voxels keep their
+true aspect) and, by default, in the **radiological** convention used for CT: the
+patient's right is on the left of the axial and coronal panels. ``neurological`` puts
+it on the right. The letters R/L, A/P, S/I at the panel edges are derived from the
+image affine, never assumed.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from numpy.typing import NDArray
+
+from subct.io import Volume
+from subct.labels import CANONICAL_NAMES, MERGED_NAMES, PAPER7_NAMES
+
+#: FreeSurfer colour table (FreeSurferColorLUT.txt) RGB of the 17 structures.
+FREESURFER_COLOURS: dict[int, tuple[int, int, int]] = {
+    4: (120, 18, 134), 43: (120, 18, 134),
+    10: (0, 118, 14), 49: (0, 118, 14),
+    11: (122, 186, 220), 50: (122, 186, 220),
+    12: (236, 13, 176), 51: (236, 13, 176),
+    13: (12, 48, 255), 52: (13, 48, 255),
+    17: (220, 216, 20), 53: (220, 216, 20),
+    18: (103, 255, 255), 54: (103, 255, 255),
+    26: (255, 165, 0), 58: (255, 165, 0),
+    16: (119, 159, 176),
+}
+#: paper7 classes 1..7 drawn with the colour of the FreeSurfer structure they stand for.
+_PAPER7_AS_FREESURFER = {1: 4, 2: 10, 3: 11, 4: 12, 5: 13, 6: 17, 7: 16}
+
+Convention = Literal["radiological", "neurological"]
+
+
+@dataclass(frozen=True)
+class OverlayConfig:
+    """How an overlay is drawn.
+
+    Attributes:
+        convention: ``radiological`` (patient right on screen left) or ``neurological``.
+        hu_window: CT grey-level window (HU); the default is a brain window.
+        alpha: label opacity (0..1).
+        scheme: label scheme of the label map (colours and legend).
+        dpi: resolution of the PNG.
+        title: text above the panels (e.g. the case name).
+    """
+
+    convention: Convention = "radiological"
+    hu_window: tuple[float, float] = (-10.0, 90.0)
+    alpha: float = 0.45
+    scheme: str = "canonical"
+    dpi: int = 100
+    title: str = ""
+
+
+def label_colour(label: int, scheme: str = "canonical") -> tuple[int, int, int]:
+    """RGB (0..255) of a label value of ``scheme``."""
+    if scheme == "paper7":
+        label = _PAPER7_AS_FREESURFER.get(label, 0)
+    return FREESURFER_COLOURS.get(label, (255, 255, 255))
+
+
+def _scheme_names(scheme: str) -> dict[int, str]:
+    return {"canonical": CANONICAL_NAMES, "merged": MERGED_NAMES,
+            "paper7": PAPER7_NAMES}[scheme]
+
+
+def _centre_index(labels: NDArray[Any]) -> tuple[int, int, int]:
+    mask = labels > 0
+    if not mask.any():
+        return (labels.shape[0] // 2, labels.shape[1] // 2, labels.shape[2] // 2)
+    centre = np.argwhere(mask).mean(axis=0).round().astype(int)
+    return (int(centre[0]), int(centre[1]), int(centre[2]))
+
+
+def render_overlay(ct: Volume, labels: Volume, config: OverlayConfig | None = None,
+                   hu_offset: float = 0.0) -> bytes:
+    """PNG bytes of the three-panel overlay of ``labels`` on ``ct`` (same grid required)."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Patch
+
+    config = config or OverlayConfig()
+    if ct.shape != labels.shape or not np.allclose(ct.affine, labels.affine, atol=1e-3):
+        raise ValueError("overlay needs the CT and the labels on the same grid")
+    ct_ras = ct.reoriented("RAS")
+    lab_ras = labels.reoriented("RAS")
+    spacing = np.asarray(ct_ras.spacing)
+    origin = ct_ras.affine[:3, 3]
+    ci, cj, ck = _centre_index(lab_ras.array)
+    grey = (np.asarray(ct_ras.array, dtype=np.float32) - hu_offset)
+    lut = np.zeros((int(max(int(lab_ras.array.max()), 0)) + 1, 4), dtype=np.float32)
+    present = [int(v) for v in np.unique(lab_ras.array) if v > 0]
+    for value in present:
+        lut[value, :3] = np.asarray(label_colour(value, config.scheme)) / 255.0
+        lut[value, 3] = config.alpha
+
+    def extent(axis: int) -> tuple[float, float]:
+        low = origin[axis] - spacing[axis] / 2.0
+        return (float(low), float(low + spacing[axis] * ct_ras.shape[axis]))
+
+    panels = [
+        ("axial", grey[:, :, ck].T, lab_ras.array[:, :, ck].T, 0, 1, ("R", "L"), ("A", "P")),
+        ("coronal", grey[:, cj, :].T, lab_ras.array[:, cj, :].T, 0, 2, ("R", "L"), ("S", "I")),
+        ("sagittal", grey[ci, :, :].T, lab_ras.array[ci, :, :].T, 1, 2, ("A", "P"), ("S", "I")),
+    ]
+    figure = Figure(figsize=(12, 4.6), dpi=config.dpi, facecolor="black")
+    low, high = config.hu_window
+    for column, (name, image, label_slice, h_axis, v_axis, h_letters, v_letters) in enumerate(
+            panels):
+        axes = figure.add_subplot(1, 3, column + 1)
+        h0, h1 = extent(h_axis)
+        v0, v1 = extent(v_axis)
+        axes.imshow(image, cmap="gray", vmin=low, vmax=high, origin="lower",
+                    extent=(h0, h1, v0, v1), interpolation="nearest")
+        axes.imshow(lut[np.asarray(label_slice, dtype=np.int64).clip(min=0)], origin="lower",
+                    extent=(h0, h1, v0, v1), interpolation="nearest")
+        # x grows to the patient's right, y to anterior: radiological axial/coronal views
+        # put the patient's right (large x) on the left; sagittal views put anterior left.
+        reverse = (config.convention == "radiological") if h_axis == 0 else True
+        left_letter, right_letter = h_letters if reverse else h_letters[::-1]
+        axes.set_xlim((h1, h0) if reverse else (h0, h1))
+        axes.set_ylim(v0, v1)
+        axes.set_axis_off()
+        top_letter, bottom_letter = v_letters
+        style: dict[str, Any] = {"color": "yellow", "fontsize": 14, "fontweight": "bold",
+                 "transform": axes.transAxes}
+        axes.text(0.02, 0.5, left_letter, ha="left", va="center", **style)
+        axes.text(0.98, 0.5, right_letter, ha="right", va="center", **style)
+        axes.text(0.5, 0.98, top_letter, ha="center", va="top", **style)
+        axes.text(0.5, 0.02, bottom_letter, ha="center", va="bottom", **style)
+        axes.set_title(name, color="white", fontsize=10)
+    names = _scheme_names(config.scheme)
+    seen: set[tuple[int, int, int]] = set()
+    handles = []
+    for value in present:
+        colour = label_colour(value, config.scheme)
+        if colour in seen or value not in names:
+            continue
+        seen.add(colour)
+        short = names[value].removeprefix("Left-").removeprefix("Right-")
+        rgb = (colour[0] / 255.0, colour[1] / 255.0, colour[2] / 255.0)
+        handles.append(Patch(color=rgb, label=short))
+    if handles:
+        figure.legend(handles=handles, loc="lower center", ncol=min(len(handles), 9),
+                      fontsize=8, frameon=False, labelcolor="white")
+    title = config.title + f"  ({config.convention} convention)"
+    figure.suptitle(title.strip(), color="white", fontsize=11)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", facecolor="black")
+    return buffer.getvalue()
+
+
+def save_overlay(ct: Volume, labels: Volume, path: str | Path,
+                 config: OverlayConfig | None = None, hu_offset: float = 0.0) -> Path:
+    """Render the overlay and write it atomically to ``path`` (PNG)."""
+    return atomic_write_bytes(path, render_overlay(ct, labels, config, hu_offset))
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically (temporary file in the same folder, rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary_name = tempfile.mkstemp(prefix=f".{path.name}.", dir=str(path.parent))
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            stream.write(data)
+        os.replace(temporary_name, path)
+    finally:
+        if os.path.exists(temporary_name):
+            os.unlink(temporary_name)
+    return path
