@@ -30,6 +30,7 @@ _state = {"debug": False}
 #: Command modules, each defining ``register(app)``. Order = order in ``subct --help``.
 COMMAND_MODULES: tuple[str, ...] = (
     "subct.cli.info_command",
+    "subct.cli.evaluate_command",
 )
 
 
