@@ -57,6 +57,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
+    load_before = os.getloadavg()[0]
     rows: list[tuple[str, float]] = []
     volume = _ct_like_volume()
     with tempfile.TemporaryDirectory() as folder:
@@ -77,7 +78,7 @@ def main() -> None:
                      _best_of(args.repeats,
                               lambda e=engine: resample_to_geometry(volume, target, "linear",
                                                                     engine=e))))
-    print(f"load average before: {os.getloadavg()[0]:.2f}; cpu count {os.cpu_count()}")
+    print(f"load average before: {load_before:.2f}; cpu count {os.cpu_count()}")
     print(f"| operation | seconds (best of {args.repeats}) |")
     print("|---|---|")
     for name, seconds in rows:

@@ -269,3 +269,24 @@ def test_label_map_mgz_keeps_lia_geometry(shared_data: Path) -> None:
     volume = load_volume(path)
     assert volume.orientation == "LIA" and volume.shape == (256, 256, 256)
     assert {10, 49, 17, 53}.issubset(set(np.unique(volume.array).tolist()))
+
+
+def test_nifti_without_or_with_conflicting_orientation_is_flagged(tmp_path: Path) -> None:
+    array = np.arange(6 * 5 * 4, dtype=np.int16).reshape(6, 5, 4)
+    bare = nib.Nifti1Image(array, np.diag([2.0, 2.0, 2.0, 1.0]))
+    bare.set_qform(None, code=0)
+    bare.set_sform(None, code=0)
+    nib.save(bare, str(tmp_path / "bare.nii.gz"))
+    assert "orientation unknown" in load_volume(tmp_path / "bare.nii.gz").metadata[
+        "orientation_note"]
+
+    conflicting = nib.Nifti1Image(array, AFFINES["LIA"])
+    conflicting.set_sform(AFFINES["LIA"], code=2)
+    conflicting.set_qform(AFFINES["RAS"], code=1)
+    nib.save(conflicting, str(tmp_path / "conflict.nii.gz"))
+    loaded = load_volume(tmp_path / "conflict.nii.gz")
+    assert "differ" in loaded.metadata["orientation_note"]
+    np.testing.assert_allclose(loaded.affine, AFFINES["LIA"], atol=1e-5)
+
+    clean = load_volume(save_volume(Volume(array, AFFINES["LPS"]), tmp_path / "ok.nii.gz"))
+    assert "orientation_note" not in clean.metadata

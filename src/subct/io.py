@@ -171,7 +171,30 @@ def _from_nibabel(path: Path) -> tuple[NDArray[Any], NDArray[np.float64], dict[s
     except Exception as error:  # nibabel raises many types for corrupt files
         raise SubctInputError(path, f"cannot read image ({_short(error)})") from error
     affine = np.asarray(image.affine, dtype=np.float64)  # type: ignore[attr-defined]
-    return array, affine, {"format": type(image).__name__}
+    metadata: dict[str, Any] = {"format": type(image).__name__}
+    if isinstance(image, nib.Nifti1Image):
+        metadata.update(_nifti_orientation_notes(image))
+    return array, affine, metadata
+
+
+def _nifti_orientation_notes(image: nib.Nifti1Image) -> dict[str, Any]:
+    """Flag NIfTI headers whose orientation is missing or ambiguous (never silently)."""
+    header = image.header
+    qform, qform_code = header.get_qform(coded=True)
+    sform, sform_code = header.get_sform(coded=True)
+    notes: dict[str, Any] = {"nifti_qform_code": int(qform_code or 0),
+                             "nifti_sform_code": int(sform_code or 0)}
+    if not qform_code and not sform_code:
+        notes["orientation_note"] = (
+            "NIfTI header has neither qform nor sform: orientation unknown, "
+            "nibabel's default (voxel sizes only, x flipped) assumed"
+        )
+    elif (
+        qform_code and sform_code and qform is not None and sform is not None
+        and not np.allclose(qform, sform, atol=1e-3)
+    ):
+        notes["orientation_note"] = "NIfTI qform and sform differ; the sform is used"
+    return notes
 
 
 def _from_simpleitk(path: Path) -> tuple[NDArray[Any], NDArray[np.float64], dict[str, Any]]:

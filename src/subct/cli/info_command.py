@@ -70,6 +70,8 @@ def format_summary(summary: VolumeSummary) -> list[str]:
             lines.append("  available    " + "; ".join(available))
     elif summary.description:
         lines.append(f"  note         {summary.description}")
+    if "orientation_note" in meta:
+        lines.append(f"  warning      {meta['orientation_note']}")
     if "nrrd_header_note" in meta:
         lines.append(f"  nrrd         {meta['nrrd_header_note']}")
     return lines
