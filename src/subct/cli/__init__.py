@@ -31,6 +31,7 @@ _state = {"debug": False}
 COMMAND_MODULES: tuple[str, ...] = (
     "subct.cli.info_command",
     "subct.cli.evaluate_command",
+    "subct.cli.register_command",
 )
 
 
