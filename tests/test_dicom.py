@@ -199,6 +199,9 @@ def test_empty_and_non_dicom_folders_are_reported(tmp_path: Path) -> None:
     (not_dicom / "fake.dcm").write_bytes(b"\x00" * 300)
     with pytest.raises(SubctInputError, match="no readable DICOM"):
         load_volume(not_dicom)
+    (not_dicom / "scan.nii.gz").write_bytes(b"")
+    with pytest.raises(SubctInputError, match="give a file path"):
+        load_volume(not_dicom)
 
 
 def test_folder_is_not_modified(tilted_folder: Path, tmp_path: Path) -> None:

@@ -30,7 +30,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from subct.errors import SubctInputError
-from subct.io import Volume, is_orthogonal_affine
+from subct.io import Volume, is_orthogonal_affine, is_volume_file
 
 #: dcm2niix file-name markers of corrected outputs, best first.
 _CORRECTION_PREFERENCE = ("_Tilt_Eq", "_Tilt", "_Eq")
@@ -183,6 +183,8 @@ def _convert(folder: Path, output: Path) -> list[DicomSeries]:
             if line.strip().lower().startswith(("error", "no valid dicom", "warning"))
         ]
         detail = f" (dcm2niix: {messages[0]})" if messages else ""
+        if any(is_volume_file(child) for child in folder.iterdir()):
+            detail += "; the folder holds image files: give a file path instead"
         raise SubctInputError(folder, f"no readable DICOM image series found{detail}")
     return series
 
