@@ -219,7 +219,7 @@ def test_real_map_merge_then_split_recovers_sides(shared_data):
 @pytest.mark.shared_data
 def test_paper7_maps_use_values_0_to_7(shared_data):
     path = sorted((shared_data / "label_maps" / "ct_subcortical_paper").glob("*.nii.gz"))[0]
-    values = set(np.unique(np.asarray(nib.load(path).dataobj)).tolist())
-    assert values <= {0, *PAPER7_NAMES}
-    merged = from_paper7(np.asarray(nib.load(path).dataobj))
+    labels = np.asarray(nib.load(path).dataobj)
+    assert set(np.unique(labels).tolist()) <= {0, *PAPER7_NAMES}
+    merged = from_paper7(labels)
     assert set(np.unique(merged).tolist()) <= {0, *MERGED_LABELS}

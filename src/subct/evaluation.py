@@ -26,7 +26,7 @@ from typing import Literal
 import numpy as np
 from numpy.typing import NDArray
 
-from subct.errors import SubctConfigError, SubctInputError
+from subct.errors import SubctConfigError, SubctError, SubctInputError
 from subct.io import (
     FREESURFER_SUFFIXES,
     NIFTI_SUFFIXES,
@@ -282,7 +282,7 @@ def evaluate_paths(
             reference = load_label_map(ref_file)
             prediction = load_label_map(pred_file)
             result.cases.append(evaluate_case(prediction, reference, config, case))
-        except SubctInputError as error:
+        except SubctError as error:  # the user's to fix: record it, go on with the batch
             result.failures.append(CaseFailure(case, str(error)))
     return result
 
