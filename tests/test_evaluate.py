@@ -11,10 +11,11 @@ import numpy as np
 import pytest
 
 from subct.cli import main
-from subct.errors import SubctConfigError
+from subct.errors import SubctConfigError, SubctInputError
 from subct.evaluation import (
     EvaluationConfig,
     evaluate_case,
+    evaluate_folders,
     evaluate_paths,
     load_label_map,
     match_cases,
@@ -88,7 +89,7 @@ def test_evaluate_case_matches_metrics_on_arrays(tmp_path):
     assert by_label[10].assd_mm < 0.8
     assert by_label[49].relative_volume_diff < 0
     assert by_label[4].status == "both_empty"
-    merged = evaluate_case(pred, ref, EvaluationConfig(scheme="merged"))
+    merged = evaluate_case(pred, ref, "merged")
     assert len(merged.structures) == 9
     thalamus = merged.by_label()[10]
     both = merge_left_right(predicted_map()) == 10, merge_left_right(reference_map()) == 10
@@ -124,6 +125,11 @@ def test_cli_folders_match_by_name_and_report_missing(tmp_path, capsys):
     pairs, missing, unmatched = match_cases(preds, refs)
     assert [case for case, _, _ in pairs] == ["a", "b"]
     assert missing == ["c"] and [p.name for p in unmatched] == ["extra.nii.gz"]
+    api_result = evaluate_folders(preds, refs, EvaluationConfig())
+    assert [case.case for case in api_result.cases] == ["a", "b"]
+    assert api_result.missing_predictions == ["c"] and not api_result.complete
+    with pytest.raises(SubctInputError, match="expected a folder"):
+        evaluate_folders(preds / "b.nii.gz", refs, EvaluationConfig())
     output = tmp_path / "m.csv"
     assert run_cli(["evaluate", str(preds), str(refs), "-o", str(output),
                     "--scheme", "paper7"]) == 0

@@ -171,14 +171,19 @@ def to_evaluation_scheme(
 
 
 def evaluate_case(
-    pred: Volume, ref: Volume, config: EvaluationConfig, case: str | None = None
+    pred: Volume, ref: Volume, config: EvaluationConfig | str, case: str | None = None
 ) -> CaseMetrics:
     """Metrics of one prediction against its reference, on the reference grid.
+
+    ``config`` may be just a scheme name (``"canonical"``, ``"merged"``, ``"paper7"``)
+    for FreeSurfer-ID inputs on the same grid. Distances use the reference spacing (mm).
 
     Raises:
         SubctInputError: the grids differ and ``config.resample`` is off (the message
             names both files and both grids).
     """
+    if isinstance(config, str):
+        config = EvaluationConfig(scheme=config)
     case = case or (case_name(ref.path) if ref.path is not None else "case")
     if not pred.geometry.same_grid(ref.geometry):
         if not config.resample:
@@ -287,6 +292,19 @@ def evaluate_paths(
     return result
 
 
+def evaluate_folders(
+    pred_folder: str | Path, ref_folder: str | Path, config: EvaluationConfig
+) -> EvaluationResult:
+    """Evaluate every prediction in ``pred_folder`` against its reference in ``ref_folder``.
+
+    Same as :func:`evaluate_paths`, but both paths must be folders.
+    """
+    for folder in (Path(pred_folder), Path(ref_folder)):
+        if not folder.is_dir():
+            raise SubctInputError(folder, "expected a folder of label maps")
+    return evaluate_paths(pred_folder, ref_folder, config)
+
+
 def long_rows(cases: Iterable[CaseMetrics]) -> list[tuple[str, str, str, float]]:
     """(case, structure, metric, value) rows: every structure metric, then per-case Dice.
 
@@ -332,6 +350,7 @@ __all__ = [
     "EvaluationConfig",
     "EvaluationResult",
     "evaluate_case",
+    "evaluate_folders",
     "evaluate_paths",
     "load_label_map",
     "long_rows",

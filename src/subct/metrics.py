@@ -24,6 +24,11 @@ Conventions (fixed here so that numbers are comparable between runs and papers):
   ``compute_average_surface_distance(symmetric=True)`` (which concatenates both
   directions before averaging; MONAI's surfaces are also 6-neighbour erosion edges,
   so our HD, HD95 and ASSD equal MONAI's up to float32 rounding).
+* SimpleITK's ``HausdorffDistanceImageFilter`` is *set*-based (distances from every
+  voxel of A to the nearest voxel of B). The surface HD is never smaller; the two agree
+  for convex shapes (tests: two offset balls) and differ for shapes with cavities or
+  holes (a hollow ball vs the full ball: set HD = cavity radius, surface HD = wall
+  thickness), where the surface version is the one that sees the error.
 * **Dice** = 2|A∩B| / (|A|+|B|), **Jaccard** = |A∩B| / |A∪B|.
 * **Absolute volume difference** |V_pred − V_ref| in mm³ and in voxels;
   **relative volume difference** (V_pred − V_ref) / V_ref, signed (+ = over-segmentation).
