@@ -109,3 +109,18 @@ def test_dicom_info_says_which_series_and_tilt(shared_data: Path) -> None:
     assert bad.returncode == 2
     lines = _error_lines(bad.stderr)
     assert len(lines) == 1 and "no series matches '99'" in lines[0] and "series 2" in lines[0]
+
+
+def test_itk_messages_printed_by_the_library_do_not_leak(tmp_path: Path) -> None:
+    """ITK writes "data not read completely" straight to stderr; it must be folded in."""
+    import SimpleITK as sitk
+
+    path = tmp_path / "cut.mha"
+    image = sitk.GetImageFromArray(np.zeros((20, 20, 20), np.int16))
+    sitk.WriteImage(image, str(path))  # uncompressed
+    path.write_bytes(path.read_bytes()[:8000])
+    result = _run("info", str(path))
+    assert result.returncode == 2
+    lines = _error_lines(result.stderr)
+    assert len(lines) == 1, result.stderr
+    assert str(path) in lines[0] and "not read completely" in lines[0]

@@ -162,6 +162,18 @@ def test_truncated_uncompressed_nifti_is_reported(tmp_path: Path) -> None:
         load_volume(path)
 
 
+@pytest.mark.parametrize("suffix", [".mha", ".nrrd"])
+def test_truncated_itk_files_are_reported(tmp_path: Path, suffix: str) -> None:
+    volume = _test_volume(AFFINES["LPS"])
+    path = save_volume(volume, tmp_path / f"cut{suffix}", dtype=np.float32)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) * 2 // 3])
+    with pytest.raises(SubctInputError, match="cannot read") as caught:
+        load_volume(path)
+    assert str(path) in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
 def test_garbage_bytes_are_reported(tmp_path: Path) -> None:
     path = tmp_path / "garbage.nii"
     path.write_bytes(np.random.default_rng(2).bytes(5000))

@@ -202,8 +202,8 @@ def _from_simpleitk(path: Path) -> tuple[NDArray[Any], NDArray[np.float64], dict
 
     metadata: dict[str, Any] = {"format": "ITK"}
     try:
-        image = sitk.ReadImage(str(path))
-    except Exception as error:  # SimpleITK raises RuntimeError with a long message
+        image = _read_itk_quietly(path)
+    except RuntimeError as error:  # SimpleITK raises RuntimeError with a long message
         image = _read_nrrd_with_bare_spacings(path, error)
         metadata["nrrd_header_note"] = (
             "header gives 'spacings' but no 'space directions': "
@@ -219,6 +219,64 @@ def _from_simpleitk(path: Path) -> tuple[NDArray[Any], NDArray[np.float64], dict
     return array, affine, metadata
 
 
+def _read_itk_quietly(path: Path) -> Any:
+    """``sitk.ReadImage`` with ITK's direct writes to stderr captured, not printed.
+
+    ITK prints some problems (e.g. "data not read completely" for a truncated
+    MetaImage) straight to file descriptor 2, which would break the CLI's one-line
+    error. The captured text is added to the error; after a successful read it is
+    passed on to ``sys.stderr`` unchanged.
+    """
+    import sys
+
+    import SimpleITK as sitk
+
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile(mode="w+b") as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            image = sitk.ReadImage(str(path))
+            error: RuntimeError | None = None
+        except RuntimeError as caught:
+            error = caught
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        captured.seek(0)
+        noise = captured.read().decode("utf-8", errors="replace").strip()
+    if error is not None:
+        raise RuntimeError(f"{error}\n{noise}".strip()) from error
+    if noise:
+        print(noise, file=sys.stderr)
+    return image
+
+
+def _itk_problem(error: BaseException) -> str:
+    """The informative part of an ITK/SimpleITK error, on one line."""
+    text = str(error)
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    useful: list[str] = []
+    for line in lines:
+        if line.startswith("Exception thrown in SimpleITK"):
+            continue
+        for marker in ("sitk::ERROR:", "itk::ERROR:", "ITK ERROR:"):
+            if marker in line:
+                line = line.split(marker, 1)[1].strip()
+                # drop "MetaImageIO(0x55...): " style prefixes
+                if "): " in line and "(0x" in line.split("): ", 1)[0]:
+                    line = line.split("): ", 1)[1]
+        if line.startswith("Reason:"):
+            continue  # ITK reports errno of an unrelated call ("No such file...")
+        useful.append(line)
+    nrrd = [line for line in useful if line.startswith("[nrrd]")]
+    plain = [line for line in useful if not line.startswith("[nrrd]")]
+    if nrrd:  # teem's innermost complaint is the last line
+        plain = plain[:1] + [nrrd[-1].removeprefix("[nrrd]").strip()]
+    problem = "; ".join(plain) or type(error).__name__
+    return _short(problem)
+
+
 def _read_nrrd_with_bare_spacings(path: Path, read_error: BaseException) -> Any:
     """Read a detached NRRD header (``.nhdr``) that ITK rejects for giving ``spacings``.
 
@@ -229,10 +287,9 @@ def _read_nrrd_with_bare_spacings(path: Path, read_error: BaseException) -> Any:
     header from a temporary folder. Raises :class:`SubctInputError` (with ITK's
     original complaint) for anything else.
     """
-    import SimpleITK as sitk
 
     def fail() -> SubctInputError:
-        return SubctInputError(path, f"cannot read image ({_short(read_error)})")
+        return SubctInputError(path, f"cannot read image ({_itk_problem(read_error)})")
 
     if not _has_suffix(path, (".nhdr",)):
         raise fail() from read_error
@@ -267,9 +324,9 @@ def _read_nrrd_with_bare_spacings(path: Path, read_error: BaseException) -> Any:
         header = Path(folder) / path.name
         header.write_text("\n".join(corrected) + "\n", encoding="ascii")
         try:
-            return sitk.ReadImage(str(header))
-        except Exception as error:
-            raise SubctInputError(path, f"cannot read image ({_short(error)})") from error
+            return _read_itk_quietly(header)
+        except RuntimeError as error:
+            raise SubctInputError(path, f"cannot read image ({_itk_problem(error)})") from error
 
 
 def itk_geometry_to_affine(
@@ -301,7 +358,7 @@ def affine_to_itk_geometry(
     )
 
 
-def _short(error: BaseException) -> str:
+def _short(error: BaseException | str) -> str:
     text = " ".join(str(error).split())
     return text[:200] if text else type(error).__name__
 
