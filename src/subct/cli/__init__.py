@@ -32,6 +32,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "subct.cli.info_command",
     "subct.cli.evaluate_command",
     "subct.cli.register_command",
+    "subct.cli.synth_command",
+    "subct.cli.build_dataset_command",
 )
 
 

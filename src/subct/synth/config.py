@@ -1,0 +1,220 @@
+"""Typed configuration of the synthetic-image generator, with the papers' defaults.
+
+Every knob of :class:`subct.synth.SynthGenerator` lives here so that one object (or
+one YAML/dict block of a training configuration) fixes the whole generative model.
+Defaults follow SynthSeg (Billot et al. 2023, section 3.1 and its public training
+defaults) for the spatial, generic-contrast and resolution parts, and published
+head-CT attenuation values for the CT priors (Hounsfield units, HU).
+
+Ranges are ``(low, high)`` tuples of a uniform distribution unless said otherwise.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+Range = tuple[float, float]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class SpatialConfig(_Strict):
+    """Random affine + diffeomorphic deformation, flip and crop placement (SynthSeg 3.1.1)."""
+
+    rotation_deg: float = Field(default=15.0, ge=0, description="rotations ~ U(-b, b) deg")
+    scaling: float = Field(default=0.2, ge=0, lt=1, description="scalings ~ U(1-b, 1+b), per axis")
+    shearing: float = Field(default=0.012, ge=0, lt=0.5, description="shears ~ U(-b, b), per pair")
+    translation_mm: float = Field(
+        default=10.0, ge=0, description="crop centre moved by U(-b, b) mm per axis from the anchor"
+    )
+    nonlinear_std_max_mm: float = Field(
+        default=4.0, ge=0, description="b_nonlin: SVF std σ ~ U(0, b) mm on the coarse grid"
+    )
+    nonlinear_grid: tuple[int, int, int] = Field(
+        default=(10, 10, 10), description="size of the Gaussian stationary velocity field (SVF)"
+    )
+    integration_steps: int = Field(default=7, ge=0, le=12, description="scaling-and-squaring steps")
+    integration_downsample: int = Field(
+        default=4, ge=1, description="SVF integrated on the output grid / this factor"
+    )
+    flip_probability: float = Field(default=0.5, ge=0, le=1, description="L/R mirror + label swap")
+    anchor: Literal["targets", "head"] = Field(
+        default="targets",
+        description="crop centre anchor: centroid of the target structures or of the head",
+    )
+
+
+class GenericIntensityConfig(_Strict):
+    """Fully randomised Gaussian mixture contrast (SynthSeg 3.1.2–3.1.3), arbitrary units."""
+
+    mean_range: Range = (0.0, 255.0)
+    std_range: Range = (0.0, 35.0)
+    bias_std_max: float = Field(default=0.5, ge=0, description="b_B: bias log-field std ~ U(0, b)")
+    bias_grid: tuple[int, int, int] = (4, 4, 4)
+    gamma_std: float = Field(default=0.4, ge=0, description="σ_γ of the log-gamma exponent")
+
+
+class TissuePrior(_Strict):
+    """Attenuation prior of one tissue in HU.
+
+    Per sample the tissue mean is drawn from ``U(mean - spread, mean + spread)`` and its
+    texture standard deviation (HU) from ``texture_std``.
+    """
+
+    mean_hu: float
+    spread_hu: float = Field(ge=0)
+    texture_std: Range
+
+
+def default_tissue_priors() -> dict[str, TissuePrior]:
+    """Head-CT attenuation priors (non-contrast CT, 120 kVp), in HU.
+
+    Brain values from the usual radiology ranges (CSF 0–15, white matter 20–30, grey
+    matter 35–45, blood 40–60); bone, fat and air from standard CT tables.
+    """
+
+    def prior(mean: float, spread: float, texture: Range) -> TissuePrior:
+        return TissuePrior(mean_hu=mean, spread_hu=spread, texture_std=texture)
+
+    return {
+        "air": prior(-1000.0, 10.0, (2.0, 10.0)),
+        "internal_air": prior(-900.0, 60.0, (10.0, 40.0)),
+        "fat": prior(-90.0, 20.0, (3.0, 12.0)),
+        "soft_tissue": prior(45.0, 15.0, (3.0, 12.0)),
+        "scalp": prior(20.0, 30.0, (3.0, 15.0)),
+        "csf": prior(8.0, 4.0, (1.0, 3.0)),
+        "white_matter": prior(27.0, 3.0, (1.0, 3.0)),
+        "white_matter_lesion": prior(20.0, 4.0, (1.0, 3.0)),
+        "grey_matter": prior(38.0, 3.0, (1.0, 3.0)),
+        "deep_grey": prior(36.0, 4.0, (1.0, 3.0)),
+        "brainstem": prior(31.0, 3.0, (1.0, 3.0)),
+        "blood": prior(50.0, 8.0, (1.0, 4.0)),
+        "eye": prior(12.0, 5.0, (1.0, 4.0)),
+        "cancellous_bone": prior(650.0, 150.0, (20.0, 60.0)),
+        "cortical_bone": prior(1300.0, 250.0, (20.0, 80.0)),
+    }
+
+
+class CTNoiseConfig(_Strict):
+    """Projection-domain CT noise: forward projection, Poisson counts, FBP (per slice)."""
+
+    probability: float = Field(default=0.0, ge=0, le=1, description="chance of noise")
+    photons_per_ray_range: Range = Field(
+        default=(2e5, 5e6), description="incident photons per ray and mm of slice, log-uniform"
+    )
+    n_angles: int = Field(default=90, ge=8, description="projection angles over 180 degrees")
+    water_attenuation_per_mm: float = Field(default=0.0195, gt=0, description="μ of water (1/mm)")
+
+
+class CTIntensityConfig(_Strict):
+    """CT physics: per-tissue HU priors, texture, optional noise, HU window."""
+
+    tissues: dict[str, TissuePrior] = Field(default_factory=default_tissue_priors)
+    label_jitter_hu: float = Field(
+        default=2.0, ge=0, description="label mean = tissue mean + U(-b, b) HU"
+    )
+    texture_smooth_fraction: Range = Field(
+        default=(0.0, 0.7), description="share of texture variance that is spatially smooth"
+    )
+    shading_std_max_hu: float = Field(
+        default=3.0, ge=0, description="additive low-frequency shading, std ~ U(0, b) HU"
+    )
+    noise: CTNoiseConfig = Field(default_factory=CTNoiseConfig)
+    window: Range = Field(default=(-100.0, 200.0), description="HU window used for normalisation")
+
+    @model_validator(mode="after")
+    def _known_tissues(self) -> CTIntensityConfig:
+        from subct.synth.tissues import TISSUES
+
+        missing = set(TISSUES) - set(self.tissues)
+        if missing:
+            raise ValueError(f"tissue priors missing for: {', '.join(sorted(missing))}")
+        return self
+
+
+class ResolutionConfig(_Strict):
+    """Slice spacing/thickness simulation (SynthSeg 3.1.4)."""
+
+    probability: float = Field(default=0.9, ge=0, le=1)
+    spacing_range_mm: Range = Field(default=(1.0, 7.0), description="r_spac ~ U(a, b) mm")
+    axis_probabilities: tuple[float, float, float] = Field(
+        default=(0.15, 0.15, 0.7),
+        description="chance of each acquisition axis (RAS x sagittal, y coronal, z axial)",
+    )
+    thickness_alpha_range: Range = Field(
+        default=(0.95, 1.05), description="α: random deviation from the nominal slice profile"
+    )
+
+    @field_validator("axis_probabilities")
+    @classmethod
+    def _normalised(cls, value: tuple[float, float, float]) -> tuple[float, float, float]:
+        total = sum(value)
+        if total <= 0 or min(value) < 0:
+            raise ValueError("axis probabilities must be non-negative and not all zero")
+        return (value[0] / total, value[1] / total, value[2] / total)
+
+
+class SynthConfig(_Strict):
+    """All parameters of the synthetic training-image generator.
+
+    ``mode="ct"`` draws Hounsfield units from tissue priors and returns the image
+    already windowed and normalised exactly as inference does
+    (:func:`subct.preprocessing.ct_window_normalise`); ``mode="generic"`` draws a
+    fully random Gaussian-mixture contrast in [0, 1] (SynthSeg).
+    """
+
+    mode: Literal["ct", "generic"] = "ct"
+    output_shape: tuple[int, int, int] = (160, 160, 160)
+    target_scheme: Literal["canonical", "merged", "paper7"] = "canonical"
+    spatial: SpatialConfig = Field(default_factory=SpatialConfig)
+    generic: GenericIntensityConfig = Field(default_factory=GenericIntensityConfig)
+    ct: CTIntensityConfig = Field(default_factory=CTIntensityConfig)
+    resolution: ResolutionConfig = Field(default_factory=ResolutionConfig)
+    drop_extracerebral_probability: float = Field(
+        default=0.1, ge=0, le=1, description="chance of a skull-stripped look (labels ≥ 500 → air)"
+    )
+    drop_structure_contrast_probability: float = Field(
+        default=0.05, ge=0, le=1,
+        description="per target structure: take the intensity of its host tissue instead",
+    )
+
+    @field_validator("output_shape")
+    @classmethod
+    def _positive_shape(cls, value: tuple[int, int, int]) -> tuple[int, int, int]:
+        if min(value) < 8:
+            raise ValueError(f"output_shape {value} is too small (each side ≥ 8 voxels)")
+        return value
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any] | None) -> SynthConfig:
+        """Build from a plain dict (e.g. the ``synth:`` block of a training YAML)."""
+        return cls.model_validate(values or {})
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain, YAML-serialisable dict (tuples become lists)."""
+        return self.model_dump(mode="json")
+
+    def without_randomness(self) -> SynthConfig:
+        """A copy with spatial, resolution, noise and dropping augmentations switched off.
+
+        Useful for checks: the image then shows the label map with only the intensity
+        model applied (GMM or tissue HU plus texture).
+        """
+        copy = self.model_copy(deep=True)
+        copy.spatial = SpatialConfig(
+            rotation_deg=0.0, scaling=0.0, shearing=0.0, translation_mm=0.0,
+            nonlinear_std_max_mm=0.0, flip_probability=0.0, anchor=self.spatial.anchor,
+        )
+        copy.resolution = self.resolution.model_copy(update={"probability": 0.0})
+        copy.ct = self.ct.model_copy(
+            update={"noise": self.ct.noise.model_copy(update={"probability": 0.0}),
+                    "shading_std_max_hu": 0.0}
+        )
+        copy.generic = self.generic.model_copy(update={"bias_std_max": 0.0, "gamma_std": 0.0})
+        copy.drop_extracerebral_probability = 0.0
+        copy.drop_structure_contrast_probability = 0.0
+        return copy

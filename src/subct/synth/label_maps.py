@@ -1,0 +1,180 @@
+"""Loading training label maps once into small integer tensors.
+
+Each map is reoriented to RAS (exact axis permutation, no resampling) so that the
+first voxel axis runs left → right and an L/R flip is a flip of axis 0; cropped to
+the bounding box of its non-zero labels; and re-coded into *compact indices*
+0..K-1 shared by all maps (uint8 when K ≤ 256), which keeps 20 whole-head maps in
+about 150 MB and lets every per-label lookup be one tensor gather.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from numpy.typing import NDArray
+from scipy import ndimage
+
+from subct.errors import SubctInputError
+from subct.io import Volume, load_volume
+from subct.labels import CANONICAL_LABELS
+from subct.synth.tissues import CANCELLOUS_LABEL, SKULL_LABEL
+
+LabelMapSource = Path | str | Volume
+
+
+@dataclass(frozen=True)
+class StoredLabelMap:
+    """One training map: compact indices on a RAS grid plus where to centre crops.
+
+    Attributes:
+        indices: compact label indices, shape (I, J, K), RAS voxel order.
+        affine: voxel → world (RAS, mm) affine of ``indices``.
+        target_centroid_mm: world centroid of the 17 target structures (mm).
+        head_centroid_mm: world centroid of all labelled voxels (mm).
+        name: file name or description, for messages.
+    """
+
+    indices: torch.Tensor
+    affine: NDArray[np.float64]
+    target_centroid_mm: NDArray[np.float64]
+    head_centroid_mm: NDArray[np.float64]
+    name: str
+
+
+def _integer_labels(volume: Volume, name: str) -> NDArray[np.int32]:
+    array = np.asarray(volume.array)
+    if np.issubdtype(array.dtype, np.floating):
+        rounded = np.rint(array)
+        if not np.array_equal(rounded, array):
+            raise SubctInputError(name, "label map has non-integer values; expected label IDs")
+        array = rounded
+    labels = array.astype(np.int32)
+    if labels.min() < 0:
+        raise SubctInputError(name, f"label map has negative label {int(labels.min())}")
+    return labels
+
+
+def split_skull(labels: NDArray[np.int32]) -> NDArray[np.int32]:
+    """Relabel skull voxels more than 1 mm inside the bone as cancellous bone.
+
+    Head label maps have one skull label; CT shows dense cortical tables around a
+    less dense diploë. Skull voxels whose six face neighbours are all skull become
+    :data:`~subct.synth.tissues.CANCELLOUS_LABEL`.
+    """
+    skull = labels == SKULL_LABEL
+    if not skull.any():
+        return labels
+    inner = ndimage.binary_erosion(skull, iterations=1)
+    result = labels.copy()
+    result[inner] = CANCELLOUS_LABEL
+    return result
+
+
+def is_subcortical_only(labels: NDArray[np.integer]) -> bool:
+    """True when a map holds only target structures (no surrounding brain/head labels)."""
+    present = set(np.unique(labels).tolist()) - {0}
+    return present <= set(CANONICAL_LABELS) or present <= set(range(1, 8))
+
+
+def read_label_map(source: LabelMapSource) -> tuple[NDArray[np.int32], NDArray[np.float64], str]:
+    """Load one map as (integer labels in RAS voxel order, RAS affine, name)."""
+    volume = source if isinstance(source, Volume) else load_volume(source)
+    name = str(volume.path) if volume.path is not None else (volume.description or "label map")
+    volume = volume.reoriented("RAS")
+    labels = _integer_labels(volume, name)
+    return labels, np.asarray(volume.affine, dtype=np.float64), name
+
+
+def _crop_with_border(
+    labels: NDArray[np.int32], affine: NDArray[np.float64]
+) -> tuple[NDArray[np.int32], NDArray[np.float64]]:
+    """Crop to the labelled bounding box plus a one-voxel background border.
+
+    The border lets lookups clamp out-of-map coordinates and still read background.
+    """
+    ranges = [np.nonzero(labels.any(axis=tuple(a for a in range(3) if a != axis)))[0]
+              for axis in range(3)]
+    box = tuple(slice(int(r[0]), int(r[-1]) + 1) for r in ranges)
+    cropped = np.pad(labels[box], 1)
+    offset = np.array([r[0] - 1 for r in ranges], dtype=np.float64)
+    cropped_affine = affine.copy()
+    cropped_affine[:3, 3] = affine[:3, :3] @ offset + affine[:3, 3]
+    return cropped, cropped_affine
+
+
+def _world_centroid(mask: NDArray[np.bool_], affine: NDArray[np.float64]) -> NDArray[np.float64]:
+    voxel = np.asarray(ndimage.center_of_mass(mask), dtype=np.float64)
+    return np.asarray(affine[:3, :3] @ voxel + affine[:3, 3], dtype=np.float64)
+
+
+class LabelBank:
+    """All training maps, loaded once, sharing one compact label coding.
+
+    Args:
+        sources: label-map files or :class:`~subct.io.Volume` objects (FreeSurfer IDs
+            plus extra-cerebral 502–530, any orientation and voxel size).
+        background: optional whole-head map used for maps that hold only subcortical
+            structures (see :func:`subct.synth.background.embed_in_head`).
+
+    Raises:
+        SubctInputError: a map is unreadable, non-integer, empty, or holds only
+            subcortical structures while no background map is given.
+    """
+
+    def __init__(
+        self, sources: Sequence[LabelMapSource], background: LabelMapSource | None = None
+    ) -> None:
+        if not sources:
+            raise SubctInputError(None, "no label maps given")
+        background_map = None if background is None else read_label_map(background)
+        raw: list[tuple[NDArray[np.int32], NDArray[np.float64], str]] = []
+        for source in sources:
+            labels, affine, name = read_label_map(source)
+            if not labels.any():
+                raise SubctInputError(name, "label map is empty (all background)")
+            if is_subcortical_only(labels):
+                if background_map is None:
+                    raise SubctInputError(
+                        name,
+                        "label map holds only subcortical structures and no surrounding "
+                        "tissue; give a whole-head background map (--background)",
+                    )
+                from subct.synth.background import embed_in_head
+
+                labels, affine = embed_in_head(labels, affine, *background_map[:2])
+            raw.append((split_skull(labels), affine, name))
+        all_labels = np.unique(np.concatenate([np.unique(labels) for labels, _, _ in raw]))
+        all_labels = np.union1d(all_labels, [0])
+        #: FreeSurfer ID of each compact index (index 0 is background).
+        self.label_values: NDArray[np.int32] = all_labels.astype(np.int32)
+        dtype = torch.uint8 if len(all_labels) <= 256 else torch.int16
+        self.maps: list[StoredLabelMap] = []
+        for labels, affine, name in raw:
+            cropped, cropped_affine = _crop_with_border(labels, affine)
+            compact = np.searchsorted(self.label_values, cropped)
+            targets = np.isin(cropped, CANONICAL_LABELS)
+            head = cropped > 0
+            self.maps.append(
+                StoredLabelMap(
+                    indices=torch.from_numpy(compact.astype(np.int16)).to(dtype).contiguous(),
+                    affine=cropped_affine,
+                    target_centroid_mm=_world_centroid(targets if targets.any() else head,
+                                                       cropped_affine),
+                    head_centroid_mm=_world_centroid(head, cropped_affine),
+                    name=name,
+                )
+            )
+
+    def __len__(self) -> int:
+        return len(self.maps)
+
+    def index_of(self, label: int) -> int | None:
+        """Compact index of a FreeSurfer ID, or ``None`` when no map contains it."""
+        position = int(np.searchsorted(self.label_values, label))
+        if position < len(self.label_values) and self.label_values[position] == label:
+            return position
+        return None
