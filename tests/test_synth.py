@@ -14,7 +14,7 @@ import torch
 
 from subct.io import Volume, load_volume, save_volume
 from subct.labels import LR_SWAP, labels_to_indices
-from subct.synth import SynthConfig, SynthGenerator, SyntheticDataset
+from subct.synth import SynthConfig, SyntheticDataset, SynthGenerator
 from subct.synth.config import ResolutionConfig, SpatialConfig
 from subct.synth.ct import ParallelBeamProjector, ct_noise_hu
 from subct.synth.resolution import AcquisitionResolution, simulate_resolution
@@ -168,7 +168,7 @@ def test_ct_priors_put_tissues_in_their_hu_ranges(shared_data) -> None:
         hu, labels = sample.hu.numpy(), sample.labels_fs.numpy()
         brain = np.isin(labels, [2, 3, 41, 42, 10, 11, 12, 13, 49, 50, 51, 52, 16, 17, 53])
         low, high = np.percentile(hu[brain], [0.5, 99.5])
-        assert 0.0 <= low and high <= 80.0
+        assert low >= 0.0 and high <= 80.0
         bone = np.isin(labels, [515, CANCELLOUS_LABEL])
         assert bone.sum() > 1000 and np.percentile(hu[bone], 1) > 300.0
         air = labels == 0
