@@ -481,7 +481,7 @@ def make_splits(case_sites: dict[str, str], fractions: Sequence[float] = (0.7, 0
     elif site_mode in ("stratify", "hold_out"):
         # Shuffle each site, then order all cases by their relative rank inside their
         # site: any prefix of this order holds every site in proportion (stratified).
-        ranked = []
+        ranked: list[tuple[float, float, str]] = []
         for site in sorted(groups):
             members = list(groups[site])
             rng.shuffle(members)
