@@ -1,0 +1,395 @@
+"""MeshNet brain segmentation networks (brainchop models) ported to PyTorch.
+
+MeshNet (Fedorov et al.) is a stack of 3×3×3 dilated convolutions with ELU activations
+and a final 1×1×1 convolution: no pooling, no skip connections. A model is described by
+a ``model.json`` (the layer list: channels, kernel, padding, dilation; flags ``bnorm``,
+``elu``/``gelu``, ``dropout_p``, ``bias``) and its weights, a safetensors file
+(``model.pth`` in the brainchop model folders despite its name) with keys
+``model.<i>.weight``/``model.<i>.bias`` where ``i`` is the position of the convolution
+in a ``torch.nn.Sequential`` (conv, activation, conv, activation, …, conv).
+
+Input convention (the models' training set-up): a T1 MRI *conformed* the FreeSurfer way
+to 256³ voxels of 1 mm in LIA orientation, intensities scaled to [0, 1] by the 2nd and
+98th percentiles and clipped. :func:`conform` does this for any input grid, and
+:class:`MeshNetSegmenter` brings the label map back to the input's own grid (nearest
+neighbour), so the output overlays the MRI.
+
+Weights are never part of the package: the model folder is given by the caller
+(default: ``<shared data>/mri_models/meshnet/<name>``, or ``SUBCT_MESHNET_DIR``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from numpy.typing import NDArray
+from torch import nn
+
+from subct.errors import SubctInputError
+from subct.io import Volume
+from subct.paths import shared_data_dir
+
+#: Size (voxels) and spacing (mm) of the FreeSurfer-conformed grid the models expect.
+CONFORMED_SIZE = 256
+CONFORMED_SPACING_MM = 1.0
+#: Orientation of the conformed grid (FreeSurfer ``mri_convert --conform``).
+CONFORMED_ORIENTATION = "LIA"
+
+#: Folder names of the brainchop models in ``shared/data/mri_models/meshnet``.
+MESHNET_MODEL_FOLDERS: dict[str, str] = {
+    "meshnet-subcortical": "subcortical",
+    "meshnet-18": "model18cls",
+    "meshnet-104": "model21_104class",
+}
+
+
+@dataclass(frozen=True)
+class ConvLayerSpec:
+    """One convolution of ``model.json`` (sizes in voxels)."""
+
+    in_channels: int
+    out_channels: int
+    kernel_size: int
+    padding: int
+    stride: int = 1
+    dilation: int = 1
+
+
+@dataclass(frozen=True)
+class MeshNetSpec:
+    """The architecture read from ``model.json``."""
+
+    layers: tuple[ConvLayerSpec, ...]
+    batch_norm: bool = False
+    activation: str = "elu"
+    dropout_p: float = 0.0
+    bias: bool = True
+    header: str = ""
+
+    @property
+    def n_classes(self) -> int:
+        """Number of output channels (classes, background included)."""
+        return self.layers[-1].out_channels
+
+    @property
+    def receptive_halo_voxels(self) -> int:
+        """How far (voxels) each output voxel sees in each direction: Σ dilation·(k−1)/2."""
+        return sum(layer.dilation * (layer.kernel_size - 1) // 2 for layer in self.layers)
+
+
+def read_model_spec(model_json: str | Path) -> MeshNetSpec:
+    """Parse a brainchop ``model.json``.
+
+    Raises:
+        SubctInputError: the file is missing, not JSON, or has no valid layer list.
+    """
+    path = Path(model_json)
+    try:
+        raw = json.loads(path.read_text())
+    except FileNotFoundError as error:
+        raise SubctInputError(path, "MeshNet model.json not found") from error
+    except (OSError, json.JSONDecodeError) as error:
+        raise SubctInputError(path, f"cannot read MeshNet model.json ({error})") from error
+    try:
+        layers = tuple(
+            ConvLayerSpec(
+                in_channels=int(layer["in_channels"]),
+                out_channels=int(layer["out_channels"]),
+                kernel_size=int(layer["kernel_size"]),
+                padding=int(layer["padding"]),
+                stride=int(layer.get("stride", 1)),
+                dilation=int(layer.get("dilation", 1)),
+            )
+            for layer in raw["layers"]
+        )
+    except (KeyError, TypeError, ValueError) as error:
+        raise SubctInputError(path, f"invalid MeshNet layer list ({error!r})") from error
+    if not layers:
+        raise SubctInputError(path, "MeshNet model.json has an empty layer list")
+    for previous, layer in zip(layers, layers[1:], strict=False):
+        if previous.out_channels != layer.in_channels:
+            raise SubctInputError(
+                path, f"layer channels do not chain ({previous.out_channels} → "
+                f"{layer.in_channels})"
+            )
+    return MeshNetSpec(
+        layers=layers,
+        batch_norm=bool(raw.get("bnorm", False)),
+        # brainchop's MeshNet uses ELU unless "gelu" is set (the 104-class model.json only
+        # says "gelu": false).
+        activation="gelu" if raw.get("gelu", False) else "elu",
+        dropout_p=float(raw.get("dropout_p", 0.0)),
+        bias=bool(raw.get("bias", True)),
+        header=str(raw.get("header", "")),
+    )
+
+
+class MeshNet(nn.Module):
+    """MeshNet as a ``torch.nn.Sequential`` named ``model`` (matches the weight keys)."""
+
+    def __init__(self, spec: MeshNetSpec) -> None:
+        super().__init__()
+        self.spec = spec
+        modules: list[nn.Module] = []
+        for index, layer in enumerate(spec.layers):
+            modules.append(
+                nn.Conv3d(
+                    layer.in_channels,
+                    layer.out_channels,
+                    kernel_size=layer.kernel_size,
+                    padding=layer.padding,
+                    stride=layer.stride,
+                    dilation=layer.dilation,
+                    bias=spec.bias,
+                )
+            )
+            if index < len(spec.layers) - 1:
+                if spec.batch_norm:
+                    modules.append(nn.BatchNorm3d(layer.out_channels))
+                modules.append(nn.GELU() if spec.activation == "gelu" else nn.ELU())
+                if spec.dropout_p > 0:
+                    modules.append(nn.Dropout3d(spec.dropout_p))
+        self.model = nn.Sequential(*modules)
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        """(N, 1, X, Y, Z) scaled T1 → (N, classes, X, Y, Z) logits."""
+        return self.model(image)  # type: ignore[no-any-return]
+
+
+def load_meshnet(model_dir: str | Path) -> MeshNet:
+    """Build the network of ``model_dir/model.json`` and load ``model_dir/model.pth``.
+
+    Raises:
+        SubctInputError: files missing, or weights that do not fit the layer list.
+    """
+    from safetensors.torch import load_file
+
+    folder = Path(model_dir)
+    spec = read_model_spec(folder / "model.json")
+    weights_path = folder / "model.pth"
+    if not weights_path.is_file():
+        candidates = sorted(folder.glob("*.safetensors"))
+        if not candidates:
+            raise SubctInputError(folder, "no MeshNet weights (model.pth or *.safetensors)")
+        weights_path = candidates[0]
+    try:
+        state = load_file(str(weights_path))
+    except Exception as error:  # safetensors raises its own error types
+        raise SubctInputError(weights_path, f"cannot read safetensors weights ({error})") from error
+    network = MeshNet(spec)
+    try:
+        network.load_state_dict(state, strict=True)
+    except RuntimeError as error:
+        problem = " ".join(str(error).split())[:300]
+        raise SubctInputError(
+            weights_path, f"weights do not match model.json: {problem}"
+        ) from error
+    return network.eval()
+
+
+def default_model_dir(name: str) -> Path:
+    """Folder of a named brainchop model (``SUBCT_MESHNET_DIR`` or the shared data)."""
+    root_env = os.environ.get("SUBCT_MESHNET_DIR")
+    root = Path(root_env) if root_env else shared_data_dir() / "mri_models" / "meshnet"
+    return root / MESHNET_MODEL_FOLDERS.get(name, name)
+
+
+def read_class_names(model_dir: str | Path) -> tuple[str, ...] | None:
+    """Class names from ``colormap.json`` (``labels`` list), or None if absent."""
+    path = Path(model_dir) / "colormap.json"
+    if not path.is_file():
+        return None
+    return tuple(str(name) for name in json.loads(path.read_text())["labels"])
+
+
+# ------------------------------------------------------------------------ conform & run
+
+
+def conformed_affine(volume: Volume) -> NDArray[np.float64]:
+    """Affine of the 256³, 1 mm, LIA grid centred on ``volume``'s centre (FreeSurfer's)."""
+    centre_voxel = (np.asarray(volume.shape, dtype=np.float64) - 1) / 2
+    centre_world = volume.affine[:3, :3] @ centre_voxel + volume.affine[:3, 3]
+    # LIA: i → Left (−x), j → Inferior (−z), k → Anterior (+y)
+    rotation = np.array([[-1.0, 0, 0], [0, 0, 1.0], [0, -1.0, 0]]) * CONFORMED_SPACING_MM
+    affine = np.eye(4)
+    affine[:3, :3] = rotation
+    # FreeSurfer puts the centre at voxel 128 (not 127.5), as fsaverage's affine shows.
+    affine[:3, 3] = centre_world - rotation @ np.full(3, CONFORMED_SIZE / 2)
+    return affine
+
+
+def conform(volume: Volume, order: int = 1) -> Volume:
+    """Resample an MRI onto the conformed 256³ 1 mm LIA grid (trilinear by default).
+
+    A volume already on such a grid (any 256³ 1 mm axis-aligned grid) is only
+    reoriented, which is exact; otherwise scipy resamples it through the affines.
+    """
+    from scipy import ndimage
+
+    spacing = np.asarray(volume.spacing)
+    axis_aligned = np.allclose(
+        np.abs(volume.affine[:3, :3]) / spacing, np.round(np.abs(volume.affine[:3, :3]) / spacing),
+        atol=1e-4,
+    )
+    if (
+        volume.shape == (CONFORMED_SIZE,) * 3
+        and np.allclose(spacing, CONFORMED_SPACING_MM, atol=1e-4)
+        and axis_aligned
+    ):
+        return volume.reoriented(CONFORMED_ORIENTATION)
+    target = conformed_affine(volume)
+    voxel_map = np.linalg.inv(volume.affine) @ target  # conformed voxel → input voxel
+    array = ndimage.affine_transform(
+        np.asarray(volume.array, dtype=np.float32),
+        voxel_map[:3, :3],
+        offset=voxel_map[:3, 3],
+        output_shape=(CONFORMED_SIZE,) * 3,
+        order=order,
+        mode="constant",
+        cval=0.0,
+    )
+    return Volume(array, target, None, f"conformed {volume.description}".strip())
+
+
+def percentile_scale(
+    array: NDArray[Any], low_percentile: float = 2.0, high_percentile: float = 98.0
+) -> NDArray[np.float32]:
+    """Scale intensities to [0, 1] between two percentiles (of all voxels) and clip."""
+    values = np.asarray(array, dtype=np.float32)
+    low, high = np.percentile(values, [low_percentile, high_percentile])
+    if high <= low:
+        high = float(values.max())
+        low = float(values.min())
+    if high <= low:
+        return np.zeros_like(values)
+    return np.clip((values - low) / (high - low), 0.0, 1.0).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class MeshNetRunConfig:
+    """How to run a MeshNet on CPU/GPU.
+
+    Attributes:
+        device: torch device string (``cpu``, ``cuda``).
+        bfloat16: run convolutions under bf16 autocast (2–3× faster on CPUs with AMX).
+        crop_to_head: run only on the bounding box of the head (voxels above
+            ``head_threshold`` of the scaled image) plus the receptive-field halo; the
+            output inside the head is then identical, and outside it is background.
+        head_threshold: scaled-intensity threshold (0..1) defining the head.
+        region: only label this box of the conformed grid (voxel slices, e.g. around the
+            subcortical structures); the network runs on it plus the receptive-field
+            halo, so the labels inside are exactly those of a full run, and the rest
+            is background. None: the whole head.
+        threads: torch intra-op threads (None: torch's default).
+    """
+
+    device: str = "cpu"
+    bfloat16: bool = True
+    crop_to_head: bool = True
+    head_threshold: float = 0.05
+    region: tuple[slice, slice, slice] | None = None
+    threads: int | None = None
+
+
+@dataclass
+class MeshNetOutput:
+    """Class indices on the conformed grid, and that grid."""
+
+    classes: NDArray[np.int16]
+    conformed: Volume
+    timings_s: dict[str, float] = field(default_factory=dict)
+
+
+def run_meshnet(
+    network: MeshNet, mri: Volume, config: MeshNetRunConfig | None = None
+) -> MeshNetOutput:
+    """Conform ``mri``, scale intensities, run ``network`` and take the arg-max class."""
+    import time
+
+    config = config or MeshNetRunConfig()
+    started = time.perf_counter()
+    conformed = conform(mri)
+    scaled = percentile_scale(conformed.array)
+    halo = network.spec.receptive_halo_voxels
+    keep = _head_box(scaled, config)  # voxels whose labels we want (exact)
+    if config.region is not None:
+        keep = tuple(
+            slice(max(r.start or 0, k.start), max(min(size if r.stop is None else r.stop,
+                                                       k.stop), max(r.start or 0, k.start)))
+            for r, k, size in zip(config.region, keep, scaled.shape, strict=True)
+        )
+    box = tuple(slice(max(k.start - halo, 0), min(k.stop + halo, size))
+                for k, size in zip(keep, scaled.shape, strict=True))
+    conformed_s = time.perf_counter() - started
+    if config.threads is not None:
+        torch.set_num_threads(config.threads)
+    device = torch.device(config.device)
+    network = network.to(device)
+    image = torch.from_numpy(np.ascontiguousarray(scaled[box]))[None, None].to(device)
+    started = time.perf_counter()
+    with torch.inference_mode():
+        if config.bfloat16:
+            network = network.to(memory_format=torch.channels_last_3d)  # type: ignore[call-overload]
+            image = image.to(memory_format=torch.channels_last_3d)
+            with torch.autocast(device.type, dtype=torch.bfloat16):
+                logits = network(image)
+        else:
+            logits = network(image)
+        cropped_classes = logits[0].argmax(dim=0).to(torch.int16).cpu().numpy()
+    network_s = time.perf_counter() - started
+    classes = np.zeros(scaled.shape, dtype=np.int16)
+    inner = tuple(slice(k.start - b.start, k.stop - b.start)
+                  for k, b in zip(keep, box, strict=True))
+    classes[keep] = cropped_classes[inner]
+    return MeshNetOutput(
+        classes, conformed, {"conform_s": conformed_s, "network_s": network_s}
+    )
+
+
+def _head_box(scaled: NDArray[np.float32], config: MeshNetRunConfig) -> tuple[slice, ...]:
+    """Bounding box of the head (scaled intensity above the threshold), or everything."""
+    everything = tuple(slice(0, size) for size in scaled.shape)
+    if not config.crop_to_head:
+        return everything
+    head = scaled > config.head_threshold
+    if not head.any():
+        return everything
+    return tuple(slice(int(idx.min()), int(idx.max()) + 1) for idx in np.nonzero(head))
+
+
+def classes_to_mri_grid(classes: NDArray[np.integer[Any]], conformed: Volume,
+                        mri: Volume) -> NDArray[np.int16]:
+    """Bring a label map from the conformed grid back onto ``mri``'s grid (nearest)."""
+    from scipy import ndimage
+
+    if conformed.geometry.same_grid(mri.geometry):
+        return np.asarray(classes, dtype=np.int16)
+    reoriented_back = Volume(np.asarray(classes), conformed.affine).reoriented(
+        "".join(mri.orientation)
+    )
+    if reoriented_back.geometry.same_grid(mri.geometry):
+        return reoriented_back.array.astype(np.int16)
+    voxel_map = np.linalg.inv(conformed.affine) @ mri.affine  # mri voxel → conformed voxel
+    return ndimage.affine_transform(
+        np.asarray(classes, dtype=np.int16),
+        voxel_map[:3, :3],
+        offset=voxel_map[:3, 3],
+        output_shape=mri.shape,
+        order=0,
+        mode="constant",
+        cval=0,
+    ).astype(np.int16)
+
+
+def class_names_for(spec: MeshNetSpec, names: Sequence[str] | None) -> tuple[str, ...]:
+    """Class names, or ``class0..classN`` when the model folder has no colormap."""
+    if names is not None and len(names) == spec.n_classes:
+        return tuple(names)
+    return tuple(f"class{i}" for i in range(spec.n_classes))
