@@ -58,7 +58,7 @@ class CheckpointMetadata(BaseModel):
         created: UTC time of writing (ISO 8601).
     """
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", ser_json_inf_nan="constants")
 
     network_name: str
     network_kwargs: dict[str, Any] = Field(default_factory=dict)

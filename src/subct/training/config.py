@@ -1,0 +1,281 @@
+"""The training configuration: one typed, validated YAML file plus command-line overrides.
+
+Every block forbids unknown keys, so a typo (``optimiser.lrr``) is an error instead of
+a silently ignored setting. Overrides use dotted paths: ``--set optimiser.lr=3e-4``,
+``--set data.patch_size=[64,64,64]`` (values are parsed as YAML).
+
+Paths: ``{shared}`` in a path expands to :func:`subct.paths.shared_data_dir`; other
+relative paths are resolved against the folder of the YAML file. Label-map entries may
+be glob patterns (``{shared}/label_maps/synthseg/training_seg_0[1-9].nii.gz``).
+"""
+
+from __future__ import annotations
+
+import glob
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from subct.errors import SubctConfigError, SubctInputError
+from subct.labels import scheme_labels
+from subct.preprocessing import GeometryConfig
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class RealDataConfig(_Strict):
+    """Paired CT + labels in nnU-Net v2 raw layout (``imagesTr/<case>_0000.nii.gz``,
+    ``labelsTr/<case>.nii.gz`` with class indices of the label scheme, ``dataset.json``)
+    and a ``splits.json``/``splits_final.json`` list of ``{"train": [...], "val": [...]}``
+    folds (an optional ``"test"`` list is used for the final evaluation)."""
+
+    dataset_dir: str
+    fold: int = Field(default=0, ge=0)
+    splits_file: str | None = None
+    patches_per_validation_case: int = Field(default=4, ge=1)
+
+
+class SyntheticDataConfig(_Strict):
+    """Synthetic CT generated on the fly from whole-head label maps (``subct.synth``)."""
+
+    label_maps: list[str]
+    validation_label_maps: list[str] = Field(default_factory=list)
+    test_label_maps: list[str] = Field(default_factory=list)
+    label_tool: str = "synthseg"
+    synth: dict[str, Any] = Field(default_factory=dict)
+
+
+class DataConfig(_Strict):
+    """What the network sees: sources, mixing ratio, patch size and sampling."""
+
+    real: RealDataConfig | None = None
+    synthetic: SyntheticDataConfig | None = None
+    synthetic_fraction: float = Field(
+        default=1.0, ge=0, le=1, description="share of training patches that are synthetic")
+    patch_size: tuple[int, int, int] = (96, 96, 96)
+    batch_size: int = Field(default=2, ge=1)
+    samples_per_epoch: int = Field(default=200, ge=1)
+    validation_samples: int = Field(default=16, ge=1, description="synthetic validation patches")
+    foreground_oversampling: float = Field(default=0.5, ge=0, le=1,
+        description="share of real patches centred on a voxel of a random present structure")
+    num_workers: int = Field(default=0, ge=0)
+
+    @model_validator(mode="after")
+    def _has_source(self) -> DataConfig:
+        if self.real is None and self.synthetic is None:
+            raise ValueError("data needs a 'real' or a 'synthetic' source (or both)")
+        if self.synthetic is None and self.synthetic_fraction > 0 and self.real is not None:
+            self.synthetic_fraction = 0.0
+        if self.real is None and self.synthetic_fraction < 1:
+            self.synthetic_fraction = 1.0
+        return self
+
+    @field_validator("patch_size")
+    @classmethod
+    def _positive(cls, value: tuple[int, int, int]) -> tuple[int, int, int]:
+        if min(value) < 8:
+            raise ValueError(f"patch_size {value} too small (each side ≥ 8 voxels)")
+        return value
+
+
+class NetworkConfig(_Strict):
+    """Network registry name (:mod:`subct.networks`) and its architecture options."""
+
+    name: str = "unet3d"
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+
+
+class LossConfig(_Strict):
+    """Loss by name; CE class weights computed from the training labels."""
+
+    name: Literal["dice", "ce", "dice_ce", "weighted_ce"] = "dice_ce"
+    class_weights: Literal["none", "balanced", "cube_root"] = "none"
+
+    @model_validator(mode="after")
+    def _weights_for_weighted_ce(self) -> LossConfig:
+        if self.name == "weighted_ce" and self.class_weights == "none":
+            raise ValueError("loss 'weighted_ce' needs class_weights: balanced or cube_root")
+        return self
+
+
+class OptimiserConfig(_Strict):
+    """Adam (as in the paper) or AdamW, with gradient-norm clipping."""
+
+    name: Literal["adam", "adamw"] = "adam"
+    lr: float = Field(default=1e-4, gt=0)
+    weight_decay: float = Field(default=0.0, ge=0)
+    grad_clip_norm: float | None = Field(default=12.0, gt=0)
+
+
+class ScheduleConfig(_Strict):
+    """Epochs, ReduceLROnPlateau and early stopping on the validation loss."""
+
+    epochs: int = Field(default=100, ge=1)
+    plateau_patience: int = Field(default=3, ge=0)
+    plateau_factor: float = Field(default=0.5, gt=0, lt=1)
+    min_lr: float = Field(default=1e-6, ge=0)
+    early_stopping_patience: int | None = Field(default=5, ge=1)
+
+
+class PrecisionConfig(_Strict):
+    """Mixed precision and memory layout.
+
+    ``autocast="auto"``: fp16 AMP with gradient scaling on CUDA (bf16 where supported),
+    bf16 on CPU only when the CPU has native bf16 instructions (otherwise it is slower).
+    ``channels_last="auto"``: channels_last_3d memory format on CPU (faster oneDNN
+    convolutions, see ``docs/benchmarks.md``), default layout on GPU.
+    """
+
+    autocast: Literal["auto", "off", "bf16", "fp16"] = "auto"
+    channels_last: Literal["auto", "on", "off"] = "auto"
+
+
+class TransferConfig(_Strict):
+    """Transfer learning (paper 4.3): start from a checkpoint, optionally freeze encoder."""
+
+    init_checkpoint: str | None = None
+    freeze_encoder: bool = False
+
+    @model_validator(mode="after")
+    def _needs_checkpoint(self) -> TransferConfig:
+        if self.freeze_encoder and self.init_checkpoint is None:
+            raise ValueError("freeze_encoder needs init_checkpoint (a pre-trained network)")
+        return self
+
+
+class TrainingConfig(_Strict):
+    """Everything ``subct train`` needs; stored verbatim in every checkpoint."""
+
+    output_dir: str
+    seed: int = 0
+    label_scheme: Literal["canonical", "merged", "paper7"] = "canonical"
+    preprocessing: GeometryConfig = Field(default_factory=GeometryConfig)
+    data: DataConfig
+    network: NetworkConfig = Field(default_factory=NetworkConfig)
+    loss: LossConfig = Field(default_factory=LossConfig)
+    optimiser: OptimiserConfig = Field(default_factory=OptimiserConfig)
+    schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
+    precision: PrecisionConfig = Field(default_factory=PrecisionConfig)
+    transfer: TransferConfig = Field(default_factory=TransferConfig)
+    keep_epoch_checkpoints: bool = False
+    evaluate_after_training: bool = True
+    progress_bar: bool = True
+    base_dir: str = Field(default=".", description="folder relative paths are resolved against")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> TrainingConfig:
+        if self.preprocessing.merge_left_right and self.label_scheme == "canonical":
+            raise ValueError("preprocessing.merge_left_right needs label_scheme 'merged'")
+        return self
+
+    @property
+    def num_classes(self) -> int:
+        """Network output channels including background."""
+        return len(scheme_labels(self.label_scheme)) + 1
+
+    def resolve_path(self, value: str) -> Path:
+        """Expand ``{shared}`` and make relative paths relative to :attr:`base_dir`."""
+        from subct.paths import shared_data_dir
+
+        expanded = Path(value.replace("{shared}", str(shared_data_dir()))).expanduser()
+        return expanded if expanded.is_absolute() else (Path(self.base_dir) / expanded).resolve()
+
+    def resolve_label_maps(self, entries: list[str]) -> list[Path]:
+        """Paths (glob patterns expanded, sorted) of label-map entries; missing → error."""
+        paths: list[Path] = []
+        for entry in entries:
+            resolved = self.resolve_path(entry)
+            if any(char in str(resolved) for char in "*?["):
+                matches = sorted(Path(p) for p in glob.glob(str(resolved)))
+                if not matches:
+                    raise SubctInputError(resolved, "pattern matches no label map")
+                paths.extend(matches)
+            else:
+                if not resolved.exists():
+                    raise SubctInputError(resolved, "label map not found")
+                paths.append(resolved)
+        return paths
+
+    @property
+    def output_path(self) -> Path:
+        """The output folder (resolved)."""
+        return self.resolve_path(self.output_dir)
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``"optimiser.lr=3e-4"`` → (``["optimiser", "lr"]``, ``"3e-4"``); value parsed as YAML.
+
+    PyYAML reads ``3e-4`` (no dot) as a string; the typed config converts it to a number.
+    """
+    if "=" not in text:
+        raise SubctConfigError(f"override {text!r} must look like key.subkey=value")
+    key, raw = text.split("=", 1)
+    keys = [part for part in key.strip().split(".") if part]
+    if not keys:
+        raise SubctConfigError(f"override {text!r} has an empty key")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as error:
+        raise SubctConfigError(f"override {text!r}: value is not valid YAML ({error})") from error
+    return keys, value
+
+
+def apply_overrides(values: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Set dotted-path overrides in a nested dict (creating blocks as needed)."""
+    for text in overrides:
+        keys, value = parse_override(text)
+        node = values
+        for key in keys[:-1]:
+            child = node.get(key)
+            if child is None:
+                child = {}
+                node[key] = child
+            if not isinstance(child, dict):
+                raise SubctConfigError(f"override {text!r}: {key!r} is not a block")
+            node = child
+        node[keys[-1]] = value
+    return values
+
+
+def _format_validation_error(error: ValidationError) -> str:
+    parts = []
+    for item in error.errors():
+        location = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        parts.append(f"{location}: {item['msg']}")
+    return "; ".join(parts)
+
+
+def training_config_from_dict(values: dict[str, Any], source: str | Path | None = None
+                              ) -> TrainingConfig:
+    """Validate a plain dict; errors name the offending keys (and the file)."""
+    try:
+        return TrainingConfig.model_validate(values)
+    except ValidationError as error:
+        message = f"invalid training config: {_format_validation_error(error)}"
+        if source is not None:
+            raise SubctInputError(source, message) from error
+        raise SubctConfigError(message) from error
+
+
+def load_training_config(path: str | Path, overrides: list[str] | None = None) -> TrainingConfig:
+    """Read a YAML training config, apply ``key.sub=value`` overrides and validate.
+
+    Relative paths inside the file are resolved against the file's folder unless the
+    file sets ``base_dir`` itself.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise SubctInputError(path, "training config not found")
+    try:
+        values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as error:
+        raise SubctInputError(path, f"not valid YAML ({error})") from error
+    if not isinstance(values, dict):
+        raise SubctInputError(path, "training config must be a YAML mapping")
+    values.setdefault("base_dir", str(path.resolve().parent))
+    values = apply_overrides(values, list(overrides or []))
+    return training_config_from_dict(values, path)

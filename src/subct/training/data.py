@@ -1,0 +1,290 @@
+"""Training data: real nnU-Net-raw pairs, synthetic pairs from label maps, and their mix.
+
+Every sample is a dict ``{"image": float32 [1, X, Y, Z] in [0, 1], "label": int64
+[X, Y, Z] class indices}`` on the network grid (RAS, training spacing), produced by
+the same preprocessing as inference (:mod:`subct.preprocessing`).
+
+Determinism: the stream of an epoch depends only on (seed, epoch, rank, worker), so a
+resumed run sees exactly the patches the uninterrupted run would have seen, and DDP
+ranks see different patches.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from numpy.typing import NDArray
+from torch.utils.data import IterableDataset, get_worker_info
+
+from subct.errors import SubctInputError
+from subct.io import load_volume
+from subct.preprocessing import preprocess_ct, to_network_grid
+from subct.training.config import TrainingConfig
+
+Sample = dict[str, torch.Tensor]
+
+
+@dataclass
+class CasePair:
+    """One preprocessed real case: network input in [0, 1] and class indices, same grid."""
+
+    name: str
+    image: NDArray[np.float32]
+    label: NDArray[np.int64]
+    spacing_mm: tuple[float, float, float]
+
+
+# ------------------------------------------------------------------------- real datasets
+
+
+def read_splits(dataset_dir: Path, splits_file: str | None = None) -> list[dict[str, list[str]]]:
+    """The folds of an nnU-Net-style ``splits.json`` / ``splits_final.json``."""
+    candidates = [dataset_dir / splits_file] if splits_file else [
+        dataset_dir / "splits.json", dataset_dir / "splits_final.json"]
+    for path in candidates:
+        if path.is_file():
+            try:
+                folds = json.loads(path.read_text(encoding="utf-8"))
+            except json.JSONDecodeError as error:
+                raise SubctInputError(path, f"not valid JSON ({error})") from error
+            if isinstance(folds, dict):
+                folds = [folds]
+            if not isinstance(folds, list) or not all(
+                    isinstance(f, dict) and "train" in f for f in folds):
+                raise SubctInputError(path, "expected a list of {\"train\": [...], \"val\": [...]}")
+            return folds
+    raise SubctInputError(candidates[0], "splits file not found")
+
+
+def load_case(dataset_dir: Path, case: str, config: TrainingConfig,
+              images: str = "imagesTr", labels: str = "labelsTr") -> CasePair:
+    """Read and preprocess one nnU-Net raw case (``<case>_0000`` image + label map)."""
+    image_path = _find_file(dataset_dir / images, f"{case}_0000")
+    label_path = _find_file(dataset_dir / labels, case)
+    ct, image = preprocess_ct(load_volume(image_path, expect_ct=True), config.preprocessing)
+    label_grid = to_network_grid(load_volume(label_path), config.preprocessing.spacing_mm,
+                                 is_label=True)
+    label = np.asarray(label_grid.array).astype(np.int64)
+    if label.shape != image.shape:
+        raise SubctInputError(label_path, f"label grid {label.shape} differs from image grid "
+                                          f"{image.shape} after preprocessing")
+    if label.min() < 0 or label.max() >= config.num_classes:
+        raise SubctInputError(label_path, f"class index {int(label.max())} outside "
+                                          f"0..{config.num_classes - 1} ({config.label_scheme})")
+    return CasePair(case, image, label, ct.spacing)
+
+
+def _find_file(folder: Path, stem: str) -> Path:
+    for suffix in (".nii.gz", ".nii", ".mha", ".nrrd", ".mgz"):
+        path = folder / f"{stem}{suffix}"
+        if path.is_file():
+            return path
+    raise SubctInputError(folder / f"{stem}.nii.gz", "case file not found")
+
+
+def load_real_cases(config: TrainingConfig) -> tuple[list[CasePair], list[CasePair], list[str]]:
+    """Training and validation cases of the configured fold, plus test case names."""
+    real = config.data.real
+    if real is None:
+        return [], [], []
+    dataset_dir = config.resolve_path(real.dataset_dir)
+    folds = read_splits(dataset_dir, real.splits_file)
+    if real.fold >= len(folds):
+        raise SubctInputError(dataset_dir, f"fold {real.fold} not in splits ({len(folds)} folds)")
+    fold = folds[real.fold]
+    train = [load_case(dataset_dir, name, config) for name in fold["train"]]
+    val = [load_case(dataset_dir, name, config) for name in fold.get("val", [])]
+    return train, val, list(fold.get("test", []))
+
+
+# ---------------------------------------------------------------------- patch sampling
+
+
+def sample_patch(image: NDArray[np.float32], label: NDArray[np.int64],
+                 patch_size: tuple[int, int, int], rng: np.random.Generator,
+                 foreground_probability: float) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
+    """Crop one patch; with ``foreground_probability`` centre it on a structure voxel.
+
+    Foreground oversampling picks a *class* uniformly among the structures present,
+    then one of its voxels, so small structures (accumbens, pallidum) are centred as
+    often as large ones (nnU-Net's class-balanced sampling). Volumes smaller than the
+    patch are padded with 0 (image minimum after windowing) and background.
+    """
+    pad = [(max(0, (p - s + 1) // 2), max(0, p - s - (p - s + 1) // 2))
+           for s, p in zip(image.shape, patch_size, strict=True)]
+    if any(before or after for before, after in pad):
+        image = np.pad(image, pad, constant_values=0.0)
+        label = np.pad(label, pad, constant_values=0)
+    shape = np.asarray(image.shape)
+    size = np.asarray(patch_size)
+    present = np.unique(label)
+    present = present[present > 0]
+    if present.size and rng.random() < foreground_probability:
+        target = int(rng.choice(present))
+        voxels = np.flatnonzero(label == target)
+        centre = np.asarray(np.unravel_index(int(rng.choice(voxels)), label.shape))
+        start = np.clip(centre - size // 2, 0, shape - size)
+    else:
+        start = np.asarray([int(rng.integers(0, s - p + 1)) for s, p in zip(shape, size,
+                                                                           strict=True)])
+    region = tuple(slice(int(b), int(b + p)) for b, p in zip(start, size, strict=True))
+    return (np.ascontiguousarray(image[region], dtype=np.float32),
+            np.ascontiguousarray(label[region], dtype=np.int64))
+
+
+def _as_sample(image: NDArray[np.float32], label: NDArray[np.int64]) -> Sample:
+    return {"image": torch.from_numpy(image)[None], "label": torch.from_numpy(label)}
+
+
+# ---------------------------------------------------------------------- the epoch stream
+
+
+def _seed(*parts: int) -> int:
+    state = np.random.SeedSequence([abs(int(p)) for p in parts]).generate_state(2)
+    return int(state[0]) << 32 | int(state[1])
+
+
+def synth_config_for(config: TrainingConfig, extra: dict[str, Any] | None = None) -> Any:
+    """The :class:`subct.synth.SynthConfig` of this training run.
+
+    Output shape defaults to the patch size and the target scheme to the training
+    scheme; the HU window of the synthetic images is the training window.
+    """
+    from subct.synth import SynthConfig
+
+    synthetic = config.data.synthetic
+    values: dict[str, Any] = dict(synthetic.synth) if synthetic is not None else {}
+    values.setdefault("output_shape", list(config.data.patch_size))
+    values.setdefault("target_scheme", config.label_scheme)
+    values.update(extra or {})
+    return SynthConfig.from_dict(values)
+
+
+class PatchStream(IterableDataset[Sample]):
+    """One epoch of training patches: synthetic and/or real, mixed at a fixed ratio.
+
+    For each of ``samples`` positions a seeded draw decides the source (synthetic with
+    probability ``synthetic_fraction``); synthetic pairs come from
+    :class:`subct.synth.SynthGenerator` (the engine behind ``SyntheticDataset``),
+    real patches from :func:`sample_patch`. DataLoader workers take every k-th
+    position, so workers never duplicate samples.
+    """
+
+    def __init__(self, config: TrainingConfig, real_cases: list[CasePair],
+                 synthetic_bank: Any, samples: int, rank: int = 0) -> None:
+        super().__init__()
+        self.config = config
+        self.real_cases = real_cases
+        self.bank = synthetic_bank
+        self.samples = samples
+        self.rank = rank
+        self.epoch = 0
+        self.synth_config = synth_config_for(config) if synthetic_bank is not None else None
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch (call before iterating; the stream is a function of it)."""
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.samples
+
+    def _plan(self) -> NDArray[np.bool_]:
+        rng = np.random.default_rng(_seed(self.config.seed, self.epoch, self.rank, 1))
+        fraction = self.config.data.synthetic_fraction
+        if self.bank is None:
+            fraction = 0.0
+        if not self.real_cases:
+            fraction = 1.0
+        return np.asarray(rng.random(self.samples) < fraction)
+
+    def __iter__(self) -> Iterator[Sample]:
+        info = get_worker_info()
+        worker, workers = (0, 1) if info is None else (info.id, info.num_workers)
+        plan = self._plan()
+        positions = range(worker, self.samples, workers)
+        rng = np.random.default_rng(_seed(self.config.seed, self.epoch, self.rank, 2, worker))
+        generator = None
+        if self.bank is not None and plan.any():
+            from subct.synth import SynthGenerator
+
+            generator = SynthGenerator(self.bank, self.synth_config,
+                                       seed=_seed(self.config.seed, self.epoch, self.rank, 3,
+                                                  worker))
+        patch = self.config.data.patch_size
+        fg = self.config.data.foreground_oversampling
+        for position in positions:
+            if plan[position]:
+                assert generator is not None
+                synthetic = generator.sample()
+                image = synthetic.image[0].numpy().astype(np.float32)
+                label = synthetic.target.numpy().astype(np.int64)
+            else:
+                case = self.real_cases[int(rng.integers(len(self.real_cases)))]
+                image, label = case.image, case.label
+            if image.shape != tuple(patch):
+                image, label = sample_patch(image, label, patch, rng, fg)
+            yield _as_sample(image, label)
+
+
+def build_label_bank(config: TrainingConfig, entries: list[str]) -> Any:
+    """A :class:`subct.synth.LabelBank` of the label maps ``entries`` (None when empty)."""
+    if not entries:
+        return None
+    from subct.synth import LabelBank
+
+    return LabelBank(config.resolve_label_maps(entries))
+
+
+def build_validation_set(config: TrainingConfig, val_cases: list[CasePair]) -> list[Sample]:
+    """Fixed validation patches (same every epoch): synthetic and real."""
+    samples: list[Sample] = []
+    synthetic = config.data.synthetic
+    if synthetic is not None and synthetic.validation_label_maps:
+        from subct.synth import SynthGenerator
+
+        bank = build_label_bank(config, synthetic.validation_label_maps)
+        generator = SynthGenerator(bank, synth_config_for(config),
+                                   seed=_seed(config.seed, 999_983))
+        rng = np.random.default_rng(_seed(config.seed, 999_979))
+        for _ in range(config.data.validation_samples):
+            pair = generator.sample()
+            image = pair.image[0].numpy().astype(np.float32)
+            label = pair.target.numpy().astype(np.int64)
+            if image.shape != tuple(config.data.patch_size):
+                image, label = sample_patch(image, label, config.data.patch_size, rng,
+                                            config.data.foreground_oversampling)
+            samples.append(_as_sample(image, label))
+    real = config.data.real
+    if real is not None:
+        rng = np.random.default_rng(_seed(config.seed, 999_961))
+        for case in val_cases:
+            for _ in range(real.patches_per_validation_case):
+                image, label = sample_patch(case.image, case.label, config.data.patch_size,
+                                            rng, config.data.foreground_oversampling)
+                samples.append(_as_sample(image, label))
+    return samples
+
+
+def training_label_counts_source(config: TrainingConfig, real_cases: list[CasePair],
+                                 bank: Any) -> list[NDArray[np.int64]]:
+    """Label maps (class indices) to compute class weights from.
+
+    Real cases contribute their preprocessed labels; synthetic-only runs use the
+    target labels of a few deterministic synthetic samples (the labels the network is
+    actually trained on, after the synthetic crop).
+    """
+    maps: list[NDArray[np.int64]] = [case.label for case in real_cases]
+    if bank is not None:
+        from subct.synth import SynthGenerator
+
+        generator = SynthGenerator(bank, synth_config_for(config).without_randomness(),
+                                   seed=_seed(config.seed, 7))
+        for _ in range(max(4, min(16, len(bank)))):
+            maps.append(generator.sample().target.numpy().astype(np.int64))
+    return maps

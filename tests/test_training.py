@@ -1,0 +1,121 @@
+"""`subct train` core: tiny synthetic run, exact resume, config validation, transfer."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from subct.checkpoint import load_checkpoint
+from subct.errors import SubctConfigError, SubctInputError
+from subct.networks import encoder_modules
+from subct.training.config import (
+    apply_overrides,
+    load_training_config,
+    training_config_from_dict,
+)
+from subct.training.loop import TrainingResult, train
+
+REPOSITORY = Path(__file__).resolve().parents[1]
+
+
+def tiny_config(shared: Path, output: Path, **changes: Any) -> dict[str, Any]:
+    """The tiny synthetic config (32³ patches, 2 epochs, 2 label maps) as a dict."""
+    maps = shared / "label_maps" / "synthseg"
+    values: dict[str, Any] = {
+        "output_dir": str(output), "seed": 3, "progress_bar": False,
+        "evaluate_after_training": False,
+        "data": {
+            "synthetic": {"label_maps": [str(maps / "training_seg_01.nii.gz"),
+                                         str(maps / "training_seg_02.nii.gz")],
+                          "validation_label_maps": [str(maps / "training_seg_17.nii.gz")]},
+            "patch_size": [32, 32, 32], "batch_size": 2, "samples_per_epoch": 6,
+            "validation_samples": 2,
+        },
+        "network": {"name": "unet3d", "kwargs": {"channels": [8, 16, 32]}},
+        "optimiser": {"lr": 3e-3},
+        "schedule": {"epochs": 2},
+    }
+    for key, value in changes.items():
+        apply_overrides(values, [f"{key}={value}"])
+    return values
+
+
+@pytest.fixture(scope="module")
+def tiny_run(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> TrainingResult:
+    output = tmp_path_factory.mktemp("tiny")
+    return train(training_config_from_dict(tiny_config(shared_data, output)))
+
+
+def test_tiny_synthetic_run_learns_and_writes_usable_outputs(tiny_run: TrainingResult) -> None:
+    losses = tiny_run.step_losses
+    assert len(losses) == 6  # 2 epochs × 3 steps
+    assert np.mean(losses[-2:]) < np.mean(losses[:2])
+    assert tiny_run.history[1].val_loss < tiny_run.history[0].val_loss
+    output = tiny_run.output_dir
+    for name in ("best.safetensors", "last.safetensors", "last_state.pt",
+                 "training_log.csv", "training_curves.png"):
+        assert (output / name).is_file(), name
+    rows = list(csv.DictReader((output / "training_log.csv").open()))
+    assert [r["epoch"] for r in rows] == ["1", "2"]
+    assert "dice_Left-Thalamus" in rows[0]
+    loaded = load_checkpoint(output / "last.safetensors")
+    meta = loaded.metadata
+    assert meta.epoch == 2 and meta.label_scheme == "canonical"
+    assert meta.patch_size == (32, 32, 32) and meta.training_config["seed"] == 3
+    with torch.no_grad():
+        logits = loaded.network(torch.rand(1, 1, 32, 32, 32))
+    assert logits.shape == (1, 18, 32, 32, 32)
+
+
+def test_resume_reproduces_the_uninterrupted_run_exactly(
+        shared_data: Path, tmp_path: Path, tiny_run: TrainingResult) -> None:
+    first = train(training_config_from_dict(
+        tiny_config(shared_data, tmp_path, **{"schedule.epochs": 1})))
+    assert first.step_losses == tiny_run.step_losses[:3]
+    resumed = train(training_config_from_dict(tiny_config(shared_data, tmp_path)), resume=True)
+    assert resumed.step_losses == tiny_run.step_losses[3:]  # exact, not approximately
+    assert [h.epoch for h in resumed.history] == [1, 2]
+
+
+def test_config_rejects_unknown_keys_and_applies_overrides(tmp_path: Path) -> None:
+    values = tiny_config(tmp_path, tmp_path)
+    values["optimiser"]["lrr"] = 0.1
+    with pytest.raises(SubctConfigError, match="optimiser.lrr"):
+        training_config_from_dict(values)
+    with pytest.raises(SubctConfigError, match="needs class_weights"):
+        training_config_from_dict(tiny_config(tmp_path, tmp_path, **{"loss.name": "weighted_ce"}))
+    shipped = load_training_config(REPOSITORY / "configs" / "shipped_ct_unet.yaml",
+                                   ["optimiser.lr=3e-4", "data.patch_size=[64,64,64]"])
+    assert shipped.optimiser.lr == pytest.approx(3e-4)
+    assert shipped.data.patch_size == (64, 64, 64)
+    with pytest.raises(SubctInputError, match="shipped_ct_unet.yaml"):
+        load_training_config(REPOSITORY / "configs" / "shipped_ct_unet.yaml", ["typo.key=1"])
+    with pytest.raises(SubctConfigError, match="key.subkey=value"):
+        load_training_config(REPOSITORY / "configs" / "shipped_ct_unet.yaml", ["no_equals"])
+
+
+def test_transfer_learning_freezes_encoder_and_tunes_decoder(
+        shared_data: Path, tmp_path: Path, tiny_run: TrainingResult) -> None:
+    start = load_checkpoint(tiny_run.output_dir / "last.safetensors").network
+    values = tiny_config(shared_data, tmp_path, **{"schedule.epochs": 1,
+                                                    "data.samples_per_epoch": 2})
+    values["transfer"] = {"init_checkpoint": str(tiny_run.output_dir / "last.safetensors"),
+                          "freeze_encoder": True}
+    result = train(training_config_from_dict(values))
+    tuned = load_checkpoint(result.last_checkpoint).network
+    encoder_names = {id(p) for m in encoder_modules(tuned) for p in m.parameters()}
+    start_params = dict(start.named_parameters())
+    changed_encoder, changed_decoder = 0, 0
+    for name, parameter in tuned.named_parameters():
+        moved = not torch.equal(parameter, start_params[name])
+        if id(parameter) in encoder_names:
+            changed_encoder += moved
+        else:
+            changed_decoder += moved
+    assert changed_encoder == 0
+    assert changed_decoder > 0
