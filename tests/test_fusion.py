@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -155,3 +157,70 @@ def test_bad_inputs_raise_clear_errors() -> None:
         fuse([a, a], "weighted", weights=[1.0, -1.0])
     with pytest.raises(SubctConfigError, match="only used"):
         fuse([a, a], "majority", weights=[1.0, 1.0])
+
+
+# ------------------------------------------------------------------ files API and CLI
+
+
+def _write_maps(folder: Path) -> list[Path]:
+    from subct.io import Volume, save_volume
+
+    affine = np.diag([1.0, 1.0, 1.0, 1.0])
+    paths = []
+    for index, row in enumerate(np.array(CASES_3_TABLE, dtype=np.int16).T):
+        volume = Volume(row.reshape(2, 2, 2), affine)
+        paths.append(save_volume(volume, folder / f"m{index}.nii.gz"))
+    return paths
+
+
+CASES_3_TABLE = [(10, 10, 10), (0, 0, 0), (10, 10, 0), (10, 10, 11), (10, 11, 12), (0, 0, 10),
+                 (11, 11, 11), (0, 0, 0)]
+
+
+def test_fuse_command_writes_labels_and_agreement(tmp_path: Path) -> None:
+    from subct.cli import main
+    from subct.io import load_volume
+
+    paths = _write_maps(tmp_path)
+    out, agreement = tmp_path / "fused.nii.gz", tmp_path / "agree.nii.gz"
+    with pytest.raises(SystemExit) as exited:
+        main(["fuse", *map(str, paths), "-o", str(out), "--method", "majority",
+              "--agreement", str(agreement)])
+    assert exited.value.code == 0
+    assert _flat(load_volume(out).array) == [10, 0, 10, 10, 0, 0, 11, 0]
+    expected_agreement = [1, 1, 2 / 3, 2 / 3, 0, 2 / 3, 1, 1]
+    assert _flat(load_volume(agreement).array) == pytest.approx(expected_agreement)
+    weights = tmp_path / "w.json"
+    weights.write_text('[{"0": 1, "10": 0.4, "11": 1}, {"0": 1, "10": 0.4, "11": 1}, '
+                       '{"0": 1, "11": 1, "12": 1}]')
+    with pytest.raises(SystemExit) as exited:
+        main(["fuse", *map(str, paths), "-o", str(out), "--method", "weighted",
+              "--weights", str(weights)])
+    assert exited.value.code == 0
+    # voxel 3: 10 gets 0.8, 11 gets 1 -> 11; voxel 2: 10 (0.8) vs bg (1) -> bg
+    assert _flat(load_volume(out).array) == [10, 0, 0, 11, 0, 0, 11, 0]
+
+
+def test_fuse_command_errors_are_one_line_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from subct.cli import main
+    from subct.io import Volume, save_volume
+
+    paths = _write_maps(tmp_path)
+    odd = save_volume(Volume(np.zeros((2, 2, 2), dtype=np.int16), np.eye(4)),
+                      tmp_path / "odd.nii.gz")
+    for argv in (
+        ["fuse", str(paths[0]), str(odd), "-o", str(tmp_path / "f.nii.gz")],
+        ["fuse", *map(str, paths), "-o", str(paths[0])],
+        ["fuse", *map(str, paths), "-o", str(tmp_path / "f.nii.gz"), "--method", "vote"],
+        ["fuse", *map(str, paths), "-o", str(tmp_path / "f.nii.gz"), "--method", "weighted",
+         "--weights", "1,1"],
+    ):
+        with pytest.raises(SystemExit) as exited:
+            main(argv)
+        assert exited.value.code == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("error:") and "\n" not in err and "Traceback" not in err
+        if odd.name in argv[2]:
+            assert odd.name in err  # the message names the offending file

@@ -223,3 +223,35 @@ def test_atlas_segmenter_on_fsaverage(shared_data: Path) -> None:
     # Measured 0.69 (affine, 50 % probability); an atlas that is off by a flip or a
     # centimetre gives < 0.3. Registration-based atlases are known to trail CNNs.
     assert np.mean(dice) >= 0.60, dict(zip(CANONICAL_LABELS, np.round(dice, 2), strict=True))
+
+
+def test_mri_seg_command_with_precomputed_output(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from subct.cli import main
+
+    mri = _mri()
+    mri_path = save_volume(mri, tmp_path / "t1.nii.gz")
+    tool_map, truth = _tool_output_on_lia_grid(mri)
+    precomputed = save_volume(tool_map, tmp_path / "synthseg_out.nii.gz")
+    out = tmp_path / "labels.nii.gz"
+    with pytest.raises(SystemExit) as exited:
+        main(["mri-seg", str(mri_path), "-o", str(out), "--tool", "synthseg",
+              "--from", str(precomputed)])
+    assert exited.value.code == 0
+    written = load_volume(out)
+    assert written.geometry.same_grid(mri.geometry)
+    assert np.array_equal(written.array, truth)
+    # Missing tool, no --from: one line naming the executable, exit code 2.
+    monkeypatch.setenv("PATH", str(tmp_path))
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exited:
+        main(["mri-seg", str(mri_path), "-o", str(out), "--tool", "fastsurfer"])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert "run_fastsurfer.sh" in err and "--from" in err and "Traceback" not in err
+    # Never overwrite the input.
+    with pytest.raises(SystemExit) as exited:
+        main(["mri-seg", str(mri_path), "-o", str(mri_path), "--tool", "synthseg",
+              "--from", str(precomputed)])
+    assert exited.value.code == 2

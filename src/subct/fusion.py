@@ -30,6 +30,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal, get_args
 
 import numpy as np
@@ -262,3 +263,81 @@ def _staple(stack: list[NDArray[np.int16]], max_iterations: int) -> NDArray[np.i
     back = np.append(values, BACKGROUND).astype(np.int16)  # undecided → background
     fused[box] = back[indices]
     return fused
+
+
+# ------------------------------------------------------------------------ files API
+
+
+def read_weights(text_or_path: str) -> FusionWeights:
+    """Weights from the command line: ``"1,1,2"`` or a JSON file.
+
+    The JSON file holds a list with one entry per map: a number (per-segmenter weight)
+    or an object ``{"label": weight}`` (per-structure weights; key ``"0"`` = background).
+    """
+    import json
+
+    candidate = Path(text_or_path)
+    if candidate.suffix.lower() == ".json" or candidate.is_file():
+        try:
+            raw = json.loads(candidate.read_text())
+        except (OSError, json.JSONDecodeError) as error:
+            raise SubctInputError(candidate, f"cannot read weights JSON ({error})") from error
+        if not isinstance(raw, list):
+            raise SubctInputError(candidate, "weights JSON must be a list, one entry per map")
+        try:
+            if all(isinstance(item, dict) for item in raw):
+                return [{int(k): float(v) for k, v in item.items()} for item in raw]
+            return [float(item) for item in raw]
+        except (TypeError, ValueError) as error:
+            raise SubctInputError(candidate, f"invalid weights ({error})") from error
+    try:
+        return [float(part) for part in text_or_path.split(",") if part.strip()]
+    except ValueError as error:
+        raise SubctConfigError(
+            f"--weights must be comma-separated numbers or a JSON file, got {text_or_path!r}"
+        ) from error
+
+
+def fuse_files(
+    map_paths: Sequence[str | Path],
+    output_path: str | Path,
+    method: str = "majority",
+    weights: FusionWeights | None = None,
+    agreement_path: str | Path | None = None,
+) -> FusionResult:
+    """Fuse label-map files on one grid; write the fused map (and agreement) atomically.
+
+    Raises:
+        SubctInputError: a map is unreadable or on a different grid (message names it),
+            or an output path equals an input.
+    """
+    from subct.io import load_volume, save_volume
+
+    paths = [Path(p) for p in map_paths]
+    outputs = [Path(output_path)] + ([Path(agreement_path)] if agreement_path else [])
+    for output in outputs:
+        if any(output.resolve() == path.resolve() for path in paths):
+            raise SubctInputError(output, "refusing to overwrite an input file")
+    volumes = [load_volume(path) for path in paths]
+    if not volumes:
+        raise SubctInputError(None, "no label maps to fuse")
+    reference = volumes[0]
+    for path, volume in zip(paths, volumes, strict=True):
+        if not volume.geometry.same_grid(reference.geometry):
+            raise SubctInputError(
+                path, f"label map grid {volume.shape} differs from {paths[0].name}'s "
+                f"{reference.shape} (resample onto one grid first)"
+            )
+    arrays = []
+    for path, volume in zip(paths, volumes, strict=True):
+        try:
+            arrays.append(_validated_maps([volume.array])[0])
+        except SubctInputError as error:
+            raise SubctInputError(path, error.problem) from error
+    result = fuse(arrays, method, weights)
+    save_volume(reference.with_array(result.labels, f"fused ({method})"), output_path,
+                dtype=np.int16)
+    if agreement_path is not None:
+        save_volume(reference.with_array(result.agreement, "segmenter agreement"),
+                    agreement_path, dtype=np.float32)
+    return result

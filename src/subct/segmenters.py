@@ -615,3 +615,26 @@ def get_segmenter(name: str, **options: Any) -> Segmenter:
     raise SubctConfigError(
         f"unknown segmenter {name!r}; available: {', '.join(available_segmenters())}"
     )
+
+
+# ------------------------------------------------------------------------ files API
+
+
+def segment_file(mri_path: str | Path, output_path: str | Path, tool: str,
+                 **options: Any) -> Path:
+    """Segment the MRI file ``mri_path`` with ``tool`` and write the labels atomically.
+
+    The output (int16 canonical FreeSurfer IDs) is on the MRI's grid; its format follows
+    the suffix (``.nii.gz``, ``.mgz``...). ``options`` go to :func:`get_segmenter`
+    (e.g. ``from_file`` for a precomputed output).
+
+    Raises:
+        SubctInputError: unreadable MRI, or an output path equal to an input.
+    """
+    mri_path, output_path = Path(mri_path), Path(output_path)
+    inputs = [mri_path] + ([Path(options["from_file"])] if options.get("from_file") else [])
+    if any(output_path.resolve() == path.resolve() for path in inputs):
+        raise SubctInputError(output_path, "refusing to overwrite an input file")
+    segmenter = get_segmenter(tool, **options)
+    labels = segmenter.segment(load_volume(mri_path))
+    return save_volume(labels, output_path, dtype=np.int16)

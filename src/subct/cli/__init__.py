@@ -31,6 +31,8 @@ _state = {"debug": False}
 COMMAND_MODULES: tuple[str, ...] = (
     "subct.cli.info_command",
     "subct.cli.evaluate_command",
+    "subct.cli.mri_seg_command",
+    "subct.cli.fuse_command",
     "subct.cli.register_command",
     "subct.cli.synth_command",
     "subct.cli.build_dataset_command",
