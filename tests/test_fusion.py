@@ -224,3 +224,16 @@ def test_fuse_command_errors_are_one_line_exit_2(
         assert err.startswith("error:") and "\n" not in err and "Traceback" not in err
         if odd.name in argv[2]:
             assert odd.name in err  # the message names the offending file
+
+
+def test_leave_one_out_weights_penalise_the_outlier() -> None:
+    from subct.fusion import leave_one_out_weights
+
+    good = np.zeros((6, 6, 6), dtype=np.int16)
+    good[1:5, 1:5, 1:5] = 10
+    shifted = np.roll(good, 2, axis=0)  # the outlier
+    weights = leave_one_out_weights([good, good.copy(), good.copy(), shifted], [10])
+    assert weights[0][10] == pytest.approx(1.0) and weights[0][0] == 1.0
+    assert weights[3][10] == pytest.approx(0.5)  # 2 of 4 slabs overlap
+    with pytest.raises(SubctInputError, match="at least 3"):
+        leave_one_out_weights([good, good], [10])

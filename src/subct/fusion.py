@@ -119,6 +119,32 @@ def agreement_map(
     return (count * np.float32(1.0 / len(maps))).astype(np.float32, copy=False)
 
 
+def leave_one_out_weights(
+    maps: Sequence[NDArray[np.integer[Any]]], labels: Sequence[int]
+) -> list[dict[int, float]]:
+    """Per-segmenter-per-structure weights without ground truth, for ``weighted`` fusion.
+
+    Weight of segmenter *j* for structure *c* = Dice of *j*'s structure *c* against the
+    majority vote of the *other* segmenters (background weight 1.0). A segmenter that
+    disagrees with the rest on a structure gets less say on it. Needs ≥ 3 maps (with 2,
+    the "others" are one map and every segmenter gets the same Dice).
+    """
+    stack = _validated_maps(maps)
+    if len(stack) < 3:
+        raise SubctInputError(None, "leave-one-out weights need at least 3 label maps")
+    weights: list[dict[int, float]] = []
+    for held_out in range(len(stack)):
+        others = _weighted_vote([m for j, m in enumerate(stack) if j != held_out], None)
+        mine = stack[held_out]
+        per_label: dict[int, float] = {BACKGROUND: 1.0}
+        for label in labels:
+            a, b = mine == label, others == label
+            total = int(a.sum()) + int(b.sum())
+            per_label[int(label)] = 2.0 * float((a & b).sum()) / total if total else 0.0
+        weights.append(per_label)
+    return weights
+
+
 # ----------------------------------------------------------------------------- internals
 
 
