@@ -29,6 +29,8 @@ _state = {"debug": False}
 
 #: Command modules, each defining ``register(app)``. Order = order in ``subct --help``.
 COMMAND_MODULES: tuple[str, ...] = (
+    "subct.cli.segment_command",
+    "subct.cli.demo_command",
     "subct.cli.info_command",
     "subct.cli.evaluate_command",
     "subct.cli.mri_seg_command",
@@ -36,6 +38,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "subct.cli.register_command",
     "subct.cli.synth_command",
     "subct.cli.build_dataset_command",
+    "subct.cli.train_command",
+    "subct.cli.export_nnunet_command",
 )
 
 

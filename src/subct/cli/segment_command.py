@@ -1,0 +1,82 @@
+"""``subct segment INPUT... -o OUT``: segment the 17 subcortical structures of head CTs.
+
+A thin layer over :func:`subct.batch.run_batch` (Python: ``subct.segment`` for one image
+in memory). Prints one line per case; failed cases are listed at the end and make
+the exit code 1 (the other cases still finish). A missing model or bad option is a
+one-line error with exit code 2.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+from subct.batch import BatchConfig, CaseOutcome, run_batch
+from subct.errors import SubctConfigError
+from subct.inference import InferenceConfig
+from subct.labels import SCHEMES
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``segment`` command to ``app``."""
+
+    @app.command("segment")
+    def segment(
+        inputs: list[Path] = typer.Argument(  # noqa: B008
+            ..., help="NIfTI/MGZ/NRRD files, DICOM series folders, folders of such files, "
+                      "or text files listing paths."),
+        output: Path = typer.Option(..., "-o", "--output", help="Output folder."),  # noqa: B008
+        model: str | None = typer.Option(
+            None, "--model", help="Model name (see subct.models) or checkpoint path from "
+                                  "`subct train`; default: the shipped model."),
+        scheme: str = typer.Option(
+            "canonical", "--scheme", help="Label scheme of the written labels: canonical "
+                                          "(17 FreeSurfer IDs), merged or paper7."),
+        device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+        threads: int | None = typer.Option(None, "--threads", help="CPU threads for torch."),
+        fast: bool = typer.Option(False, "--fast", help="No TTA, lighter settings."),
+        no_tta: bool = typer.Option(False, "--no-tta", help="Skip left/right flip averaging."),
+        qc: int = typer.Option(0, "--qc", help="Monte-Carlo dropout passes for QC "
+                                               "(15 in the 3D UNet paper; 0 = off)."),
+        posteriors: bool = typer.Option(False, "--posteriors",
+                                        help="Also write softmax maps (crop grid)."),
+        overwrite: bool = typer.Option(False, "--overwrite",
+                                       help="Redo cases whose outputs are complete."),
+        scheduler: str | None = typer.Option(
+            None, "--scheduler", help="Dask scheduler address (tcp://host:8786) to spread "
+                                      "the batch over; default: in this process."),
+    ) -> None:
+        """Segment head CTs: labels, volumes.csv, QC JSON, overlays and index.html."""
+        from subct.models import resolve_model_path
+
+        if scheme not in SCHEMES:
+            raise SubctConfigError(f"--scheme must be one of {', '.join(SCHEMES)}")
+        model_path = resolve_model_path(model)  # fail fast (exit 2) when no model exists
+        settings = {"scheme": scheme, "device": device, "threads": threads,
+                    "mc_dropout_samples": qc}
+        inference = (InferenceConfig.fast(**settings) if fast
+                     else InferenceConfig(tta=not no_tta, **settings))  # type: ignore[arg-type]
+        config = BatchConfig(output_dir=output, model=model_path, inference=inference,
+                             overwrite=overwrite, write_posteriors=posteriors,
+                             scheduler=scheduler)
+        console = Console(highlight=False, soft_wrap=True)
+        errors = Console(stderr=True, highlight=False, soft_wrap=True)
+
+        def report(outcome: CaseOutcome) -> None:
+            if outcome.status == "failed":
+                errors.print(f"[red]failed[/]  {outcome.case.name}: {outcome.error}")
+            elif outcome.status == "skipped":
+                console.print(f"skipped {outcome.case.name} (complete; --overwrite redoes it)")
+            else:
+                console.print(f"done    {outcome.case.name} ({outcome.seconds:.1f} s)")
+
+        summary = run_batch(inputs, config, progress=report)
+        console.print(f"outputs in {output} (volumes.csv, index.html)")
+        if summary.failures:
+            errors.print(f"[red]{len(summary.failures)} of {len(summary.cases)} case(s) "
+                         "failed:[/]")
+            for outcome in summary.failures:
+                errors.print(f"  {outcome.error}")
+            raise typer.Exit(1)
