@@ -41,7 +41,11 @@ from subct.synth.intensity import (
 )
 from subct.synth.label_maps import LabelBank, LabelMapSource
 from subct.synth.resolution import AcquisitionResolution, sample_resolution, simulate_resolution
-from subct.synth.spatial import pull_labels, random_affine_matrix, random_displacement_mm
+from subct.synth.spatial import (
+    pull_labels,
+    random_affine_matrix,
+    random_coarse_displacement_mm,
+)
 from subct.synth.tissues import CONTRAST_HOST, EXTRACEREBRAL_START, left_right_partner
 
 
@@ -130,16 +134,15 @@ class SynthGenerator:
                   else stored.head_centroid_mm)
         translation = rng.uniform(-config.spatial.translation_mm, config.spatial.translation_mm, 3)
         centre = anchor + translation
-        displacement = random_displacement_mm(shape, config.spatial, rng,
-                                              self._torch_generator, self.device)
+        displacement = random_coarse_displacement_mm(shape, config.spatial, rng,
+                                                     self._torch_generator, self.device)
         labels = pull_labels(_on_device(stored, self._maps[map_index]), shape, matrix, centre,
-                             displacement)
+                             displacement).long()
         flip = bool(rng.uniform() < config.spatial.flip_probability)
         if flip:
-            labels = self._swap_lut[labels.flip(0).long()].to(labels.dtype)
+            labels = self._swap_lut[labels.flip(0)]
         if rng.uniform() < config.drop_extracerebral_probability:
-            labels = torch.where(self._extracerebral[labels.long()],
-                                 torch.zeros_like(labels), labels)
+            labels = torch.where(self._extracerebral[labels], torch.zeros_like(labels), labels)
             parameters["skull_stripped"] = True
         parameters.update(flip=flip, affine_matrix=matrix.tolist(), centre_mm=centre.tolist())
 
@@ -154,11 +157,10 @@ class SynthGenerator:
 
         affine = np.eye(4)
         affine[:3, 3] = centre - (np.asarray(shape, dtype=np.float64) - 1.0) / 2.0
-        long_labels = labels.long()
         return SyntheticSample(
             image=image.float().unsqueeze(0),
-            target=self._target_lut[long_labels],
-            labels_fs=self._fs_lut[long_labels],
+            target=self._target_lut[labels],
+            labels_fs=self._fs_lut[labels],
             hu=hu,
             affine=affine,
             parameters=parameters,

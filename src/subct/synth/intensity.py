@@ -13,7 +13,6 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from subct.synth.config import GenericIntensityConfig
 from subct.synth.tissues import generic_class_of
@@ -48,8 +47,10 @@ def smooth_random_field(
     device: torch.device,
 ) -> torch.Tensor:
     """Gaussian noise N(0, std²) on a small ``grid``, upsampled trilinearly to ``shape``."""
-    coarse = torch.randn((1, 1, *grid), generator=generator, device=device) * std
-    return F.interpolate(coarse, size=shape, mode="trilinear", align_corners=True)[0, 0]
+    from subct.synth.spatial import upsample_linear
+
+    coarse = torch.randn((1, *grid), generator=generator, device=device) * std
+    return upsample_linear(coarse, shape)[0]
 
 
 def bias_field(

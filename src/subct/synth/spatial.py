@@ -78,7 +78,24 @@ def integrate_velocity(velocity: torch.Tensor, steps: int) -> torch.Tensor:
     return displacement
 
 
-def random_displacement_mm(
+def upsample_linear(field: torch.Tensor, shape: tuple[int, int, int]) -> torch.Tensor:
+    """Trilinear (align_corners) upsampling of a (C, a, b, c) field to (C, *shape).
+
+    Done as three separable matrix products, which on CPU is faster than
+    ``F.interpolate`` and gives the same values.
+    """
+    from subct.synth.resolution import linear_resampling_matrix
+
+    result = field
+    for axis, size in enumerate(shape):
+        if result.shape[axis + 1] == size:
+            continue
+        matrix = linear_resampling_matrix(result.shape[axis + 1], size).to(field.device)
+        result = torch.matmul(result.movedim(axis + 1, -1), matrix.t()).movedim(-1, axis + 1)
+    return result.contiguous()
+
+
+def random_coarse_displacement_mm(
     output_shape: tuple[int, int, int],
     config: SpatialConfig,
     rng: np.random.Generator,
@@ -86,13 +103,13 @@ def random_displacement_mm(
     device: torch.device,
     std_mm: float | None = None,
 ) -> torch.Tensor | None:
-    """Random diffeomorphic displacement on the output grid, (3, X, Y, Z) in mm.
+    """Random diffeomorphic displacement on the integration grid, (3, a, b, c) in mm.
 
-    A Gaussian SVF of size ``config.nonlinear_grid`` with std σ ~ U(0, b_nonlin) mm is
-    upsampled to the integration grid (output / ``integration_downsample``), integrated
-    by scaling and squaring, and upsampled trilinearly to the output grid. Returns
-    ``None`` when the deformation is switched off (b_nonlin = 0). ``std_mm`` fixes σ
-    instead of drawing it (e.g. to check the largest deformation of the bounds).
+    The grid spans the output crop with ``output / integration_downsample`` points per
+    axis (corners aligned). A Gaussian SVF of size ``config.nonlinear_grid`` with std
+    σ ~ U(0, b_nonlin) mm is upsampled to that grid and integrated by scaling and
+    squaring. Returns ``None`` when the deformation is switched off (b_nonlin = 0);
+    ``std_mm`` fixes σ instead of drawing it (e.g. to check the largest deformation).
     """
     if config.nonlinear_std_max_mm <= 0:
         return None
@@ -110,9 +127,23 @@ def random_displacement_mm(
     velocity = F.interpolate(velocity, size=integration_shape, mode="trilinear",
                              align_corners=True)
     displacement = integrate_velocity(velocity, config.integration_steps)
-    displacement = F.interpolate(displacement, size=output_shape, mode="trilinear",
-                                 align_corners=True)
     return (displacement / to_normalised)[0]
+
+
+def random_displacement_mm(
+    output_shape: tuple[int, int, int],
+    config: SpatialConfig,
+    rng: np.random.Generator,
+    generator: torch.Generator,
+    device: torch.device,
+    std_mm: float | None = None,
+) -> torch.Tensor | None:
+    """The random displacement of :func:`random_coarse_displacement_mm` on the output grid.
+
+    Shape (3, X, Y, Z), mm; upsampled trilinearly from the integration grid.
+    """
+    coarse = random_coarse_displacement_mm(output_shape, config, rng, generator, device, std_mm)
+    return None if coarse is None else upsample_linear(coarse, output_shape)
 
 
 def jacobian_determinant(displacement_mm: torch.Tensor) -> torch.Tensor:
@@ -136,13 +167,16 @@ def pull_labels(
     output_shape: tuple[int, int, int],
     matrix: NDArray[np.float64],
     centre_mm: NDArray[np.float64],
-    displacement_mm: torch.Tensor | None,
+    coarse_displacement_mm: torch.Tensor | None,
 ) -> torch.Tensor:
     """Nearest-neighbour labels of the deformed map on the output grid.
 
-    Output voxel x (centred, mm) is read at world ``centre_mm + matrix (x + d(x))``.
-    Stored maps carry a background border, so clamping coordinates into the map makes
-    every point outside it read background (index 0).
+    Output voxel x (centred, mm) is read at world ``centre_mm + matrix (x + d(x))``,
+    ``d`` being the coarse displacement (3, a, b, c) upsampled trilinearly. Since
+    trilinear interpolation reproduces affine functions exactly, the source voxel
+    coordinates are computed on the coarse grid and upsampled once. Stored maps carry
+    a background border, so clamping coordinates into the map makes every point
+    outside it read background (index 0).
 
     Returns:
         Compact label indices, shape ``output_shape``, dtype of ``stored.indices``.
@@ -150,25 +184,29 @@ def pull_labels(
     device = stored.indices.device
     world_to_voxel = np.linalg.inv(stored.affine)
     linear = torch.tensor(world_to_voxel[:3, :3] @ matrix, dtype=torch.float32, device=device)
-    offset = world_to_voxel[:3, :3] @ centre_mm + world_to_voxel[:3, 3]
-    axes = [torch.arange(n, device=device, dtype=torch.float32) - (n - 1) / 2.0
-            for n in output_shape]
-    if displacement_mm is None:
-        points = torch.zeros((3, *output_shape), device=device)
+    # +0.5: truncation of the (non-negative, clamped) coordinates then rounds to nearest
+    offset = torch.tensor(world_to_voxel[:3, :3] @ centre_mm + world_to_voxel[:3, 3] + 0.5,
+                          dtype=torch.float32, device=device).view(3, 1, 1, 1)
+    grid_shape = output_shape if coarse_displacement_mm is None else tuple(
+        coarse_displacement_mm.shape[1:])
+    axes = [torch.linspace(-(n - 1) / 2.0, (n - 1) / 2.0, m, device=device)
+            for n, m in zip(output_shape, grid_shape, strict=True)]
+    views = [axes[0].view(-1, 1, 1), axes[1].view(1, -1, 1), axes[2].view(1, 1, -1)]
+    # affine part, separable: coordinate_k = Σ_j linear[k, j] · x_j + offset_k
+    coordinates = offset + sum(
+        linear[:, j].view(3, 1, 1, 1) * views[j].unsqueeze(0) for j in range(3))
+    if coarse_displacement_mm is not None:
+        coordinates = coordinates + torch.einsum(
+            "kj,jabc->kabc", linear, coarse_displacement_mm)
+        coordinates = upsample_linear(coordinates, output_shape)
     else:
-        points = displacement_mm.clone()
-    points[0] += axes[0].view(-1, 1, 1)
-    points[1] += axes[1].view(1, -1, 1)
-    points[2] += axes[2].view(1, 1, -1)
-    coordinates = torch.mm(linear, points.view(3, -1))
-    coordinates += torch.tensor(offset, dtype=torch.float32, device=device).view(3, 1)
+        coordinates = coordinates.expand(3, *output_shape).contiguous()
     source_shape = stored.indices.shape
-    upper = torch.tensor([n - 1 for n in source_shape], dtype=torch.float32,
-                         device=device).view(3, 1)
-    coordinates.round_()
+    upper = torch.tensor([n - 0.51 for n in source_shape], dtype=torch.float32,
+                         device=device).view(3, 1, 1, 1)
     coordinates.clamp_(min=torch.zeros_like(upper), max=upper)
-    voxel = coordinates.to(torch.int64)
+    voxel = coordinates.to(torch.int32)  # exact: maps have fewer than 2**31 voxels
     flat_index = voxel[0] * (source_shape[1] * source_shape[2])
     flat_index += voxel[1] * source_shape[2]
     flat_index += voxel[2]
-    return torch.take(stored.indices, flat_index).view(output_shape)
+    return torch.take(stored.indices, flat_index.long()).view(output_shape)
