@@ -208,3 +208,41 @@ def test_bad_settings_are_rejected() -> None:
         RegistrationConfig(shrink_factors=(4, 2), smoothing_sigmas_mm=(1.0,))
     with pytest.raises(SubctConfigError):
         register(_small_volume(0), _small_volume(1), "spline")  # type: ignore[arg-type]
+
+
+def test_register_command_writes_transform_labels_qc_and_mi(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    import json
+
+    from subct.cli import main
+    from subct.io import save_volume
+
+    fixed, moving = _small_volume(0), _small_volume(1)
+    moving_affine = moving.affine.copy()
+    moving_affine[:3, 3] += [2.0, 0.0, 0.0]
+    labels = (moving.array > 50).astype(np.int16) * 17
+    save_volume(fixed, tmp_path / "ct.nii.gz")
+    save_volume(Volume(moving.array, moving_affine), tmp_path / "mr.nii.gz")
+    save_volume(Volume(labels, moving_affine), tmp_path / "labels.nii.gz")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["register", "--fixed", str(tmp_path / "ct.nii.gz"), "--moving",
+              str(tmp_path / "mr.nii.gz"), "--labels", str(tmp_path / "labels.nii.gz"),
+              "-o", str(tmp_path / "out"), "--transform", "rigid", "--assume-aligned"])
+    assert exit_info.value.code == 0
+    printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert printed["skipped"] is True and "mattes_mi_before" in printed
+    out = tmp_path / "out"
+    for name in ("transform.tfm", "moved_image.nii.gz", "labels.nii.gz", "qc.png",
+                 "registration.json"):
+        assert (out / name).is_file(), name
+    moved = load_volume(out / "labels.nii.gz")
+    assert moved.shape == fixed.shape and set(np.unique(moved.array)) == {0, 17}
+    # identity in world space: the MRI grid's +2 mm (1 voxel) shift along x is kept
+    np.testing.assert_array_equal(moved.array[4:22, 12, 12], [0] + [17] * 16 + [0])
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["register", "--fixed", str(tmp_path / "missing.nii.gz"), "--moving",
+              str(tmp_path / "mr.nii.gz"), "-o", str(tmp_path / "bad")])
+    assert exit_info.value.code == 2
+    assert "missing.nii.gz" in capsys.readouterr().err
