@@ -74,6 +74,7 @@ class TrainingResult:
     last_checkpoint: Path
     step_losses: list[float]
     stopped_early: bool
+    network: nn.Module
     evaluation_csv: Path | None = None
 
 
@@ -446,9 +447,9 @@ def train(config: TrainingConfig, *, resume: bool = False,
         if progress is not None:
             progress.stop()
 
-    result = TrainingResult(output, history,
-                            output / BEST_CHECKPOINT if (output / BEST_CHECKPOINT).exists()
-                            else None, output / LAST_CHECKPOINT, step_losses, stopped_early)
+    best_path = output / BEST_CHECKPOINT
+    result = TrainingResult(output, history, best_path if best_path.exists() else None,
+                            output / LAST_CHECKPOINT, step_losses, stopped_early, network)
     if context.is_main and config.evaluate_after_training and result.best_checkpoint:
         from subct.training.evaluate import evaluate_checkpoint_on_test
 

@@ -1,0 +1,63 @@
+"""``subct export-nnunet``: write a dataset in nnU-Net v2 raw layout.
+
+Either synthetic CT from label maps (``--label-maps``) or CT + label-map folders
+(``--images`` / ``--labels``). The result is ready for
+``nnUNetv2_plan_and_preprocess -d ID --verify_dataset_integrity``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+from subct.errors import SubctConfigError
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``subct export-nnunet`` to the CLI."""
+
+    @app.command("export-nnunet")
+    def export_nnunet_command(
+        output_root: Path = typer.Argument(..., help="The nnUNet_raw folder."),
+        dataset_id: int = typer.Option(..., "--id", help="nnU-Net dataset number (1..999)."),
+        name: str = typer.Option("SubctCT", "--name", help="Dataset name."),
+        label_maps: list[Path] = typer.Option(
+            [], "--label-maps", help="Label maps to synthesise CT from (repeatable)."),
+        samples_per_map: int = typer.Option(5, "--samples-per-map",
+                                            help="Synthetic CTs per label map."),
+        images: Path | None = typer.Option(None, "--images", help="Folder of CTs (HU)."),
+        labels: Path | None = typer.Option(None, "--labels",
+                                           help="Folder of label maps matching --images."),
+        label_tool: str = typer.Option("freesurfer", "--label-tool",
+                                       help="What the label values mean (freesurfer, ...)."),
+        scheme: str = typer.Option("canonical", "--scheme",
+                                   help="canonical (17), merged (9) or paper7 (7)."),
+        seed: int = typer.Option(0, "--seed", help="Seed of the split and the synthesis."),
+    ) -> None:
+        """Export training data in nnU-Net v2 raw layout (dataset.json, imagesTr, labelsTr)."""
+        from subct.nnunet_export import (
+            NnunetExportConfig,
+            check_nnunet_raw,
+            export_pairs,
+            export_synthetic,
+        )
+
+        config = NnunetExportConfig(output_root, dataset_id, name, label_scheme=scheme, seed=seed)
+        console = Console(stderr=True)
+        failures: list[str] = []
+        if label_maps and (images or labels):
+            raise SubctConfigError("use either --label-maps or --images/--labels, not both")
+        if label_maps:
+            folder = export_synthetic(label_maps, samples_per_map, config)
+        elif images is not None and labels is not None:
+            folder, failures = export_pairs(images, labels, config, label_tool)
+        else:
+            raise SubctConfigError("give --label-maps, or both --images and --labels")
+        problems = check_nnunet_raw(folder)
+        console.print(f"wrote {folder}")
+        for line in failures + problems:
+            console.print(f"[red]{line}[/]")
+        if failures or problems:
+            raise typer.Exit(1)
