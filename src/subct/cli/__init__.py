@@ -40,8 +40,6 @@ COMMAND_MODULES: tuple[str, ...] = (
     "subct.cli.build_dataset_command",
     "subct.cli.train_command",
     "subct.cli.export_nnunet_command",
-    "subct.cli.train_command",
-    "subct.cli.export_nnunet_command",
 )
 
 
