@@ -106,7 +106,7 @@ def fsaverage_meshnet18(shared_data: Path) -> tuple[Volume, np.ndarray]:
     region = tuple(slice(int(i.min()) - 3, int(i.max()) + 4) for i in found)
     segmenter = MeshNetSegmenter(
         name="meshnet-18", model_dir=shared_data / "mri_models" / "meshnet" / "model18cls",
-        run=MeshNetRunConfig(region=region),  # type: ignore[arg-type]
+        run=MeshNetRunConfig(region=region),
     )
     labels = segmenter.segment(t1)
     assert segmenter.last_plane is not None and segmenter.last_plane.method == "mirror"

@@ -41,7 +41,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 from numpy.typing import NDArray
@@ -49,6 +49,10 @@ from numpy.typing import NDArray
 from subct import labels as label_schemes
 from subct.errors import SubctConfigError, SubctError, SubctInputError
 from subct.io import Geometry, Volume, load_volume, save_volume
+
+if TYPE_CHECKING:  # torch (meshnet) is heavy: import it only when a MeshNet runs
+    from subct.meshnet import MeshNetRunConfig
+    from subct.registration import RegistrationConfig
 
 MidlineMethod = Literal["mirror", "centroid", "x0"]
 
@@ -443,7 +447,7 @@ class MeshNetSegmenter(Segmenter):
     name: str = "meshnet-subcortical"
     model_dir: Path | None = None
     midline: MidlineMethod = "mirror"
-    run: Any = None  # subct.meshnet.MeshNetRunConfig (imported lazily: torch is heavy)
+    run: MeshNetRunConfig | None = None
     last_plane: MidsagittalPlane | None = field(default=None, init=False)
 
     def segment(self, mri: Volume) -> Volume:
@@ -549,7 +553,7 @@ class AtlasSegmenter(Segmenter):
     name: str = "atlas-ho"
     transform: str = "affine"
     min_probability_percent: float = 50.0
-    registration: Any = None
+    registration: RegistrationConfig | None = None
 
     def segment(self, mri: Volume) -> Volume:
         """Register the MNI152 template to ``mri`` and warp the atlas labels onto it."""
