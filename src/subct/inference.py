@@ -363,13 +363,18 @@ def resample_to_crop(hu: Volume, grid: CropGrid, hu_offset: float = 0.0) -> NDAr
 
 
 def labels_to_native(crop_indices: NDArray[np.integer], grid: CropGrid, native: Geometry,
-                     num_classes: int) -> NDArray[np.int16]:
+                     num_classes: int, probabilities: NDArray[np.float32] | None = None
+                     ) -> NDArray[np.int16]:
     """Class indices on the crop grid → class indices on the native grid.
 
     Each structure's binary mask is linearly interpolated onto the native voxels inside
     its own bounding box (a voxel joins a structure where the interpolated mask is
     ≥ 0.5 and strongest), which is linear interpolation of the one-hot label map:
     smooth boundaries on finer native grids, no half-voxel shift, full affines.
+    Exact ties (two structures both at 0.5, common when grids are offset by half a
+    voxel) go to the structure with the higher interpolated posterior when
+    ``probabilities`` (C, X, Y, Z on the crop grid) are given, so the result does not
+    depend on the order structures are visited (left/right symmetry).
     """
     native_to_crop = np.linalg.inv(grid.affine) @ native.affine
     crop_to_native = np.linalg.inv(native_to_crop)
@@ -395,6 +400,14 @@ def labels_to_native(crop_indices: NDArray[np.integer], grid: CropGrid, native: 
         offset = matrix @ native_start + native_to_crop[:3, 3] - crop_start
         weight = ndimage.affine_transform(mask, matrix, offset=offset, output_shape=output_shape,
                                           order=1, mode="constant", cval=0.0, prefilter=False)
+        # Rounding removes float noise of the sampling positions (0.4999999 vs 0.5), so
+        # exact half-voxel ties are decided the same way on mirrored grids.
+        weight = np.round(weight, 4)
+        if probabilities is not None:
+            confidence = mask * probabilities[index][crop_block]
+            weight = weight + 1e-3 * ndimage.affine_transform(
+                confidence, matrix, offset=offset, output_shape=output_shape, order=1,
+                mode="constant", cval=0.0, prefilter=False)
         current = best[native_block]
         wins = (weight >= 0.5) & (weight > current)
         current[wins] = weight[wins]
@@ -474,6 +487,14 @@ def predict_probabilities(model: SegmentationModel, image: NDArray[np.float32],
     return probabilities.cpu()
 
 
+def has_dropout(network: torch.nn.Module) -> bool:
+    """True when the network has a dropout layer with a non-zero rate (MONAI builds
+    ``Dropout(p=0)`` layers even for ``dropout=0``, which sample nothing)."""
+    dropout_types = (torch.nn.Dropout, torch.nn.Dropout2d, torch.nn.Dropout3d)
+    return any(isinstance(module, dropout_types) and float(module.p) > 0.0
+               for module in network.modules())
+
+
 def mc_dropout_volumes(model: SegmentationModel, image: NDArray[np.float32],
                        config: InferenceConfig, voxel_volume_mm3: float
                        ) -> NDArray[np.float64] | None:
@@ -485,9 +506,9 @@ def mc_dropout_volumes(model: SegmentationModel, image: NDArray[np.float32],
 
     if config.mc_dropout_samples < 2:
         return None
-    active = enable_mc_dropout(model.network)
+    enable_mc_dropout(model.network)
     try:
-        if active == 0:
+        if not has_dropout(model.network):
             return None
         num_classes = len(scheme_labels(model.network_scheme)) + 1
         volumes = np.zeros((config.mc_dropout_samples, num_classes - 1), dtype=np.float64)
@@ -530,7 +551,9 @@ def segment_volume(image: str | Path | Volume, model: SegmentationModel,
     clock = time.perf_counter()
     location = locate_intracranial(volume, hu_offset=hu_offset)
     input_check = assess_input(volume, location, hu_offset=hu_offset)
-    center = location.centroid_ras_mm + np.asarray(config.crop_offset_mm)
+    # Rounded to 0.01 mm so that float noise in the centroid cannot make runs on
+    # mirrored or re-ordered copies of an image sample the crop at different points.
+    center = np.round(location.centroid_ras_mm + np.asarray(config.crop_offset_mm), 2)
     grid = crop_grid(center, model.spacing_mm, config.crop_size_mm, model.size_divisor)
     crop_hu = resample_to_crop(volume, grid, hu_offset)
     image_01 = ct_window_normalise(crop_hu, tuple(model.metadata.hu_window))  # type: ignore[arg-type]
@@ -554,7 +577,8 @@ def segment_volume(image: str | Path | Volume, model: SegmentationModel,
     indices = probabilities.argmax(dim=0).numpy()
     if config.largest_component:
         indices = keep_largest_components(indices, num_classes)
-    native_indices = labels_to_native(indices, grid, volume.geometry, num_classes)
+    native_indices = labels_to_native(indices, grid, volume.geometry, num_classes,
+                                      probabilities.numpy())
     network_labels = indices_to_labels(native_indices, model.network_scheme)
     output = _convert_scheme(network_labels, model.network_scheme, config.scheme, volume)
     labels = volume.with_array(output.astype(np.int16), description="subct segment labels")

@@ -1,0 +1,235 @@
+"""Inference pipeline: geometry back to the input grid, flip TTA symmetry, brain locator,
+LCC, MC-dropout QC, model resolution. Uses a tiny randomly initialised UNet saved as a
+real checkpoint: these tests check plumbing and geometry, not accuracy."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from subct.checkpoint import CheckpointMetadata, save_checkpoint
+from subct.demo import analytic_head_phantom
+from subct.errors import SubctInputError
+from subct.inference import (
+    CropGrid,
+    InferenceConfig,
+    SegmentationModel,
+    crop_grid,
+    detect_hu_offset,
+    keep_largest_components,
+    labels_to_native,
+    load_model,
+    lr_swap_permutation,
+    resample_to_crop,
+    segment,
+    segment_volume,
+)
+from subct.io import Volume
+from subct.labels import LR_SWAP, scheme_labels
+from subct.models import resolve_model_path
+from subct.networks import build_network
+from subct.qc import locate_intracranial
+
+
+def make_checkpoint(path: Path, dropout: float = 0.2, seed: int = 0) -> Path:
+    """A tiny 3-level UNet with random weights, 2 mm spacing, saved as a checkpoint."""
+    torch.manual_seed(seed)
+    kwargs = {"in_channels": 1, "out_channels": 18, "channels": [4, 8, 16], "dropout": dropout}
+    network = build_network("unet3d", **kwargs)
+    metadata = CheckpointMetadata(network_name="unet3d", network_kwargs=kwargs,
+                                  spacing_mm=(2.0, 2.0, 2.0), patch_size=(64, 96, 96))
+    return save_checkpoint(path, network, metadata)
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> SegmentationModel:
+    path = make_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny.safetensors")
+    return load_model(path, "cpu")
+
+
+@pytest.fixture(scope="module")
+def phantom() -> Volume:
+    return analytic_head_phantom(spacing_mm=2.0).ct
+
+
+def test_locator_finds_brain_centre_and_icv(phantom: Volume) -> None:
+    location = locate_intracranial(phantom)
+    assert location.method == "skull"
+    np.testing.assert_allclose(location.centroid_ras_mm, [0.0, 0.0, 0.0], atol=3.0)
+    brain_mm3 = 4.0 / 3.0 * np.pi * 64 * 79 * 74
+    assert location.intracranial_volume_mm3 is not None
+    assert abs(location.intracranial_volume_mm3 - brain_mm3) / brain_mm3 < 0.12
+    assert 25.0 <= location.histogram["brain_hu_mode"] <= 40.0
+
+
+def test_hu_offset_detected_for_unsigned_ct(phantom: Volume) -> None:
+    shifted = phantom.with_array((phantom.array.astype(np.int32) + 1024).astype(np.uint16))
+    assert detect_hu_offset(shifted) == 1024.0
+    assert detect_hu_offset(phantom) == 0.0
+    location = locate_intracranial(shifted, hu_offset=1024.0)
+    np.testing.assert_allclose(location.centroid_ras_mm, [0.0, 0.0, 0.0], atol=3.0)
+
+
+def test_crop_resampling_follows_world_coordinates(phantom: Volume) -> None:
+    grid = crop_grid(np.array([0.0, 0.0, 0.0]), (1.0, 1.0, 1.0), (40.0, 40.0, 40.0), 8)
+    crop = resample_to_crop(phantom, grid)
+    centre = tuple(n // 2 for n in grid.shape)
+    assert 20.0 < crop[centre] < 45.0  # brain at the world origin
+    lia = phantom.reoriented("LIA")
+    np.testing.assert_allclose(resample_to_crop(lia, grid), crop, atol=1e-3)
+    far = crop_grid(np.array([500.0, 0.0, 0.0]), (1.0, 1.0, 1.0), (16.0, 16.0, 16.0), 8)
+    assert np.all(resample_to_crop(phantom, far) == -1024.0)
+
+
+def _oblique(volume: Volume, degrees: float) -> Volume:
+    angle = np.deg2rad(degrees)
+    rotation = np.eye(4)
+    rotation[:3, :3] = [[np.cos(angle), -np.sin(angle), 0.0], [np.sin(angle), np.cos(angle), 0.0],
+                        [0.0, 0.0, 1.0]]
+    return Volume(volume.array, rotation @ volume.affine)
+
+
+def test_labels_to_native_keeps_world_position_on_oblique_fine_grid() -> None:
+    grid = crop_grid(np.array([10.0, -5.0, 3.0]), (2.0, 2.0, 2.0), (64.0, 64.0, 64.0), 8)
+    centre_world = np.array([14.0, -9.0, 7.0])
+    index = np.indices(grid.shape).reshape(3, -1).T
+    world = index @ grid.affine[:3, :3].T + grid.affine[:3, 3]
+    sphere = (np.linalg.norm(world - centre_world, axis=1) <= 12.0).reshape(grid.shape)
+    crop_labels = np.where(sphere, 3, 0)
+    native_affine = np.diag([0.7, 0.7, 1.3, 1.0])
+    native_affine[:3, 3] = [-40.0, -50.0, -40.0]
+    native = _oblique(Volume(np.zeros((140, 130, 70), np.int16), native_affine), 17.0)
+    result = labels_to_native(crop_labels, grid, native.geometry, num_classes=4)
+    assert result.shape == native.shape
+    voxels = np.argwhere(result == 3)
+    world_native = voxels @ native.affine[:3, :3].T + native.affine[:3, 3]
+    np.testing.assert_allclose(world_native.mean(axis=0), centre_world, atol=0.5)
+    volume = len(voxels) * native.voxel_volume_mm3
+    assert abs(volume - 4.0 / 3.0 * np.pi * 12.0**3) / (4.0 / 3.0 * np.pi * 12.0**3) < 0.08
+
+
+@pytest.mark.parametrize("axcodes", ["RAS", "LIA", "LPS", "oblique"])
+def test_output_has_input_grid(tiny_model: SegmentationModel, phantom: Volume,
+                               axcodes: str) -> None:
+    image = _oblique(phantom, 12.0) if axcodes == "oblique" else phantom.reoriented(axcodes)
+    result = segment_volume(image, tiny_model, InferenceConfig(tta=False))
+    assert result.labels.shape == image.shape
+    np.testing.assert_array_equal(result.labels.affine, image.affine)
+    assert set(np.unique(result.labels.array)) <= {0, *scheme_labels("canonical")}
+    assert (result.labels.array > 0).any()
+    total = sum(result.volumes_mm3.values())
+    assert total == pytest.approx((result.labels.array > 0).sum() * image.voxel_volume_mm3)
+
+
+def test_reoriented_input_gives_same_labels(tiny_model: SegmentationModel,
+                                            phantom: Volume) -> None:
+    ras = segment_volume(phantom, tiny_model, InferenceConfig(tta=False)).labels
+    lia_input = phantom.reoriented("LIA")
+    lia = segment_volume(lia_input, tiny_model, InferenceConfig(tta=False)).labels
+    back = lia.reoriented("RAS")
+    np.testing.assert_array_equal(back.affine, ras.affine)
+    agreement = np.mean(back.array == ras.array)
+    assert agreement > 0.999
+
+
+def test_flipped_input_gives_flipped_and_swapped_labels(tiny_model: SegmentationModel) -> None:
+    # The phantom grid is centred on x = 0 with an odd number of columns, so reversing
+    # the array's x axis mirrors the head in world space. 1.7 mm voxels avoid exact
+    # half-voxel ties with the 2 mm crop grid (those are decided by float noise).
+    phantom = analytic_head_phantom(spacing_mm=1.7).ct
+    config = InferenceConfig(tta=True, precision="fp32")
+    original = segment_volume(phantom, tiny_model, config).labels.array
+    mirrored = segment_volume(phantom.with_array(phantom.array[::-1].copy()), tiny_model,
+                              config).labels.array
+    expected = np.vectorize(LR_SWAP.get)(original[::-1])
+    assert (original > 0).sum() > 100
+    assert np.mean(mirrored == expected) > 0.999
+    lateral = [v for v in np.unique(original) if v not in (0, 16)]
+    assert lateral, "random network should produce some lateralised labels"
+
+
+def test_lr_swap_permutation_swaps_channels() -> None:
+    permutation = lr_swap_permutation("canonical")
+    values = (0, *scheme_labels("canonical"))
+    assert [values[p] for p in permutation] == [LR_SWAP[v] for v in values]
+    assert lr_swap_permutation("merged") == list(range(10))
+
+
+def test_keep_largest_components_removes_islands() -> None:
+    labels = np.zeros((20, 20, 20), np.int64)
+    labels[2:8, 2:8, 2:8] = 1
+    labels[15:17, 15:17, 15:17] = 1
+    labels[10:12, 2:4, 2:4] = 2
+    kept = keep_largest_components(labels, 3)
+    assert (kept == 1).sum() == 216
+    assert (kept == 2).sum() == 8
+    assert kept[16, 16, 16] == 0
+
+
+def test_mc_dropout_qc_and_scheme(tiny_model: SegmentationModel, phantom: Volume) -> None:
+    result = segment_volume(phantom, tiny_model, InferenceConfig(
+        tta=False, mc_dropout_samples=3, scheme="merged"))
+    mc = result.qc.mc_dropout
+    assert mc is not None and mc.samples == 3
+    assert mc.cv_percent and all(value >= 0.0 for value in mc.cv_percent.values())
+    assert mc.mean_cv_percent == pytest.approx(np.mean(list(mc.cv_percent.values())))
+    assert set(np.unique(result.labels.array)) <= {0, 4, 10, 11, 12, 13, 16, 17, 18, 26}
+    assert "Thalamus" in result.volumes_mm3
+    assert not tiny_model.network.training  # dropout switched back off
+
+
+def test_mc_dropout_unavailable_without_dropout(tmp_path: Path, phantom: Volume) -> None:
+    model = load_model(make_checkpoint(tmp_path / "nodrop.safetensors", dropout=0.0), "cpu")
+    result = segment(phantom, model, tta=False, mc_dropout_samples=2)
+    assert result.qc.mc_dropout is None
+    assert result.qc.mc_dropout_note and "no dropout" in result.qc.mc_dropout_note
+
+
+def test_volume_plausibility_flags(tiny_model: SegmentationModel, phantom: Volume) -> None:
+    result = segment_volume(phantom, tiny_model, InferenceConfig(tta=False))
+    codes = {flag.code for flag in result.qc.flags}
+    assert "volume_range" in codes or "structure_missing" in codes  # random weights
+    assert result.qc.flagged
+    assert result.qc.input.looks_like_head_ct
+
+
+def test_non_ct_input_is_flagged(tiny_model: SegmentationModel, phantom: Volume) -> None:
+    mri_like = phantom.with_array(np.clip(phantom.array.astype(np.float32) + 1000.0, 0, 400))
+    result = segment_volume(mri_like, tiny_model, InferenceConfig(tta=False, hu_offset=0.0))
+    assert not result.qc.input.looks_like_head_ct
+    assert {"no_air", "no_bone"} & {flag.code for flag in result.qc.flags}
+
+
+def test_missing_model_message() -> None:
+    from subct.models import default_model_path
+
+    if default_model_path().is_file():
+        pytest.skip("a shipped model is installed")  # pragma: no cover
+    with pytest.raises(SubctInputError, match="--model"):
+        resolve_model_path(None)
+    with pytest.raises(SubctInputError, match="no such model file"):
+        resolve_model_path("/nonexistent/model.safetensors")
+
+
+def test_crop_grid_is_divisible_and_centred() -> None:
+    grid: CropGrid = crop_grid(np.array([1.0, 2.0, 3.0]), (1.5, 1.5, 1.5), (100.0, 90.0, 80.0), 16)
+    assert all(n % 16 == 0 for n in grid.shape)
+    centre = grid.affine[:3, :3] @ ((np.asarray(grid.shape) - 1) / 2.0) + grid.affine[:3, 3]
+    np.testing.assert_allclose(centre, [1.0, 2.0, 3.0])
+
+
+@pytest.mark.shared_data
+def test_real_tilted_dicom_brain_crop(shared_data: Path) -> None:
+    from subct.io import load_volume
+
+    volume = load_volume(shared_data / "ct" / "dicom_ge_tilted")
+    location = locate_intracranial(volume)
+    assert location.method == "skull"
+    assert location.intracranial_volume_mm3 is not None
+    assert 900_000 < location.intracranial_volume_mm3 < 2_000_000
+    grid = crop_grid(location.centroid_ras_mm, (1.0, 1.0, 1.0), (40.0, 40.0, 40.0), 8)
+    crop = resample_to_crop(volume, grid)
+    assert 15.0 < float(np.median(crop)) < 50.0  # deep brain tissue, not bone or air
