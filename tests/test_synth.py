@@ -304,3 +304,25 @@ def test_cli_writes_pairs_and_mosaic(tmp_path, phantom: Volume, capsys) -> None:
         main(["synth", str(tmp_path / "missing.nii.gz"), "-o", str(output)])
     assert exit_info.value.code == 2
     assert "missing.nii.gz" in capsys.readouterr().err
+
+
+def test_subcortical_only_map_is_embedded_in_a_background_head(phantom: Volume) -> None:
+    from subct.labels import to_scheme
+    from subct.synth.background import embed_in_head
+
+    targets = np.where(np.isin(phantom.array, [4, 43, 10, 49, 12, 51, 16]), phantom.array, 0)
+    seven_class = to_scheme(targets, "paper7")
+    assert set(np.unique(seven_class)) == {0, 1, 2, 4, 7}
+    moved = phantom.affine.copy()
+    moved[:3, 3] += (7.0, -5.0, 3.0)  # same structures, stored in another world position
+    labels, affine = embed_in_head(seven_class, moved, phantom.array, phantom.affine)
+    assert np.array_equal(affine, phantom.affine)
+    for label in (12, 51, 10, 49, 16):
+        truth, found = phantom.array == label, labels == label
+        dice = 2 * (truth & found).sum() / (truth.sum() + found.sum())
+        assert dice > 0.8, (label, dice)
+    assert (labels == 515).sum() == (phantom.array == 515).sum()  # head kept around them
+    sub = Volume(seven_class.astype(np.int16), moved, description="seven-class map")
+    sample = SynthGenerator([sub], quiet(SynthConfig(output_shape=(40, 40, 40))), seed=0,
+                            background=phantom).sample()
+    assert {12, 51, 16, 515}.issubset(set(np.unique(sample.labels_fs.numpy()).tolist()))

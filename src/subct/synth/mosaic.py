@@ -49,8 +49,8 @@ def save_mosaic(
     """Write a PNG grid: one row per sample (image in grey, target contours in colour).
 
     Args:
-        images: RAS volumes, any intensity range (displayed min–max, or the
-            [0, 1] network input).
+        images: RAS network inputs in [0, 1] (displayed on that fixed scale, so
+            windowed CT keeps its grey levels).
         label_maps: matching FreeSurfer-ID volumes; only the 17 targets are outlined.
         path: output PNG, written atomically.
         titles: optional row titles.
@@ -71,7 +71,7 @@ def save_mosaic(
             ("axial", "coronal", "sagittal"), strict=True,
         )):
             axis = axes[row][column]
-            axis.imshow(image_slice, cmap="gray", interpolation="nearest")
+            axis.imshow(image_slice, cmap="gray", interpolation="nearest", vmin=0.0, vmax=1.0)
             for index, label in enumerate(CANONICAL_LABELS):
                 mask = label_slice == label
                 if mask.any():
