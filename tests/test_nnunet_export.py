@@ -74,6 +74,20 @@ def test_paired_export_converts_labels_and_trains_mixed(shared_data: Path, tmp_p
     exported = load_volume(folder / "labelsTr" / "c0.nii.gz").array
     assert set(np.unique(exported)) == {0, 3, 4}  # canonical class indices of 10 and 49
 
+    # nnU-Net-style predictions (class indices) back to FreeSurfer IDs, then subct evaluate
+    with pytest.raises(SystemExit) as exit_info:
+        main(["nnunet-to-labels", str(folder / "labelsTr"), str(tmp_path / "fs"),
+              "--dataset-json", str(folder / "dataset.json")])
+    assert exit_info.value.code == 0
+    restored = load_volume(tmp_path / "fs" / "c1.nii.gz").array
+    assert set(np.unique(restored)) == {0, 10, 49}
+    from subct.evaluation import EvaluationConfig, evaluate_paths
+
+    scores = evaluate_paths(tmp_path / "fs", labels, EvaluationConfig())
+    assert len(scores.cases) == 3
+    assert all(c.by_label()[10].dice == 1.0 and c.by_label()[49].dice == 1.0
+               for c in scores.cases)
+
     maps = shared_data / "label_maps" / "synthseg"
     values = {
         "output_dir": str(tmp_path / "run"), "seed": 0, "progress_bar": False,

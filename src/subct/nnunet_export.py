@@ -248,3 +248,58 @@ def check_nnunet_raw(dataset_dir: str | Path) -> list[str]:
         if found.min() < 0 or found.max() > values[-1]:
             problems.append(f"{label_file.name} has values {found.tolist()} outside the labels")
     return problems
+
+
+def class_to_freesurfer(meta: dict[str, Any]) -> dict[int, int]:
+    """Class index → FreeSurfer ID from an nnU-Net ``dataset.json``.
+
+    Uses ``freesurfer_ids_by_class`` when present (written by subct), else the label
+    names (FreeSurfer names such as ``Left-Thalamus``, case-insensitive).
+    """
+    from subct.labels import FREESURFER_NAME_TO_ID
+
+    if "freesurfer_ids_by_class" in meta:
+        return {int(k): int(v) for k, v in meta["freesurfer_ids_by_class"].items()}
+    mapping = {0: 0}
+    for name, index in meta.get("labels", {}).items():
+        key = str(name).strip().lower()
+        if key in FREESURFER_NAME_TO_ID and isinstance(index, int):
+            mapping[index] = FREESURFER_NAME_TO_ID[key]
+    return mapping
+
+
+def nnunet_predictions_to_labels(predictions_dir: str | Path, dataset_json_path: str | Path,
+                                 output_dir: str | Path) -> tuple[list[Path], list[str]]:
+    """Convert nnU-Net predictions (class indices) to FreeSurfer-ID label maps.
+
+    The results can be scored with ``subct evaluate OUTPUT_DIR REFERENCE_DIR``. Files
+    are written atomically; a failing case is reported and the others go on.
+
+    Returns:
+        The written files and one ``"file: problem"`` line per failure.
+    """
+    from subct.labels import remap
+
+    predictions_dir, output_dir = Path(predictions_dir), Path(output_dir)
+    if not predictions_dir.is_dir():
+        raise SubctInputError(predictions_dir, "not a folder")
+    if predictions_dir.resolve() == output_dir.resolve():
+        raise SubctInputError(output_dir, "refusing to overwrite the nnU-Net predictions")
+    try:
+        meta = json.loads(Path(dataset_json_path).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as error:
+        raise SubctInputError(dataset_json_path, f"cannot read dataset.json ({error})") from error
+    mapping = class_to_freesurfer(meta)
+    if len(mapping) < 2:
+        raise SubctInputError(dataset_json_path, "no label maps to FreeSurfer IDs")
+    written: list[Path] = []
+    failures: list[str] = []
+    for path in iter_volume_files(predictions_dir):
+        try:
+            volume = load_volume(path)
+            labels = remap(np.asarray(volume.array).astype(np.int32), mapping)
+            target = output_dir / f"{case_name(path)}.nii.gz"
+            written.append(save_volume(volume.with_array(labels), target))
+        except SubctInputError as error:
+            failures.append(str(error))
+    return written, failures

@@ -1,4 +1,4 @@
-"""``subct export-nnunet``: write a dataset in nnU-Net v2 raw layout.
+"""``subct export-nnunet`` / ``subct nnunet-to-labels``: to and from nnU-Net v2.
 
 Either synthetic CT from label maps (``--label-maps``) or CT + label-map folders
 (``--images`` / ``--labels``). The result is ready for
@@ -60,4 +60,22 @@ def register(app: typer.Typer) -> None:
         for line in failures + problems:
             console.print(f"[red]{line}[/]")
         if failures or problems:
+            raise typer.Exit(1)
+
+    @app.command("nnunet-to-labels")
+    def nnunet_to_labels_command(
+        predictions: Path = typer.Argument(..., help="Folder of nnU-Net predictions."),
+        output: Path = typer.Argument(..., help="Folder for FreeSurfer-ID label maps."),
+        dataset_json: Path = typer.Option(..., "--dataset-json",
+                                          help="The dataset.json the network was trained on."),
+    ) -> None:
+        """Convert nnU-Net predictions (class indices) to FreeSurfer IDs for subct evaluate."""
+        from subct.nnunet_export import nnunet_predictions_to_labels
+
+        written, failures = nnunet_predictions_to_labels(predictions, dataset_json, output)
+        console = Console(stderr=True)
+        console.print(f"wrote {len(written)} label maps to {output}")
+        for line in failures:
+            console.print(f"[red]{line}[/]")
+        if failures:
             raise typer.Exit(1)
