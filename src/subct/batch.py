@@ -407,7 +407,7 @@ def _run_on_dask(cases: list[CaseInput], config: BatchConfig,
     from distributed import Client, as_completed
 
     try:
-        client = Client(config.scheduler, timeout=30, set_as_default=False)
+        client = Client(config.scheduler, timeout=30)
     except OSError as error:
         raise SubctInputError(None, f"cannot connect to Dask scheduler {config.scheduler} "
                                     f"({error})") from error

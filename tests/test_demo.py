@@ -1,0 +1,55 @@
+"""``subct demo``: the synthetic CT built from MNI152 + Harvard-Oxford looks like a head
+CT, carries the 17 structures, and the demo runs end to end."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from subct.checkpoint import CheckpointMetadata, save_checkpoint
+from subct.demo import build_demo_ct, run_demo
+from subct.labels import CANONICAL_LABELS
+from subct.networks import build_network
+from subct.qc import locate_intracranial
+
+
+@pytest.fixture(scope="module")
+def demo_case():  # type: ignore[no-untyped-def]
+    return build_demo_ct()
+
+
+def test_demo_ct_looks_like_head_ct(demo_case) -> None:  # type: ignore[no-untyped-def]
+    ct, labels = demo_case.ct, demo_case.labels
+    assert ct.shape == labels.shape == (182, 218, 182)
+    np.testing.assert_array_equal(ct.affine, labels.affine)
+    assert set(np.unique(labels.array)) == {0, *CANONICAL_LABELS}
+    hu = ct.array
+    thalamus = np.median(hu[labels.array == 10])
+    ventricle = np.median(hu[labels.array == 4])
+    assert 25 < thalamus < 50 and ventricle < 15  # grey matter brighter than CSF
+    assert (hu > 700).mean() > 0.01 and hu.min() < -900  # skull and air
+    location = locate_intracranial(ct)
+    assert location.method == "skull"
+    assert location.intracranial_volume_mm3 is not None
+    assert 1_400_000 < location.intracranial_volume_mm3 < 2_200_000
+    # left structures sit at world x < 0 (RAS), right at x > 0
+    index = np.argwhere(labels.array == 10).mean(axis=0)
+    assert (labels.affine[:3, :3] @ index + labels.affine[:3, 3])[0] < 0
+
+
+def test_run_demo_end_to_end(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    kwargs = {"in_channels": 1, "out_channels": 18, "channels": [4, 8, 16]}
+    metadata = CheckpointMetadata(network_name="unet3d", network_kwargs=kwargs,
+                                  spacing_mm=(2.0, 2.0, 2.0), patch_size=(64, 96, 96))
+    checkpoint = save_checkpoint(tmp_path / "m.safetensors", build_network("unet3d", **kwargs),
+                                 metadata)
+    result = run_demo(tmp_path / "demo", model=checkpoint, tta=False)
+    assert len(result.dice) == 17
+    assert all(0.0 <= d <= 1.0 or np.isnan(d) for d in result.dice.values())
+    for name in ("demo_ct_labels.nii.gz", "demo_ct_qc.json", "demo_ct_overlay.png",
+                 "volumes.csv", "index.html"):
+        assert (tmp_path / "demo" / name).is_file(), name

@@ -1,0 +1,69 @@
+"""``subct segment`` command line: exit codes, one-line errors, outputs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from subct.checkpoint import CheckpointMetadata, save_checkpoint
+from subct.cli import main
+from subct.demo import analytic_head_phantom
+from subct.io import save_volume
+from subct.models import default_model_path
+from subct.networks import build_network
+
+
+def _run(argv: list[str]) -> int:
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    return int(exit_info.value.code or 0)
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("cli")
+    torch.manual_seed(0)
+    kwargs = {"in_channels": 1, "out_channels": 18, "channels": [4, 8, 16]}
+    metadata = CheckpointMetadata(network_name="unet3d", network_kwargs=kwargs,
+                                  spacing_mm=(2.0, 2.0, 2.0), patch_size=(64, 96, 96))
+    checkpoint = save_checkpoint(root / "m.safetensors", build_network("unet3d", **kwargs),
+                                 metadata)
+    ct = save_volume(analytic_head_phantom(spacing_mm=2.0).ct, root / "head.nii.gz")
+    return {"checkpoint": checkpoint, "ct": ct}
+
+
+def test_no_installed_model_is_a_one_line_error(files: dict[str, Path], tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    if default_model_path().is_file():
+        pytest.skip("a shipped model is installed")  # pragma: no cover
+    code = _run(["segment", str(files["ct"]), "-o", str(tmp_path)])
+    error = capsys.readouterr().err.strip()
+    assert code == 2
+    assert len(error.splitlines()) == 1
+    assert "no segmentation model is installed" in error and "--model" in error
+
+
+def test_bad_options_exit_2(files: dict[str, Path], tmp_path: Path) -> None:
+    base = ["segment", str(files["ct"]), "-o", str(tmp_path), "--model", str(files["checkpoint"])]
+    assert _run([*base, "--scheme", "bogus"]) == 2
+    assert _run([*base, "--qc", "1"]) == 2
+    assert _run(["segment", str(files["ct"]), "-o", str(tmp_path), "--model",
+                 str(tmp_path / "none.safetensors")]) == 2
+
+
+def test_segment_writes_outputs_and_reports_failures(files: dict[str, Path], tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "out"
+    code = _run(["segment", str(files["ct"]), str(tmp_path / "missing.nii.gz"), "-o", str(out),
+                 "--model", str(files["checkpoint"]), "--fast", "--threads", "1"])
+    captured = capsys.readouterr()
+    assert code == 1
+    assert "missing.nii.gz" in captured.err and "1 of 2" in captured.err
+    for name in ("head_labels.nii.gz", "head_qc.json", "head_overlay.png", "volumes.csv",
+                 "index.html"):
+        assert (out / name).is_file(), name
+    assert _run(["segment", str(files["ct"]), "-o", str(out), "--model",
+                 str(files["checkpoint"]), "--fast"]) == 0
+    assert "skipped head" in capsys.readouterr().out
