@@ -4,6 +4,8 @@ Measures, on real SynthSeg training label maps from ``../shared/data``:
 
 * CT mode without CT noise (the issue's target: ≥ 2 samples/s on the 2-core CPU),
 * generic (SynthSeg GMM) mode,
+* a ``SyntheticDataset`` through a torch ``DataLoader`` with worker processes
+  (each worker runs one torch thread),
 * CT mode with projection noise (forward projection, Poisson, FBP) on every sample,
   once with 5 mm axial slices (clinical protocol) and once at 1 mm (no resolution
   simulation, the slowest case: 160 slices reconstructed).
@@ -11,7 +13,7 @@ Measures, on real SynthSeg training label maps from ``../shared/data``:
 Usage::
 
     python benchmarks/bench_synth.py [--maps 4] [--samples 10] [--device cpu|cuda]
-        [--threads N] [--shape 160 160 160]
+        [--threads N] [--shape 160 160 160] [--loader-workers 2]
 
 Prints one line per case and the 1/5/15-minute load average, since timings on a
 shared machine are pessimistic.
@@ -29,7 +31,7 @@ from pathlib import Path
 import torch
 
 from subct.paths import shared_data_dir
-from subct.synth import LabelBank, SynthConfig, SynthGenerator
+from subct.synth import LabelBank, SynthConfig, SyntheticDataset, SynthGenerator
 from subct.synth.config import ResolutionConfig
 
 
@@ -59,6 +61,8 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--shape", type=int, nargs=3, default=(160, 160, 160))
     parser.add_argument("--data", type=Path, default=None, help="shared data folder")
+    parser.add_argument("--loader-workers", type=int, default=2,
+                        help="also time SyntheticDataset through a DataLoader (0: skip)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -91,6 +95,16 @@ def main() -> int:
         median = statistics.median(durations)
         print(f"{name:34s} median {median:.3f} s/sample  mean {statistics.mean(durations):.3f}"
               f"  min {min(durations):.3f}  -> {1.0 / median:.2f} samples/s  (n={count})")
+    if args.loader_workers > 0:
+        dataset = SyntheticDataset(bank, SynthConfig(output_shape=shape), seed=0,
+                                   samples_per_epoch=args.samples * args.loader_workers)
+        loader = torch.utils.data.DataLoader(dataset, batch_size=None,
+                                             num_workers=args.loader_workers)
+        start = time.perf_counter()
+        count = sum(1 for _ in loader)
+        elapsed = time.perf_counter() - start
+        print(f"{'DataLoader, ' + str(args.loader_workers) + ' workers, ct':34s} "
+              f"{count / elapsed:.2f} samples/s over {count} samples (includes worker start)")
     load = os.getloadavg()
     print(f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
     return 0

@@ -29,7 +29,7 @@ import torch
 
 from subct.synth.config import CTIntensityConfig, CTNoiseConfig
 from subct.synth.intensity import smooth_random_field
-from subct.synth.tissues import tissue_of
+from subct.synth.tissues import lookup, tissue_of
 
 
 def sample_ct_parameters(
@@ -74,7 +74,7 @@ def ct_texture_image(
                                      labels.device)
         smooth = smooth / smooth.std().clamp(min=1e-6)
         texture = math.sqrt(1.0 - smooth_fraction) * texture + math.sqrt(smooth_fraction) * smooth
-    return means_hu[index] + texture_std_hu[index] * texture
+    return lookup(means_hu, index) + lookup(texture_std_hu, index) * texture
 
 
 def _torch_csr(matrix: scipy.sparse.csr_matrix, device: torch.device) -> torch.Tensor:

@@ -46,7 +46,12 @@ from subct.synth.spatial import (
     random_affine_matrix,
     random_coarse_displacement_mm,
 )
-from subct.synth.tissues import CONTRAST_HOST, EXTRACEREBRAL_START, left_right_partner
+from subct.synth.tissues import (
+    CONTRAST_HOST,
+    EXTRACEREBRAL_START,
+    left_right_partner,
+    lookup,
+)
 
 
 @dataclass
@@ -140,9 +145,9 @@ class SynthGenerator:
                              displacement).long()
         flip = bool(rng.uniform() < config.spatial.flip_probability)
         if flip:
-            labels = self._swap_lut[labels.flip(0)]
+            labels = lookup(self._swap_lut, labels.flip(0))
         if rng.uniform() < config.drop_extracerebral_probability:
-            labels = torch.where(self._extracerebral[labels], torch.zeros_like(labels), labels)
+            labels = torch.where(lookup(self._extracerebral, labels), 0, labels)
             parameters["skull_stripped"] = True
         parameters.update(flip=flip, affine_matrix=matrix.tolist(), centre_mm=centre.tolist())
 
@@ -159,8 +164,8 @@ class SynthGenerator:
         affine[:3, 3] = centre - (np.asarray(shape, dtype=np.float64) - 1.0) / 2.0
         return SyntheticSample(
             image=image.float().unsqueeze(0),
-            target=self._target_lut[labels],
-            labels_fs=self._fs_lut[labels],
+            target=lookup(self._target_lut, labels),
+            labels_fs=lookup(self._fs_lut, labels),
             hu=hu,
             affine=affine,
             parameters=parameters,

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from subct.synth.config import GenericIntensityConfig
-from subct.synth.tissues import generic_class_of
+from subct.synth.tissues import generic_class_of, lookup
 
 
 def sample_generic_parameters(
@@ -36,7 +36,7 @@ def gaussian_mixture_image(
     """G(x) ~ N(μ[L(x)], σ[L(x)]²), independently at each voxel (float32)."""
     index = labels.long()
     noise = torch.randn(labels.shape, generator=generator, device=labels.device)
-    return means[index] + stds[index] * noise
+    return lookup(means, index) + lookup(stds, index) * noise
 
 
 def smooth_random_field(
