@@ -15,6 +15,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from subct.preprocessing import DEFAULT_HU_WINDOW
+
 Range = tuple[float, float]
 
 
@@ -124,7 +126,9 @@ class CTIntensityConfig(_Strict):
         default=3.0, ge=0, description="additive low-frequency shading, std ~ U(0, b) HU"
     )
     noise: CTNoiseConfig = Field(default_factory=CTNoiseConfig)
-    window: Range = Field(default=(-100.0, 200.0), description="HU window used for normalisation")
+    window: Range = Field(
+        default=DEFAULT_HU_WINDOW, description="HU window of the normalisation (as inference)"
+    )
 
     @model_validator(mode="after")
     def _known_tissues(self) -> CTIntensityConfig:
