@@ -68,7 +68,7 @@ def ct_texture_image(
     index = labels.long()
     shape = tuple(labels.shape)
     texture = torch.randn(shape, generator=generator, device=labels.device)
-    if smooth_fraction > 0:
+    if smooth_fraction > 0.02:
         coarse_grid = tuple(max(2, n // 2) for n in shape)
         smooth = smooth_random_field(shape, coarse_grid, 1.0, generator,  # type: ignore[arg-type]
                                      labels.device)

@@ -205,8 +205,15 @@ def pull_labels(
     upper = torch.tensor([n - 0.51 for n in source_shape], dtype=torch.float32,
                          device=device).view(3, 1, 1, 1)
     coordinates.clamp_(min=torch.zeros_like(upper), max=upper)
-    voxel = coordinates.to(torch.int32)  # exact: maps have fewer than 2**31 voxels
-    flat_index = voxel[0] * (source_shape[1] * source_shape[2])
-    flat_index += voxel[1] * source_shape[2]
-    flat_index += voxel[2]
-    return torch.take(stored.indices, flat_index.long()).view(output_shape)
+    strides = (source_shape[1] * source_shape[2], source_shape[2], 1)
+    if stored.indices.numel() < 2**24:
+        # float32 holds every integer below 2**24 exactly: flat index without int passes
+        coordinates.floor_()
+        flat = coordinates[0] * float(strides[0])
+        flat += coordinates[1] * float(strides[1])
+        flat += coordinates[2]
+        flat_index = flat.to(torch.int64)
+    else:
+        voxel = coordinates.to(torch.int64)
+        flat_index = voxel[0] * strides[0] + voxel[1] * strides[1] + voxel[2]
+    return torch.take(stored.indices, flat_index).view(output_shape)
