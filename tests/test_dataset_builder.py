@@ -114,10 +114,16 @@ def test_build_dataset_end_to_end_with_failure_and_resume(
     splits = json.loads((output / "splits.json").read_text())
     assert sorted(splits["train"] + splits["val"] + splits["test"]) == report.done
 
-    # Re-run: finished cases are skipped, the broken one is tried (and reported) again.
+    # Re-run, this time on an existing cluster (--scheduler): finished cases are skipped,
+    # the broken one is tried (and reported) again.
+    from dask.distributed import LocalCluster
+
     marker = output / "cases" / "siteA_1BA001" / "done.json"
     stamp = marker.stat().st_mtime_ns
-    again = build_dataset(paired_source, output, config, workers=2, progress=False)
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
+                      dashboard_address=None) as cluster:
+        again = build_dataset(paired_source, output, config,
+                              scheduler=cluster.scheduler_address, progress=False)
     assert again.done == [] and again.skipped == report.done
     assert list(again.failed) == ["siteB_1BB001"]
     assert marker.stat().st_mtime_ns == stamp
