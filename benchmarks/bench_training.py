@@ -40,6 +40,28 @@ def _timed(function, repeats: int) -> float:  # type: ignore[no-untyped-def]
     return min(times)
 
 
+def end_to_end(config_path: str, steps: int) -> None:
+    """Steps/s of the real training loop (data synthesis + step) on ``config_path``."""
+    import tempfile
+
+    from subct.training.config import load_training_config
+    from subct.training.loop import train
+
+    with tempfile.TemporaryDirectory() as output:
+        config = load_training_config(config_path, [
+            f"output_dir={output}", f"data.samples_per_epoch={steps}", "schedule.epochs=1",
+            "data.validation_samples=1", "evaluate_after_training=false",
+            "progress_bar=false"])
+        stamps: list[float] = []
+        start = time.perf_counter()
+        train(config, on_step=lambda _step, _loss: stamps.append(time.perf_counter()))
+        total = time.perf_counter() - start
+    per_step = (stamps[-1] - stamps[0]) / max(1, len(stamps) - 1)
+    print(f"end-to-end {config_path}: {len(stamps)} steps, {per_step:.2f} s/step "
+          f"({1 / per_step:.3f} steps/s) after the first; whole run incl. setup and "
+          f"validation {total:.1f} s; load {os.getloadavg()[0]:.2f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--network", default="unet3d")
@@ -51,7 +73,14 @@ def main() -> None:
     parser.add_argument("--classes", type=int, default=18)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--skip-synth", action="store_true")
+    parser.add_argument("--config", default=None,
+                        help="instead: run `subct train` on this config for --steps steps "
+                             "(real data pipeline incl. synthesis) and report steps/s")
+    parser.add_argument("--steps", type=int, default=6)
     args = parser.parse_args()
+    if args.config:
+        end_to_end(args.config, args.steps)
+        return
     device = torch.device(args.device)
     network = build_network(args.network, 1, args.classes, channels=args.channels).to(device)
     print(f"network {args.network} channels {args.channels}: "
