@@ -36,12 +36,13 @@ class SpatialConfig(_Strict):
     nonlinear_std_max_mm: float = Field(
         default=4.0, ge=0, description="b_nonlin: SVF std σ ~ U(0, b) mm on the coarse grid"
     )
-    nonlinear_grid: tuple[int, int, int] = Field(
-        default=(10, 10, 10), description="size of the Gaussian stationary velocity field (SVF)"
+    nonlinear_spacing_mm: float = Field(
+        default=25.6, gt=1,
+        description="spacing of the SVF control points (SynthSeg: 10 over 256 mm)",
     )
     integration_steps: int = Field(default=7, ge=0, le=12, description="scaling-and-squaring steps")
     integration_downsample: int = Field(
-        default=4, ge=1, description="SVF integrated on the output grid / this factor"
+        default=8, ge=1, description="SVF integrated on the output grid / this factor"
     )
     flip_probability: float = Field(default=0.5, ge=0, le=1, description="L/R mirror + label swap")
     anchor: Literal["targets", "head"] = Field(

@@ -95,6 +95,14 @@ def upsample_linear(field: torch.Tensor, shape: tuple[int, int, int]) -> torch.T
     return result.contiguous()
 
 
+def svf_grid_shape(
+    output_shape: tuple[int, int, int], config: SpatialConfig
+) -> tuple[int, int, int]:
+    """Control points of the velocity field per axis: one every ``nonlinear_spacing_mm``."""
+    sizes = [max(2, round((n - 1) / config.nonlinear_spacing_mm) + 1) for n in output_shape]
+    return (sizes[0], sizes[1], sizes[2])
+
+
 def random_coarse_displacement_mm(
     output_shape: tuple[int, int, int],
     config: SpatialConfig,
@@ -106,7 +114,8 @@ def random_coarse_displacement_mm(
     """Random diffeomorphic displacement on the integration grid, (3, a, b, c) in mm.
 
     The grid spans the output crop with ``output / integration_downsample`` points per
-    axis (corners aligned). A Gaussian SVF of size ``config.nonlinear_grid`` with std
+    axis (corners aligned). A Gaussian SVF with control points every
+    ``config.nonlinear_spacing_mm`` (SynthSeg: 10³ points over a 256 mm image) and std
     σ ~ U(0, b_nonlin) mm is upsampled to that grid and integrated by scaling and
     squaring. Returns ``None`` when the deformation is switched off (b_nonlin = 0);
     ``std_mm`` fixes σ instead of drawing it (e.g. to check the largest deformation).
@@ -119,7 +128,7 @@ def random_coarse_displacement_mm(
         [2.0 / max(n - 1, 1) for n in output_shape], device=device
     ).view(1, 3, 1, 1, 1)
     velocity = torch.randn(
-        (1, 3, *config.nonlinear_grid), generator=generator, device=device
+        (1, 3, *svf_grid_shape(output_shape, config)), generator=generator, device=device
     ) * std_mm * to_normalised
     integration_shape = tuple(
         max(2, math.ceil(n / config.integration_downsample)) for n in output_shape
