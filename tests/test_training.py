@@ -99,6 +99,34 @@ def test_config_rejects_unknown_keys_and_applies_overrides(tmp_path: Path) -> No
         load_training_config(REPOSITORY / "configs" / "shipped_ct_unet.yaml", ["no_equals"])
 
 
+@pytest.mark.parametrize("path", sorted((REPOSITORY / "configs").glob("*.yaml")),
+                         ids=lambda p: p.name)
+def test_example_configs_are_valid_and_build_their_networks(path: Path) -> None:
+    from subct.networks import build_network, size_divisor
+    from subct.training.loop import network_kwargs
+
+    config = load_training_config(path)
+    kwargs = network_kwargs(config)
+    assert kwargs["out_channels"] == config.num_classes
+    build_network(config.network.name, **kwargs)
+    divisor = size_divisor(config.network.name, **config.network.kwargs)
+    in_plane = config.data.patch_size if config.network.name != "unet2d_layernorm" \
+        else config.data.patch_size[:2]
+    assert all(side % divisor == 0 for side in in_plane)
+
+
+def test_cli_reports_config_errors_in_one_line(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from subct.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", str(REPOSITORY / "configs" / "tiny_synthetic.yaml"),
+              "--set", "optimiser.momentum=0.9"])
+    assert exit_info.value.code == 2
+    message = capsys.readouterr().err.strip()
+    assert "optimiser.momentum" in message and "\n" not in message
+
+
 def test_transfer_learning_freezes_encoder_and_tunes_decoder(
         shared_data: Path, tmp_path: Path, tiny_run: TrainingResult) -> None:
     start = load_checkpoint(tiny_run.output_dir / "last.safetensors").network
