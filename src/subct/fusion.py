@@ -11,9 +11,10 @@ are counted and
 * ``weighted``: as majority, but a vote from segmenter *j* for label *c* counts
   ``w[j, c]`` (per-segmenter weights, or per-segmenter-per-structure weights such as
   their Dice on a labelled set); ties for the highest score give background;
-* ``staple``: multi-label STAPLE (Warfield et al.; SimpleITK
+* ``staple``: multi-label STAPLE (Warfield et al.; the model of SimpleITK's
   ``MultiLabelSTAPLEImageFilter``), which estimates each segmenter's confusion matrix by
-  EM and takes the maximum a-posteriori label; undecided voxels give background.
+  EM and takes the maximum a-posteriori label; undecided voxels give background. Our
+  EM runs on distinct vote patterns instead of voxels (same result, far faster).
 
 Besides the labels, every method returns an *agreement map*: per voxel the fraction of
 segmenters whose label equals the fused label (1.0 = unanimous), useful for QC.
@@ -259,8 +260,98 @@ def _weighted_vote(
     return fused
 
 
-def _staple(stack: list[NDArray[np.int16]], max_iterations: int) -> NDArray[np.int16]:
-    """Multi-label STAPLE on the bounding box of all non-background votes."""
+def _staple(stack: list[NDArray[np.int16]], max_iterations: int,
+            tolerance: float = 1e-6) -> NDArray[np.int16]:
+    """Multi-label STAPLE (Warfield 2004; Rohlfing 2004) by EM on vote *patterns*.
+
+    Same model as SimpleITK's ``MultiLabelSTAPLEImageFilter``: each segmenter *j* has a
+    confusion matrix θ_j[true, observed]; the prior of each label is its frequency over
+    all maps; θ starts from the vote fractions (majority-voting initialisation); the
+    E-step gives W(x, c) ∝ prior(c) Π_j θ_j[c, D_j(x)] and the M-step re-estimates θ.
+    Voxels with the same votes have the same W, so EM runs on the distinct vote
+    patterns weighted by their voxel counts: unanimous voxels form K patterns and the
+    disagreeing voxels usually a few thousand. This makes it ~100× faster than the ITK
+    filter on 256³ maps with identical results (``tests/test_fusion.py``).
+    The EM runs on the bounding box of all non-background votes (+1 voxel), like our
+    use of the ITK filter: the huge all-background rest would only swamp the estimates.
+    Voxels whose best labels tie are undecided and get background.
+    """
+    anything = np.zeros(stack[0].shape, dtype=bool)
+    for labels in stack:
+        anything |= labels != BACKGROUND
+    fused = np.zeros(stack[0].shape, dtype=np.int16)
+    if not anything.any():
+        return fused
+    sizes: tuple[int, ...] = anything.shape
+    box = tuple(
+        slice(max(int(idx.min()) - 1, 0), min(int(idx.max()) + 2, sizes[axis]))
+        for axis, idx in enumerate(np.nonzero(anything))
+    )
+    cropped = [labels[box] for labels in stack]
+    values = np.union1d(np.unique(np.concatenate([np.unique(c) for c in cropped])), [BACKGROUND])
+    n_labels, n_maps = len(values), len(cropped)
+    lookup = np.zeros(int(values.max()) + 1, dtype=np.int64)
+    lookup[values] = np.arange(n_labels)
+    differs = _disagreement(cropped)
+    # Patterns: K unanimous ones (d, d, ..., d), then the distinct disagreeing ones.
+    unanimous_counts = np.bincount(lookup[cropped[0][~differs]], minlength=n_labels)
+    votes = np.stack([lookup[c[differs]] for c in cropped])  # (M, n) label indices
+    keys = np.zeros(votes.shape[1], dtype=np.int64)
+    for j in range(n_maps):
+        keys = keys * n_labels + votes[j]
+    unique_keys, first, inverse, counts = np.unique(
+        keys, return_index=True, return_inverse=True, return_counts=True)
+    patterns = np.concatenate(
+        [np.repeat(np.arange(n_labels)[None, :], n_maps, axis=0), votes[:, first]], axis=1)
+    weights = np.concatenate([unanimous_counts, counts]).astype(np.float64)
+    keep = weights > 0
+    patterns, weights = patterns[:, keep], weights[keep]
+    n_patterns = patterns.shape[1]
+    prior = np.zeros(n_labels)
+    for j in range(n_maps):
+        prior += np.bincount(patterns[j], weights=weights, minlength=n_labels)
+    prior /= prior.sum()
+    # Initial W: vote fractions per pattern.
+    posterior = np.zeros((n_patterns, n_labels))
+    for j in range(n_maps):
+        posterior[np.arange(n_patterns), patterns[j]] += 1.0 / n_maps
+    confusion = np.zeros((n_maps, n_labels, n_labels))
+    for _ in range(max(1, max_iterations)):
+        previous = confusion.copy()
+        weighted = posterior * weights[:, None]  # (P, K_true)
+        for j in range(n_maps):
+            for observed in range(n_labels):
+                confusion[j, :, observed] = weighted[patterns[j] == observed].sum(axis=0)
+            confusion[j] /= np.maximum(confusion[j].sum(axis=1, keepdims=True), 1e-300)
+        log_posterior = np.log(np.maximum(prior, 1e-300))[None, :].repeat(n_patterns, 0)
+        for j in range(n_maps):
+            log_posterior += np.log(np.maximum(confusion[j][:, patterns[j]].T, 1e-300))
+        log_posterior -= log_posterior.max(axis=1, keepdims=True)
+        posterior = np.exp(log_posterior)
+        posterior /= posterior.sum(axis=1, keepdims=True)
+        if np.abs(confusion - previous).max() < tolerance:
+            break
+    best = posterior.argmax(axis=1)
+    top = np.take_along_axis(posterior, best[:, None], axis=1)[:, 0]
+    tied = (np.abs(posterior - top[:, None]) <= 1e-12 * np.maximum(top[:, None], 1e-300)).sum(
+        axis=1) > 1
+    pattern_labels = np.where(tied, BACKGROUND, values[best]).astype(np.int16)
+    # Scatter back: unanimous patterns first (indices of kept ones), then disagreeing.
+    label_of_unanimous = np.zeros(n_labels, dtype=np.int16)
+    label_of_disagreeing = np.zeros(len(unique_keys), dtype=np.int16)
+    kept_index = np.cumsum(keep) - 1
+    for d in range(n_labels):
+        if keep[d]:
+            label_of_unanimous[d] = pattern_labels[kept_index[d]]
+    label_of_disagreeing[:] = pattern_labels[kept_index[n_labels:]]
+    region = label_of_unanimous[lookup[cropped[0]]]
+    region[differs] = label_of_disagreeing[inverse.ravel()]
+    fused[box] = region
+    return fused
+
+
+def _staple_simpleitk(stack: list[NDArray[np.int16]], max_iterations: int) -> NDArray[np.int16]:
+    """Reference: SimpleITK's ``MultiLabelSTAPLEImageFilter`` on the same bounding box."""
     import SimpleITK as sitk
 
     anything = np.zeros(stack[0].shape, dtype=bool)
@@ -269,16 +360,13 @@ def _staple(stack: list[NDArray[np.int16]], max_iterations: int) -> NDArray[np.i
     fused = np.zeros(stack[0].shape, dtype=np.int16)
     if not anything.any():
         return fused
-    # Crop to where any segmenter sees a structure (+1 voxel): outside, every map says
-    # background, and the huge all-background region would only swamp the EM estimates.
     sizes: tuple[int, ...] = anything.shape
     box = tuple(
         slice(max(int(idx.min()) - 1, 0), min(int(idx.max()) + 2, sizes[axis]))
         for axis, idx in enumerate(np.nonzero(anything))
     )
-    values = np.unique(np.concatenate([np.unique(labels[box]) for labels in stack]))
-    values = np.union1d(values, [BACKGROUND])
-    # STAPLE treats label values as indices: compress them to 0..K-1 first.
+    values = np.union1d(np.unique(np.concatenate([np.unique(m[box]) for m in stack])),
+                        [BACKGROUND])
     lookup = np.zeros(int(values.max()) + 1, dtype=np.uint16)
     lookup[values] = np.arange(len(values), dtype=np.uint16)
     images = [sitk.GetImageFromArray(lookup[labels[box]]) for labels in stack]
