@@ -266,7 +266,7 @@ def _staple(stack: list[NDArray[np.int16]], max_iterations: int,
 
     Same model as SimpleITK's ``MultiLabelSTAPLEImageFilter``: each segmenter *j* has a
     confusion matrix θ_j[true, observed]; the prior of each label is its frequency over
-    all maps; θ starts from the vote fractions (majority-voting initialisation); the
+    all maps; θ starts from the plurality vote (ties excluded), as ITK initialises it; the
     E-step gives W(x, c) ∝ prior(c) Π_j θ_j[c, D_j(x)] and the M-step re-estimates θ.
     Voxels with the same votes have the same W, so EM runs on the distinct vote
     patterns weighted by their voxel counts: unanimous voxels form K patterns and the
@@ -311,10 +311,12 @@ def _staple(stack: list[NDArray[np.int16]], max_iterations: int,
     for j in range(n_maps):
         prior += np.bincount(patterns[j], weights=weights, minlength=n_labels)
     prior /= prior.sum()
-    # Initial W: vote fractions per pattern.
-    posterior = np.zeros((n_patterns, n_labels))
+    # Initial W as ITK: one-hot of the plurality vote; tied patterns start undecided (0).
+    vote_counts = np.zeros((n_patterns, n_labels))
     for j in range(n_maps):
-        posterior[np.arange(n_patterns), patterns[j]] += 1.0 / n_maps
+        vote_counts[np.arange(n_patterns), patterns[j]] += 1.0
+    winners = vote_counts == vote_counts.max(axis=1, keepdims=True)
+    posterior = (winners & (winners.sum(axis=1, keepdims=True) == 1)).astype(np.float64)
     confusion = np.zeros((n_maps, n_labels, n_labels))
     for _ in range(max(1, max_iterations)):
         previous = confusion.copy()
