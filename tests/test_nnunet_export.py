@@ -33,7 +33,8 @@ def test_synthetic_export_via_cli_has_nnunet_layout(shared_data: Path, tmp_path:
     label_map = shared_data / "label_maps" / "synthseg" / "training_seg_01.nii.gz"
     with pytest.raises(SystemExit) as exit_info:
         main(["export-nnunet", str(tmp_path), "--id", "7", "--name", "SynthTiny",
-              "--label-maps", str(label_map), "--samples-per-map", "2"])
+              "--label-maps", str(label_map), "--samples-per-map", "2",
+              "--shape", "64", "64", "48"])
     assert exit_info.value.code == 0
     folder = tmp_path / "Dataset007_SynthTiny"
     meta = json.loads((folder / "dataset.json").read_text())
@@ -42,7 +43,7 @@ def test_synthetic_export_via_cli_has_nnunet_layout(shared_data: Path, tmp_path:
         "synth_training_seg_01_000_0000.nii.gz", "synth_training_seg_01_001_0000.nii.gz"]
     image = load_volume(folder / "imagesTr" / "synth_training_seg_01_000_0000.nii.gz")
     label = load_volume(folder / "labelsTr" / "synth_training_seg_01_000.nii.gz")
-    assert image.geometry.same_grid(label.geometry)
+    assert image.geometry.same_grid(label.geometry) and image.shape == (64, 64, 48)
     assert image.array.min() <= -500 and image.array.max() > 0  # HU, not [0, 1]
     assert 0 < label.array.max() <= 17
     assert check_nnunet_raw(folder) == []

@@ -35,6 +35,8 @@ def register(app: typer.Typer) -> None:
         scheme: str = typer.Option("canonical", "--scheme",
                                    help="canonical (17), merged (9) or paper7 (7)."),
         seed: int = typer.Option(0, "--seed", help="Seed of the split and the synthesis."),
+        shape: tuple[int, int, int] = typer.Option(
+            (160, 160, 160), "--shape", help="Synthetic image size in voxels (1 mm)."),
     ) -> None:
         """Export training data in nnU-Net v2 raw layout (dataset.json, imagesTr, labelsTr)."""
         from subct.nnunet_export import (
@@ -44,7 +46,8 @@ def register(app: typer.Typer) -> None:
             export_synthetic,
         )
 
-        config = NnunetExportConfig(output_root, dataset_id, name, label_scheme=scheme, seed=seed)
+        config = NnunetExportConfig(output_root, dataset_id, name, label_scheme=scheme, seed=seed,
+                                    synth={"output_shape": list(shape)})
         console = Console(stderr=True)
         failures: list[str] = []
         if label_maps and (images or labels):
