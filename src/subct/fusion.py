@@ -322,8 +322,9 @@ def _staple(stack: list[NDArray[np.int16]], max_iterations: int,
         previous = confusion.copy()
         weighted = posterior * weights[:, None]  # (P, K_true)
         for j in range(n_maps):
-            for observed in range(n_labels):
-                confusion[j, :, observed] = weighted[patterns[j] == observed].sum(axis=0)
+            for true_label in range(n_labels):
+                confusion[j, true_label] = np.bincount(
+                    patterns[j], weights=weighted[:, true_label], minlength=n_labels)
             confusion[j] /= np.maximum(confusion[j].sum(axis=1, keepdims=True), 1e-300)
         log_posterior = np.log(np.maximum(prior, 1e-300))[None, :].repeat(n_patterns, 0)
         for j in range(n_maps):
