@@ -271,8 +271,10 @@ def test_dataset_splits_work_across_workers_reproducibly(phantom: Volume) -> Non
     assert not torch.equal(first[0], first[1])  # the two workers draw different samples
     dataset.set_epoch(1)
     assert not torch.equal(run()[0], first[0])
-    single = next(iter(SyntheticDataset([phantom], config, seed=3, samples_per_epoch=1)))
+    in_process = SyntheticDataset([phantom], config, seed=3, samples_per_epoch=1)
+    single, again = next(iter(in_process)), next(iter(in_process))
     assert single["label"].dtype == torch.int64
+    assert not torch.equal(single["image"], again["image"])  # each pass draws anew
 
 
 def test_subcortical_only_map_needs_a_background(phantom: Volume) -> None:
@@ -326,3 +328,40 @@ def test_subcortical_only_map_is_embedded_in_a_background_head(phantom: Volume) 
     sample = SynthGenerator([sub], quiet(SynthConfig(output_shape=(40, 40, 40))), seed=0,
                             background=phantom).sample()
     assert {12, 51, 16, 515}.issubset(set(np.unique(sample.labels_fs.numpy()).tolist()))
+
+
+def test_contrast_and_extracerebral_dropping(phantom: Volume) -> None:
+    config = quiet(SynthConfig(output_shape=(48, 48, 48)))
+    config.drop_structure_contrast_probability = 1.0
+    config.drop_extracerebral_probability = 1.0
+    sample = SynthGenerator([phantom], config, seed=6).sample()
+    means = sample.parameters["label_means"]
+    assert means[12] == means[2] and means[51] == means[41] and means[10] == means[2]
+    assert set(sample.parameters["contrast_dropped"]) >= {12, 51, 10, 49, 4, 43}
+    labels = sample.labels_fs.numpy()
+    assert labels.max() < 500 and sample.parameters["skull_stripped"]
+    assert sample.hu is not None
+    assert float(sample.hu[torch.from_numpy(labels == 0)].max()) < -900.0  # skull → air
+    # targets keep their labels even when their contrast is dropped
+    assert (sample.target > 0).any()
+
+
+def test_cli_reads_a_yaml_config_and_rejects_bad_settings(tmp_path, phantom: Volume,
+                                                          capsys) -> None:
+    from subct.cli import main
+
+    source = save_volume(phantom, tmp_path / "phantom.nii.gz")
+    config_file = tmp_path / "train.yaml"
+    config_file.write_text("synth:\n  mode: generic\n  spatial: {flip_probability: 0}\n")
+    output = tmp_path / "generic"
+    with pytest.raises(SystemExit) as exit_info:
+        main(["synth", str(source), "-o", str(output), "-n", "1", "--shape", "24", "24", "24",
+              "--config", str(config_file)])
+    assert exit_info.value.code == 0
+    image = load_volume(output / "synth_0000_image.nii.gz")
+    assert image.array.dtype == np.float32 and 0.0 <= image.array.min() < image.array.max() <= 1
+    config_file.write_text("synth:\n  spatial: {rotation_deg: -3}\n")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["synth", str(source), "-o", str(output), "--config", str(config_file)])
+    assert exit_info.value.code == 2
+    assert "spatial.rotation_deg" in capsys.readouterr().err

@@ -29,10 +29,11 @@ class SyntheticDataset(IterableDataset[dict[str, torch.Tensor]]):
         samples_per_epoch: samples per pass, split across workers.
         background: whole-head map for subcortical-only maps.
 
-    One pass over the dataset is an epoch. Without workers the epoch counter advances
-    by itself; with workers (which receive a copy of the dataset every epoch) call
-    :meth:`set_epoch` before each epoch, as with ``DistributedSampler``, to get new
-    samples each epoch.
+    One pass over the dataset is an epoch. Each pass of the same dataset object yields
+    new samples (a pass counter enters the seed; persistent workers keep theirs).
+    Non-persistent DataLoader workers receive a fresh copy every epoch, so call
+    :meth:`set_epoch` before each epoch, as with ``DistributedSampler``; the samples of
+    a given (seed, epoch) are then the same in every run.
     """
 
     def __init__(
@@ -52,6 +53,7 @@ class SyntheticDataset(IterableDataset[dict[str, torch.Tensor]]):
         self.seed = seed
         self.samples_per_epoch = samples_per_epoch
         self.epoch = 0
+        self._passes = 0
 
     def set_epoch(self, epoch: int) -> None:
         """Select the epoch whose samples the next iteration yields."""
@@ -66,11 +68,11 @@ class SyntheticDataset(IterableDataset[dict[str, torch.Tensor]]):
         count = self.samples_per_epoch // workers + int(
             worker_id < self.samples_per_epoch % workers)
         base = torch.initial_seed() if self.seed is None else self.seed
-        state = np.random.SeedSequence([base % 2**63, self.epoch, worker_id]).generate_state(2)
+        state = np.random.SeedSequence(
+            [base % 2**63, self.epoch, self._passes, worker_id]).generate_state(2)
+        self._passes += 1
         generator = SynthGenerator(self.bank, self.config,
                                    seed=int(state[0]) << 32 | int(state[1]))
-        if info is None:
-            self.epoch += 1
         for _ in range(count):
             sample = generator.sample()
             yield {"image": sample.image, "label": sample.target}
