@@ -134,7 +134,16 @@ def test_transfer_learning_freezes_encoder_and_tunes_decoder(
                                                     "data.samples_per_epoch": 2})
     values["transfer"] = {"init_checkpoint": str(tiny_run.output_dir / "last.safetensors"),
                           "freeze_encoder": True}
+    values["evaluate_after_training"] = True  # on a synthetic CT from a held-out map
+    values["data"]["synthetic"]["test_label_maps"] = [
+        str(shared_data / "label_maps" / "synthseg" / "training_seg_18.nii.gz")]
+    values["data"]["synthetic"]["test_image_shape"] = [48, 48, 48]
     result = train(training_config_from_dict(values))
+    assert result.evaluation_csv is not None
+    rows = list(csv.DictReader(result.evaluation_csv.open()))
+    assert {r["case"] for r in rows} == {"synthetic_training_seg_18"}
+    metrics = {r["metric"] for r in rows}
+    assert {"dice", "hd95_mm", "assd_mm", "abs_volume_diff_mm3"} <= metrics
     tuned = load_checkpoint(result.last_checkpoint).network
     encoder_names = {id(p) for m in encoder_modules(tuned) for p in m.parameters()}
     start_params = dict(start.named_parameters())

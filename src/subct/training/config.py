@@ -45,7 +45,7 @@ class SyntheticDataConfig(_Strict):
     label_maps: list[str]
     validation_label_maps: list[str] = Field(default_factory=list)
     test_label_maps: list[str] = Field(default_factory=list)
-    label_tool: str = "synthseg"
+    test_image_shape: tuple[int, int, int] = (160, 160, 160)
     synth: dict[str, Any] = Field(default_factory=dict)
 
 

@@ -24,8 +24,6 @@ from subct.labels import indices_to_labels, scheme_names
 from subct.metrics import CaseMetrics, label_map_metrics
 from subct.training.config import TrainingConfig
 
-TEST_SYNTH_SHAPE: tuple[int, int, int] = (160, 160, 160)
-
 
 @torch.no_grad()
 def predict_indices(network: torch.nn.Module, image: NDArray[np.float32],
@@ -73,7 +71,7 @@ def evaluate_checkpoint_on_test(config: TrainingConfig, checkpoint: Path,
 
         paths = config.resolve_label_maps(synthetic.test_label_maps)
         synth_config = training_data.synth_config_for(
-            config, {"output_shape": list(TEST_SYNTH_SHAPE)})
+            config, {"output_shape": list(synthetic.test_image_shape)})
         for index, path in enumerate(paths):
             bank = training_data.build_label_bank(config, [str(path)])
             pair = SynthGenerator(bank, synth_config, seed=10_007 + index).sample()
