@@ -63,7 +63,9 @@ class SyntheticSample:
         target: class indices of ``config.target_scheme``, (X, Y, Z) int64.
         labels_fs: the deformed label map in FreeSurfer IDs (all labels), (X, Y, Z) int16.
         hu: CT mode only: the image in Hounsfield units before windowing, (X, Y, Z).
-        affine: voxel → world (RAS, mm) of the output grid (1 mm, axis-aligned).
+        affine: voxel → world (RAS, mm) of the output grid (1 mm, axis-aligned). After an
+            L/R flip the anatomy is mirrored but the affine is not: the sample is a new,
+            plausible head whose left structures carry left IDs.
         parameters: the random draws that made this sample (for logs and debugging).
     """
 
