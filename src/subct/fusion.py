@@ -113,11 +113,25 @@ def fuse(
 def agreement_map(
     maps: Sequence[NDArray[np.integer[Any]]], fused: NDArray[np.integer[Any]]
 ) -> NDArray[np.float32]:
-    """Per voxel, the fraction of ``maps`` whose label equals ``fused`` (float32, 0..1)."""
-    count = np.zeros(np.shape(fused), dtype=np.uint8)
-    for labels in maps:
-        count += labels == fused
-    return (count * np.float32(1.0 / len(maps))).astype(np.float32, copy=False)
+    """Per voxel, the fraction of ``maps`` whose label equals ``fused`` (float32, 0..1).
+
+    Only voxels where the maps disagree, or where the fused label differs from a
+    unanimous vote, are counted one by one; everywhere else the answer is 1.0.
+    """
+    first = np.asarray(maps[0])
+    differs = np.zeros(first.shape, dtype=bool)
+    for labels in maps[1:]:
+        differs |= labels != first
+    differs |= fused != first  # unanimous but overruled (e.g. zero weights) → counted
+    agreement = np.ones(first.shape, dtype=np.float32)
+    if differs.any():
+        target = np.asarray(fused)[differs]
+        count = np.zeros(target.shape, dtype=np.uint8)
+        for labels in maps:
+            count += np.asarray(labels)[differs] == target
+        fractions = np.arange(len(maps) + 1, dtype=np.float32) / np.float32(len(maps))
+        agreement[differs] = fractions[count]
+    return agreement
 
 
 def leave_one_out_weights(
@@ -180,6 +194,11 @@ def _validated_maps(maps: Sequence[NDArray[np.integer[Any]]]) -> list[NDArray[np
     return result
 
 
+def _present_labels(labels: NDArray[np.int16]) -> NDArray[np.int64]:
+    """Sorted label values present in a non-negative map (a histogram; no sorting)."""
+    return np.flatnonzero(np.bincount(np.asarray(labels).ravel()))
+
+
 def _disagreement(stack: list[NDArray[np.int16]]) -> NDArray[np.bool_]:
     """True where not all maps carry the same label."""
     differs = np.zeros(stack[0].shape, dtype=bool)
@@ -202,7 +221,7 @@ def _weight_table(
         raise SubctConfigError(
             f"got {len(weights)} weights for {len(stack)} label maps; give one per map"
         )
-    present = sorted({BACKGROUND} | {int(v) for labels in stack for v in np.unique(labels)})
+    present = sorted({BACKGROUND} | {int(v) for labels in stack for v in _present_labels(labels)})
     table = {label: np.zeros(len(stack)) for label in present}
     for segmenter, weight in enumerate(weights):
         if isinstance(weight, Mapping):
@@ -288,7 +307,7 @@ def _staple(stack: list[NDArray[np.int16]], max_iterations: int,
         for axis, idx in enumerate(np.nonzero(anything))
     )
     cropped = [labels[box] for labels in stack]
-    values = np.union1d(np.unique(np.concatenate([np.unique(c) for c in cropped])), [BACKGROUND])
+    values = np.union1d(np.concatenate([_present_labels(c) for c in cropped]), [BACKGROUND])
     n_labels, n_maps = len(values), len(cropped)
     lookup = np.zeros(int(values.max()) + 1, dtype=np.int64)
     lookup[values] = np.arange(n_labels)
