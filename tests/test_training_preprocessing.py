@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from subct.io import Volume
@@ -52,3 +54,39 @@ def test_network_grid_is_ras_at_training_spacing_and_labels_stay_labels() -> Non
     stripped, image = preprocess_ct(ct, GeometryConfig(skull_strip=True))
     assert image.min() >= 0 and image.max() <= 1
     assert float(stripped.array.max()) < 1000  # the skull is gone
+
+
+def test_foreground_oversampling_centres_small_structures_and_cache_is_reused(
+        tmp_path: Path) -> None:
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from subct.training.config import training_config_from_dict
+    from subct.training.data import class_locations, load_case, sample_patch
+    from test_training_distributed import make_tiny_nnunet_dataset
+
+    label = np.zeros((40, 40, 40), dtype=np.uint8)
+    label[2:4, 30:32, 5:7] = 7      # 8 voxels: a tiny structure in a corner
+    label[10:30, 10:30, 10:30] = 1  # a large one
+    image = np.zeros(label.shape, dtype=np.float32)
+    locations = class_locations(label)
+    assert sorted(locations) == [1, 7] and locations[7].size == 8
+    rng = np.random.default_rng(0)
+    hits = sum(7 in sample_patch(image, label, (8, 8, 8), rng, 1.0, locations)[1]
+               for _ in range(200))
+    assert 70 < hits < 130  # ~half the patches: classes drawn uniformly, not by size
+    assert sum(7 in sample_patch(image, label, (8, 8, 8), rng, 0.0)[1]
+               for _ in range(200)) < 20
+    padded_image, padded_label = sample_patch(image[:6, :6, :6], label[:6, :6, :6],
+                                              (8, 8, 8), rng, 1.0)
+    assert padded_image.shape == padded_label.shape == (8, 8, 8)
+
+    dataset = make_tiny_nnunet_dataset(tmp_path / "Dataset001_Tiny", cases=1)
+    config = training_config_from_dict({
+        "output_dir": str(tmp_path / "out"),
+        "data": {"real": {"dataset_dir": str(dataset)}, "patch_size": [16, 16, 16]}})
+    first = load_case(dataset, "case0", config, cache_dir=tmp_path / "cache")
+    second = load_case(dataset, "case0", config, cache_dir=tmp_path / "cache")
+    assert isinstance(second.image, np.memmap) and isinstance(second.label, np.memmap)
+    np.testing.assert_array_equal(np.asarray(first.label), np.asarray(second.label))
+    assert len(list((tmp_path / "cache").glob("*.npy"))) == 2

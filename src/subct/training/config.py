@@ -37,6 +37,9 @@ class RealDataConfig(_Strict):
     fold: int = Field(default=0, ge=0)
     splits_file: str | None = None
     patches_per_validation_case: int = Field(default=4, ge=1)
+    cache_preprocessed: bool = Field(
+        default=True, description="keep preprocessed cases as memory-mapped .npy files in "
+                                  "<output_dir>/preprocessed (low memory, fast restarts)")
 
 
 class SyntheticDataConfig(_Strict):

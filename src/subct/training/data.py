@@ -11,9 +11,12 @@ ranks see different patches.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
+import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,24 +26,114 @@ from numpy.typing import NDArray
 from torch.utils.data import IterableDataset, get_worker_info
 
 from subct.errors import SubctInputError
-from subct.io import load_volume
+from subct.io import atomic_write_text, load_volume
 from subct.preprocessing import preprocess_ct, to_network_grid
 from subct.training.config import TrainingConfig
 
 Sample = dict[str, torch.Tensor]
 
 
+#: At most this many voxel positions per class are kept for foreground oversampling
+#: (as nnU-Net does); enough to centre patches anywhere in a structure.
+MAX_LOCATIONS_PER_CLASS = 10_000
+
+#: Bump when the cached preprocessing changes meaning (invalidates old caches).
+CACHE_VERSION = 1
+
+
 @dataclass
 class CasePair:
-    """One preprocessed real case: network input in [0, 1] and class indices, same grid."""
+    """One preprocessed real case on the network grid.
+
+    ``image`` (float32, [0, 1]) and ``label`` (uint8 class indices) may be read-only
+    memory maps of the on-disk cache, so a dataset of hundreds of CTs does not have to
+    fit in memory; ``class_locations`` holds up to :data:`MAX_LOCATIONS_PER_CLASS` flat
+    voxel indices per present structure for foreground oversampling.
+    """
 
     name: str
     image: NDArray[np.float32]
-    label: NDArray[np.int64]
+    label: NDArray[np.integer]
     spacing_mm: tuple[float, float, float]
+    class_locations: dict[int, NDArray[np.int64]] = field(default_factory=dict)
 
 
-# ------------------------------------------------------------------------- real datasets
+def class_locations(label: NDArray[np.integer], seed: int = 0) -> dict[int, NDArray[np.int64]]:
+    """Flat voxel indices of every foreground class (subsampled, seeded, sorted)."""
+    rng = np.random.default_rng(seed)
+    flat = np.asarray(label).ravel()
+    counts = np.bincount(flat.astype(np.int64))
+    locations: dict[int, NDArray[np.int64]] = {}
+    for value in np.flatnonzero(counts[1:]) + 1:
+        indices = np.flatnonzero(flat == value).astype(np.int64)
+        if indices.size > MAX_LOCATIONS_PER_CLASS:
+            indices = np.sort(rng.choice(indices, MAX_LOCATIONS_PER_CLASS, replace=False))
+        locations[int(value)] = indices
+    return locations
+
+
+def _cache_key(config: TrainingConfig, image_path: Path, label_path: Path) -> str:
+    stats = [(str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns)
+             for p in (image_path, label_path)]
+    payload = json.dumps([CACHE_VERSION, config.preprocessing.model_dump(mode="json"),
+                          config.num_classes, stats])
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def _save_npy_atomic(path: Path, array: NDArray[Any]) -> None:
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".npy",
+                                         dir=str(path.parent))
+    os.close(handle)
+    try:
+        np.save(temporary, array)
+        os.replace(temporary, path)
+    finally:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+
+
+def load_case(dataset_dir: Path, case: str, config: TrainingConfig,
+              images: str = "imagesTr", labels: str = "labelsTr",
+              cache_dir: Path | None = None) -> CasePair:
+    """Read and preprocess one nnU-Net raw case (``<case>_0000`` image + label map).
+
+    With ``cache_dir``, the preprocessed arrays are stored there as ``.npy`` files (keyed
+    by the source files and the preprocessing settings) and returned as read-only memory
+    maps; later runs (and ``--resume``) skip the preprocessing.
+    """
+    image_path = _find_file(dataset_dir / images, f"{case}_0000")
+    label_path = _find_file(dataset_dir / labels, case)
+    if cache_dir is not None:
+        key = _cache_key(config, image_path, label_path)
+        stem = cache_dir / f"{case}_{key}"
+        files = [Path(f"{stem}_{part}.npy") for part in ("image", "label")]
+        meta_file = Path(f"{stem}.json")
+        if all(f.is_file() for f in files) and meta_file.is_file():
+            meta = json.loads(meta_file.read_text(encoding="utf-8"))
+            label_map = np.load(files[1], mmap_mode="r")
+            return CasePair(case, np.load(files[0], mmap_mode="r"), label_map,
+                            tuple(meta["spacing_mm"]),  # type: ignore[arg-type]
+                            class_locations(np.asarray(label_map)))
+    ct, image = preprocess_ct(load_volume(image_path, expect_ct=True), config.preprocessing)
+    label_grid = to_network_grid(load_volume(label_path), config.preprocessing.spacing_mm,
+                                 is_label=True)
+    label = np.asarray(label_grid.array)
+    if label.shape != image.shape:
+        raise SubctInputError(label_path, f"label grid {label.shape} differs from image grid "
+                                          f"{image.shape} after preprocessing")
+    if label.min() < 0 or label.max() >= config.num_classes:
+        raise SubctInputError(label_path, f"class index {int(label.max())} outside "
+                                          f"0..{config.num_classes - 1} ({config.label_scheme})")
+    label = label.astype(np.uint8)
+    if cache_dir is not None:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        _save_npy_atomic(files[0], image.astype(np.float32))
+        _save_npy_atomic(files[1], label)
+        atomic_write_text(meta_file, json.dumps({"spacing_mm": list(ct.spacing),
+                                                 "image": str(image_path),
+                                                 "label": str(label_path)}))
+        return load_case(dataset_dir, case, config, images, labels, cache_dir)
+    return CasePair(case, image, label, ct.spacing, class_locations(label))
 
 
 def read_splits(dataset_dir: Path, splits_file: str | None = None) -> list[dict[str, list[str]]]:
@@ -62,24 +155,6 @@ def read_splits(dataset_dir: Path, splits_file: str | None = None) -> list[dict[
     raise SubctInputError(candidates[0], "splits file not found")
 
 
-def load_case(dataset_dir: Path, case: str, config: TrainingConfig,
-              images: str = "imagesTr", labels: str = "labelsTr") -> CasePair:
-    """Read and preprocess one nnU-Net raw case (``<case>_0000`` image + label map)."""
-    image_path = _find_file(dataset_dir / images, f"{case}_0000")
-    label_path = _find_file(dataset_dir / labels, case)
-    ct, image = preprocess_ct(load_volume(image_path, expect_ct=True), config.preprocessing)
-    label_grid = to_network_grid(load_volume(label_path), config.preprocessing.spacing_mm,
-                                 is_label=True)
-    label = np.asarray(label_grid.array).astype(np.int64)
-    if label.shape != image.shape:
-        raise SubctInputError(label_path, f"label grid {label.shape} differs from image grid "
-                                          f"{image.shape} after preprocessing")
-    if label.min() < 0 or label.max() >= config.num_classes:
-        raise SubctInputError(label_path, f"class index {int(label.max())} outside "
-                                          f"0..{config.num_classes - 1} ({config.label_scheme})")
-    return CasePair(case, image, label, ct.spacing)
-
-
 def _find_file(folder: Path, stem: str) -> Path:
     for suffix in (".nii.gz", ".nii", ".mha", ".nrrd", ".mgz"):
         path = folder / f"{stem}{suffix}"
@@ -98,24 +173,32 @@ def load_real_cases(config: TrainingConfig) -> tuple[list[CasePair], list[CasePa
     if real.fold >= len(folds):
         raise SubctInputError(dataset_dir, f"fold {real.fold} not in splits ({len(folds)} folds)")
     fold = folds[real.fold]
-    train = [load_case(dataset_dir, name, config) for name in fold["train"]]
-    val = [load_case(dataset_dir, name, config) for name in fold.get("val", [])]
+    cache = config.output_path / "preprocessed" if real.cache_preprocessed else None
+    train = [load_case(dataset_dir, name, config, cache_dir=cache) for name in fold["train"]]
+    val = [load_case(dataset_dir, name, config, cache_dir=cache)
+           for name in fold.get("val", [])]
     return train, val, list(fold.get("test", []))
 
 
 # ---------------------------------------------------------------------- patch sampling
 
 
-def sample_patch(image: NDArray[np.float32], label: NDArray[np.int64],
+def sample_patch(image: NDArray[np.float32], label: NDArray[np.integer],
                  patch_size: tuple[int, int, int], rng: np.random.Generator,
-                 foreground_probability: float) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
+                 foreground_probability: float,
+                 locations: dict[int, NDArray[np.int64]] | None = None
+                 ) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
     """Crop one patch; with ``foreground_probability`` centre it on a structure voxel.
 
     Foreground oversampling picks a *class* uniformly among the structures present,
     then one of its voxels, so small structures (accumbens, pallidum) are centred as
     often as large ones (nnU-Net's class-balanced sampling). Volumes smaller than the
     patch are padded with 0 (image minimum after windowing) and background.
+    ``locations`` (from :func:`class_locations`) avoids scanning the label map.
     """
+    if locations is None:
+        locations = class_locations(label)
+    original_shape = label.shape
     pad = [(max(0, (p - s + 1) // 2), max(0, p - s - (p - s + 1) // 2))
            for s, p in zip(image.shape, patch_size, strict=True)]
     if any(before or after for before, after in pad):
@@ -123,12 +206,13 @@ def sample_patch(image: NDArray[np.float32], label: NDArray[np.int64],
         label = np.pad(label, pad, constant_values=0)
     shape = np.asarray(image.shape)
     size = np.asarray(patch_size)
-    present = np.unique(label)
-    present = present[present > 0]
-    if present.size and rng.random() < foreground_probability:
-        target = int(rng.choice(present))
-        voxels = np.flatnonzero(label == target)
-        centre = np.asarray(np.unravel_index(int(rng.choice(voxels)), label.shape))
+    present = sorted(locations)
+    if present and rng.random() < foreground_probability:
+        target = present[int(rng.integers(len(present)))]
+        voxels = locations[target]
+        centre = np.asarray(np.unravel_index(int(voxels[int(rng.integers(voxels.size))]),
+                                             original_shape))
+        centre = centre + np.asarray([before for before, _ in pad])
         start = np.clip(centre - size // 2, 0, shape - size)
     else:
         start = np.asarray([int(rng.integers(0, s - p + 1)) for s, p in zip(shape, size,
@@ -226,7 +310,10 @@ class PatchStream(IterableDataset[Sample]):
                 label = synthetic.target.numpy().astype(np.int64)
             else:
                 case = self.real_cases[int(rng.integers(len(self.real_cases)))]
-                image, label = case.image, case.label
+                image, label = sample_patch(case.image, case.label, patch, rng, fg,
+                                            case.class_locations)
+                yield _as_sample(image, label)
+                continue
             if image.shape != tuple(patch):
                 image, label = sample_patch(image, label, patch, rng, fg)
             yield _as_sample(image, label)
@@ -266,20 +353,21 @@ def build_validation_set(config: TrainingConfig, val_cases: list[CasePair]) -> l
         for case in val_cases:
             for _ in range(real.patches_per_validation_case):
                 image, label = sample_patch(case.image, case.label, config.data.patch_size,
-                                            rng, config.data.foreground_oversampling)
+                                            rng, config.data.foreground_oversampling,
+                                            case.class_locations)
                 samples.append(_as_sample(image, label))
     return samples
 
 
 def training_label_counts_source(config: TrainingConfig, real_cases: list[CasePair],
-                                 bank: Any) -> list[NDArray[np.int64]]:
+                                 bank: Any) -> list[NDArray[np.integer]]:
     """Label maps (class indices) to compute class weights from.
 
     Real cases contribute their preprocessed labels; synthetic-only runs use the
     target labels of a few deterministic synthetic samples (the labels the network is
     actually trained on, after the synthetic crop).
     """
-    maps: list[NDArray[np.int64]] = [case.label for case in real_cases]
+    maps: list[NDArray[np.integer]] = [np.asarray(case.label) for case in real_cases]
     if bank is not None:
         from subct.synth import SynthGenerator
 

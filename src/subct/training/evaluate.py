@@ -40,7 +40,7 @@ def predict_indices(network: torch.nn.Module, image: NDArray[np.float32],
     return logits.argmax(1)[0].cpu().numpy().astype(np.int64)
 
 
-def _score(prediction: NDArray[np.int64], reference: NDArray[np.int64], scheme: str,
+def _score(prediction: NDArray[np.integer], reference: NDArray[np.integer], scheme: str,
            spacing: tuple[float, float, float], case: str) -> CaseMetrics:
     return label_map_metrics(indices_to_labels(prediction, scheme),
                              indices_to_labels(reference, scheme), spacing,
