@@ -137,12 +137,11 @@ def test_generic_image_is_aligned_with_sampled_gmm_means(phantom: Volume) -> Non
 
 def test_left_right_flip_mirrors_and_swaps_labels(phantom: Volume) -> None:
     base = SynthConfig(output_shape=(48, 48, 48))
-    straight = SynthGenerator(
-        [phantom], base.model_copy(update={"spatial": SpatialConfig(flip_probability=0.0)}),
-        seed=5).sample()
-    flipped = SynthGenerator(
-        [phantom], base.model_copy(update={"spatial": SpatialConfig(flip_probability=1.0)}),
-        seed=5).sample()
+    # random affine on; no non-linear field, so that both draws are exact mirror images
+    straight = SynthGenerator([phantom], base.model_copy(update={"spatial": SpatialConfig(
+        flip_probability=0.0, nonlinear_std_max_mm=0.0)}), seed=5).sample()
+    flipped = SynthGenerator([phantom], base.model_copy(update={"spatial": SpatialConfig(
+        flip_probability=1.0, nonlinear_std_max_mm=0.0)}), seed=5).sample()
     swapped = np.vectorize(left_right_partner)(straight.labels_fs.numpy()[::-1])
     assert np.array_equal(flipped.labels_fs.numpy(), swapped)
     # the big left putamen (12) is mirrored to the right and becomes right putamen (51)
@@ -153,6 +152,15 @@ def test_left_right_flip_mirrors_and_swaps_labels(phantom: Volume) -> None:
     for left, right in ((10, 49), (4, 43), (2, 41)):
         assert (after == left).sum() == (before == right).sum()
     assert LR_SWAP[12] == 51
+    # the image follows the swapped labels: each region shows its own label's intensity
+    config = quiet(base)
+    config.spatial = SpatialConfig(flip_probability=1.0, nonlinear_std_max_mm=0.0)
+    config.ct.label_jitter_hu = 20.0  # left and right means far apart
+    mirrored = SynthGenerator([phantom], config, seed=8).sample()
+    assert mirrored.parameters["flip"] and mirrored.hu is not None
+    labels, hu = mirrored.labels_fs.numpy(), mirrored.hu.numpy()
+    for label in (12, 51, 10, 49, 2, 41):
+        assert abs(hu[labels == label].mean() - mirrored.parameters["label_means"][label]) < 1.5
 
 
 def test_ct_priors_put_tissues_in_their_hu_ranges(shared_data) -> None:

@@ -21,7 +21,7 @@ All work is float32 torch on ``device``, so the same code runs on CPU and GPU.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -61,20 +61,31 @@ class SyntheticSample:
     Attributes:
         image: network input, (1, X, Y, Z) float32; CT mode: windowed HU in [0, 1].
         target: class indices of ``config.target_scheme``, (X, Y, Z) int64.
-        labels_fs: the deformed label map in FreeSurfer IDs (all labels), (X, Y, Z) int16.
         hu: CT mode only: the image in Hounsfield units before windowing, (X, Y, Z).
         affine: voxel → world (RAS, mm) of the output grid (1 mm, axis-aligned). After an
             L/R flip the anatomy is mirrored but the affine is not: the sample is a new,
             plausible head whose left structures carry left IDs.
         parameters: the random draws that made this sample (for logs and debugging).
+        source_indices: compact label indices pulled from the source map, (X, Y, Z).
+        label_table: FreeSurfer ID of each compact index for this sample (after the
+            flip's left/right swap and label dropping).
     """
 
     image: torch.Tensor
     target: torch.Tensor
-    labels_fs: torch.Tensor
     hu: torch.Tensor | None
     affine: NDArray[np.float64]
-    parameters: dict[str, Any] = field(default_factory=dict)
+    parameters: dict[str, Any]
+    source_indices: torch.Tensor
+    label_table: torch.Tensor
+
+    @property
+    def labels_fs(self) -> torch.Tensor:
+        """The deformed label map in FreeSurfer IDs (all labels), (X, Y, Z) int16.
+
+        Computed on demand: training needs only :attr:`target`.
+        """
+        return lookup(self.label_table, self.source_indices)
 
 
 class SynthGenerator:
@@ -143,34 +154,41 @@ class SynthGenerator:
         centre = anchor + translation
         displacement = random_coarse_displacement_mm(shape, config.spatial, rng,
                                                      self._torch_generator, self.device)
-        labels = pull_labels(_on_device(stored, self._maps[map_index]), shape, matrix, centre,
-                             displacement).long()
+        # Per-label changes are applied to lookup tables (K entries), never to the volume:
+        # ``relabel`` maps each pulled compact index to the one the sample shows.
+        relabel = torch.arange(len(self.label_values), device=self.device)
         flip = bool(rng.uniform() < config.spatial.flip_probability)
         if flip:
-            labels = lookup(self._swap_lut, labels.flip(0))
+            # mirror the output grid along x (same distribution as mirroring the pulled
+            # volume, since the random displacement is symmetric) and swap L/R labels
+            matrix = matrix @ np.diag([-1.0, 1.0, 1.0])
+            relabel = self._swap_lut
         if rng.uniform() < config.drop_extracerebral_probability:
-            labels = torch.where(lookup(self._extracerebral, labels), 0, labels)
+            relabel = torch.where(self._extracerebral[relabel], 0, relabel)
             parameters["skull_stripped"] = True
         parameters.update(flip=flip, affine_matrix=matrix.tolist(), centre_mm=centre.tolist())
+        labels = pull_labels(_on_device(stored, self._maps[map_index]), shape, matrix, centre,
+                             displacement).long()
 
         acquisition = sample_resolution(config.resolution, rng)
         parameters["acquisition"] = None if acquisition is None else vars(acquisition)
         hu: torch.Tensor | None = None
         if config.mode == "ct":
-            hu = self._ct_image(labels, acquisition, parameters)
+            hu = self._ct_image(labels, relabel, acquisition, parameters)
             image = ct_window_normalise(hu, config.ct.window)
         else:
-            image = self._generic_image(labels, acquisition, parameters)
+            image = self._generic_image(labels, relabel, acquisition, parameters)
 
         affine = np.eye(4)
         affine[:3, 3] = centre - (np.asarray(shape, dtype=np.float64) - 1.0) / 2.0
         return SyntheticSample(
             image=image.float().unsqueeze(0),
-            target=lookup(self._target_lut, labels),
-            labels_fs=lookup(self._fs_lut, labels),
+            target=lookup(self._target_lut[relabel], labels),
             hu=hu,
             affine=affine,
             parameters=parameters,
+            source_indices=labels,
+            label_table=self._fs_lut[relabel],
         )
 
     def __iter__(self) -> SynthGenerator:
@@ -193,6 +211,7 @@ class SynthGenerator:
     def _ct_image(
         self,
         labels: torch.Tensor,
+        relabel: torch.Tensor,
         acquisition: AcquisitionResolution | None,
         parameters: dict[str, Any],
     ) -> torch.Tensor:
@@ -202,8 +221,8 @@ class SynthGenerator:
         parameters["label_means"] = dict(zip(self.label_values, means.tolist(), strict=True))
         smooth_fraction = float(rng.uniform(*config.texture_smooth_fraction))
         hu = ct_texture_image(
-            labels, torch.from_numpy(means).to(self.device), torch.from_numpy(stds).to(self.device),
-            smooth_fraction, generator,
+            labels, torch.from_numpy(means).to(self.device)[relabel],
+            torch.from_numpy(stds).to(self.device)[relabel], smooth_fraction, generator,
         )
         if config.shading_std_max_hu > 0:
             shading_std = float(rng.uniform(0.0, config.shading_std_max_hu))
@@ -224,6 +243,7 @@ class SynthGenerator:
     def _generic_image(
         self,
         labels: torch.Tensor,
+        relabel: torch.Tensor,
         acquisition: AcquisitionResolution | None,
         parameters: dict[str, Any],
     ) -> torch.Tensor:
@@ -232,8 +252,8 @@ class SynthGenerator:
         parameters["contrast_dropped"] = self._drop_contrast(means, stds)
         parameters["label_means"] = dict(zip(self.label_values, means.tolist(), strict=True))
         image = gaussian_mixture_image(
-            labels, torch.from_numpy(means).to(self.device), torch.from_numpy(stds).to(self.device),
-            generator,
+            labels, torch.from_numpy(means).to(self.device)[relabel],
+            torch.from_numpy(stds).to(self.device)[relabel], generator,
         )
         bias = bias_field(tuple(image.shape), config, rng, generator,  # type: ignore[arg-type]
                           self.device)
