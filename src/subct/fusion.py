@@ -97,32 +97,40 @@ def fuse(
     stack = _validated_maps(maps)
     if method != "weighted" and weights is not None:
         raise SubctConfigError(f"weights are only used by method 'weighted', not {method!r}")
+    if method == "weighted" and weights is None:
+        raise SubctConfigError("method 'weighted' needs weights (one per segmenter)")
+    differs = _disagreement(stack)  # computed once: every step below only looks there
     if method == "consensus":
-        labels = _consensus(stack)
+        labels = stack[0].copy()
+        labels[differs] = BACKGROUND
     elif method == "majority":
-        labels = _weighted_vote(stack, None)
+        labels = _weighted_vote(stack, None, differs)
     elif method == "weighted":
-        if weights is None:
-            raise SubctConfigError("method 'weighted' needs weights (one per segmenter)")
-        labels = _weighted_vote(stack, _weight_table(weights, stack))
+        assert weights is not None
+        labels = _weighted_vote(stack, _weight_table(weights, stack), differs)
     else:
         labels = _staple(stack, staple_max_iterations)
-    return FusionResult(labels=labels, agreement=agreement_map(stack, labels), method=method)
+    agreement = agreement_map(stack, labels, differs)
+    return FusionResult(labels=labels, agreement=agreement, method=method)
 
 
 def agreement_map(
-    maps: Sequence[NDArray[np.integer[Any]]], fused: NDArray[np.integer[Any]]
+    maps: Sequence[NDArray[np.integer[Any]]],
+    fused: NDArray[np.integer[Any]],
+    disagreement: NDArray[np.bool_] | None = None,
 ) -> NDArray[np.float32]:
     """Per voxel, the fraction of ``maps`` whose label equals ``fused`` (float32, 0..1).
 
-    Only voxels where the maps disagree, or where the fused label differs from a
-    unanimous vote, are counted one by one; everywhere else the answer is 1.0.
+    Only voxels where the maps disagree (``disagreement``, computed if not given), or
+    where the fused label overrules a unanimous vote, are counted one by one;
+    everywhere else the answer is 1.0.
     """
     first = np.asarray(maps[0])
-    differs = np.zeros(first.shape, dtype=bool)
-    for labels in maps[1:]:
-        differs |= labels != first
-    differs |= fused != first  # unanimous but overruled (e.g. zero weights) → counted
+    if disagreement is None:
+        disagreement = np.zeros(first.shape, dtype=bool)
+        for labels in maps[1:]:
+            disagreement |= labels != first
+    differs = disagreement | (fused != first)  # unanimous but overruled (zero weights)
     agreement = np.ones(first.shape, dtype=np.float32)
     if differs.any():
         target = np.asarray(fused)[differs]
@@ -207,12 +215,6 @@ def _disagreement(stack: list[NDArray[np.int16]]) -> NDArray[np.bool_]:
     return differs
 
 
-def _consensus(stack: list[NDArray[np.int16]]) -> NDArray[np.int16]:
-    fused = stack[0].copy()
-    fused[_disagreement(stack)] = BACKGROUND
-    return fused
-
-
 def _weight_table(
     weights: FusionWeights, stack: list[NDArray[np.int16]]
 ) -> dict[int, NDArray[np.float64]]:
@@ -240,14 +242,17 @@ def _weight_table(
 
 
 def _weighted_vote(
-    stack: list[NDArray[np.int16]], table: dict[int, NDArray[np.float64]] | None
+    stack: list[NDArray[np.int16]],
+    table: dict[int, NDArray[np.float64]] | None,
+    differs: NDArray[np.bool_] | None = None,
 ) -> NDArray[np.int16]:
     """Plurality vote (background counts as a class); ties → background.
 
     ``table`` None means one vote per segmenter (integer counts, exact ties).
     """
     fused = stack[0].copy()
-    differs = _disagreement(stack)
+    if differs is None:
+        differs = _disagreement(stack)
     if table is not None:
         # Unanimous voxels whose label nobody may vote for (all weights 0) tie at 0 → bg.
         for label, label_weights in table.items():
