@@ -87,7 +87,8 @@ def main() -> None:
                                                    head)
                 before = mean_displacement_error_mm(sitk.Euler3DTransform(),
                                                     rigid_ras_to_itk(truth), head)
-                row = {"working_spacing_mm": spacing, "kind": kind, "trial": trial,
+                row = {"working_spacing_mm": spacing, "kind": kind, "result_kind": result.kind,
+                       "trial": trial,
                        "rotation_deg": round(angle, 2), "shift_mm": round(shift, 2),
                        "error_before_mm": round(before, 2), "error_mm": round(error, 3),
                        "seconds": round(seconds, 2), "mi_before": round(result.metric_before, 3),

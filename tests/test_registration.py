@@ -127,6 +127,11 @@ def test_deformable_registration_runs_after_affine_and_improves_mi(
     result = register(ct, moving, "deformable", config)
     assert [stage["stage"] for stage in result.stages] == ["rigid", "affine", "bspline"]
     assert result.metric_after > result.metric_before + 0.3
+    bspline = result.stages[-1]
+    # The B-spline stage is kept only if it raised MI over the affine result.
+    assert result.kind == ("deformable" if bspline["accepted"] else "affine")
+    assert max(bspline["mi_affine"], bspline["mi_bspline"]) == pytest.approx(
+        bspline["mi_bspline"] if bspline["accepted"] else bspline["mi_affine"])
     moved = result.resample_labels(Volume(head_pair["aseg"].array, moving.affine))
     a, b = moved.array == 10, head_pair["aseg"].array == 10
     assert 2 * np.logical_and(a, b).sum() / (a.sum() + b.sum()) > 0.8
