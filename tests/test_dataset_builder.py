@@ -183,3 +183,21 @@ def test_outlier_flags_and_head_centred_crop() -> None:
     assert grid.shape == (100, 40, 40)
     first_x = grid.affine[0, 3]
     assert first_x <= 200 and first_x + 99 >= 279  # the head is inside the crop
+
+
+def test_build_dataset_command_rejects_bad_options_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    from subct.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["build-dataset", str(tmp_path), "-o", str(tmp_path / "out"), "--tools",
+              "atlas-ho", "--fusion", "average"])
+    assert exit_info.value.code == 2
+    assert "fusion" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        main(["build-dataset", str(tmp_path / "missing"), "-o", str(tmp_path / "out"),
+              "--tools", "atlas-ho"])
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err
+    assert "missing" in error and len(error.strip().splitlines()) == 1
