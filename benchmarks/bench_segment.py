@@ -86,8 +86,10 @@ def run_once(ct: Path, model: Path, output: Path, extra: list[str]) -> dict[str,
         raise RuntimeError(completed.stdout + completed.stderr)
     match = re.search(r"Maximum resident set size \(kbytes\): (\d+)", completed.stderr)
     peak_gb = int(match.group(1)) / 1024**2 if match else float("nan")
+    cpu = sum(float(m) for m in re.findall(r"(?:User|System) time \(seconds\): ([\d.]+)",
+                                            completed.stderr))
     record = json.loads((output / "head512_qc.json").read_text())
-    figures = {"wall_s": wall, "peak_rss_gb": peak_gb}
+    figures = {"wall_s": wall, "peak_rss_gb": peak_gb, "cpu_s": cpu}
     figures.update({f"step_{k}_s": float(v) for k, v in record["timings_s"].items()})
     return figures
 
@@ -130,6 +132,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--work-dir", type=Path, default=None)
+    parser.add_argument("--skip-qc", action="store_true", help="skip the --qc 15 row")
     args = parser.parse_args()
     work = args.work_dir or Path(tempfile.mkdtemp(prefix="subct-bench-segment-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -141,15 +144,17 @@ def main() -> None:
     print(f"load average at start: {os.getloadavg()[0]:.2f} (2-core machine)")
     configurations = {"default (TTA)": [], "--fast": ["--fast"],
                       "--qc 15 (MC dropout)": ["--qc", "15"]}
-    print("| configuration | end-to-end wall s (best) | peak RSS GB (max) | network s | "
-          "load avg |")
-    print("|---|---|---|---|---|")
+    if args.skip_qc:
+        del configurations["--qc 15 (MC dropout)"]
+    print("| configuration | end-to-end wall s (best) | CPU s (user+sys) | peak RSS GB (max) "
+          "| network s | load avg |")
+    print("|---|---|---|---|---|---|")
     for name, extra in configurations.items():
         runs = [run_once(ct, model, work / "out", [*extra, "--threads", str(args.threads)])
                 for _ in range(args.repeats)]
         best = min(runs, key=lambda r: r["wall_s"])
         peak = max(r["peak_rss_gb"] for r in runs)
-        print(f"| {name} | {best['wall_s']:.1f} | {peak:.2f} | "
+        print(f"| {name} | {best['wall_s']:.1f} | {best['cpu_s']:.1f} | {peak:.2f} | "
               f"{best.get('step_network_s', float('nan')):.1f} | "
               f"{os.getloadavg()[0]:.1f} |", flush=True)
         steps = {k: round(v, 2) for k, v in best.items() if k.startswith("step_")}
