@@ -47,7 +47,6 @@ from subct.labels import (
     LR_SWAP,
     SCHEMES,
     indices_to_labels,
-    label_volumes_mm3,
     scheme_labels,
     scheme_names,
     to_scheme,
@@ -612,12 +611,19 @@ def segment_volume(image: str | Path | Volume, model: SegmentationModel,
         indices = keep_largest_components(indices, num_classes)
     native_indices = labels_to_native(indices, grid, volume.geometry, num_classes,
                                       probabilities.numpy())
-    network_labels = indices_to_labels(native_indices, model.network_scheme)
-    output = _convert_scheme(network_labels, model.network_scheme, config.scheme, volume)
-    labels = volume.with_array(output.astype(np.int16), description="subct segment labels")
+    # Class index → output label through a tiny look-up table (one pass over the
+    # native grid, no int64 copies of it); volumes from the labelled voxels only.
+    class_values = indices_to_labels(np.arange(num_classes), model.network_scheme)
+    lookup = _convert_scheme(class_values, model.network_scheme, config.scheme, volume)
+    output = lookup[native_indices]
+    labels = volume.with_array(output, description="subct segment labels")
     names = scheme_names(config.scheme)
-    by_label = label_volumes_mm3(output, volume.voxel_volume_mm3, tuple(names))
-    volumes_mm3 = {names[label]: value for label, value in by_label.items()}
+    class_counts = np.bincount(native_indices[native_indices > 0], minlength=num_classes)
+    volumes_mm3 = {name: 0.0 for name in names.values()}
+    for index in range(1, num_classes):
+        value = int(lookup[index])
+        if value in names:
+            volumes_mm3[names[value]] += float(class_counts[index]) * volume.voxel_volume_mm3
     timings["postprocess"] = time.perf_counter() - clock
 
     mc_names = [scheme_names(model.network_scheme)[v] for v in scheme_labels(model.network_scheme)]
