@@ -272,8 +272,10 @@ def _weighted_vote(
         is_vote = votes == label
         if table is None:
             score = is_vote.sum(axis=0, dtype=np.uint8).astype(np.float64)
-        else:
-            score = (is_vote * table[int(label)][:, None]).sum(axis=0)
+        else:  # accumulate in place: no (M, voxels) float temporary
+            score = np.zeros(n_voxels)
+            for j, weight in enumerate(table[int(label)]):
+                np.add(score, weight, out=score, where=is_vote[j])
         better = score > best_score + tolerance
         equal = np.abs(score - best_score) <= tolerance
         best_label[better] = label
