@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -576,12 +577,7 @@ def save_volume(volume: Volume, path: str | Path, dtype: Any = None) -> Path:
         raise SubctInputError(
             path, "the affine is sheared (non-orthogonal axes); only NIfTI can store it exactly"
         )
-    handle, temporary_name = tempfile.mkstemp(
-        prefix=f".{path.name}.", suffix=suffix, dir=str(path.parent)
-    )
-    os.close(handle)
-    temporary = Path(temporary_name)
-    try:
+    with atomic_output(path, suffix=suffix) as temporary:
         if suffix in NIFTI_SUFFIXES:
             image = nib.Nifti1Image(array, volume.affine)
             image.set_qform(volume.affine, code=1)
@@ -601,23 +597,54 @@ def save_volume(volume: Volume, path: str | Path, dtype: Any = None) -> Path:
             itk_image.SetOrigin(origin)
             itk_image.SetDirection(direction)
             sitk.WriteImage(itk_image, str(temporary), useCompression=True)
+    return path
+
+
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+@contextmanager
+def atomic_output(path: str | Path, suffix: str = "") -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; on success rename it onto ``path``.
+
+    A process killed mid-write leaves only a hidden ``.<name>.*`` temporary file, never
+    a truncated output; on an exception the temporary file is removed. The final file
+    gets the usual permissions (0666 minus the umask), not ``mkstemp``'s private 0600.
+    Use it for every output file subct writes::
+
+        with atomic_output(out_png, suffix=".png") as temporary:
+            figure.savefig(temporary)
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary_name = tempfile.mkstemp(
+        prefix=f".{path.name}.", suffix=suffix, dir=str(path.parent)
+    )
+    os.close(handle)
+    temporary = Path(temporary_name)
+    try:
+        yield temporary
+        os.chmod(temporary, 0o666 & ~_current_umask())
         os.replace(temporary, path)
     finally:
         if temporary.exists():
             temporary.unlink()
-    return path
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:
     """Write a text file atomically (temporary file in the same folder, then rename)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary_name = tempfile.mkstemp(prefix=f".{path.name}.", dir=str(path.parent))
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            stream.write(text)
-        os.replace(temporary_name, path)
-    finally:
-        if os.path.exists(temporary_name):
-            os.unlink(temporary_name)
+    with atomic_output(path) as temporary:
+        temporary.write_text(text, encoding="utf-8")
+    return path
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
+    """Write a binary file atomically (temporary file in the same folder, then rename)."""
+    path = Path(path)
+    with atomic_output(path) as temporary:
+        temporary.write_bytes(data)
     return path
