@@ -19,6 +19,7 @@ values, only on the architecture, so random weights time the same as trained one
 Usage::
 
     python benchmarks/bench_segment.py [--model PATH] [--repeats 2] [--threads 2]
+    python benchmarks/bench_segment.py --network-only   # fp32/bf16, layout, windows
 """
 
 from __future__ import annotations
@@ -126,6 +127,46 @@ def realistic_postprocess_seconds(ct_path: Path) -> float:
     return time.perf_counter() - start
 
 
+def network_timings(threads: int) -> None:
+    """In-process timings of the default UNet: precision/layout and whole box vs windows."""
+    import torch
+    from monai.inferers import sliding_window_inference
+
+    from subct.networks import build_network
+
+    torch.set_num_threads(threads)
+    network = build_network("unet3d", 1, 18).eval()
+
+    def timed(label: str, net: torch.nn.Module, tensor: torch.Tensor, bf16: bool,
+              windows: bool = False) -> None:
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16,
+                                                    enabled=bf16):
+            def run() -> object:
+                if windows:
+                    return sliding_window_inference(tensor, (128, 128, 128), 1, net,
+                                                    overlap=0.25, mode="gaussian")
+                return net(tensor)
+            run()
+            start = time.perf_counter()
+            run()
+            print(f"| {label} | {time.perf_counter() - start:.2f} |", flush=True)
+
+    print(f"load average: {os.getloadavg()[0]:.2f}")
+    print("| network pass (default unet3d, 18 classes) | seconds |")
+    print("|---|---|")
+    patch = torch.randn(1, 1, 128, 128, 128)
+    timed("128³ fp32", network, patch, False)
+    timed("128³ bf16", network, patch, True)
+    last = network.to(memory_format=torch.channels_last_3d)  # type: ignore[call-overload]
+    patch_last = patch.contiguous(memory_format=torch.channels_last_3d)
+    timed("128³ fp32 channels-last", last, patch_last, False)
+    timed("128³ bf16 channels-last", last, patch_last, True)
+    box = torch.randn(1, 1, 112, 160, 144).contiguous(memory_format=torch.channels_last_3d)
+    timed("112×160×144 box, one pass, bf16 channels-last", last, box, True)
+    timed("112×160×144 box, 128³ windows 25 % overlap, bf16 channels-last", last, box, True,
+          windows=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", type=Path, default=None)
@@ -133,7 +174,12 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--work-dir", type=Path, default=None)
     parser.add_argument("--skip-qc", action="store_true", help="skip the --qc 15 row")
+    parser.add_argument("--network-only", action="store_true",
+                        help="only time network passes in-process (precision, layout)")
     args = parser.parse_args()
+    if args.network_only:
+        network_timings(args.threads)
+        return
     work = args.work_dir or Path(tempfile.mkdtemp(prefix="subct-bench-segment-"))
     work.mkdir(parents=True, exist_ok=True)
     ct = work / "head512.nii.gz"
