@@ -341,15 +341,15 @@ def _read_marker(path: Path) -> dict[str, Any]:
 
 
 def _limit_threads(threads: int) -> None:
+    """Cap ITK and torch threads of this worker (torch is not imported just for this)."""
+    import sys
+
     import SimpleITK as sitk
 
     sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(threads)
-    try:
-        import torch
-
-        torch.set_num_threads(threads)
-    except Exception:  # torch missing or already initialised: not fatal
-        pass
+    os.environ.setdefault("OMP_NUM_THREADS", str(threads))  # read by torch at import
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(threads)
 
 
 def _build_case(case: CaseSpec, output: Path, case_dir: Path,
@@ -414,18 +414,28 @@ def _build_case(case: CaseSpec, output: Path, case_dir: Path,
 
 
 def _pairwise_dice(maps: Sequence[NDArray[Any]]) -> float | None:
-    """Mean over segmenter pairs and present structures of the Dice between two maps."""
+    """Mean over segmenter pairs and present structures of the Dice between two maps.
+
+    One joint histogram (confusion matrix) per pair over the voxels labelled by any
+    map, so the cost is a few passes over the labelled voxels, not one per structure.
+    """
     if len(maps) < 2:
         return None
-    scores = []
-    for first in range(len(maps)):
-        for second in range(first + 1, len(maps)):
-            a, b = maps[first], maps[second]
-            for label in CANONICAL_LABELS:
-                in_a, in_b = a == label, b == label
-                total = int(in_a.sum()) + int(in_b.sum())
-                if total:
-                    scores.append(2.0 * int(np.logical_and(in_a, in_b).sum()) / total)
+    classes = len(CANONICAL_LABELS) + 1
+    indices = [labels_to_indices(np.asarray(m), "canonical").ravel() for m in maps]
+    labelled = np.zeros(indices[0].shape, dtype=bool)
+    for values in indices:
+        labelled |= values > 0
+    indices = [values[labelled] for values in indices]
+    scores: list[float] = []
+    for first in range(len(indices)):
+        for second in range(first + 1, len(indices)):
+            joint = np.bincount(indices[first] * classes + indices[second],
+                                minlength=classes * classes).reshape(classes, classes)
+            overlap = np.diag(joint)[1:]
+            totals = joint.sum(axis=1)[1:] + joint.sum(axis=0)[1:]
+            present = totals > 0
+            scores.extend((2.0 * overlap[present] / totals[present]).tolist())
     return float(np.mean(scores)) if scores else 0.0
 
 
