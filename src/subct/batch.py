@@ -228,6 +228,9 @@ def _save_posteriors(result: SegmentationResult, path: Path) -> None:
     os.close(handle)
     try:
         nib.save(image, temporary)
+        mask = os.umask(0)
+        os.umask(mask)
+        os.chmod(temporary, 0o666 & ~mask)  # mkstemp creates 0600 files
         os.replace(temporary, path)
     finally:
         if os.path.exists(temporary):

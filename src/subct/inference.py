@@ -29,9 +29,7 @@ reruns the network with dropout active, as in the multimodal 3D UNet paper (N = 
 
 from __future__ import annotations
 
-import os
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -687,14 +685,3 @@ def segment(image: str | Path | Volume, model: str | Path | SegmentationModel | 
             _MODEL_CACHE[key] = load_model(model, config.device)
         model = _MODEL_CACHE[key]
     return segment_volume(image, model, config)
-
-
-def configure_threads(threads: int | None) -> None:
-    """Limit torch (and BLAS via the environment) to ``threads`` CPU threads."""
-    if threads is None:
-        return
-    torch.set_num_threads(threads)
-    os.environ.setdefault("OMP_NUM_THREADS", str(threads))
-
-
-ProgressCallback = Callable[[str], None]

@@ -144,14 +144,16 @@ def render_overlay(ct: Volume, labels: Volume, config: OverlayConfig | None = No
         axes.text(0.5, 0.02, bottom_letter, ha="center", va="bottom", **style)
         axes.set_title(name, color="white", fontsize=10)
     names = _scheme_names(config.scheme)
-    seen: set[tuple[int, int, int]] = set()
+    seen: set[str] = set()
     handles = []
     for value in present:
         colour = label_colour(value, config.scheme)
-        if colour in seen or value not in names:
+        if value not in names:
             continue
-        seen.add(colour)
         short = names[value].removeprefix("Left-").removeprefix("Right-")
+        if short in seen:
+            continue
+        seen.add(short)
         rgb = (colour[0] / 255.0, colour[1] / 255.0, colour[2] / 255.0)
         handles.append(Patch(color=rgb, label=short))
     if handles:
@@ -170,6 +172,12 @@ def save_overlay(ct: Volume, labels: Volume, path: str | Path,
     return atomic_write_bytes(path, render_overlay(ct, labels, config, hu_offset))
 
 
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     """Write ``data`` to ``path`` atomically (temporary file in the same folder, rename)."""
     path = Path(path)
@@ -178,6 +186,7 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     try:
         with os.fdopen(handle, "wb") as stream:
             stream.write(data)
+        os.chmod(temporary_name, 0o666 & ~_current_umask())  # mkstemp makes it 0600
         os.replace(temporary_name, path)
     finally:
         if os.path.exists(temporary_name):
