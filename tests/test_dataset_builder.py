@@ -51,10 +51,10 @@ def paired_source(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -
     source = tmp_path_factory.mktemp("synthrad")
     shifted = t1.affine.copy()
     shifted[:3, 3] += [4.0, -6.0, 3.0]
-    cases = {
-        ("siteA", "1BA001"): t1.affine,  # pre-registered: same grid
-        ("siteA", "1BA002"): shifted,    # misaligned: needs registration
-        ("siteB", "1BB001"): t1.affine,  # CT will be corrupt
+    cases = {  # SynthRAD2023 Task1 layout: brain/<case>, centre letter in the case ID
+        ("brain", "1BA001"): t1.affine,  # pre-registered: same grid
+        ("brain", "1BA002"): shifted,    # misaligned: needs registration
+        ("brain", "1BB001"): t1.affine,  # CT will be corrupt
     }
     for (site, case), mri_affine in cases.items():
         case_dir = source / site / case
@@ -62,7 +62,7 @@ def paired_source(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -
         save_volume(Volume(aseg.array, mri_affine), case_dir / "seg_freesurfer.nii.gz")
         save_volume(Volume(aseg.array, mri_affine), case_dir / "seg_synthseg.nii.gz")
         save_volume(ct, case_dir / "ct.nii.gz")
-    (source / "siteB" / "1BB001" / "ct.nii.gz").write_bytes(b"not a nifti file")
+    (source / "brain" / "1BB001" / "ct.nii.gz").write_bytes(b"not a nifti file")
     return source
 
 
@@ -75,10 +75,10 @@ def test_build_dataset_end_to_end_with_failure_and_resume(
                          target_spacing_mm=2.0, max_shape=(96, 96, 96))
     report = build_dataset(paired_source, output, config, workers=2, progress=False)
 
-    assert report.done == ["siteA_1BA001", "siteA_1BA002"]
-    assert list(report.failed) == ["siteB_1BB001"]
-    assert "ct.nii.gz" in report.failed["siteB_1BB001"]
-    assert (output / "cases" / "siteB_1BB001" / "error.txt").is_file()
+    assert report.done == ["1BA001", "1BA002"]
+    assert list(report.failed) == ["1BB001"]
+    assert "ct.nii.gz" in report.failed["1BB001"]
+    assert (output / "cases" / "1BB001" / "error.txt").is_file()
     assert json.loads((output / "failures.json").read_text()) == report.failed
 
     dataset = json.loads((output / "dataset.json").read_text())
@@ -87,7 +87,7 @@ def test_build_dataset_end_to_end_with_failure_and_resume(
     assert sorted(dataset["labels"].values()) == list(range(18))
     assert dataset["freesurfer_ids_by_class"]["1"] == 4 and dataset["numTraining"] == 2
 
-    aseg = np.asarray(load_volume(paired_source / "siteA" / "1BA001" /
+    aseg = np.asarray(load_volume(paired_source / "brain" / "1BA001" /
                                   "seg_freesurfer.nii.gz").array)
     for case in report.done:
         image = load_volume(output / "imagesTr" / f"{case}_0000.nii.gz")
@@ -100,10 +100,10 @@ def test_build_dataset_end_to_end_with_failure_and_resume(
         thalamus_mm3 = float((labels.array == 3).sum()) * 8.0
         assert thalamus_mm3 == pytest.approx(float((aseg == 10).sum()) * 64.0, rel=0.3)
 
-    registration = json.loads((output / "cases" / "siteA_1BA002" / "registration.json")
+    registration = json.loads((output / "cases" / "1BA002" / "registration.json")
                               .read_text())
     assert registration["kind"] == "affine" and registration["metric_after"] > 0.5
-    aligned = json.loads((output / "cases" / "siteA_1BA001" / "registration.json").read_text())
+    aligned = json.loads((output / "cases" / "1BA001" / "registration.json").read_text())
     assert aligned["skipped"] is True
 
     with (output / "qc.csv").open() as stream:
@@ -118,15 +118,28 @@ def test_build_dataset_end_to_end_with_failure_and_resume(
     # the broken one is tried (and reported) again.
     from dask.distributed import LocalCluster
 
-    marker = output / "cases" / "siteA_1BA001" / "done.json"
+    marker = output / "cases" / "1BA001" / "done.json"
     stamp = marker.stat().st_mtime_ns
     with LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
                       dashboard_address=None) as cluster:
         again = build_dataset(paired_source, output, config,
                               scheduler=cluster.scheduler_address, progress=False)
     assert again.done == [] and again.skipped == report.done
-    assert list(again.failed) == ["siteB_1BB001"]
+    assert list(again.failed) == ["1BB001"]
     assert marker.stat().st_mtime_ns == stamp
+
+
+def test_folder_sources_name_cases_and_sites(tmp_path: Path) -> None:
+    for relative in ("siteX/p01", "siteY/p01", "brain/1BC007"):
+        (tmp_path / relative).mkdir(parents=True)
+        (tmp_path / relative / "mr.nii.gz").write_bytes(b"")
+        (tmp_path / relative / "ct.nii.gz").write_bytes(b"")
+    (tmp_path / "siteX" / "p01" / "seg_synthseg.mgz").write_bytes(b"")
+    cases = {case.case_id: case for case in discover_cases(tmp_path)}
+    assert sorted(cases) == ["1BC007", "siteX_p01", "siteY_p01"]
+    assert cases["1BC007"].site == "C" and cases["siteY_p01"].site == "siteY"
+    assert cases["siteX_p01"].precomputed == {
+        "synthseg": tmp_path / "siteX" / "p01" / "seg_synthseg.mgz"}
 
 
 def test_manifest_source_and_missing_columns(tmp_path: Path) -> None:

@@ -35,6 +35,7 @@ import json
 import math
 import os
 import random
+import re
 import time
 import traceback
 from collections.abc import Callable, Sequence
@@ -56,6 +57,9 @@ from subct.labels import (
 )
 
 DONE_MARKER = "done.json"
+#: SynthRAD2023 case IDs: task (1 MRI→CT, 2 CBCT→CT), region (B brain, P pelvis),
+#: centre (A, B, C) and a number, e.g. ``1BA001``.
+SYNTHRAD_CASE_ID = re.compile(r"(?P<task>[12])(?P<region>[BP])(?P<centre>[A-E])\d{3}")
 VOLUME_GLOBS = ("*.nii.gz", "*.nii", "*.mgz", "*.nrrd", "*.mha")
 
 
@@ -184,8 +188,11 @@ def discover_cases(source: str | Path) -> list[CaseSpec]:
     """List the MRI/CT pairs of a SynthRAD2023-style folder or a CSV manifest.
 
     Folder: every directory holding ``mr.*`` and ``ct.*`` is a case; its parent
-    directory (when not the source itself) is the site. Case IDs are prefixed with
-    the site so they stay unique. Manifest: columns ``case, mri, ct`` (+ ``site``,
+    directory (when not the source itself) is the site, and case IDs are prefixed with
+    it so they stay unique. Folders named like SynthRAD2023 cases (``1BA001``) keep
+    their name and take the centre letter in the ID (``A``) as the site, so the
+    original ``Task1/brain/1BA001`` layout is split by centre. Manifest: columns
+    ``case, mri, ct`` (+ ``site``,
     ``mask``, ``seg_<tool>``), relative paths resolved against the CSV's folder.
 
     Raises:
@@ -206,8 +213,13 @@ def discover_cases(source: str | Path) -> list[CaseSpec]:
             if ct is None:
                 # Listed so that the run reports it instead of silently dropping it.
                 ct = folder / "ct.nii.gz"
-            site = folder.parent.name if folder.parent != source else None
-            name = f"{site}_{folder.name}" if site else folder.name
+            synthrad = SYNTHRAD_CASE_ID.fullmatch(folder.name)
+            if synthrad:  # SynthRAD2023 IDs carry their centre: 1BA001 → centre A
+                site: str | None = synthrad.group("centre")
+                name = folder.name
+            else:
+                site = folder.parent.name if folder.parent != source else None
+                name = f"{site}_{folder.name}" if site else folder.name
             cases.append(CaseSpec(_case_id(name), mri, ct, site, _find_volume(folder, "mask"),
                                   _precomputed_in(folder)))
     if not cases:
