@@ -159,11 +159,15 @@ def leave_one_out_weights(
     for held_out in range(len(stack)):
         others = _weighted_vote([m for j, m in enumerate(stack) if j != held_out], None)
         mine = stack[held_out]
+        # Dice of every label from one joint histogram over the labelled voxels only.
+        labelled = (mine != BACKGROUND) | (others != BACKGROUND)
+        a, b = mine[labelled].astype(np.int64), others[labelled].astype(np.int64)
+        size = int(max(a.max(initial=0), b.max(initial=0), max(labels, default=0))) + 1
+        joint = np.bincount(a * size + b, minlength=size * size).reshape(size, size)
         per_label: dict[int, float] = {BACKGROUND: 1.0}
         for label in labels:
-            a, b = mine == label, others == label
-            total = int(a.sum()) + int(b.sum())
-            per_label[int(label)] = 2.0 * float((a & b).sum()) / total if total else 0.0
+            total = int(joint[label, :].sum()) + int(joint[:, label].sum())
+            per_label[int(label)] = 2.0 * float(joint[label, label]) / total if total else 0.0
         weights.append(per_label)
     return weights
 
