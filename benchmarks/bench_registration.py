@@ -62,14 +62,25 @@ def main() -> None:
     parser.add_argument("--kinds", nargs="+", default=["rigid", "affine"])
     parser.add_argument("--working-spacings", nargs="+", type=float, default=[2.0])
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--clinical-ct-grid", action="store_true",
+                        help="resample the pseudo-CT to a clinical axial grid first (LPS, "
+                             "0.8 x 0.8 x 4 mm, 300 x 300 x 60 voxels)")
     args = parser.parse_args()
 
     folder = shared_data_dir() / "mri" / "fsaverage"
     t1 = load_volume(folder / "T1.mgz")
     aseg = load_volume(folder / "aseg.mgz")
     ct = pseudo_ct_from_t1(t1, aseg, seed=1)
-    head = Volume((ct.array > -500).astype(np.uint8), ct.affine)
     centre = (ct.affine @ np.r_[np.array(ct.shape) / 2.0, 1.0])[:3]
+    if args.clinical_ct_grid:
+        from subct.io import Geometry
+        from subct.resample import resample_to_geometry
+
+        affine = np.diag([-0.8, -0.8, 4.0, 1.0])
+        affine[:3, 3] = centre - affine[:3, :3] @ np.array([150.0, 150.0, 30.0])
+        ct = resample_to_geometry(ct, Geometry((300, 300, 60), affine), "linear",
+                                  fill_value=-1000.0)
+    head = Volume((ct.array > -500).astype(np.uint8), ct.affine)
     rng = np.random.default_rng(args.seed)
     truths = [random_rigid(rng, centre) for _ in range(args.trials)]
     print(f"# load: {os.getloadavg()[0]:.2f} (1-min), cpus: {os.cpu_count()}, "
