@@ -80,8 +80,29 @@ def _centre_index(labels: NDArray[Any]) -> tuple[int, int, int]:
     mask = labels > 0
     if not mask.any():
         return (labels.shape[0] // 2, labels.shape[1] // 2, labels.shape[2] // 2)
-    centre = np.argwhere(mask).mean(axis=0).round().astype(int)
+    from scipy import ndimage
+
+    centre = np.round(ndimage.center_of_mass(mask)).astype(int)
     return (int(centre[0]), int(centre[1]), int(centre[2]))
+
+
+def _ras_view(volume: Volume) -> Volume:
+    """``volume`` with voxel axes in RAS order as a *view* (no copy of the array).
+
+    Same result as :meth:`Volume.reoriented` but without making the permuted array
+    contiguous: only three slices are drawn, so copying a 512×512×150 CT is wasted time.
+    """
+    import nibabel as nib
+
+    current = nib.orientations.io_orientation(volume.affine)
+    transform = nib.orientations.ornt_transform(current, nib.orientations.axcodes2ornt("RAS"))
+    array = nib.orientations.apply_orientation(volume.array, transform)
+    affine = volume.affine @ nib.orientations.inv_ornt_aff(transform, volume.array.shape)
+    return Volume(array, affine)
+
+
+def _hu(slice_values: NDArray[Any], hu_offset: float) -> NDArray[np.float32]:
+    return np.asarray(slice_values, dtype=np.float32) - np.float32(hu_offset)
 
 
 def render_overlay(ct: Volume, labels: Volume, config: OverlayConfig | None = None,
@@ -96,14 +117,16 @@ def render_overlay(ct: Volume, labels: Volume, config: OverlayConfig | None = No
     config = config or OverlayConfig()
     if ct.shape != labels.shape or not np.allclose(ct.affine, labels.affine, atol=1e-3):
         raise ValueError("overlay needs the CT and the labels on the same grid")
-    ct_ras = ct.reoriented("RAS")
-    lab_ras = labels.reoriented("RAS")
+    ct_ras = _ras_view(ct)
+    lab_ras = _ras_view(labels)
     spacing = np.asarray(ct_ras.spacing)
     origin = ct_ras.affine[:3, 3]
     ci, cj, ck = _centre_index(lab_ras.array)
-    grey = (np.asarray(ct_ras.array, dtype=np.float32) - hu_offset)
-    lut = np.zeros((int(max(int(lab_ras.array.max()), 0)) + 1, 4), dtype=np.float32)
-    present = [int(v) for v in np.unique(lab_ras.array) if v > 0]
+    grey = ct_ras.array  # slices are converted to HU below, not the whole volume
+    drawn = np.concatenate([lab_ras.array[:, :, ck].ravel(), lab_ras.array[:, cj, :].ravel(),
+                            lab_ras.array[ci, :, :].ravel()])
+    lut = np.zeros((int(max(int(drawn.max()), 0)) + 1, 4), dtype=np.float32)
+    present = [int(v) for v in np.unique(drawn) if v > 0]  # labels visible in the panels
     for value in present:
         lut[value, :3] = np.asarray(label_colour(value, config.scheme)) / 255.0
         lut[value, 3] = config.alpha
@@ -112,10 +135,14 @@ def render_overlay(ct: Volume, labels: Volume, config: OverlayConfig | None = No
         low = origin[axis] - spacing[axis] / 2.0
         return (float(low), float(low + spacing[axis] * ct_ras.shape[axis]))
 
+    labs = lab_ras.array
     panels = [
-        ("axial", grey[:, :, ck].T, lab_ras.array[:, :, ck].T, 0, 1, ("R", "L"), ("A", "P")),
-        ("coronal", grey[:, cj, :].T, lab_ras.array[:, cj, :].T, 0, 2, ("R", "L"), ("S", "I")),
-        ("sagittal", grey[ci, :, :].T, lab_ras.array[ci, :, :].T, 1, 2, ("A", "P"), ("S", "I")),
+        ("axial", _hu(grey[:, :, ck].T, hu_offset), labs[:, :, ck].T, 0, 1,
+         ("R", "L"), ("A", "P")),
+        ("coronal", _hu(grey[:, cj, :].T, hu_offset), labs[:, cj, :].T, 0, 2,
+         ("R", "L"), ("S", "I")),
+        ("sagittal", _hu(grey[ci, :, :].T, hu_offset), labs[ci, :, :].T, 1, 2,
+         ("A", "P"), ("S", "I")),
     ]
     figure = Figure(figsize=(12, 4.6), dpi=config.dpi, facecolor="black")
     low, high = config.hu_window
