@@ -208,7 +208,7 @@ def _validated_maps(maps: Sequence[NDArray[np.integer[Any]]]) -> list[NDArray[np
 
 def _present_labels(labels: NDArray[np.int16]) -> NDArray[np.int64]:
     """Sorted label values present in a non-negative map (a histogram; no sorting)."""
-    return np.flatnonzero(np.bincount(np.asarray(labels).ravel()))
+    return np.flatnonzero(np.bincount(np.asarray(labels).ravel(order="K")))  # K: no copy
 
 
 def _disagreement(stack: list[NDArray[np.int16]]) -> NDArray[np.bool_]:
