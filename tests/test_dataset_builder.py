@@ -185,9 +185,11 @@ def test_outlier_flags_and_head_centred_crop() -> None:
             for i in range(6)]
     rows[2]["volumes_mm3"]["Left-Thalamus"] = 20000.0
     rows[4]["mean_agreement"] = 0.3
-    flagged = flag_outliers(rows, z_threshold=3.0, min_agreement=0.6)
+    rows[5]["mean_pairwise_dice"] = 0.2
+    flagged = flag_outliers(rows, z_threshold=3.0, min_agreement=0.6, min_pairwise_dice=0.5)
     assert any(f.startswith("volume:Left-Thalamus") for f in flagged[2]["flags"])
     assert flagged[4]["flags"] == ["agreement:0.30"]
+    assert flagged[5]["flags"] == ["pairwise_dice:0.20"]
     assert flagged[0]["flags"] == []
 
     ct = np.full((300, 40, 40), -1000.0, dtype=np.float32)

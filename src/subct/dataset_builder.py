@@ -86,6 +86,9 @@ class BuildConfig(BaseModel):
             is flagged.
         min_agreement: mean segmenter agreement inside structures below which a case
             is flagged.
+        min_pairwise_dice: mean Dice between pairs of segmenters below which a case is
+            flagged (the better check with two segmenters, where majority voting keeps
+            only voxels both agree on and the agreement is always 1).
         threads_per_case: CPU threads each case may use (ITK, torch).
         dataset_name: nnU-Net dataset name written into ``dataset.json``.
     """
@@ -105,6 +108,7 @@ class BuildConfig(BaseModel):
     site_split: Literal["stratify", "hold_out"] = "stratify"
     outlier_z: float = 3.0
     min_agreement: float = 0.6
+    min_pairwise_dice: float = 0.5
     threads_per_case: int = Field(1, ge=1)
     dataset_name: str = "Dataset501_SubCTEnsemble"
 
@@ -521,8 +525,10 @@ def make_splits(case_sites: dict[str, str], fractions: Sequence[float] = (0.7, 0
 
 
 def flag_outliers(rows: list[dict[str, Any]], z_threshold: float = 3.0,
-                  min_agreement: float = 0.6) -> list[dict[str, Any]]:
-    """Add ``flags`` to each QC row: volume outliers (robust z), low agreement, low MI.
+                  min_agreement: float = 0.6, min_pairwise_dice: float = 0.5
+                  ) -> list[dict[str, Any]]:
+    """Add ``flags`` to each QC row: volume outliers (robust z), low agreement or
+    pairwise Dice between segmenters, low registration MI, empty labels.
 
     Robust z-score per structure: 0.6745·(v − median)/MAD over all cases (needs ≥ 3
     cases; structures with MAD 0 use 1.4826·MAD ≈ 0 → only exact outliers are skipped).
@@ -551,6 +557,9 @@ def flag_outliers(rows: list[dict[str, Any]], z_threshold: float = 3.0,
         agreement = row.get("mean_agreement")
         if agreement is not None and float(agreement) < min_agreement:
             row["flags"].append(f"agreement:{float(agreement):.2f}")
+        pairwise = row.get("mean_pairwise_dice")
+        if pairwise is not None and float(pairwise) < min_pairwise_dice:
+            row["flags"].append(f"pairwise_dice:{float(pairwise):.2f}")
         if not any(v > 0 for v in row["volumes_mm3"].values()):
             row["flags"].append("labels:empty")
     return rows
@@ -585,7 +594,8 @@ def finalise_dataset(output: Path, config: BuildConfig, cases: Sequence[CaseSpec
             if row:
                 rows.append(row)
                 sites[case.case_id] = case.site or ""
-    rows = flag_outliers(rows, config.outlier_z, config.min_agreement)
+    rows = flag_outliers(rows, config.outlier_z, config.min_agreement,
+                         config.min_pairwise_dice)
     atomic_write_text(output / "dataset.json",
                       json.dumps(nnunet_dataset_json(config, len(rows)), indent=2) + "\n")
     splits = make_splits(sites, config.split_fractions, config.split_seed, config.site_split)
