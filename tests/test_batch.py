@@ -79,11 +79,14 @@ def test_batch_end_to_end_resume_and_failures(inputs: dict[str, Path], tmp_path:
     assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temp files left
 
     stamp = (out / "case_a_labels.nii.gz").stat().st_mtime_ns
-    (out / "case_b_qc.json").unlink()  # as if killed before case_b completed
+    (out / "case_b_qc.json").unlink()  # as if killed before case_b completed...
+    stray = out / ".case_b_labels.nii.gz.x1y2z3.nii.gz"  # ...while writing its labels
+    stray.write_bytes(b"partial")
     again = run_batch([inputs["folder"]], config, model=model)
     assert {o.case.name: o.status for o in again.cases} == {"case_a": "skipped",
                                                              "case_b": "done"}
     assert (out / "case_a_labels.nii.gz").stat().st_mtime_ns == stamp
+    assert not stray.exists()
     with (out / "volumes.csv").open() as stream:
         assert len(list(csv.DictReader(stream))) == 2  # rows of this batch's cases
 

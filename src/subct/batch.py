@@ -358,6 +358,25 @@ def write_batch_files(config: BatchConfig, names: Sequence[str],
 # -------------------------------------------------------------------------------- runner
 
 
+_TEMPORARY_PATTERNS = (f".*{LABELS_SUFFIX}.*", f".*{QC_SUFFIX}.*", f".*{OVERLAY_SUFFIX}.*",
+                       f".*{POSTERIORS_SUFFIX}.*", ".volumes.csv.*", ".index.html.*")
+
+
+def remove_stale_temporaries(folder: Path) -> list[Path]:
+    """Delete temporary files a killed run left (``.<output name>.<random>``).
+
+    Outputs are written to such hidden names and renamed when complete; a process
+    killed with SIGKILL cannot remove them itself, so the next run does.
+    """
+    removed = []
+    for pattern in _TEMPORARY_PATTERNS:
+        for path in folder.glob(pattern):
+            if path.is_file():
+                path.unlink(missing_ok=True)
+                removed.append(path)
+    return removed
+
+
 def run_batch(inputs: Iterable[str | Path], config: BatchConfig,
               model: SegmentationModel | None = None,
               progress: Callable[[CaseOutcome], None] | None = None) -> BatchSummary:
@@ -373,6 +392,7 @@ def run_batch(inputs: Iterable[str | Path], config: BatchConfig,
     from subct.inference import load_model
 
     Path(config.output_dir).mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(Path(config.output_dir))
     cases, outcomes = expand_inputs(inputs)
     for outcome in outcomes:
         if progress:
