@@ -233,3 +233,16 @@ def test_real_tilted_dicom_brain_crop(shared_data: Path) -> None:
     grid = crop_grid(location.centroid_ras_mm, (1.0, 1.0, 1.0), (40.0, 40.0, 40.0), 8)
     crop = resample_to_crop(volume, grid)
     assert 15.0 < float(np.median(crop)) < 50.0  # deep brain tissue, not bone or air
+
+
+def test_skull_stripped_model_runs_on_stripped_crop(phantom: Volume) -> None:
+    from subct.inference import model_from_network
+
+    kwargs = {"in_channels": 1, "out_channels": 18, "channels": [4, 8, 16]}
+    metadata = CheckpointMetadata(network_name="unet3d", network_kwargs=kwargs,
+                                  spacing_mm=(2.0, 2.0, 2.0), skull_strip=True)
+    model = model_from_network(build_network("unet3d", **kwargs), metadata, "cpu")
+    result = segment_volume(phantom, model, InferenceConfig(tta=False, keep_posteriors=True))
+    assert result.labels.shape == phantom.shape
+    assert result.posteriors is not None
+    np.testing.assert_allclose(result.posteriors.probabilities.sum(axis=0), 1.0, atol=1e-3)

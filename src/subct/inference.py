@@ -588,6 +588,11 @@ def segment_volume(image: str | Path | Volume, model: SegmentationModel,
     center = np.round(location.centroid_ras_mm + np.asarray(config.crop_offset_mm), 2)
     grid = crop_grid(center, model.spacing_mm, config.crop_size_mm, model.size_divisor)
     crop_hu = resample_to_crop(volume, grid, hu_offset)
+    if model.metadata.skull_strip:  # the model was trained on skull-stripped inputs
+        from subct.preprocessing import skull_strip_mask
+
+        brain = skull_strip_mask(crop_hu, model.spacing_mm)
+        crop_hu = np.where(brain, crop_hu, np.float32(model.metadata.hu_window[0]))
     image_01 = ct_window_normalise(crop_hu, tuple(model.metadata.hu_window))  # type: ignore[arg-type]
     timings["locate_and_resample"] = time.perf_counter() - clock
 
