@@ -135,3 +135,28 @@ def test_meshnet_left_right_split_is_on_the_correct_side(
     left_thalamus_i = np.nonzero(labels.array == 10)[0].mean()
     right_thalamus_i = np.nonzero(labels.array == 49)[0].mean()
     assert left_thalamus_i > 128 > right_thalamus_i
+
+
+def test_labels_come_back_onto_the_mri_grid() -> None:
+    from subct.meshnet import classes_to_mri_grid
+
+    # A 2 mm RAS "MRI": conformed to 256³ 1 mm LIA, then labels go back by nearest
+    # neighbour. Label = which octant of world space a voxel is in, so exact except
+    # on the planes where a 1 mm and a 2 mm voxel straddle the boundary.
+    affine = np.diag([2.0, 2.0, 2.0, 1.0])
+    affine[:3, 3] = (-39.0, -29.0, -19.0)
+    mri = Volume(np.ones((40, 30, 20), dtype=np.float32), affine)
+    conformed = conform(mri)
+
+    def octant(volume_affine: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+        i, j, k = np.ogrid[: shape[0], : shape[1], : shape[2]]
+        result = np.zeros(shape, dtype=np.int16)
+        for axis, bit in ((0, 1), (1, 2), (2, 4)):
+            row = volume_affine[axis]
+            world = row[0] * i + row[1] * j + row[2] * k + row[3]
+            result += np.where(world > 0.5, bit, 0).astype(np.int16)
+        return result
+
+    back = classes_to_mri_grid(octant(conformed.affine, conformed.shape), conformed, mri)
+    assert back.shape == mri.shape
+    assert np.array_equal(back, octant(mri.affine, mri.shape))
