@@ -9,14 +9,16 @@ one-line error with exit code 2.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
 
-from subct.batch import BatchConfig, CaseOutcome, run_batch
 from subct.errors import SubctConfigError
-from subct.inference import InferenceConfig
 from subct.labels import SCHEMES
+
+if TYPE_CHECKING:
+    from subct.batch import CaseOutcome
 
 
 def register(app: typer.Typer) -> None:
@@ -49,6 +51,10 @@ def register(app: typer.Typer) -> None:
                                       "the batch over; default: in this process."),
     ) -> None:
         """Segment head CTs: labels, volumes.csv, QC JSON, overlays and index.html."""
+        # torch-heavy modules are imported here, not at module import, so that
+        # `subct --help` and the other commands start fast.
+        from subct.batch import BatchConfig, run_batch
+        from subct.inference import InferenceConfig
         from subct.models import resolve_model_path
 
         if scheme not in SCHEMES:

@@ -11,12 +11,11 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from subct.training.config import load_training_config
-
 
 def run_training(config_path: Path, resume: bool = False,
                  overrides: list[str] | None = None) -> None:
     """Python API of ``subct train``: load and validate the config, then train."""
+    from subct.training.config import load_training_config
     from subct.training.distributed import context_from_environment, shutdown
     from subct.training.loop import train
 
