@@ -24,8 +24,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
-import tempfile
 import time
 import traceback
 from collections.abc import Callable, Iterable, Sequence
@@ -40,6 +38,7 @@ from subct.errors import SubctError, SubctInputError
 from subct.inference import InferenceConfig, SegmentationModel, SegmentationResult
 from subct.io import (
     VOLUME_SUFFIXES,
+    atomic_output,
     atomic_write_text,
     case_name,
     is_volume_file,
@@ -223,18 +222,8 @@ def _save_posteriors(result: SegmentationResult, path: Path) -> None:
     scaled = np.round(np.moveaxis(result.posteriors.probabilities, 0, -1) * 255.0)
     image = nib.Nifti1Image(scaled.astype(np.uint8), result.posteriors.grid.affine)
     image.header["descrip"] = b"subct posteriors x/255; channel 0 background"
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".nii.gz",
-                                         dir=str(path.parent))
-    os.close(handle)
-    try:
-        nib.save(image, temporary)
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(temporary, 0o666 & ~mask)  # mkstemp creates 0600 files
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
+    with atomic_output(path, suffix=".nii.gz") as temporary:
+        nib.save(image, str(temporary))
 
 
 def write_case_outputs(case: CaseInput, ct_hu_source: Any, result: SegmentationResult,

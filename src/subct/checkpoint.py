@@ -14,8 +14,6 @@ keeps it in its own ``last_state.pt`` next to the checkpoints.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,6 +25,7 @@ from torch import nn
 
 from subct import __version__
 from subct.errors import SubctInputError
+from subct.io import atomic_output
 from subct.labels import scheme_labels
 
 METADATA_KEY = "subct"
@@ -108,17 +107,9 @@ def save_checkpoint(path: str | Path, network: nn.Module, metadata: CheckpointMe
     from safetensors.torch import save_file
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=CHECKPOINT_SUFFIX,
-                                              dir=str(path.parent))
-    os.close(handle)
-    try:
-        save_file(_state_for_saving(network), temporary_name,
+    with atomic_output(path, suffix=CHECKPOINT_SUFFIX) as temporary:
+        save_file(_state_for_saving(network), str(temporary),
                   metadata={METADATA_KEY: metadata.model_dump_json()})
-        os.replace(temporary_name, path)
-    finally:
-        if os.path.exists(temporary_name):
-            os.unlink(temporary_name)
     return path
 
 

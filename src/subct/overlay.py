@@ -13,8 +13,6 @@ image affine, never assumed.
 from __future__ import annotations
 
 import io
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -22,7 +20,7 @@ from typing import Any, Literal
 import numpy as np
 from numpy.typing import NDArray
 
-from subct.io import Volume
+from subct.io import Volume, atomic_write_bytes
 from subct.labels import CANONICAL_NAMES, MERGED_NAMES, PAPER7_NAMES
 
 #: FreeSurfer colour table (FreeSurferColorLUT.txt) RGB of the 17 structures.
@@ -197,25 +195,3 @@ def save_overlay(ct: Volume, labels: Volume, path: str | Path,
                  config: OverlayConfig | None = None, hu_offset: float = 0.0) -> Path:
     """Render the overlay and write it atomically to ``path`` (PNG)."""
     return atomic_write_bytes(path, render_overlay(ct, labels, config, hu_offset))
-
-
-def _current_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically (temporary file in the same folder, rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary_name = tempfile.mkstemp(prefix=f".{path.name}.", dir=str(path.parent))
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(data)
-        os.chmod(temporary_name, 0o666 & ~_current_umask())  # mkstemp makes it 0600
-        os.replace(temporary_name, path)
-    finally:
-        if os.path.exists(temporary_name):
-            os.unlink(temporary_name)
-    return path

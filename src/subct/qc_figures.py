@@ -8,15 +8,13 @@ Dask workers.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 from numpy.typing import NDArray
 
 from subct.errors import SubctInputError
-from subct.io import Volume
+from subct.io import Volume, atomic_output
 
 #: Display window for CT (HU): brain soft tissue, bone saturates.
 CT_DISPLAY_WINDOW: tuple[float, float] = (-20.0, 100.0)
@@ -94,15 +92,9 @@ def label_contour_figure(
     if title:
         figure.suptitle(title, fontsize=10)
     figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png",
-                                         dir=str(path.parent))
-    os.close(handle)
     try:
-        figure.savefig(temporary, dpi=dpi)
-        os.replace(temporary, path)
+        with atomic_output(path, suffix=".png") as temporary:
+            figure.savefig(temporary, dpi=dpi)
     finally:
         plt.close(figure)
-        if os.path.exists(temporary):
-            os.unlink(temporary)
     return path

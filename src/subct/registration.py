@@ -22,8 +22,6 @@ applies it to RAS+ points (the convention of :class:`subct.io.Volume`).
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -33,7 +31,13 @@ import SimpleITK as sitk
 from numpy.typing import NDArray
 
 from subct.errors import SubctConfigError, SubctInputError
-from subct.io import LPS_TO_RAS, Volume, affine_to_itk_geometry, itk_geometry_to_affine
+from subct.io import (
+    LPS_TO_RAS,
+    Volume,
+    affine_to_itk_geometry,
+    atomic_output,
+    itk_geometry_to_affine,
+)
 
 TransformKind = Literal["rigid", "affine", "deformable"]
 TRANSFORM_KINDS: tuple[str, ...] = ("rigid", "affine", "deformable")
@@ -198,16 +202,8 @@ class RegistrationResult:
         suffix = next((s for s in TRANSFORM_SUFFIXES if path.name.lower().endswith(s)), None)
         if suffix is None:
             raise SubctInputError(path, "transform file must end in .tfm, .txt or .h5")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix,
-                                             dir=str(path.parent))
-        os.close(handle)
-        try:
-            sitk.WriteTransform(self.transform, temporary)
-            os.replace(temporary, path)
-        finally:
-            if os.path.exists(temporary):
-                os.unlink(temporary)
+        with atomic_output(path, suffix=suffix) as temporary:
+            sitk.WriteTransform(self.transform, str(temporary))
         return path
 
     def summary(self) -> dict[str, Any]:

@@ -9,14 +9,13 @@ image edges can be judged at a glance.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 from numpy.typing import NDArray
 
+from subct.io import atomic_output
 from subct.labels import CANONICAL_LABELS
 
 
@@ -82,15 +81,9 @@ def save_mosaic(
             title = name if titles is None else f"{titles[row]} {name}"
             axis.set_title(title, fontsize=8)
     figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png",
-                                         dir=str(path.parent))
-    os.close(handle)
     try:
-        figure.savefig(temporary, dpi=100)
-        os.replace(temporary, path)
+        with atomic_output(path, suffix=".png") as temporary:
+            figure.savefig(temporary, dpi=100)
     finally:
         plt.close(figure)
-        if os.path.exists(temporary):
-            os.unlink(temporary)
     return path

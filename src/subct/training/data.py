@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +24,7 @@ from numpy.typing import NDArray
 from torch.utils.data import IterableDataset, get_worker_info
 
 from subct.errors import SubctInputError
-from subct.io import atomic_write_text, load_volume
+from subct.io import atomic_output, atomic_write_text, load_volume
 from subct.preprocessing import preprocess_ct, to_network_grid
 from subct.training.config import TrainingConfig
 
@@ -81,15 +79,8 @@ def _cache_key(config: TrainingConfig, image_path: Path, label_path: Path) -> st
 
 
 def _save_npy_atomic(path: Path, array: NDArray[Any]) -> None:
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".npy",
-                                         dir=str(path.parent))
-    os.close(handle)
-    try:
+    with atomic_output(path, suffix=".npy") as temporary:
         np.save(temporary, array)
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
 
 
 def load_case(dataset_dir: Path, case: str, config: TrainingConfig,

@@ -36,7 +36,7 @@ from torch.utils.data import DataLoader
 from subct import __version__
 from subct.checkpoint import CheckpointMetadata, load_state_dict, save_checkpoint
 from subct.errors import SubctConfigError, SubctInputError
-from subct.io import atomic_write_text
+from subct.io import atomic_output, atomic_write_text
 from subct.labels import scheme_labels, scheme_names
 from subct.losses import build_loss, class_weights
 from subct.networks import build_network, freeze_encoder
@@ -141,14 +141,8 @@ def make_metadata(config: TrainingConfig, epoch: int, best: float | None,
 
 
 def _atomic_torch_save(obj: Any, path: Path) -> None:
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=str(path.parent))
-    os.close(handle)
-    try:
+    with atomic_output(path) as temporary:
         torch.save(obj, temporary)
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
 
 
 def _write_log(path: Path, history: list[EpochRecord], names: list[str]) -> None:
