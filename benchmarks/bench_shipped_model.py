@@ -1,0 +1,328 @@
+"""Acceptance evaluation of a CT segmentation model on held-out synthetic head CTs.
+
+Issue 6 ("The shipped model") asks for the accuracy of the shipped network on CTs it
+never saw, at 1 mm isotropic and at 5 mm axial slices, through the public pipeline.
+This script:
+
+1. draws whole-head synthetic CTs with :class:`subct.synth.SynthGenerator` (CT mode,
+   default tissue priors, default spatial augmentation, fixed seeds) from the
+   HELD-OUT SynthSeg label maps 19 and 20 (``--maps``; the shipped model is trained on
+   01–16 and validated on 17–18). The generator's own resolution simulation is off; the
+   grid (``--shape``, default 192 × 240 × 240 mm, centred on the subcortical structures
+   ± 10 mm) holds the whole head from the skull top to below the skull base even at the
+   generator's largest scaling (1.2), so the pipeline must find the brain itself;
+2. **1 mm**: the synthetic 1 mm RAS CT as it comes out of the generator;
+   **5 mm**: the same 1 mm CT averaged over 5 consecutive axial slices (a boxcar slice
+   profile of 5 mm thickness, 5 mm spacing, no gap) onto a 1 × 1 × 5 mm grid, then
+   stored in scanner LPS voxel order (:meth:`subct.io.Volume.reoriented`). Its reference
+   labels are the 1 mm labels of each slab's central slice. This tests the full
+   native-geometry path of ``subct segment`` (anisotropic, non-RAS input);
+3. segments each CT with :func:`subct.segment` (brain location, crop, flip TTA,
+   largest component, labels back on the input grid), twice: ``located`` — the
+   pipeline exactly as shipped (the acceptance figure) — and ``oracle`` — the same
+   pipeline with its crop moved onto the true intracranial centroid (from the labels)
+   through ``crop_offset_mm``, which separates network errors from brain-location errors;
+4. scores the prediction against the deformed label map (converted to canonical IDs)
+   on the CT's own grid with :func:`subct.metrics.label_map_metrics`: per-structure
+   Dice, HD95 (mm), absolute volume difference (mm³) and ASSD (mm).
+
+Prints one table per resolution (mean over cases) plus mean Dice and worst structure,
+and writes ``results_long.csv`` (case, resolution, structure, metric, value),
+``summary.json`` and, with ``--save-images``, the CTs and label maps to ``--out``.
+
+Usage::
+
+    python benchmarks/bench_shipped_model.py --model runs/shipped_phase2/best.safetensors \
+        [--maps 19 20] [--samples-per-map 2] [--seed 2024] [--out /tmp/shipped_eval]
+
+Acceptance target (issue 6): mean Dice ≥ 0.80 over the 17 structures, none below 0.60.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from numpy.typing import NDArray
+
+from subct.inference import SegmentationModel
+from subct.io import Volume
+from subct.metrics import CaseMetrics
+
+DEFAULT_SHAPE = (192, 240, 240)
+SLICE_THICKNESS_MM = 5
+TARGET_MEAN_DICE = 0.80
+TARGET_MIN_DICE = 0.60
+
+
+@dataclass
+class EvaluationCase:
+    """One synthetic CT (HU) and its reference labels (canonical IDs) on the same grid."""
+
+    name: str
+    resolution: str
+    ct: Volume
+    reference: Volume
+    intracranial_centroid_mm: NDArray[np.float64]
+
+
+def held_out_map_paths(map_numbers: list[int]) -> list[Path]:
+    """Paths of the SynthSeg label maps ``training_seg_NN``; refuses the training maps."""
+    from subct.paths import shared_data_dir
+
+    if any(number <= 18 for number in map_numbers):
+        raise SystemExit("maps 01-18 are training/validation maps of the shipped model; "
+                         "evaluate on 19-20 only")
+    folder = shared_data_dir() / "label_maps" / "synthseg"
+    paths = [folder / f"training_seg_{number:02d}.nii.gz" for number in map_numbers]
+    missing = [str(p) for p in paths if not p.is_file()]
+    if missing:
+        raise SystemExit(f"label maps not found: {', '.join(missing)}")
+    return paths
+
+
+def axial_slab_average(ct_1mm: Volume, reference_1mm: Volume,
+                       thickness: int) -> tuple[Volume, Volume]:
+    """1 mm RAS CT → axial slices of ``thickness`` mm (boxcar profile, no gap), LPS order.
+
+    The CT of each slab is the mean of its ``thickness`` 1 mm slices (a rectangular
+    slice profile); its reference label is that of the slab's central 1 mm slice.
+    """
+    hu = np.asarray(ct_1mm.array, dtype=np.float32)
+    labels = np.asarray(reference_1mm.array)
+    slabs = hu.shape[2] // thickness
+    used = slabs * thickness
+    averaged = hu[:, :, :used].reshape(hu.shape[0], hu.shape[1], slabs, thickness).mean(axis=3)
+    centre = thickness // 2
+    central = labels[:, :, centre:used:thickness]
+    affine = np.array(ct_1mm.affine, dtype=np.float64)
+    thick_affine = affine.copy()
+    thick_affine[:3, 2] = affine[:3, 2] * thickness
+    # slab k covers 1 mm slices k*t .. k*t+t-1; its centre is at index k*t + (t-1)/2
+    thick_affine[:3, 3] = affine[:3, 3] + affine[:3, 2] * (thickness - 1) / 2.0
+    ct_thick = Volume(np.round(averaged).astype(np.int16), thick_affine,
+                      description=f"synthetic CT, {thickness} mm axial slabs")
+    ref_thick = Volume(np.ascontiguousarray(central.astype(np.int16)), thick_affine.copy(),
+                       description="reference labels at slab centres")
+    return ct_thick.reoriented("LPS"), ref_thick.reoriented("LPS")
+
+
+def generate_cases(map_paths: list[Path], samples_per_map: int, seed: int,
+                   shape: tuple[int, int, int]) -> list[EvaluationCase]:
+    """Whole-head synthetic CTs at 1 mm and 5 mm from each held-out map (fixed seeds)."""
+    from subct.labels import convert_to_canonical
+    from subct.synth import SynthConfig, SynthGenerator
+
+    config = SynthConfig(mode="ct", output_shape=shape)
+    config.resolution.probability = 0.0  # slice thickness is applied explicitly below
+    cases: list[EvaluationCase] = []
+    for map_number, path in enumerate(map_paths):
+        generator = SynthGenerator([path], config, seed=seed + 1000 * map_number)
+        for sample_number in range(samples_per_map):
+            sample = generator.sample(0)
+            name = f"{path.name.split('.')[0].replace('training_seg_', 'map')}_s{sample_number}"
+            assert sample.hu is not None
+            hu = np.round(sample.hu.numpy()).astype(np.int16)
+            ct = Volume(hu, sample.affine.copy(), description="synthetic CT, 1 mm")
+            labels = convert_to_canonical(sample.labels_fs.numpy(), "freesurfer")
+            reference = Volume(np.asarray(labels, dtype=np.int16), sample.affine.copy())
+            # true intracranial centroid: brain + CSF labels (FreeSurfer IDs 1-499)
+            brain_labels = sample.labels_fs.numpy()
+            inside = np.argwhere((brain_labels > 0) & (brain_labels < 500)).mean(axis=0)
+            centroid = sample.affine[:3, :3] @ inside + sample.affine[:3, 3]
+            cases.append(EvaluationCase(name, "1mm", ct, reference, centroid))
+            ct_thick, ref_thick = axial_slab_average(ct, reference, SLICE_THICKNESS_MM)
+            cases.append(EvaluationCase(name, f"{SLICE_THICKNESS_MM}mm", ct_thick, ref_thick,
+                                        centroid))
+    return cases
+
+
+def oracle_crop_offset_mm(case: EvaluationCase) -> tuple[float, float, float]:
+    """``crop_offset_mm`` that puts the pipeline's crop where the true brain is.
+
+    :func:`subct.segment` centres its crop on the located intracranial centroid plus
+    ``crop_offset_mm``; adding (true centroid − located centroid) to the default
+    offset moves the crop onto the true intracranial centroid from the labels. This
+    isolates the network from brain-location errors.
+    """
+    from subct.inference import DEFAULT_CROP_OFFSET_MM, detect_hu_offset
+    from subct.qc import locate_intracranial
+
+    located = locate_intracranial(case.ct, hu_offset=detect_hu_offset(case.ct))
+    offset = (np.asarray(DEFAULT_CROP_OFFSET_MM) + case.intracranial_centroid_mm
+              - located.centroid_ras_mm)
+    return (float(offset[0]), float(offset[1]), float(offset[2]))
+
+
+def score_case(case: EvaluationCase, model: SegmentationModel, tta: bool,
+               oracle_crop: bool = False) -> tuple[CaseMetrics, Volume, float]:
+    """Segment one case through :func:`subct.segment` and score it on the CT's grid.
+
+    With ``oracle_crop`` the crop is centred on the true intracranial centroid
+    (:func:`oracle_crop_offset_mm`) instead of the located one.
+    """
+    from subct.inference import DEFAULT_CROP_OFFSET_MM, segment  # = ``subct.segment``
+    from subct.labels import scheme_names
+    from subct.metrics import label_map_metrics
+
+    offset = oracle_crop_offset_mm(case) if oracle_crop else DEFAULT_CROP_OFFSET_MM
+    start = time.perf_counter()
+    result = segment(case.ct, model=model, tta=tta, crop_offset_mm=offset)
+    seconds = time.perf_counter() - start
+    ct = case.ct
+    if not result.labels.geometry.same_grid(ct.geometry):
+        raise RuntimeError(f"{case.name}: labels are not on the input grid")
+    metrics = label_map_metrics(
+        np.asarray(result.labels.array), np.asarray(case.reference.array),
+        ct.spacing, scheme_names("canonical"),
+        case=f"{case.name}_{case.resolution}",
+        voxel_volume_mm3=ct.voxel_volume_mm3,
+    )
+    return metrics, result.labels, seconds
+
+
+def summarise(all_metrics: list[CaseMetrics], resolution: str) -> dict[str, object]:
+    """Per-structure means over the cases of one resolution, mean Dice, worst structure."""
+    table: dict[str, dict[str, float]] = {}
+    for case_metrics in all_metrics:
+        for structure in case_metrics.structures:
+            row = table.setdefault(structure.name, {"dice": 0.0, "hd95_mm": 0.0,
+                                                    "abs_volume_diff_mm3": 0.0,
+                                                    "assd_mm": 0.0, "n": 0.0})
+            row["dice"] += structure.dice
+            row["hd95_mm"] += structure.hd95_mm
+            row["abs_volume_diff_mm3"] += structure.abs_volume_diff_mm3
+            row["assd_mm"] += structure.assd_mm
+            row["n"] += 1
+    for row in table.values():
+        count = row.pop("n")
+        for key in row:
+            row[key] /= count
+    dice = {name: row["dice"] for name, row in table.items()}
+    worst = min(dice, key=lambda name: dice[name])
+    mean_dice = float(np.mean(list(dice.values())))
+    return {
+        "resolution": resolution,
+        "cases": len(all_metrics),
+        "case_mean_dice": [float(m.mean_dice) for m in all_metrics],
+        "mean_dice": mean_dice,
+        "worst_structure": worst,
+        "worst_dice": dice[worst],
+        "meets_target": bool(mean_dice >= TARGET_MEAN_DICE and dice[worst] >= TARGET_MIN_DICE),
+        "structures": table,
+    }
+
+
+def print_table(summary: dict[str, object]) -> None:
+    table = summary["structures"]
+    case_means = summary["case_mean_dice"]
+    assert isinstance(table, dict) and isinstance(case_means, list)
+    print(f"\n## {summary['resolution']}  ({summary['cases']} cases)")
+    print(f"| {'structure':<28} | Dice  | HD95 mm | AVD mm³ | ASSD mm |")
+    print(f"|{'-' * 30}|-------|---------|---------|---------|")
+    for name, row in table.items():
+        print(f"| {name:<28} | {row['dice']:.3f} | {row['hd95_mm']:7.2f} | "
+              f"{row['abs_volume_diff_mm3']:7.0f} | {row['assd_mm']:7.2f} |")
+    print(f"mean Dice {summary['mean_dice']:.3f}; worst {summary['worst_structure']} "
+          f"{summary['worst_dice']:.3f}; per case "
+          + ", ".join(f"{v:.3f}" for v in case_means)
+          + f"; target (mean ≥ {TARGET_MEAN_DICE}, all ≥ {TARGET_MIN_DICE}) "
+          + ("MET" if summary["meets_target"] else "NOT met"))
+
+
+def write_outputs(out: Path, all_metrics: dict[str, list[CaseMetrics]],
+                  summaries: list[dict[str, object]], info: dict[str, object]) -> None:
+    from subct.io import atomic_write_text
+
+    lines = ["case,resolution,structure,metric,value"]
+    for resolution, case_list in all_metrics.items():
+        for case_metrics in case_list:
+            for structure in case_metrics.structures:
+                for metric in ("dice", "hd95_mm", "abs_volume_diff_mm3", "assd_mm",
+                               "volume_pred_mm3", "volume_ref_mm3"):
+                    value = float(getattr(structure, metric))
+                    text = "nan" if math.isnan(value) else f"{value:.6g}"
+                    lines.append(f"{case_metrics.case},{resolution},{structure.name},"
+                                 f"{metric},{text}")
+    atomic_write_text(out / "results_long.csv", "\n".join(lines) + "\n")
+    atomic_write_text(out / "summary.json",
+                      json.dumps({**info, "summaries": summaries}, indent=2) + "\n")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", required=True, help="checkpoint (.safetensors) or 'shipped'")
+    parser.add_argument("--maps", type=int, nargs="+", default=[19, 20])
+    parser.add_argument("--samples-per-map", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=2024)
+    parser.add_argument("--shape", type=int, nargs=3, default=list(DEFAULT_SHAPE),
+                        help="synthetic grid (voxels of 1 mm, RAS)")
+    parser.add_argument("--no-tta", action="store_true", help="segment without flip TTA")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--crop", nargs="+", choices=["located", "oracle"],
+                        default=["located", "oracle"],
+                        help="located: the pipeline's own brain location (the acceptance "
+                             "figure); oracle: crop centred on the true brain (network only)")
+    parser.add_argument("--out", type=Path, default=Path("/tmp/subct_shipped_eval"))
+    parser.add_argument("--save-images", action="store_true",
+                        help="also write each CT, reference and prediction as NIfTI")
+    args = parser.parse_args()
+
+    import torch
+
+    from subct.inference import load_model
+
+    torch.set_num_threads(args.threads)
+    args.out.mkdir(parents=True, exist_ok=True)
+    model = load_model(None if args.model == "shipped" else args.model)
+    paths = held_out_map_paths(args.maps)
+    start = time.perf_counter()
+    cases = generate_cases(paths, args.samples_per_map, args.seed, tuple(args.shape))
+    synth_seconds = time.perf_counter() - start
+    print(f"generated {len(cases)} cases in {synth_seconds:.1f} s")
+    by_resolution: dict[str, list[CaseMetrics]] = {}
+    seconds: dict[str, list[float]] = {}
+    for case in cases:
+        for crop_mode in args.crop:
+            metrics, predicted, elapsed = score_case(case, model, tta=not args.no_tta,
+                                                     oracle_crop=crop_mode == "oracle")
+            key = f"{case.resolution} {crop_mode}-crop"
+            by_resolution.setdefault(key, []).append(metrics)
+            seconds.setdefault(key, []).append(elapsed)
+            print(f"{case.name} {key:>17} grid {case.ct.shape} {case.ct.orientation}: "
+                  f"mean Dice {metrics.mean_dice:.3f} ({elapsed:.1f} s)", flush=True)
+            if args.save_images:
+                from subct.io import save_volume
+
+                stem = args.out / f"{case.name}_{case.resolution}"
+                save_volume(case.ct, f"{stem}_ct.nii.gz")
+                save_volume(case.reference, f"{stem}_ref.nii.gz")
+                save_volume(predicted, f"{stem}_{crop_mode}_pred.nii.gz")
+    summaries = [summarise(metrics, resolution) for resolution, metrics in by_resolution.items()]
+    for summary in summaries:
+        print_table(summary)
+    info = {
+        "model": str(args.model),
+        "model_epoch": model.metadata.epoch,
+        "maps": args.maps,
+        "samples_per_map": args.samples_per_map,
+        "seed": args.seed,
+        "shape": args.shape,
+        "tta": not args.no_tta,
+        "segment_seconds_mean": {k: float(np.mean(v)) for k, v in seconds.items()},
+        "synthesis_seconds": synth_seconds,
+        "load_average": os.getloadavg(),
+    }
+    write_outputs(args.out, by_resolution, summaries, info)
+    print(f"\nsegment mean s: {info['segment_seconds_mean']}; load average "
+          f"{os.getloadavg()[0]:.1f}; results in {args.out}")
+
+
+if __name__ == "__main__":
+    main()
