@@ -28,7 +28,8 @@ This script:
 
 Prints one table per resolution (mean over cases) plus mean Dice and worst structure,
 and writes ``results_long.csv`` (case, resolution, structure, metric, value),
-``summary.json`` and, with ``--save-images``, the CTs and label maps to ``--out``.
+``summary.json``, ``results.md`` (the Markdown tables of the model card) and, with
+``--save-images``, the CTs and label maps to ``--out``.
 
 Usage::
 
@@ -161,19 +162,28 @@ def oracle_crop_offset_mm(case: EvaluationCase) -> tuple[float, float, float]:
 
 
 def score_case(case: EvaluationCase, model: SegmentationModel, tta: bool,
-               oracle_crop: bool = False) -> tuple[CaseMetrics, Volume, float]:
+               oracle_crop: bool = False, sliding_window: bool = False,
+               ) -> tuple[CaseMetrics, Volume, float]:
     """Segment one case through :func:`subct.segment` and score it on the CT's grid.
 
     With ``oracle_crop`` the crop is centred on the true intracranial centroid
-    (:func:`oracle_crop_offset_mm`) instead of the located one.
+    (:func:`oracle_crop_offset_mm`) instead of the located one. With ``sliding_window``
+    the crop box is run in windows of the training patch size (25 % overlap) instead of
+    one pass (a diagnostic: the shipped default is one pass for boxes ≤ 160³).
     """
-    from subct.inference import DEFAULT_CROP_OFFSET_MM, segment  # = ``subct.segment``
+    from subct.inference import (  # ``segment`` is what ``subct.segment`` exports
+        DEFAULT_CROP_OFFSET_MM,
+        InferenceConfig,
+        segment,
+    )
     from subct.labels import scheme_names
     from subct.metrics import label_map_metrics
 
     offset = oracle_crop_offset_mm(case) if oracle_crop else DEFAULT_CROP_OFFSET_MM
     start = time.perf_counter()
-    result = segment(case.ct, model=model, tta=tta, crop_offset_mm=offset)
+    single_pass_limit = 0 if sliding_window else InferenceConfig().max_single_pass_voxels
+    result = segment(case.ct, model=model, tta=tta, crop_offset_mm=offset,
+                     max_single_pass_voxels=single_pass_limit)
     seconds = time.perf_counter() - start
     ct = case.ct
     if not result.labels.geometry.same_grid(ct.geometry):
@@ -236,6 +246,24 @@ def print_table(summary: dict[str, object]) -> None:
           + ("MET" if summary["meets_target"] else "NOT met"))
 
 
+def markdown_tables(summaries: list[dict[str, object]]) -> str:
+    """Per-structure tables (mean over cases) in Markdown, one per resolution/crop mode."""
+    lines: list[str] = []
+    for summary in summaries:
+        table = summary["structures"]
+        assert isinstance(table, dict)
+        lines += [f"**{summary['resolution']}** ({summary['cases']} cases): mean Dice "
+                  f"**{summary['mean_dice']:.3f}**, worst {summary['worst_structure']} "
+                  f"{summary['worst_dice']:.3f}", "",
+                  "| structure | Dice | HD95 (mm) | AVD (mm³) | ASSD (mm) |",
+                  "|---|---|---|---|---|"]
+        lines += [f"| {name} | {row['dice']:.3f} | {row['hd95_mm']:.1f} | "
+                  f"{row['abs_volume_diff_mm3']:.0f} | {row['assd_mm']:.2f} |"
+                  for name, row in table.items()]
+        lines.append("")
+    return "\n".join(lines)
+
+
 def write_outputs(out: Path, all_metrics: dict[str, list[CaseMetrics]],
                   summaries: list[dict[str, object]], info: dict[str, object]) -> None:
     from subct.io import atomic_write_text
@@ -251,6 +279,7 @@ def write_outputs(out: Path, all_metrics: dict[str, list[CaseMetrics]],
                     lines.append(f"{case_metrics.case},{resolution},{structure.name},"
                                  f"{metric},{text}")
     atomic_write_text(out / "results_long.csv", "\n".join(lines) + "\n")
+    atomic_write_text(out / "results.md", markdown_tables(summaries))
     atomic_write_text(out / "summary.json",
                       json.dumps({**info, "summaries": summaries}, indent=2) + "\n")
 
@@ -265,6 +294,8 @@ def main() -> None:
                         help="synthetic grid (voxels of 1 mm, RAS)")
     parser.add_argument("--no-tta", action="store_true", help="segment without flip TTA")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--sliding-window", action="store_true",
+                        help="run the crop in training-patch windows (diagnostic)")
     parser.add_argument("--crop", nargs="+", choices=["located", "oracle"],
                         default=["located", "oracle"],
                         help="located: the pipeline's own brain location (the acceptance "
@@ -291,7 +322,8 @@ def main() -> None:
     for case in cases:
         for crop_mode in args.crop:
             metrics, predicted, elapsed = score_case(case, model, tta=not args.no_tta,
-                                                     oracle_crop=crop_mode == "oracle")
+                                                     oracle_crop=crop_mode == "oracle",
+                                                     sliding_window=args.sliding_window)
             key = f"{case.resolution} {crop_mode}-crop"
             by_resolution.setdefault(key, []).append(metrics)
             seconds.setdefault(key, []).append(elapsed)
@@ -315,6 +347,7 @@ def main() -> None:
         "seed": args.seed,
         "shape": args.shape,
         "tta": not args.no_tta,
+        "sliding_window": args.sliding_window,
         "segment_seconds_mean": {k: float(np.mean(v)) for k, v in seconds.items()},
         "synthesis_seconds": synth_seconds,
         "load_average": os.getloadavg(),
