@@ -144,6 +144,14 @@ def generate_cases(map_paths: list[Path], samples_per_map: int, seed: int,
     return cases
 
 
+def locator_error_mm(case: EvaluationCase) -> float:
+    """Distance (mm) between the located and the true intracranial centroid."""
+    from subct.inference import DEFAULT_CROP_OFFSET_MM
+
+    offset = np.asarray(oracle_crop_offset_mm(case)) - np.asarray(DEFAULT_CROP_OFFSET_MM)
+    return float(np.linalg.norm(offset))
+
+
 def oracle_crop_offset_mm(case: EvaluationCase) -> tuple[float, float, float]:
     """``crop_offset_mm`` that puts the pipeline's crop where the true brain is.
 
@@ -319,7 +327,11 @@ def main() -> None:
     print(f"generated {len(cases)} cases in {synth_seconds:.1f} s")
     by_resolution: dict[str, list[CaseMetrics]] = {}
     seconds: dict[str, list[float]] = {}
+    locator_errors: dict[str, float] = {}
     for case in cases:
+        locator_errors[f"{case.name}_{case.resolution}"] = error = locator_error_mm(case)
+        print(f"{case.name} {case.resolution}: located intracranial centroid is "
+              f"{error:.1f} mm from the true one")
         for crop_mode in args.crop:
             metrics, predicted, elapsed = score_case(case, model, tta=not args.no_tta,
                                                      oracle_crop=crop_mode == "oracle",
@@ -350,6 +362,7 @@ def main() -> None:
         "sliding_window": args.sliding_window,
         "segment_seconds_mean": {k: float(np.mean(v)) for k, v in seconds.items()},
         "synthesis_seconds": synth_seconds,
+        "locator_error_mm": locator_errors,
         "load_average": os.getloadavg(),
     }
     write_outputs(args.out, by_resolution, summaries, info)
