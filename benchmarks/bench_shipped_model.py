@@ -170,14 +170,14 @@ def oracle_crop_offset_mm(case: EvaluationCase) -> tuple[float, float, float]:
 
 
 def score_case(case: EvaluationCase, model: SegmentationModel, tta: bool,
-               oracle_crop: bool = False, sliding_window: bool = False,
+               oracle_crop: bool = False, single_pass: bool = False,
                ) -> tuple[CaseMetrics, Volume, float]:
     """Segment one case through :func:`subct.segment` and score it on the CT's grid.
 
     With ``oracle_crop`` the crop is centred on the true intracranial centroid
-    (:func:`oracle_crop_offset_mm`) instead of the located one. With ``sliding_window``
-    the crop box is run in windows of the training patch size (25 % overlap) instead of
-    one pass (a diagnostic: the shipped default is one pass for boxes ≤ 160³).
+    (:func:`oracle_crop_offset_mm`) instead of the located one. With ``single_pass``
+    the whole crop box goes through the network at once instead of the default
+    training-patch windows (a diagnostic).
     """
     from subct.inference import (  # ``segment`` is what ``subct.segment`` exports
         DEFAULT_CROP_OFFSET_MM,
@@ -189,7 +189,7 @@ def score_case(case: EvaluationCase, model: SegmentationModel, tta: bool,
 
     offset = oracle_crop_offset_mm(case) if oracle_crop else DEFAULT_CROP_OFFSET_MM
     start = time.perf_counter()
-    single_pass_limit = 0 if sliding_window else InferenceConfig().max_single_pass_voxels
+    single_pass_limit = 160**3 if single_pass else InferenceConfig().max_single_pass_voxels
     result = segment(case.ct, model=model, tta=tta, crop_offset_mm=offset,
                      max_single_pass_voxels=single_pass_limit)
     seconds = time.perf_counter() - start
@@ -302,8 +302,9 @@ def main() -> None:
                         help="synthetic grid (voxels of 1 mm, RAS)")
     parser.add_argument("--no-tta", action="store_true", help="segment without flip TTA")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--sliding-window", action="store_true",
-                        help="run the crop in training-patch windows (diagnostic)")
+    parser.add_argument("--single-pass", action="store_true",
+                        help="run the whole crop box in one pass (diagnostic; default: "
+                             "training-patch windows)")
     parser.add_argument("--crop", nargs="+", choices=["located", "oracle"],
                         default=["located", "oracle"],
                         help="located: the pipeline's own brain location (the acceptance "
@@ -335,7 +336,7 @@ def main() -> None:
         for crop_mode in args.crop:
             metrics, predicted, elapsed = score_case(case, model, tta=not args.no_tta,
                                                      oracle_crop=crop_mode == "oracle",
-                                                     sliding_window=args.sliding_window)
+                                                     single_pass=args.single_pass)
             key = f"{case.resolution} {crop_mode}-crop"
             by_resolution.setdefault(key, []).append(metrics)
             seconds.setdefault(key, []).append(elapsed)
@@ -359,7 +360,7 @@ def main() -> None:
         "seed": args.seed,
         "shape": args.shape,
         "tta": not args.no_tta,
-        "sliding_window": args.sliding_window,
+        "single_pass": args.single_pass,
         "segment_seconds_mean": {k: float(np.mean(v)) for k, v in seconds.items()},
         "synthesis_seconds": synth_seconds,
         "locator_error_mm": locator_errors,

@@ -203,11 +203,11 @@ def test_non_ct_input_is_flagged(tiny_model: SegmentationModel, phantom: Volume)
     assert {"no_air", "no_bone"} & {flag.code for flag in result.qc.flags}
 
 
-def test_missing_model_message() -> None:
-    from subct.models import default_model_path
+def test_missing_model_message(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import subct.models
 
-    if default_model_path().is_file():
-        pytest.skip("a shipped model is installed")  # pragma: no cover
+    monkeypatch.setattr(subct.models, "MODELS_DIR", tmp_path / "no_models_here")
+    assert not subct.models.default_model_path().is_file()
     with pytest.raises(SubctInputError, match="--model"):
         resolve_model_path(None)
     with pytest.raises(SubctInputError, match="no such model file"):
@@ -246,3 +246,17 @@ def test_skull_stripped_model_runs_on_stripped_crop(phantom: Volume) -> None:
     assert result.labels.shape == phantom.shape
     assert result.posteriors is not None
     np.testing.assert_allclose(result.posteriors.probabilities.sum(axis=0), 1.0, atol=1e-3)
+
+
+def test_shipped_model_is_installed_and_loads() -> None:
+    """The package ships trained weights: code-free checkpoint, 17 structures, 1 mm."""
+    from subct.checkpoint import load_checkpoint
+    from subct.models import available_models, default_model_path
+
+    assert "ct-subcortical" in available_models()
+    assert resolve_model_path(None) == default_model_path()
+    loaded = load_checkpoint(default_model_path())
+    assert loaded.metadata.label_scheme == "canonical"
+    assert tuple(loaded.metadata.spacing_mm) == (1.0, 1.0, 1.0)
+    logits = loaded.network(torch.zeros(1, 1, 32, 32, 32))
+    assert logits.shape == (1, 18, 32, 32, 32)

@@ -35,9 +35,12 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 def test_no_installed_model_is_a_one_line_error(files: dict[str, Path], tmp_path: Path,
-                                                capsys: pytest.CaptureFixture[str]) -> None:
-    if default_model_path().is_file():
-        pytest.skip("a shipped model is installed")  # pragma: no cover
+                                                capsys: pytest.CaptureFixture[str],
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    import subct.models
+
+    monkeypatch.setattr(subct.models, "MODELS_DIR", tmp_path / "no_models_here")
+    assert not default_model_path().is_file()
     code = _run(["segment", str(files["ct"]), "-o", str(tmp_path)])
     error = capsys.readouterr().err.strip()
     assert code == 2

@@ -76,8 +76,9 @@ def resolve_model_path(model: str | Path | None = None) -> Path:
         if not shipped.installed:
             raise SubctInputError(
                 shipped.path,
-                "no segmentation model is installed with subct yet; pass a checkpoint "
-                "trained with `subct train` as --model PATH (Python: model=PATH)",
+                "no segmentation model is installed (the shipped weights file is "
+                "missing: reinstall subct), or pass a checkpoint trained with "
+                "`subct train` as --model PATH (Python: model=PATH)",
             )
         return shipped.path
     text = str(model)
