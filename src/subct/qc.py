@@ -130,11 +130,11 @@ def locate_intracranial(volume: Volume, hu_offset: float = 0.0,
     """Find the skull-enclosed intracranial space of a head CT and its centroid.
 
     Works on the RAS-reoriented image subsampled to about ``working_spacing_mm``:
-    the head is the largest blob above −500 HU; bone is > 250 HU; in every axial slice
-    the holes of the (closed) bone mask that hold soft tissue (−15..100 HU) are
-    intracranial; after a 4 mm erosion the largest 3D component is kept (this drops
-    orbits, sinuses and neck) and dilated back. Tilted or oblique acquisitions are fine:
-    only world coordinates (affine) are used for the centroid.
+    the head is the largest blob above −500 HU; bone is > 250 HU; the holes of the
+    (gap-closed) bone mask in axial, coronal or sagittal planes that hold soft tissue
+    (−15..100 HU) are intracranial; after a 4 mm erosion the largest 3D component is
+    kept (this drops orbits, sinuses and neck) and dilated back. Tilted or oblique
+    acquisitions are fine: only world coordinates (affine) are used for the centroid.
 
     Raises:
         SubctInputError: nothing above −500 HU (no head in the image).
@@ -167,12 +167,23 @@ def locate_intracranial(volume: Volume, hu_offset: float = 0.0,
         "bone_fraction_of_head": float(np.mean(head_hu > 250)),
     }
 
-    closed_bone = ndimage.binary_closing(bone, structure=np.ones((3, 3, 1), dtype=bool),
-                                         iterations=2)
+    # A voxel is enclosed when the (gap-closed) bone surrounds it in an axial, coronal
+    # OR sagittal plane: at the skull base and vertex axial rings are often open
+    # (foramina, thin or partial-volumed bone) while the other planes close, and using
+    # axial rings alone pulled the centroid 25-60 mm upwards on synthetic heads.
     enclosed = np.zeros_like(bone)
-    for k in range(bone.shape[2]):
-        if closed_bone[:, :, k].any():
-            enclosed[:, :, k] = ndimage.binary_fill_holes(closed_bone[:, :, k])
+    closed_bone = bone
+    for axis in (2, 1, 0):
+        closed = ndimage.binary_closing(
+            bone, structure=np.expand_dims(np.ones((3, 3), dtype=bool), axis), iterations=2)
+        if axis == 2:
+            closed_bone = closed
+        for k in range(bone.shape[axis]):
+            plane = np.take(closed, k, axis=axis)
+            if plane.any():
+                index: list[slice | int] = [slice(None)] * 3
+                index[axis] = k
+                enclosed[tuple(index)] |= ndimage.binary_fill_holes(plane)
     candidate = enclosed & soft & ~closed_bone
     radius = np.maximum(1, np.round(4.0 / sub_spacing)).astype(np.int64)
     method = "skull"
