@@ -260,3 +260,27 @@ def test_shipped_model_is_installed_and_loads() -> None:
     assert tuple(loaded.metadata.spacing_mm) == (1.0, 1.0, 1.0)
     logits = loaded.network(torch.zeros(1, 1, 32, 32, 32))
     assert logits.shape == (1, 18, 32, 32, 32)
+
+
+def test_locator_survives_a_skull_open_in_every_lower_axial_slice() -> None:
+    """A 16 mm slit in the back of the skull below the equator opens every lower axial
+    ring; the coronal planes still close, so the centroid must stay near the true one
+    (axial-only filling put it about a third of the radius too high)."""
+    spacing = 2.0
+    n = 96
+    grid = (np.indices((n, n, n)).astype(np.float32) - (n - 1) / 2.0) * spacing
+    radius = np.sqrt((grid**2).sum(axis=0))
+    hu = np.full((n, n, n), -1000.0, dtype=np.float32)
+    hu[radius < 80.0] = 40.0  # scalp
+    hu[radius < 74.0] = 1000.0  # skull, 6 mm thick
+    hu[radius < 68.0] = 30.0  # brain
+    x, y, z = grid
+    slit = (np.abs(x) < 8.0) & (y < -40.0) & (z < 0.0) & (radius >= 68.0) & (radius < 80.0)
+    hu[slit] = 30.0
+    affine = np.diag([spacing, spacing, spacing, 1.0])
+    affine[:3, 3] = -(n - 1) / 2.0 * spacing
+    location = locate_intracranial(Volume(hu, affine))
+    assert location.method == "skull"
+    assert np.linalg.norm(location.centroid_ras_mm) < 8.0, location.centroid_ras_mm
+    assert location.intracranial_volume_mm3 is not None
+    assert location.intracranial_volume_mm3 > 0.8 * (4.0 / 3.0) * np.pi * 68.0**3
