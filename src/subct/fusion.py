@@ -290,6 +290,20 @@ def _weighted_vote(
     return fused
 
 
+def _vote_bounding_box(stack: list[NDArray[np.int16]]) -> tuple[slice, ...] | None:
+    """Bounding box (+1 voxel) of every voxel any map labels; ``None`` if all background."""
+    anything = np.zeros(stack[0].shape, dtype=bool)
+    for labels in stack:
+        anything |= labels != BACKGROUND
+    if not anything.any():
+        return None
+    sizes: tuple[int, ...] = anything.shape
+    return tuple(
+        slice(max(int(idx.min()) - 1, 0), min(int(idx.max()) + 2, sizes[axis]))
+        for axis, idx in enumerate(np.nonzero(anything))
+    )
+
+
 def _staple(stack: list[NDArray[np.int16]], max_iterations: int,
             tolerance: float = 1e-6) -> NDArray[np.int16]:
     """Multi-label STAPLE (Warfield 2004; Rohlfing 2004) by EM on vote *patterns*.
@@ -306,17 +320,10 @@ def _staple(stack: list[NDArray[np.int16]], max_iterations: int,
     use of the ITK filter: the huge all-background rest would only swamp the estimates.
     Voxels whose best labels tie are undecided and get background.
     """
-    anything = np.zeros(stack[0].shape, dtype=bool)
-    for labels in stack:
-        anything |= labels != BACKGROUND
     fused = np.zeros(stack[0].shape, dtype=np.int16)
-    if not anything.any():
+    box = _vote_bounding_box(stack)
+    if box is None:
         return fused
-    sizes: tuple[int, ...] = anything.shape
-    box = tuple(
-        slice(max(int(idx.min()) - 1, 0), min(int(idx.max()) + 2, sizes[axis]))
-        for axis, idx in enumerate(np.nonzero(anything))
-    )
     cropped = [labels[box] for labels in stack]
     values = np.union1d(np.concatenate([_present_labels(c) for c in cropped]), [BACKGROUND])
     n_labels, n_maps = len(values), len(cropped)
@@ -387,17 +394,10 @@ def _staple_simpleitk(stack: list[NDArray[np.int16]], max_iterations: int) -> ND
     """Reference: SimpleITK's ``MultiLabelSTAPLEImageFilter`` on the same bounding box."""
     import SimpleITK as sitk
 
-    anything = np.zeros(stack[0].shape, dtype=bool)
-    for labels in stack:
-        anything |= labels != BACKGROUND
     fused = np.zeros(stack[0].shape, dtype=np.int16)
-    if not anything.any():
+    box = _vote_bounding_box(stack)
+    if box is None:
         return fused
-    sizes: tuple[int, ...] = anything.shape
-    box = tuple(
-        slice(max(int(idx.min()) - 1, 0), min(int(idx.max()) + 2, sizes[axis]))
-        for axis, idx in enumerate(np.nonzero(anything))
-    )
     values = np.union1d(np.unique(np.concatenate([np.unique(m[box]) for m in stack])),
                         [BACKGROUND])
     lookup = np.zeros(int(values.max()) + 1, dtype=np.uint16)
