@@ -107,6 +107,24 @@ def test_undeformed_sample_overlays_the_input_map(phantom: Volume) -> None:
     assert (labels == CANCELLOUS_LABEL).any()
 
 
+def test_per_axis_translation_moves_the_crop_centre_within_its_range(phantom: Volume) -> None:
+    """``translation_mm=(bx, by, bz)``: crop centres spread over ±b per axis, no further."""
+    config = quiet(SynthConfig(output_shape=(16, 16, 16)))
+    config.spatial = SpatialConfig(rotation_deg=0, scaling=0, shearing=0,
+                                   translation_mm=(0.0, 12.0, 3.0), nonlinear_std_max_mm=0,
+                                   flip_probability=0)
+    generator = SynthGenerator([phantom], config, seed=5)
+    anchor = generator.bank.maps[0].target_centroid_mm
+    offsets = np.array([np.asarray(generator.sample().parameters["centre_mm"]) - anchor
+                        for _ in range(40)])
+    assert np.allclose(offsets[:, 0], 0.0)
+    assert np.abs(offsets[:, 1]).max() <= 12.0 and np.abs(offsets[:, 1]).max() > 8.0
+    assert np.abs(offsets[:, 2]).max() <= 3.0 and np.abs(offsets[:, 2]).max() > 1.5
+    assert SpatialConfig(translation_mm=7.0).translation_range_mm == (7.0, 7.0, 7.0)
+    with pytest.raises(ValueError, match=">= 0 mm"):
+        SpatialConfig(translation_mm=(1.0, -1.0, 0.0))
+
+
 def test_ct_image_is_aligned_with_labels_and_sampled_means(phantom: Volume) -> None:
     config = quiet(SynthConfig(output_shape=(56, 56, 56)))
     sample = SynthGenerator([phantom], config, seed=1).sample()

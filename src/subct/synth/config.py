@@ -30,8 +30,11 @@ class SpatialConfig(_Strict):
     rotation_deg: float = Field(default=15.0, ge=0, description="rotations ~ U(-b, b) deg")
     scaling: float = Field(default=0.2, ge=0, lt=1, description="scalings ~ U(1-b, 1+b), per axis")
     shearing: float = Field(default=0.012, ge=0, lt=0.5, description="shears ~ U(-b, b), per pair")
-    translation_mm: float = Field(
-        default=10.0, ge=0, description="crop centre moved by U(-b, b) mm per axis from the anchor"
+    translation_mm: float | tuple[float, float, float] = Field(
+        default=10.0,
+        description=("crop centre moved by U(-b, b) mm from the anchor: one b for all axes "
+                     "or (b_x, b_y, b_z). Wide ranges train a network for sliding-window "
+                     "inference, whose windows sit anywhere in the deep-brain box"),
     )
     nonlinear_std_max_mm: float = Field(
         default=4.0, ge=0, description="b_nonlin: SVF std σ ~ U(0, b) mm on the coarse grid"
@@ -49,6 +52,23 @@ class SpatialConfig(_Strict):
         default="targets",
         description="crop centre anchor: centroid of the target structures or of the head",
     )
+
+    @field_validator("translation_mm")
+    @classmethod
+    def _non_negative_translation(
+            cls, value: float | tuple[float, float, float]) -> float | tuple[float, float, float]:
+        values = (value,) if isinstance(value, (int, float)) else value
+        if any(v < 0 for v in values):
+            raise ValueError("translation ranges must be >= 0 mm")
+        return value
+
+    @property
+    def translation_range_mm(self) -> tuple[float, float, float]:
+        """Half-width (mm) of the uniform crop-centre translation along x, y, z."""
+        value = self.translation_mm
+        if isinstance(value, (int, float)):
+            return (float(value),) * 3
+        return (float(value[0]), float(value[1]), float(value[2]))
 
 
 class GenericIntensityConfig(_Strict):

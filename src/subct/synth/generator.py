@@ -150,7 +150,8 @@ class SynthGenerator:
         matrix = random_affine_matrix(config.spatial, rng)
         anchor = (stored.target_centroid_mm if config.spatial.anchor == "targets"
                   else stored.head_centroid_mm)
-        translation = rng.uniform(-config.spatial.translation_mm, config.spatial.translation_mm, 3)
+        half_width = np.asarray(config.spatial.translation_range_mm)
+        translation = rng.uniform(-half_width, half_width)
         centre = anchor + translation
         displacement = random_coarse_displacement_mm(shape, config.spatial, rng,
                                                      self._torch_generator, self.device)
