@@ -171,6 +171,7 @@ def oracle_crop_offset_mm(case: EvaluationCase) -> tuple[float, float, float]:
 
 def score_case(case: EvaluationCase, model: SegmentationModel, tta: bool,
                oracle_crop: bool = False, single_pass: bool = False,
+               overlap: float | None = None,
                ) -> tuple[CaseMetrics, Volume, float]:
     """Segment one case through :func:`subct.segment` and score it on the CT's grid.
 
@@ -190,8 +191,11 @@ def score_case(case: EvaluationCase, model: SegmentationModel, tta: bool,
     offset = oracle_crop_offset_mm(case) if oracle_crop else DEFAULT_CROP_OFFSET_MM
     start = time.perf_counter()
     single_pass_limit = 160**3 if single_pass else InferenceConfig().max_single_pass_voxels
+    if overlap is None:
+        overlap = InferenceConfig().sliding_window_overlap
     result = segment(case.ct, model=model, tta=tta, crop_offset_mm=offset,
-                     max_single_pass_voxels=single_pass_limit)
+                     max_single_pass_voxels=single_pass_limit,
+                     sliding_window_overlap=overlap)
     seconds = time.perf_counter() - start
     ct = case.ct
     if not result.labels.geometry.same_grid(ct.geometry):
@@ -301,6 +305,8 @@ def main() -> None:
     parser.add_argument("--shape", type=int, nargs=3, default=list(DEFAULT_SHAPE),
                         help="synthetic grid (voxels of 1 mm, RAS)")
     parser.add_argument("--no-tta", action="store_true", help="segment without flip TTA")
+    parser.add_argument("--overlap", type=float, default=None,
+                        help="sliding-window overlap (default: the pipeline's default)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--single-pass", action="store_true",
                         help="run the whole crop box in one pass (diagnostic; default: "
@@ -336,7 +342,8 @@ def main() -> None:
         for crop_mode in args.crop:
             metrics, predicted, elapsed = score_case(case, model, tta=not args.no_tta,
                                                      oracle_crop=crop_mode == "oracle",
-                                                     single_pass=args.single_pass)
+                                                     single_pass=args.single_pass,
+                                                     overlap=args.overlap)
             key = f"{case.resolution} {crop_mode}-crop"
             by_resolution.setdefault(key, []).append(metrics)
             seconds.setdefault(key, []).append(elapsed)
@@ -361,6 +368,7 @@ def main() -> None:
         "shape": args.shape,
         "tta": not args.no_tta,
         "single_pass": args.single_pass,
+        "overlap": args.overlap,
         "segment_seconds_mean": {k: float(np.mean(v)) for k, v in seconds.items()},
         "synthesis_seconds": synth_seconds,
         "locator_error_mm": locator_errors,
