@@ -73,13 +73,19 @@ class EvaluationCase:
     intracranial_centroid_mm: NDArray[np.float64]
 
 
-def held_out_map_paths(map_numbers: list[int]) -> list[Path]:
-    """Paths of the SynthSeg label maps ``training_seg_NN``; refuses the training maps."""
+def held_out_map_paths(map_numbers: list[int], tuning: bool = False) -> list[Path]:
+    """Paths of the SynthSeg label maps ``training_seg_NN``; refuses the training maps.
+
+    With ``tuning``, only the validation maps 17–18 are accepted: inference settings
+    (window overlap, TTA, ...) are chosen on them, never on the held-out 19–20.
+    """
     from subct.paths import shared_data_dir
 
-    if any(number <= 18 for number in map_numbers):
+    if tuning and any(number not in (17, 18) for number in map_numbers):
+        raise SystemExit("--tuning evaluates on the validation maps 17 and 18 only")
+    if not tuning and any(number <= 18 for number in map_numbers):
         raise SystemExit("maps 01-18 are training/validation maps of the shipped model; "
-                         "evaluate on 19-20 only")
+                         "evaluate on 19-20 only (or tune on 17-18 with --tuning)")
     folder = shared_data_dir() / "label_maps" / "synthseg"
     paths = [folder / f"training_seg_{number:02d}.nii.gz" for number in map_numbers]
     missing = [str(p) for p in paths if not p.is_file()]
@@ -305,6 +311,9 @@ def main() -> None:
     parser.add_argument("--shape", type=int, nargs=3, default=list(DEFAULT_SHAPE),
                         help="synthetic grid (voxels of 1 mm, RAS)")
     parser.add_argument("--no-tta", action="store_true", help="segment without flip TTA")
+    parser.add_argument("--tuning", action="store_true",
+                        help="evaluate on the validation maps (--maps 17 18) to choose "
+                             "inference settings without touching the held-out maps")
     parser.add_argument("--overlap", type=float, default=None,
                         help="sliding-window overlap (default: the pipeline's default)")
     parser.add_argument("--threads", type=int, default=2)
@@ -327,7 +336,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
     model = load_model(None if args.model == "shipped" else args.model)
-    paths = held_out_map_paths(args.maps)
+    paths = held_out_map_paths(args.maps, tuning=args.tuning)
     start = time.perf_counter()
     cases = generate_cases(paths, args.samples_per_map, args.seed, tuple(args.shape))
     synth_seconds = time.perf_counter() - start
