@@ -12,6 +12,7 @@ from safetensors.torch import save_file
 
 from subct.checkpoint import (
     CheckpointMetadata,
+    average_checkpoints,
     load_checkpoint,
     read_checkpoint_metadata,
     save_checkpoint,
@@ -64,3 +65,52 @@ def test_non_subct_or_mismatched_files_raise_input_errors(tmp_path: Path) -> Non
         load_checkpoint(wrong)
     with pytest.raises(SubctInputError, match="not found"):
         load_checkpoint(tmp_path / "missing.safetensors")
+
+
+def test_average_checkpoints_is_the_mean_of_the_weights(tmp_path: Path) -> None:
+    meta = _metadata()
+    paths = []
+    networks = []
+    for seed in range(3):
+        torch.manual_seed(seed)
+        network = build_network(meta.network_name, **meta.network_kwargs)
+        networks.append(network)
+        paths.append(save_checkpoint(tmp_path / f"e{seed}.safetensors", network,
+                                     meta.model_copy(update={"epoch": 10 + seed})))
+    out = average_checkpoints(paths, tmp_path / "swa.safetensors")
+    loaded = load_checkpoint(out)
+    for name, tensor in loaded.network.state_dict().items():
+        expected = sum(n.state_dict()[name].double() for n in networks) / 3
+        assert torch.allclose(tensor.double(), expected, atol=1e-6), name
+    assert not torch.equal(loaded.network.state_dict()[name], networks[-1].state_dict()[name])
+    with safe_open(str(out), framework="pt") as reader:
+        header = json.loads(reader.metadata()["subct"])
+    assert [entry["epoch"] for entry in header["averaged_from"]] == [10, 11, 12]
+    # other network, a single input, or overwriting an input: one clear error each
+    other = save_checkpoint(tmp_path / "other.safetensors", build_network(
+        "unet3d", in_channels=1, out_channels=18, channels=[4, 8, 32]),
+        meta.model_copy(update={"network_kwargs": {"in_channels": 1, "out_channels": 18,
+                                                   "channels": [4, 8, 32]}}))
+    with pytest.raises(SubctInputError, match="differs from the last one in network_kwargs"):
+        average_checkpoints([other, paths[0]], tmp_path / "bad.safetensors")
+    with pytest.raises(SubctInputError, match="at least two"):
+        average_checkpoints(paths[:1], tmp_path / "bad.safetensors")
+    with pytest.raises(SubctInputError, match="overwrite"):
+        average_checkpoints(paths, paths[0])
+
+
+def test_cli_average_checkpoints(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from subct.cli import main
+
+    meta = _metadata()
+    paths = [str(save_checkpoint(tmp_path / f"e{i}.safetensors",
+                                 build_network(meta.network_name, **meta.network_kwargs), meta))
+             for i in range(2)]
+    with pytest.raises(SystemExit) as exit_info:
+        main(["average-checkpoints", *paths, "-o", str(tmp_path / "avg.safetensors")])
+    assert exit_info.value.code in (0, None)
+    assert load_checkpoint(tmp_path / "avg.safetensors").metadata.epoch == 3
+    with pytest.raises(SystemExit) as exit_info:
+        main(["average-checkpoints", paths[0], "-o", str(tmp_path / "one.safetensors")])
+    assert exit_info.value.code == 2
+    assert "at least two checkpoints" in capsys.readouterr().err

@@ -171,3 +171,59 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Loa
     network.to(device)
     network.eval()
     return LoadedCheckpoint(network=network, metadata=metadata, path=path)
+
+
+def average_checkpoints(paths: list[str | Path], output: str | Path) -> Path:
+    """Average the weights of checkpoints of one network (stochastic weight averaging).
+
+    Late checkpoints of one training run (same network, scheme, spacing and window)
+    lie in one basin of the loss; the mean of their weights usually generalises a
+    little better than any one of them (Izmailov et al. 2018, "Averaging weights leads
+    to wider optima"). Floating-point tensors are averaged in float64; integer buffers
+    are taken from the last checkpoint. Networks with batch-norm running statistics
+    would need them recomputed; subct's networks use instance/layer norm (no running
+    statistics), so the average is ready to use. The metadata is the last
+    checkpoint's, with ``averaged_from`` listing the inputs.
+
+    Raises:
+        SubctInputError: fewer than two inputs, unreadable files, or checkpoints of
+            different networks / settings.
+    """
+    sources = [Path(p) for p in paths]
+    output = Path(output)
+    if len(sources) < 2:
+        raise SubctInputError(sources[0] if sources else output,
+                              "averaging needs at least two checkpoints")
+    if output.resolve() in {p.resolve() for p in sources}:
+        raise SubctInputError(output, "the output would overwrite one of the inputs")
+    metadata = [read_checkpoint_metadata(p) for p in sources]
+    settings = ("network_name", "network_kwargs", "label_scheme", "spacing_mm", "hu_window",
+                "skull_strip")
+    reference = {key: getattr(metadata[-1], key) for key in settings}
+    for path, meta in zip(sources, metadata, strict=True):
+        differing = [key for key in settings if getattr(meta, key) != reference[key]]
+        if differing:
+            raise SubctInputError(path, "checkpoint differs from the last one in "
+                                        + ", ".join(differing))
+    states = [load_state_dict(p) for p in sources]
+    averaged: dict[str, torch.Tensor] = {}
+    for name, last in states[-1].items():
+        for path, state in zip(sources, states, strict=True):
+            if name not in state or state[name].shape != last.shape:
+                raise SubctInputError(path, f"tensor {name!r} missing or of another shape")
+        if last.is_floating_point():
+            total = torch.stack([state[name].double() for state in states]).mean(dim=0)
+            averaged[name] = total.to(last.dtype).contiguous()
+        else:
+            averaged[name] = last.clone()
+    if set().union(*(state.keys() for state in states)) != set(averaged):
+        raise SubctInputError(sources[0], "checkpoints hold different tensors")
+    result = metadata[-1].model_copy(update={"created": _now()})
+    extra = {"averaged_from": [{"file": p.name, "epoch": m.epoch}
+                               for p, m in zip(sources, metadata, strict=True)]}
+    from safetensors.torch import save_file
+
+    payload = json.loads(result.model_dump_json()) | extra
+    with atomic_output(output, suffix=CHECKPOINT_SUFFIX) as temporary:
+        save_file(averaged, str(temporary), metadata={METADATA_KEY: json.dumps(payload)})
+    return output
