@@ -97,6 +97,17 @@ def test_reoriented_is_exact_and_invertible(orientation: str) -> None:
         np.testing.assert_allclose(back.affine, volume.affine, atol=1e-9)
 
 
+@pytest.mark.parametrize("orientation", list(AFFINES))
+def test_reoriented_view_matches_reoriented_without_copying(orientation: str) -> None:
+    volume = _test_volume(AFFINES[orientation])
+    for target in ("RAS", "LPS"):
+        view, copy = volume.reoriented_view(target), volume.reoriented(target)
+        np.testing.assert_array_equal(view.array, copy.array)
+        np.testing.assert_allclose(view.affine, copy.affine)
+        assert np.shares_memory(view.array, volume.array)
+        assert copy.array.flags.c_contiguous
+
+
 def test_save_is_atomic_and_refuses_to_overwrite_input(tmp_path: Path) -> None:
     volume = _test_volume(AFFINES["RAS"])
     path = save_volume(volume, tmp_path / "input.nii.gz")

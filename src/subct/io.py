@@ -128,14 +128,23 @@ class Volume:
         This is exact (no interpolation): only the array axes are reordered and the
         affine is updated so that each voxel keeps its world position.
         """
+        view = self.reoriented_view(axcodes)
+        return Volume(np.ascontiguousarray(view.array), view.affine, self.path,
+                      self.description, dict(self.metadata))
+
+    def reoriented_view(self, axcodes: str = "RAS") -> Volume:
+        """Like :meth:`reoriented`, but the array is a strided *view* of this one (no copy).
+
+        For code that reads a few slices or a subsampled grid of a large image (a
+        512 × 512 × 150 CT is 79 MB as int16): copying it to make it contiguous costs
+        more than the reading. Do not write into the view's array.
+        """
         current = nib.orientations.io_orientation(self.affine)
         target = nib.orientations.axcodes2ornt(tuple(axcodes))
         transform = nib.orientations.ornt_transform(current, target)
         array = nib.orientations.apply_orientation(self.array, transform)
         affine = self.affine @ nib.orientations.inv_ornt_aff(transform, self.array.shape)
-        return Volume(
-            np.ascontiguousarray(array), affine, self.path, self.description, dict(self.metadata)
-        )
+        return Volume(array, affine, self.path, self.description, dict(self.metadata))
 
 
 def _has_suffix(path: Path, suffixes: tuple[str, ...]) -> bool:

