@@ -177,7 +177,7 @@ def oracle_crop_offset_mm(case: EvaluationCase) -> tuple[float, float, float]:
 
 def score_case(case: EvaluationCase, model: SegmentationModel, tta: bool,
                oracle_crop: bool = False, single_pass: bool = False,
-               overlap: float | None = None,
+               overlap: float | None = None, component_fraction: float | None = None,
                ) -> tuple[CaseMetrics, Volume, float]:
     """Segment one case through :func:`subct.segment` and score it on the CT's grid.
 
@@ -201,7 +201,10 @@ def score_case(case: EvaluationCase, model: SegmentationModel, tta: bool,
         overlap = InferenceConfig().sliding_window_overlap
     result = segment(case.ct, model=model, tta=tta, crop_offset_mm=offset,
                      max_single_pass_voxels=single_pass_limit,
-                     sliding_window_overlap=overlap)
+                     sliding_window_overlap=overlap,
+                     component_min_fraction=(InferenceConfig().component_min_fraction
+                                             if component_fraction is None
+                                             else component_fraction))
     seconds = time.perf_counter() - start
     ct = case.ct
     if not result.labels.geometry.same_grid(ct.geometry):
@@ -314,6 +317,9 @@ def main() -> None:
     parser.add_argument("--tuning", action="store_true",
                         help="evaluate on the validation maps (--maps 17 18) to choose "
                              "inference settings without touching the held-out maps")
+    parser.add_argument("--component-fraction", type=float, default=None,
+                        help="keep components >= this fraction of the largest (default: "
+                             "the pipeline's)")
     parser.add_argument("--overlap", type=float, default=None,
                         help="sliding-window overlap (default: the pipeline's default)")
     parser.add_argument("--threads", type=int, default=2)
@@ -352,7 +358,8 @@ def main() -> None:
             metrics, predicted, elapsed = score_case(case, model, tta=not args.no_tta,
                                                      oracle_crop=crop_mode == "oracle",
                                                      single_pass=args.single_pass,
-                                                     overlap=args.overlap)
+                                                     overlap=args.overlap,
+                                                     component_fraction=args.component_fraction)
             key = f"{case.resolution} {crop_mode}-crop"
             by_resolution.setdefault(key, []).append(metrics)
             seconds.setdefault(key, []).append(elapsed)
@@ -378,6 +385,7 @@ def main() -> None:
         "tta": not args.no_tta,
         "single_pass": args.single_pass,
         "overlap": args.overlap,
+        "component_fraction": args.component_fraction,
         "segment_seconds_mean": {k: float(np.mean(v)) for k, v in seconds.items()},
         "synthesis_seconds": synth_seconds,
         "locator_error_mm": locator_errors,

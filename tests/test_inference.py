@@ -12,7 +12,7 @@ import torch
 
 from subct.checkpoint import CheckpointMetadata, save_checkpoint
 from subct.demo import analytic_head_phantom
-from subct.errors import SubctInputError
+from subct.errors import SubctConfigError, SubctInputError
 from subct.inference import (
     CropGrid,
     InferenceConfig,
@@ -167,6 +167,13 @@ def test_keep_largest_components_removes_islands() -> None:
     assert (kept == 1).sum() == 216
     assert (kept == 2).sum() == 8
     assert kept[16, 16, 16] == 0
+    # a second part with >= min_fraction of the largest one's voxels is kept too
+    labels[9:13, 9:13, 9:13] = 1  # 64 voxels = 30 % of 216; the 8-voxel island is 4 %
+    kept = keep_largest_components(labels, 3, min_fraction=0.1)
+    assert (kept == 1).sum() == 216 + 64 and kept[16, 16, 16] == 0
+    assert (keep_largest_components(labels, 3) == 1).sum() == 216
+    with pytest.raises(SubctConfigError, match="component_min_fraction"):
+        InferenceConfig(component_min_fraction=0.0)
 
 
 def test_mc_dropout_qc_and_scheme(tiny_model: SegmentationModel, phantom: Volume) -> None:

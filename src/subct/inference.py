@@ -102,6 +102,11 @@ class InferenceConfig:
             there, and a network trained on brain-centred patches otherwise sometimes
             labels air outside the head as ventricle (CSF-like darkness).
         largest_component: keep only the largest connected component of each structure.
+        component_min_fraction: with ``largest_component``, also keep components with at
+            least this fraction of the largest component's voxels (1.0: only the largest).
+            0.1 keeps a lateral ventricle that the network split into two parts (demo
+            CT: right ventricle Dice 0.31 → 0.43) and changed nothing on the validation
+            heads (0.827 / 0.817 either way), where stray islands are far smaller.
         keep_posteriors: also return the softmax map on the crop grid.
         crop_size_mm: deep-brain box size (x, y, z) in mm.
         crop_offset_mm: box centre relative to the intracranial centroid, RAS mm.
@@ -119,6 +124,7 @@ class InferenceConfig:
     max_single_pass_voxels: int = 0
     mask_below_window: bool = True
     largest_component: bool = True
+    component_min_fraction: float = 0.1
     keep_posteriors: bool = False
     crop_size_mm: tuple[float, float, float] = DEFAULT_CROP_SIZE_MM
     crop_offset_mm: tuple[float, float, float] = DEFAULT_CROP_OFFSET_MM
@@ -135,6 +141,8 @@ class InferenceConfig:
             raise SubctConfigError(f"unknown device {self.device!r}; use auto, cpu or cuda")
         if not 0.0 <= self.sliding_window_overlap < 1.0:
             raise SubctConfigError("sliding-window overlap must be in [0, 1)")
+        if not 0.0 < self.component_min_fraction <= 1.0:
+            raise SubctConfigError("component_min_fraction must be in (0, 1]")
         if self.threads is not None and self.threads < 1:
             raise SubctConfigError("--threads must be at least 1")
 
@@ -458,8 +466,14 @@ def labels_to_native(crop_indices: NDArray[np.integer], grid: CropGrid, native: 
     return result
 
 
-def keep_largest_components(indices: NDArray[np.integer], num_classes: int) -> NDArray[np.int64]:
-    """Keep the largest 26-connected component of every class; the rest → background."""
+def keep_largest_components(indices: NDArray[np.integer], num_classes: int,
+                            min_fraction: float = 1.0) -> NDArray[np.int64]:
+    """Keep the largest 26-connected component of every class; the rest → background.
+
+    With ``min_fraction`` < 1, components with at least that fraction of the largest
+    one's voxels are kept too (e.g. 0.1: a lateral ventricle cut into frontal horn and
+    body by a thin stretch keeps both parts, while small stray islands still go).
+    """
     result = np.array(indices, dtype=np.int64, copy=True)
     structure = np.ones((3, 3, 3), dtype=bool)
     objects = ndimage.find_objects(result.astype(np.int32), max_label=num_classes - 1)
@@ -473,7 +487,9 @@ def keep_largest_components(indices: NDArray[np.integer], num_classes: int) -> N
             continue
         sizes = np.bincount(components.ravel())
         sizes[0] = 0
-        block[mask & (components != int(np.argmax(sizes)))] = 0
+        keep = sizes >= min_fraction * sizes.max()
+        keep[0] = False
+        block[mask & ~keep[components]] = 0
     return result
 
 
@@ -629,7 +645,7 @@ def segment_volume(image: str | Path | Volume, model: SegmentationModel,
             probabilities[0, outside] = 1.0
     indices = probabilities.argmax(dim=0).numpy()
     if config.largest_component:
-        indices = keep_largest_components(indices, num_classes)
+        indices = keep_largest_components(indices, num_classes, config.component_min_fraction)
     native_indices = labels_to_native(indices, grid, volume.geometry, num_classes,
                                       probabilities.numpy())
     # Class index → output label through a tiny look-up table (one pass over the
