@@ -277,6 +277,11 @@ def test_headsq_nrrd_loads_and_is_rescaled_to_hounsfield(shared_data: Path) -> N
     assert ensure_hounsfield(ct) is ct
     summary = summarise_volume(ct)
     assert summary.shape == (64, 64, 93) and summary.minimum == -1024
+    # QC warns that the orientation is a guess (the header records none)
+    from subct.qc import assess_input, locate_intracranial
+
+    check = assess_input(ct, locate_intracranial(ct))
+    assert "orientation_unknown" in [flag.code for flag in check.flags]
 
 
 def test_mri_is_not_mistaken_for_offset_ct(shared_data: Path) -> None:

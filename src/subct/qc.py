@@ -245,6 +245,10 @@ def assess_input(volume: Volume, location: IntracranialLocation,
     if hu_offset:
         flags.append(QcFlag("hu_offset", f"intensities looked like HU+{hu_offset:g} (no "
                             "negative values); shifted to HU", "info"))
+    if "nrrd_header_note" in volume.metadata:
+        flags.append(QcFlag("orientation_unknown", "the file records no anatomical "
+                            "orientation (identity assumed): labels may be mirrored or "
+                            "upside down; check the overlay"))
     low = float(np.min(volume.array)) - hu_offset
     if low > -500.0:
         not_ct = True
