@@ -177,14 +177,15 @@ def oracle_crop_offset_mm(case: EvaluationCase) -> tuple[float, float, float]:
 
 def score_case(case: EvaluationCase, model: SegmentationModel, tta: bool,
                oracle_crop: bool = False, single_pass: bool = False,
-               overlap: float | None = None, component_fraction: float | None = None,
+               options: dict[str, float] | None = None,
                ) -> tuple[CaseMetrics, Volume, float]:
     """Segment one case through :func:`subct.segment` and score it on the CT's grid.
 
     With ``oracle_crop`` the crop is centred on the true intracranial centroid
     (:func:`oracle_crop_offset_mm`) instead of the located one. With ``single_pass``
     the whole crop box goes through the network at once instead of the default
-    training-patch windows (a diagnostic).
+    training-patch windows (a diagnostic). ``options`` are further
+    :class:`subct.inference.InferenceConfig` fields (window overlap, component rule).
     """
     from subct.inference import (  # ``segment`` is what ``subct.segment`` exports
         DEFAULT_CROP_OFFSET_MM,
@@ -197,14 +198,8 @@ def score_case(case: EvaluationCase, model: SegmentationModel, tta: bool,
     offset = oracle_crop_offset_mm(case) if oracle_crop else DEFAULT_CROP_OFFSET_MM
     start = time.perf_counter()
     single_pass_limit = 160**3 if single_pass else InferenceConfig().max_single_pass_voxels
-    if overlap is None:
-        overlap = InferenceConfig().sliding_window_overlap
     result = segment(case.ct, model=model, tta=tta, crop_offset_mm=offset,
-                     max_single_pass_voxels=single_pass_limit,
-                     sliding_window_overlap=overlap,
-                     component_min_fraction=(InferenceConfig().component_min_fraction
-                                             if component_fraction is None
-                                             else component_fraction))
+                     max_single_pass_voxels=single_pass_limit, **(options or {}))
     seconds = time.perf_counter() - start
     ct = case.ct
     if not result.labels.geometry.same_grid(ct.geometry):
@@ -343,6 +338,10 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     model = load_model(None if args.model == "shipped" else args.model)
     paths = held_out_map_paths(args.maps, tuning=args.tuning)
+    # InferenceConfig fields to change from the pipeline's defaults (None: keep default)
+    options = {name: value for name, value in (
+        ("sliding_window_overlap", args.overlap),
+        ("component_min_fraction", args.component_fraction)) if value is not None}
     start = time.perf_counter()
     cases = generate_cases(paths, args.samples_per_map, args.seed, tuple(args.shape))
     synth_seconds = time.perf_counter() - start
@@ -358,8 +357,7 @@ def main() -> None:
             metrics, predicted, elapsed = score_case(case, model, tta=not args.no_tta,
                                                      oracle_crop=crop_mode == "oracle",
                                                      single_pass=args.single_pass,
-                                                     overlap=args.overlap,
-                                                     component_fraction=args.component_fraction)
+                                                     options=options)
             key = f"{case.resolution} {crop_mode}-crop"
             by_resolution.setdefault(key, []).append(metrics)
             seconds.setdefault(key, []).append(elapsed)

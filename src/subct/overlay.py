@@ -92,11 +92,6 @@ def _centre_index(labels: NDArray[Any]) -> tuple[int, int, int]:
     return (centre[0], centre[1], centre[2])
 
 
-def _ras_view(volume: Volume) -> Volume:
-    """``volume`` with voxel axes in RAS order as a view (see :meth:`Volume.reoriented_view`)."""
-    return volume.reoriented_view("RAS")
-
-
 def _hu(slice_values: NDArray[Any], hu_offset: float) -> NDArray[np.float32]:
     return np.asarray(slice_values, dtype=np.float32) - np.float32(hu_offset)
 
@@ -113,8 +108,8 @@ def render_overlay(ct: Volume, labels: Volume, config: OverlayConfig | None = No
     config = config or OverlayConfig()
     if ct.shape != labels.shape or not np.allclose(ct.affine, labels.affine, atol=1e-3):
         raise ValueError("overlay needs the CT and the labels on the same grid")
-    ct_ras = _ras_view(ct)
-    lab_ras = _ras_view(labels)
+    ct_ras = ct.reoriented_view("RAS")  # views: only three slices are read
+    lab_ras = labels.reoriented_view("RAS")
     spacing = np.asarray(ct_ras.spacing)
     origin = ct_ras.affine[:3, 3]
     ci, cj, ck = _centre_index(lab_ras.array)
