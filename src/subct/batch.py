@@ -252,7 +252,9 @@ def write_case_outputs(case: CaseInput, ct_hu_source: Any, result: SegmentationR
         "qc": result.qc.to_json_dict(),
         "timings_s": {**result.timings_s, "total": seconds},
         "inference": {"tta": config.inference.tta,
+                      "sliding_window_overlap": config.inference.sliding_window_overlap,
                       "mc_dropout_samples": config.inference.mc_dropout_samples},
+        "runtime": result.runtime,
         "outputs": {key: path.name for key, path in outputs.items()},
     }
     atomic_write_text(outputs["qc"], json.dumps(record, indent=2, allow_nan=True) + "\n")
@@ -283,17 +285,11 @@ def process_case(case: CaseInput, model: SegmentationModel, config: BatchConfig
                            seconds=time.perf_counter() - start)
 
 
-_WORKER_MODELS: dict[tuple[str, str], SegmentationModel] = {}
-
-
 def _process_on_worker(case: CaseInput, config: BatchConfig) -> CaseOutcome:
     """Dask task: load the model once per worker process, then process the case."""
-    from subct.inference import load_model
+    from subct.inference import cached_model
 
-    key = (str(config.model), config.inference.device)
-    if key not in _WORKER_MODELS:
-        _WORKER_MODELS[key] = load_model(config.model, config.inference.device)
-    return process_case(case, _WORKER_MODELS[key], config)
+    return process_case(case, cached_model(config.model, config.inference), config)
 
 
 # ------------------------------------------------------------------------- batch files
@@ -378,7 +374,7 @@ def run_batch(inputs: Iterable[str | Path], config: BatchConfig,
             once per Dask worker with ``config.scheduler``).
         progress: called with each case's outcome as it finishes.
     """
-    from subct.inference import load_model
+    from subct.inference import cached_model
 
     Path(config.output_dir).mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(Path(config.output_dir))
@@ -401,7 +397,7 @@ def run_batch(inputs: Iterable[str | Path], config: BatchConfig,
             outcomes.extend(_run_on_dask(todo, config, progress))
         else:
             if model is None:
-                model = load_model(config.model, config.inference.device)
+                model = cached_model(config.model, config.inference)
             for case in todo:
                 outcome = process_case(case, model, config)
                 outcomes.append(outcome)

@@ -17,16 +17,19 @@ import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import torch
 from pydantic import BaseModel, ConfigDict, Field
-from torch import nn
 
 from subct import __version__
 from subct.errors import SubctInputError
 from subct.io import atomic_output
 from subct.labels import scheme_labels
+
+if TYPE_CHECKING:  # torch is imported inside the functions that need it: inference on
+    # ONNX Runtime reads checkpoint metadata without loading torch (start-up time).
+    import torch
+    from torch import nn
 
 METADATA_KEY = "subct"
 CHECKPOINT_SUFFIX = ".safetensors"
@@ -80,6 +83,27 @@ class CheckpointMetadata(BaseModel):
         return len(scheme_labels(self.label_scheme)) + 1
 
 
+#: Channel list of the default CT UNet (``unet3d``), mirrored in :mod:`subct.networks`.
+DEFAULT_UNET_CHANNELS: tuple[int, ...] = (16, 32, 64, 128, 256)
+
+
+def size_divisor(name: str, **kwargs: Any) -> int:
+    """Patch sides (voxels) must be multiples of this for the network ``name``.
+
+    Inference pads the crop up to a multiple of it; training patch sizes must be
+    multiples of it. Lives here, not in :mod:`subct.networks`, because inference needs
+    it without importing torch.
+    """
+    if name == "swinunetr":
+        return 32
+    if name == "dynunet":
+        channels = kwargs.get("channels", (32, 64, 128, 256, 320))
+        return int(2 ** (len(channels) - 1))
+    channels = kwargs.get("channels", DEFAULT_UNET_CHANNELS if name != "unet2d_layernorm"
+                          else (32, 64, 128, 256, 512))
+    return int(2 ** (len(channels) - 1))
+
+
 @dataclass
 class LoadedCheckpoint:
     """A network rebuilt from a checkpoint (eval mode) and the checkpoint's metadata."""
@@ -90,6 +114,8 @@ class LoadedCheckpoint:
 
 
 def _state_for_saving(network: nn.Module) -> dict[str, torch.Tensor]:
+    from torch import nn
+
     module = network
     inner = getattr(network, "module", None)  # unwrap DistributedDataParallel
     if isinstance(inner, nn.Module):
@@ -113,24 +139,42 @@ def save_checkpoint(path: str | Path, network: nn.Module, metadata: CheckpointMe
     return path
 
 
-def read_checkpoint_metadata(path: str | Path) -> CheckpointMetadata:
-    """Only the metadata of a checkpoint (reads the header, not the weights)."""
-    from safetensors import safe_open
+def read_safetensors_header(path: str | Path) -> dict[str, Any]:
+    """The JSON header of a safetensors file (tensor table + ``__metadata__``).
 
+    The format is an 8-byte little-endian header length followed by that many bytes of
+    JSON; reading it needs neither torch nor the weights.
+
+    Raises:
+        SubctInputError: missing file, or not a safetensors file.
+    """
     path = Path(path)
     if not path.is_file():
         raise SubctInputError(path, "checkpoint file not found")
     try:
-        with safe_open(str(path), framework="pt") as reader:
-            header = reader.metadata() or {}
-    except Exception as error:  # safetensors raises its own error types
+        with open(path, "rb") as stream:
+            prefix = stream.read(8)
+            length = int.from_bytes(prefix, "little") if len(prefix) == 8 else -1
+            if not 2 <= length <= min(100_000_000, path.stat().st_size - 8):
+                raise ValueError("header length out of range")
+            header = json.loads(stream.read(length))
+        if not isinstance(header, dict):
+            raise ValueError("header is not a JSON object")
+    except (OSError, ValueError, UnicodeDecodeError) as error:
         raise SubctInputError(path, f"not a safetensors checkpoint ({error})") from error
+    return header
+
+
+def read_checkpoint_metadata(path: str | Path) -> CheckpointMetadata:
+    """Only the metadata of a checkpoint (reads the header, not the weights)."""
+    path = Path(path)
+    header = read_safetensors_header(path).get("__metadata__") or {}
     if METADATA_KEY not in header:
         raise SubctInputError(path, f"safetensors file has no {METADATA_KEY!r} metadata; "
                                     "not a subct checkpoint")
     try:
         return CheckpointMetadata.model_validate(json.loads(header[METADATA_KEY]))
-    except ValueError as error:
+    except (ValueError, TypeError) as error:
         raise SubctInputError(path, f"invalid checkpoint metadata ({error})") from error
 
 
@@ -205,6 +249,8 @@ def average_checkpoints(paths: list[str | Path], output: str | Path) -> Path:
         if differing:
             raise SubctInputError(path, "checkpoint differs from the last one in "
                                         + ", ".join(differing))
+    import torch
+
     states = [load_state_dict(p) for p in sources]
     averaged: dict[str, torch.Tensor] = {}
     for name, last in states[-1].items():

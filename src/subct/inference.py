@@ -12,12 +12,15 @@ Steps, for one head CT (a :class:`~subct.io.Volume` in Hounsfield units):
    (oblique and tilted grids included), onto an axis-aligned RAS grid at the model's
    spacing, with Gaussian anti-aliasing when downsampling. The network never sees
    the rest of the field of view.
-4. **Network**: MONAI ``sliding_window_inference`` with the training patch size
-   (or one pass when the box fits the patch or ``max_single_pass_voxels``); bf16
-   autocast + channels-last on CPUs with native bf16, AMP on CUDA.
-   Voxels below the HU window (air, fat) are forced to background.
+4. **Network**: Gaussian-blended sliding windows of the training patch size
+   (:func:`subct.engine.sliding_window_logits`, MONAI's placement and weights), or
+   one pass when the box fits the patch or ``max_single_pass_voxels``. The engine
+   and precision follow :mod:`subct.runtime`: ONNX Runtime fp32 on CPUs without
+   native bf16, PyTorch bf16 autocast + channels-last on CPUs with it, PyTorch AMP on
+   CUDA. Voxels below the HU window (air, fat) are forced to background.
 5. **Left/right flip TTA**: the box is mirrored along x, the output mirrored back and
-   its left/right channels swapped, and the two softmax maps averaged.
+   its left/right channels swapped, and the two softmax maps averaged. The plain and
+   mirrored windows at each place run as one batch of two.
 6. **Largest connected component** per structure.
 7. **Back to the native grid**: each structure's mask is linearly interpolated onto the
    input's own voxel grid (≥ 0.5 wins, ties to the strongest), so the label map has
@@ -32,13 +35,13 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 from numpy.typing import NDArray
 from scipy import ndimage
 
+from subct.engine import Engine, TorchEngine, sliding_window_logits, softmax
 from subct.errors import SubctConfigError, SubctInputError
 from subct.io import UNSIGNED_CT_OFFSET, Geometry, Volume, load_volume, looks_like_offset_ct
 from subct.labels import (
@@ -50,8 +53,22 @@ from subct.labels import (
     to_scheme,
 )
 from subct.preprocessing import ct_window_normalise
+from subct.runtime import (
+    Backend,
+    Precision,
+    ResolvedBackend,
+    ResolvedPrecision,
+    default_threads,
+    requested_backend,
+    requested_precision,
+    resolve_engine,
+    resolve_precision,
+    runtime_summary,
+)
 
 if TYPE_CHECKING:
+    import torch
+
     from subct.checkpoint import CheckpointMetadata
     from subct.qc import QcReport
 
@@ -65,8 +82,6 @@ DEFAULT_CROP_OFFSET_MM: tuple[float, float, float] = (0.0, -9.0, -22.0)
 #: HU given to box voxels outside the scanned field of view (air).
 OUTSIDE_FOV_HU = -1024.0
 
-Precision = Literal["auto", "fp32", "bf16"]
-
 
 @dataclass(frozen=True)
 class InferenceConfig:
@@ -77,16 +92,20 @@ class InferenceConfig:
         mc_dropout_samples: Monte-Carlo dropout passes for QC (``--qc N``; 0 = none).
         scheme: label scheme of the written labels: ``canonical`` (17 FreeSurfer IDs),
             ``merged`` or ``paper7``.
-        device: ``auto`` (CUDA when available), ``cpu`` or ``cuda``.
-        threads: CPU threads for torch (``None``: leave torch's default).
-        precision: ``auto`` uses bf16 autocast on CPUs with native bf16 (and AMP fp16 on
-            CUDA), ``fp32`` never, ``bf16`` always.
+        device: ``auto`` (CUDA when available), ``cpu``, ``cuda`` or ``cuda:N``.
+        threads: CPU threads of the network engine (``None``: the cores this process
+            may use).
+        precision: ``auto`` (bf16 autocast on CPUs with native bf16, fp32 on other
+            CPUs, AMP on CUDA), ``fp32`` or ``bf16``; ``None`` reads
+            ``SUBCT_PRECISION`` (default ``auto``). See :mod:`subct.runtime`.
+        backend: network engine: ``auto`` (ONNX Runtime for fp32 on CPU, PyTorch
+            otherwise), ``onnxruntime`` or ``torch``; ``None`` reads ``SUBCT_BACKEND``.
         sliding_window_overlap: overlap fraction of sliding windows (only used when
             the box is larger than both the training patch and
             ``max_single_pass_voxels``). 0.5 (48 windows of 64³ over the default box,
             Gaussian-weighted) scored +0.001–0.002 mean Dice over 0.25 (18 windows) on
             the validation maps and +0.005–0.012 on the held-out maps, for ≈ 2.7× the
-            network time; ``--fast`` uses 0.
+            network time. ``--fast`` keeps it (see :meth:`fast`).
         max_single_pass_voxels: boxes up to this many voxels go through the network in
             one pass even when larger than the training patch. Default 0: the box is
             always covered by sliding windows of the *training* patch size, because
@@ -119,7 +138,8 @@ class InferenceConfig:
     scheme: str = "canonical"
     device: str = "auto"
     threads: int | None = None
-    precision: Precision = "auto"
+    precision: Precision | None = None
+    backend: Backend | None = None
     sliding_window_overlap: float = 0.5
     max_single_pass_voxels: int = 0
     mask_below_window: bool = True
@@ -137,8 +157,9 @@ class InferenceConfig:
             )
         if self.mc_dropout_samples < 0 or self.mc_dropout_samples == 1:
             raise SubctConfigError("--qc needs 0 (off) or at least 2 Monte-Carlo samples")
-        if self.device not in ("auto", "cpu", "cuda"):
-            raise SubctConfigError(f"unknown device {self.device!r}; use auto, cpu or cuda")
+        parse_device(self.device)
+        requested_precision(self.precision)
+        requested_backend(self.backend)
         if not 0.0 <= self.sliding_window_overlap < 1.0:
             raise SubctConfigError("sliding-window overlap must be in [0, 1)")
         if not 0.0 < self.component_min_fraction <= 1.0:
@@ -156,13 +177,31 @@ class InferenceConfig:
 
 @dataclass
 class SegmentationModel:
-    """A loaded network plus the facts from its checkpoint that inference needs."""
+    """A network ready to run (its engine) plus the checkpoint facts inference needs.
 
-    network: torch.nn.Module
+    Attributes:
+        engine: what runs the network (:mod:`subct.engine`).
+        metadata: the checkpoint's metadata (scheme, spacing, HU window, patch size).
+        device: ``cpu`` or a CUDA device string.
+        path: the checkpoint file (None for an in-memory network).
+        precision: the arithmetic the engine runs (resolved, never ``auto``).
+        threads: CPU threads of the engine.
+        network: the PyTorch module when one is loaded (always for the torch engine;
+            loaded on demand from ``path`` for Monte-Carlo dropout otherwise).
+    """
+
+    engine: Engine
     metadata: CheckpointMetadata
-    device: torch.device
+    device: str = "cpu"
     path: Path | None = None
-    channels_last: bool = False
+    precision: ResolvedPrecision = "fp32"
+    threads: int = 1
+    network: torch.nn.Module | None = None
+
+    @property
+    def backend(self) -> ResolvedBackend:
+        """Which engine runs the network (``onnxruntime`` or ``torch``)."""
+        return "torch" if isinstance(self.engine, TorchEngine) else "onnxruntime"
 
     @property
     def network_scheme(self) -> str:
@@ -184,45 +223,108 @@ class SegmentationModel:
     @property
     def size_divisor(self) -> int:
         """Network input sides must be multiples of this."""
-        from subct.networks import size_divisor
+        from subct.checkpoint import size_divisor
 
         return size_divisor(self.metadata.network_name, **self.metadata.network_kwargs)
 
+    def runtime(self) -> dict[str, Any]:
+        """What runs the network: CPU, precision, engine, threads (for ``qc.json``)."""
+        return runtime_summary(self.precision, self.backend, self.threads, self.device)
 
-def resolve_device(name: str = "auto") -> torch.device:
-    """``auto`` → CUDA when available, else CPU; ``cuda`` without a GPU is an error."""
+    def torch_network(self) -> torch.nn.Module:
+        """The PyTorch module (loaded from the checkpoint on first use)."""
+        if self.network is None:
+            if self.path is None:
+                raise SubctConfigError("this model has no PyTorch network to run")
+            import torch
+
+            from subct.checkpoint import load_checkpoint
+
+            self.network = load_checkpoint(self.path, torch.device(self.device)).network
+        return self.network
+
+
+def parse_device(name: str) -> str:
+    """Validate a device name: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
+
+    Raises:
+        SubctConfigError: any other name.
+    """
+    head, _, index = name.partition(":")
+    if name in ("auto", "cpu", "cuda") or (head == "cuda" and index.isdigit()):
+        return name
+    raise SubctConfigError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:N")
+
+
+def resolve_device(name: str = "auto") -> str:
+    """``auto`` → CUDA when a GPU and a CUDA build of torch are present, else CPU.
+
+    On a machine without an NVIDIA driver torch is not even imported (start-up time).
+
+    Raises:
+        SubctConfigError: unknown name, or CUDA asked for without a GPU.
+    """
+    parse_device(name)
+    if name == "cpu":
+        return "cpu"
+    driver = Path("/proc/driver/nvidia/version").exists() or Path("/dev/nvidiactl").exists()
+    if name == "auto" and not driver:
+        return "cpu"
+    import torch  # a GPU may be present: only torch can tell
+
+    if torch.cuda.is_available():
+        if name.startswith("cuda:") and int(name.split(":")[1]) >= torch.cuda.device_count():
+            raise SubctConfigError(f"--device {name}: only {torch.cuda.device_count()} "
+                                   "CUDA device(s) present")
+        return "cuda" if name == "auto" else name
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise SubctConfigError("--device cuda was asked for but no CUDA GPU is available")
-    if name not in ("cpu", "cuda"):
-        raise SubctConfigError(f"unknown device {name!r}; use auto, cpu or cuda")
-    return torch.device(name)
+        return "cpu"
+    raise SubctConfigError(f"--device {name} was asked for but no CUDA GPU is available")
 
 
-def cpu_has_native_bf16() -> bool:
-    """True when the CPU executes bf16 natively (AVX512-BF16 or AMX), where bf16 pays."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as stream:
-            flags = stream.read()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+def load_model(model: str | Path | None = None, device: str = "auto",
+               precision: str | None = None, backend: str | None = None,
+               threads: int | None = None) -> SegmentationModel:
+    """Load ``--model NAME|PATH`` (default: the shipped model) for inference.
 
-
-def load_model(model: str | Path | None = None, device: str = "auto") -> SegmentationModel:
-    """Load ``--model NAME|PATH`` (default: the shipped model) onto ``device``.
+    The engine follows :mod:`subct.runtime`: on CPU at fp32 the checkpoint's ONNX graph
+    runs under ONNX Runtime (shipped, cached by checkpoint hash, or exported now), and
+    torch is not imported; otherwise PyTorch runs the checkpoint.
 
     Raises:
         SubctInputError: no model installed, unknown name, missing or invalid file.
+        SubctConfigError: an unknown or impossible device/precision/backend choice.
     """
-    from subct.checkpoint import load_checkpoint
+    from subct.checkpoint import read_checkpoint_metadata
     from subct.models import resolve_model_path
 
     path = resolve_model_path(model)
-    torch_device = resolve_device(device)
-    loaded = load_checkpoint(path, torch_device)
-    return model_from_network(loaded.network, loaded.metadata, torch_device, path)
+    metadata = read_checkpoint_metadata(path)
+    device_name = resolve_device(device)
+    device_type = device_name.split(":")[0]
+    engine_name, resolved_precision = resolve_engine(backend, precision, device_type)
+    thread_count = threads or default_threads()
+    if engine_name == "onnxruntime":
+        from subct.engine import onnx_engine_for_checkpoint
+
+        _check_orientation(metadata, path)
+        return SegmentationModel(onnx_engine_for_checkpoint(path, thread_count), metadata,
+                                 "cpu", path, resolved_precision, thread_count)
+    import torch
+
+    from subct.checkpoint import load_checkpoint
+
+    if device_type == "cpu":
+        torch.set_num_threads(thread_count)
+    loaded = load_checkpoint(path, torch.device(device_name))
+    return model_from_network(loaded.network, metadata, device_name, path,
+                              precision=resolved_precision, threads=thread_count)
+
+
+def _check_orientation(metadata: CheckpointMetadata, path: Path | None) -> None:
+    if str(metadata.orientation) != "RAS":
+        raise SubctInputError(path, f"model expects orientation {metadata.orientation}; "
+                                    "only RAS models are supported")
 
 
 def model_from_network(
@@ -230,22 +332,25 @@ def model_from_network(
     metadata: CheckpointMetadata,
     device: torch.device | str = "cpu",
     path: Path | None = None,
+    precision: str | None = None,
+    threads: int | None = None,
 ) -> SegmentationModel:
-    """Wrap an in-memory network and its metadata for inference (eval mode, on ``device``).
+    """Wrap an in-memory PyTorch network and its metadata for inference (eval mode).
 
-    On CPU the weights are stored channels-last (3D), which speeds up convolutions
-    (with bf16 autocast: 0.63 s vs 1.96 s per 128³ pass of the default UNet,
-    ``benchmarks/bench_segment.py --network-only``).
+    It runs on the PyTorch engine; on CPU the weights are stored channels-last (3D),
+    which speeds up convolutions (with bf16 autocast: 0.63 s vs 1.96 s per 128³ pass of
+    the default UNet, ``benchmarks/bench_segment.py --network-only``).
     """
+    import torch
+
     torch_device = torch.device(device)
-    network = network.to(torch_device).eval()
-    channels_last = torch_device.type == "cpu"
-    if channels_last:
-        network = network.to(memory_format=torch.channels_last_3d)  # type: ignore[call-overload]
-    if str(metadata.orientation) != "RAS":
-        raise SubctInputError(path, f"model expects orientation {metadata.orientation}; "
-                                    "only RAS models are supported")
-    return SegmentationModel(network, metadata, torch_device, path, channels_last)
+    _check_orientation(metadata, path)
+    resolved = (precision if precision in ("fp32", "bf16", "fp16")
+                else resolve_precision(precision, torch_device.type))
+    engine = TorchEngine(network.eval(), torch_device, resolved)  # type: ignore[arg-type]
+    return SegmentationModel(engine, metadata, str(torch_device), path,
+                             resolved, threads or default_threads(),  # type: ignore[arg-type]
+                             network=engine.network)
 
 
 # ---------------------------------------------------------------------------------- results
@@ -291,6 +396,7 @@ class SegmentationResult:
         crop: the RAS grid the network ran on.
         posteriors: softmax maps on ``crop`` when asked for.
         timings_s: seconds spent per step.
+        runtime: what ran the network (CPU model and flags, precision, engine, threads).
     """
 
     labels: Volume
@@ -301,6 +407,7 @@ class SegmentationResult:
     crop: CropGrid
     posteriors: Posteriors | None = None
     timings_s: dict[str, float] = field(default_factory=dict)
+    runtime: dict[str, Any] = field(default_factory=dict)
 
 
 # --------------------------------------------------------------------------- geometry steps
@@ -505,50 +612,46 @@ def lr_swap_permutation(scheme: str) -> list[int]:
 # ------------------------------------------------------------------------------ the network
 
 
-def _autocast(model: SegmentationModel, precision: Precision) -> Any:
-    if model.device.type == "cuda":
-        enabled = precision != "fp32"
-        return torch.autocast("cuda", dtype=torch.float16, enabled=enabled)
-    enabled = precision == "bf16" or (precision == "auto" and cpu_has_native_bf16())
-    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=enabled)
-
-
 def predict_probabilities(model: SegmentationModel, image: NDArray[np.float32],
-                          config: InferenceConfig, flip_lr: bool = False) -> torch.Tensor:
+                          config: InferenceConfig, flip_lr: bool | None = None,
+                          engine: Engine | None = None) -> NDArray[np.float32]:
     """Softmax of the network on a normalised crop ``image`` (X, Y, Z) → (C, X, Y, Z).
 
-    With ``flip_lr`` the image is mirrored along x first and the output mirrored back
-    with left/right channels swapped, so it is directly comparable to the plain pass.
+    With ``flip_lr=None`` the test-time augmentation follows ``config.tta``: the image
+    and its left/right mirror run together (one batch of two per window place), the
+    mirrored output is mirrored back with left and right channels swapped, and the two
+    softmax maps are averaged. ``True``/``False`` force the mirrored-only or plain pass.
     """
-    from monai.inferers import sliding_window_inference
-
-    tensor = torch.from_numpy(np.ascontiguousarray(image))[None, None].to(model.device)
-    if flip_lr:
-        tensor = torch.flip(tensor, dims=(2,))
-    if model.channels_last:
-        tensor = tensor.contiguous(memory_format=torch.channels_last_3d)
+    engine = engine or model.engine
+    plain = not flip_lr if flip_lr is not None else True
+    mirrored = flip_lr if flip_lr is not None else config.tta
+    images = [image] if plain else []
+    if mirrored:
+        images.append(image[::-1])
+    stack = np.ascontiguousarray(np.stack(images), dtype=np.float32)
     patch = model.patch_size
     fits_patch = all(size <= limit for size, limit in zip(image.shape, patch, strict=True))
-    with torch.inference_mode(), _autocast(model, config.precision):
-        if fits_patch or image.size <= config.max_single_pass_voxels:
-            logits = model.network(tensor)
-        else:
-            roi = tuple(min(limit, size) for size, limit in zip(image.shape, patch, strict=True))
-            logits = sliding_window_inference(
-                tensor, roi_size=roi, sw_batch_size=1, predictor=model.network,
-                overlap=config.sliding_window_overlap, mode="gaussian",
-            )
-        assert isinstance(logits, torch.Tensor)
-        probabilities = torch.softmax(logits.float(), dim=1)[0]
-    if flip_lr:
-        probabilities = torch.flip(probabilities, dims=(1,))
-        probabilities = probabilities[lr_swap_permutation(model.network_scheme)]
-    return probabilities.cpu()
+    if fits_patch or image.size <= config.max_single_pass_voxels:
+        logits = engine.logits(stack[:, None])
+    else:
+        logits = sliding_window_logits(engine, stack, patch, config.sliding_window_overlap,
+                                       batch_size=len(images))
+    probabilities = softmax(logits, axis=1)
+    if mirrored:
+        flipped = probabilities[-1][lr_swap_permutation(model.network_scheme), ::-1]
+        if plain:
+            probabilities[0] += flipped
+            probabilities[0] *= np.float32(0.5)
+            return probabilities[0]
+        return np.ascontiguousarray(flipped)
+    return probabilities[0]
 
 
 def has_dropout(network: torch.nn.Module) -> bool:
     """True when the network has a dropout layer with a non-zero rate (MONAI builds
     ``Dropout(p=0)`` layers even for ``dropout=0``, which sample nothing)."""
+    import torch
+
     dropout_types = (torch.nn.Dropout, torch.nn.Dropout2d, torch.nn.Dropout3d)
     return any(isinstance(module, dropout_types) and float(module.p) > 0.0
                for module in network.modules())
@@ -559,25 +662,31 @@ def mc_dropout_volumes(model: SegmentationModel, image: NDArray[np.float32],
                        ) -> NDArray[np.float64] | None:
     """Structure volumes (mm³) of each Monte-Carlo dropout pass: shape (N, structures).
 
+    The passes run on PyTorch whatever the engine (an exported graph has no dropout).
     Returns None when the network has no dropout layers (all passes would agree).
     """
-    from subct.networks import enable_mc_dropout
-
     if config.mc_dropout_samples < 2:
         return None
-    enable_mc_dropout(model.network)
+    from subct.networks import enable_mc_dropout  # torch: only for MC dropout
+
+    network = model.torch_network()
+    enable_mc_dropout(network)
     try:
-        if not has_dropout(model.network):
+        if not has_dropout(network):
             return None
+        import torch
+
+        engine = TorchEngine(network, torch.device(model.device), model.precision)
         num_classes = len(scheme_labels(model.network_scheme)) + 1
         volumes = np.zeros((config.mc_dropout_samples, num_classes - 1), dtype=np.float64)
+        single = replace(config, tta=False)
         for sample in range(config.mc_dropout_samples):
-            indices = predict_probabilities(model, image, config).argmax(dim=0).numpy()
+            indices = predict_probabilities(model, image, single, engine=engine).argmax(axis=0)
             counts = np.bincount(indices.ravel(), minlength=num_classes)
             volumes[sample] = counts[1:] * voxel_volume_mm3
         return volumes
     finally:
-        model.network.eval()
+        network.eval()
 
 
 # ------------------------------------------------------------------------------- pipeline
@@ -602,8 +711,6 @@ def segment_volume(image: str | Path | Volume, model: SegmentationModel,
     timings: dict[str, float] = {}
     clock = time.perf_counter()
     volume = _as_volume(image)
-    if config.threads is not None:
-        torch.set_num_threads(config.threads)
     hu_offset = detect_hu_offset(volume) if config.hu_offset is None else config.hu_offset
     timings["read"] = time.perf_counter() - clock
 
@@ -625,9 +732,6 @@ def segment_volume(image: str | Path | Volume, model: SegmentationModel,
 
     clock = time.perf_counter()
     probabilities = predict_probabilities(model, image_01, config)
-    if config.tta:
-        probabilities = (probabilities + predict_probabilities(model, image_01, config,
-                                                               flip_lr=True)) / 2.0
     timings["network"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
@@ -639,15 +743,14 @@ def segment_volume(image: str | Path | Volume, model: SegmentationModel,
     clock = time.perf_counter()
     num_classes = int(probabilities.shape[0])
     if config.mask_below_window:
-        with torch.inference_mode():  # probabilities is an inference-mode tensor
-            outside = torch.from_numpy(image_01 <= 0.0)
-            probabilities[1:, outside] = 0.0
-            probabilities[0, outside] = 1.0
-    indices = probabilities.argmax(dim=0).numpy()
+        outside = image_01 <= 0.0
+        probabilities[1:, outside] = 0.0
+        probabilities[0, outside] = 1.0
+    indices = probabilities.argmax(axis=0)
     if config.largest_component:
         indices = keep_largest_components(indices, num_classes, config.component_min_fraction)
     native_indices = labels_to_native(indices, grid, volume.geometry, num_classes,
-                                      probabilities.numpy())
+                                      probabilities)
     # Class index → output label through a tiny look-up table (one pass over the
     # native grid, no int64 copies of it); volumes from the labelled voxels only.
     class_values = indices_to_labels(np.arange(num_classes), model.network_scheme)
@@ -669,7 +772,7 @@ def segment_volume(image: str | Path | Volume, model: SegmentationModel,
                          mc_requested=config.mc_dropout_samples)
     posteriors = None
     if config.keep_posteriors:
-        posteriors = Posteriors(probabilities.numpy().astype(np.float32), grid,
+        posteriors = Posteriors(probabilities.astype(np.float32, copy=False), grid,
                                 model.network_scheme)
     return SegmentationResult(
         labels=labels,
@@ -680,6 +783,7 @@ def segment_volume(image: str | Path | Volume, model: SegmentationModel,
         crop=grid,
         posteriors=posteriors,
         timings_s=timings,
+        runtime=model.runtime(),
     )
 
 
@@ -695,7 +799,17 @@ def _convert_scheme(labels: NDArray[np.integer], network_scheme: str, output_sch
     )
 
 
-_MODEL_CACHE: dict[tuple[str, str], SegmentationModel] = {}
+_MODEL_CACHE: dict[tuple[str, ...], SegmentationModel] = {}
+
+
+def cached_model(model: str | Path | None, config: InferenceConfig) -> SegmentationModel:
+    """:func:`load_model` with the run settings of ``config``, loaded once per process."""
+    key = (str(model), config.device, str(config.precision), str(config.backend),
+           str(config.threads))
+    if key not in _MODEL_CACHE:
+        _MODEL_CACHE[key] = load_model(model, config.device, config.precision,
+                                       config.backend, config.threads)
+    return _MODEL_CACHE[key]
 
 
 def segment(image: str | Path | Volume, model: str | Path | SegmentationModel | None = None,
@@ -717,8 +831,5 @@ def segment(image: str | Path | Volume, model: str | Path | SegmentationModel | 
     elif options:
         config = replace(config, **options)
     if not isinstance(model, SegmentationModel):
-        key = (str(model), config.device)
-        if key not in _MODEL_CACHE:
-            _MODEL_CACHE[key] = load_model(model, config.device)
-        model = _MODEL_CACHE[key]
+        model = cached_model(model, config)
     return segment_volume(image, model, config)

@@ -173,12 +173,7 @@ def load_meshnet(model_dir: str | Path) -> MeshNet:
 
     folder = Path(model_dir)
     spec = read_model_spec(folder / "model.json")
-    weights_path = folder / "model.pth"
-    if not weights_path.is_file():
-        candidates = sorted(folder.glob("*.safetensors"))
-        if not candidates:
-            raise SubctInputError(folder, "no MeshNet weights (model.pth or *.safetensors)")
-        weights_path = candidates[0]
+    weights_path = meshnet_weights_path(folder)
     try:
         state = load_file(str(weights_path))
     except Exception as error:  # safetensors raises its own error types
@@ -192,6 +187,23 @@ def load_meshnet(model_dir: str | Path) -> MeshNet:
             weights_path, f"weights do not match model.json: {problem}"
         ) from error
     return network.eval()
+
+
+def meshnet_weights_path(model_dir: str | Path) -> Path:
+    """The weights file of a MeshNet folder: ``model.pth`` (safetensors despite its name),
+    else the first ``*.safetensors``.
+
+    Raises:
+        SubctInputError: the folder holds neither.
+    """
+    folder = Path(model_dir)
+    weights_path = folder / "model.pth"
+    if weights_path.is_file():
+        return weights_path
+    candidates = sorted(folder.glob("*.safetensors"))
+    if not candidates:
+        raise SubctInputError(folder, "no MeshNet weights (model.pth or *.safetensors)")
+    return candidates[0]
 
 
 def default_model_dir(name: str) -> Path:
@@ -278,7 +290,12 @@ class MeshNetRunConfig:
 
     Attributes:
         device: torch device string (``cpu``, ``cuda``).
-        bfloat16: run convolutions under bf16 autocast (2–3× faster on CPUs with AMX).
+        precision: ``auto`` (bf16 autocast only on CPUs with native bf16, AMP on CUDA),
+            ``fp32`` or ``bf16``; None reads ``SUBCT_PRECISION`` (:mod:`subct.runtime`).
+            bf16 on a CPU without native bf16 is ~70× slower and asked for a 27 GB
+            buffer on a 256³ T1, which is why it is never chosen there by default.
+        backend: ``auto``, ``onnxruntime`` or ``torch`` (None reads ``SUBCT_BACKEND``);
+            see :func:`subct.runtime.resolve_engine`.
         crop_to_head: run only on the bounding box of the head (voxels above
             ``head_threshold`` of the scaled image) plus the receptive-field halo; the
             output inside the head is then identical, and outside it is background.
@@ -287,11 +304,12 @@ class MeshNetRunConfig:
             subcortical structures); the network runs on it plus the receptive-field
             halo, so the labels inside are exactly those of a full run, and the rest
             is background. None: the whole head.
-        threads: torch intra-op threads (None: torch's default).
+        threads: intra-op threads (None: the cores this process may use).
     """
 
     device: str = "cpu"
-    bfloat16: bool = True
+    precision: str | None = None
+    backend: str | None = None
     crop_to_head: bool = True
     head_threshold: float = 0.05
     region: tuple[slice, slice, slice] | None = None
@@ -328,21 +346,9 @@ def run_meshnet(
     box = tuple(slice(max(k.start - halo, 0), min(k.stop + halo, size))
                 for k, size in zip(keep, scaled.shape, strict=True))
     conformed_s = time.perf_counter() - started
-    if config.threads is not None:
-        torch.set_num_threads(config.threads)
-    device = torch.device(config.device)
-    network = network.to(device)
-    image = torch.from_numpy(np.ascontiguousarray(scaled[box]))[None, None].to(device)
     started = time.perf_counter()
-    with torch.inference_mode():
-        if config.bfloat16:
-            network = network.to(memory_format=torch.channels_last_3d)  # type: ignore[call-overload]
-            image = image.to(memory_format=torch.channels_last_3d)
-            with torch.autocast(device.type, dtype=torch.bfloat16):
-                logits = network(image)
-        else:
-            logits = network(image)
-        cropped_classes = logits[0].argmax(dim=0).to(torch.int16).cpu().numpy()
+    logits = _run_network(network, np.ascontiguousarray(scaled[box])[None, None], config)
+    cropped_classes = logits[0].argmax(axis=0).astype(np.int16)
     network_s = time.perf_counter() - started
     classes = np.zeros(scaled.shape, dtype=np.int16)
     inner = tuple(slice(k.start - b.start, k.stop - b.start)
@@ -351,6 +357,42 @@ def run_meshnet(
     return MeshNetOutput(
         classes, conformed, {"conform_s": conformed_s, "network_s": network_s}
     )
+
+
+def _run_network(network: MeshNet, image: NDArray[np.float32],
+                 config: MeshNetRunConfig) -> NDArray[np.float32]:
+    """Logits of ``network`` on ``image`` (1, 1, X, Y, Z) with the policy's engine."""
+    from subct.engine import OnnxRuntimeEngine, TorchEngine, export_network, onnx_session
+    from subct.runtime import default_threads, resolve_engine
+
+    device = torch.device(config.device)
+    threads = config.threads or default_threads()
+    backend, precision = resolve_engine(config.backend, config.precision, device.type)
+    if backend == "onnxruntime":
+        graph = meshnet_graph(network, export_network)
+        return OnnxRuntimeEngine(onnx_session(graph, threads)).logits(image)
+    if device.type == "cpu":
+        torch.set_num_threads(threads)
+    return TorchEngine(network, device, precision).logits(image)
+
+
+def meshnet_graph(network: MeshNet, export: Any) -> Path:
+    """The ONNX graph of ``network``, cached by a hash of its layer list and weights."""
+    import hashlib
+
+    from subct.engine import cached_graph_path, export_to_cache
+
+    digest = hashlib.sha256(repr(network.spec).encode())
+    for name, tensor in sorted(network.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().float().contiguous().numpy().tobytes())
+    sha256 = digest.hexdigest()
+    cached = cached_graph_path(sha256, "meshnet-")
+    if cached.is_file():
+        return cached
+    in_channels = network.spec.layers[0].in_channels
+    return export_to_cache(sha256, lambda target: export(network, in_channels, target),
+                           "meshnet-")
 
 
 def _head_box(scaled: NDArray[np.float32], config: MeshNetRunConfig) -> tuple[slice, ...]:

@@ -38,6 +38,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from subct.checkpoint import size_divisor as size_divisor  # torch-free; re-exported here
 from subct.errors import SubctConfigError
 
 NetworkBuilder = Callable[..., nn.Module]
@@ -172,22 +173,6 @@ def _build_unet2d_layernorm(in_channels: int, out_channels: int,
                       channels=tuple(channels), strides=_strides(channels), num_res_units=0,
                       norm=("group", {"num_groups": 1}), act="relu", dropout=dropout)
     return SliceWise2DNetwork(network_2d, axis=slice_axis)
-
-
-def size_divisor(name: str, **kwargs: Any) -> int:
-    """Patch sides (voxels) must be multiples of this for the network ``name``.
-
-    Inference pads the crop up to a multiple of it; training patch sizes must be
-    multiples of it.
-    """
-    if name == "swinunetr":
-        return 32
-    if name == "dynunet":
-        channels = kwargs.get("channels", (32, 64, 128, 256, 320))
-        return int(2 ** (len(channels) - 1))
-    channels = kwargs.get("channels", DEFAULT_CHANNELS if name != "unet2d_layernorm"
-                          else (32, 64, 128, 256, 512))
-    return int(2 ** (len(channels) - 1))
 
 
 # ------------------------------------------------------------------ encoder/decoder split

@@ -6,21 +6,23 @@ Hounsfield units into a network input lives here and nowhere else.
 
 from __future__ import annotations
 
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
-import torch
 from numpy.typing import NDArray
 from pydantic import BaseModel, ConfigDict
 from scipy import ndimage
 
 from subct.io import Volume
 
+if TYPE_CHECKING:  # torch is not imported here: ONNX Runtime inference runs without it
+    import torch
+
 #: Default HU window for subcortical CT: clips air/fat below and bone above, keeps the
 #: brain (CSF ≈ 0–15 HU, white matter ≈ 25–30 HU, grey matter ≈ 35–45 HU) in range.
 DEFAULT_HU_WINDOW: tuple[float, float] = (-100.0, 200.0)
 
-ArrayOrTensor = TypeVar("ArrayOrTensor", np.ndarray, torch.Tensor)
+ArrayOrTensor = TypeVar("ArrayOrTensor", np.ndarray, "torch.Tensor")
 
 
 def ct_window_normalise(
@@ -31,7 +33,7 @@ def ct_window_normalise(
     Works on numpy arrays and torch tensors (returned as float32 of the same kind).
     """
     low, high = float(window[0]), float(window[1])
-    if isinstance(hu, torch.Tensor):
+    if not isinstance(hu, np.ndarray):  # a torch tensor (training's data loaders)
         return ((hu.float().clamp(low, high) - low) / (high - low)).float()
     return ((np.clip(np.asarray(hu, dtype=np.float32), low, high) - low) / (high - low)).astype(
         np.float32

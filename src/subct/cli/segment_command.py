@@ -36,9 +36,19 @@ def register(app: typer.Typer) -> None:
         scheme: str = typer.Option(
             "canonical", "--scheme", help="Label scheme of the written labels: canonical "
                                           "(17 FreeSurfer IDs), merged or paper7."),
-        device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
-        threads: int | None = typer.Option(None, "--threads", help="CPU threads for torch."),
-        fast: bool = typer.Option(False, "--fast", help="No TTA, lighter settings."),
+        device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
+        threads: int | None = typer.Option(
+            None, "--threads", help="CPU threads of the network engine (default: the cores "
+                                    "this process may use)."),
+        precision: str | None = typer.Option(
+            None, "--precision", help="auto (bf16 only on CPUs with native bf16, AMP on "
+                                      "CUDA), fp32 or bf16; default $SUBCT_PRECISION or auto."),
+        backend: str | None = typer.Option(
+            None, "--backend", help="Network engine: auto (ONNX Runtime for fp32 on CPU, "
+                                    "else PyTorch), onnxruntime or torch; default "
+                                    "$SUBCT_BACKEND or auto."),
+        fast: bool = typer.Option(False, "--fast", help="About half the network time: no "
+                                                        "left/right TTA (see docs/segment.md)."),
         no_tta: bool = typer.Option(False, "--no-tta", help="Skip left/right flip averaging."),
         qc: int = typer.Option(0, "--qc", help="Monte-Carlo dropout passes for QC "
                                                "(15 in the 3D UNet paper; 0 = off)."),
@@ -61,7 +71,7 @@ def register(app: typer.Typer) -> None:
             raise SubctConfigError(f"--scheme must be one of {', '.join(SCHEMES)}")
         model_path = resolve_model_path(model)  # fail fast (exit 2) when no model exists
         settings = {"scheme": scheme, "device": device, "threads": threads,
-                    "mc_dropout_samples": qc}
+                    "mc_dropout_samples": qc, "precision": precision, "backend": backend}
         inference = (InferenceConfig.fast(**settings) if fast
                      else InferenceConfig(tta=not no_tta, **settings))  # type: ignore[arg-type]
         config = BatchConfig(output_dir=output, model=model_path, inference=inference,

@@ -40,6 +40,7 @@ from subct.io import atomic_output, atomic_write_text
 from subct.labels import scheme_labels, scheme_names
 from subct.losses import build_loss, class_weights
 from subct.networks import build_network, freeze_encoder
+from subct.runtime import resolve_precision, torch_dtype
 from subct.training import data as training_data
 from subct.training.config import TrainingConfig
 from subct.training.distributed import DistributedContext, single_process
@@ -81,25 +82,19 @@ class TrainingResult:
 # ----------------------------------------------------------------------------- precision
 
 
-def _cpu_has_native_bf16() -> bool:
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
-
-
 def autocast_dtype(config: TrainingConfig, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype for ``device`` under the config's precision policy (None = off)."""
+    """The autocast dtype for ``device`` (None = fp32), from :mod:`subct.runtime`'s policy.
+
+    ``auto`` follows the one policy of inference and MeshNet (bf16 only on CPUs with
+    native bf16, AMP on CUDA; ``SUBCT_PRECISION`` overrides it), ``off`` is fp32, and
+    ``bf16``/``fp16`` force a dtype.
+    """
     choice = config.precision.autocast
     if choice == "off":
         return None
-    if choice == "bf16":
-        return torch.bfloat16
     if choice == "fp16":
         return torch.float16
-    if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.bfloat16 if _cpu_has_native_bf16() else None
+    return torch_dtype(resolve_precision("bf16" if choice == "bf16" else None, device.type))
 
 
 def use_channels_last(config: TrainingConfig, device: torch.device) -> bool:

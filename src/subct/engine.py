@@ -1,0 +1,352 @@
+"""Inference engines: run a network on numpy arrays with ONNX Runtime or PyTorch.
+
+subct's CPU default is ONNX Runtime (chosen by ``benchmarks/bench_engines.py``; see
+:func:`subct.runtime.resolve_engine`): it starts in a fraction of a second where
+``import torch`` + ``import monai`` cost seconds, and its thread pool held up with other
+busy processes on the machine where PyTorch's collapsed. PyTorch stays the engine for
+GPUs, for bf16 on CPUs with native bf16, for Monte-Carlo dropout (the exported graph has
+no dropout), and as the fallback (``--backend torch``).
+
+**One source of truth.** A checkpoint (``.safetensors``) is the model. Its ONNX graph is
+derived from it: exported by PyTorch on first use and cached under
+``$SUBCT_CACHE_DIR/onnx/<sha256 of the checkpoint>.onnx`` (default
+``~/.cache/subct``), or shipped beside the checkpoint (``ct_subcortical.onnx`` in the
+wheel). Every graph records the SHA-256 of the checkpoint it came from in its metadata
+(``subct_checkpoint_sha256``), and a graph whose hash does not match is never used.
+Outputs agree with PyTorch fp32 within :data:`ONNX_TOLERANCE` (tested).
+
+The sliding-window blend is written here in numpy rather than taken from MONAI so that
+the ONNX path needs no torch at all; it reproduces MONAI's ``sliding_window_inference``
+(same window positions, same Gaussian importance map with σ = 0.125 × window, logits
+blended before the softmax), tested against it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import tempfile
+from collections.abc import Callable, Sequence
+from functools import lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy as np
+from numpy.typing import NDArray
+
+from subct.errors import SubctConfigError, SubctInputError
+from subct.runtime import ResolvedPrecision
+
+if TYPE_CHECKING:
+    import torch
+
+#: Largest absolute logit difference allowed between the ONNX graph and PyTorch fp32
+#: (measured 2e-5 on the shipped UNet; the tests assert this bound).
+ONNX_TOLERANCE = 1e-3
+#: ONNX metadata key holding the SHA-256 of the source checkpoint.
+HASH_KEY = "subct_checkpoint_sha256"
+#: ONNX opset of exported graphs.
+ONNX_OPSET = 17
+CACHE_ENV = "SUBCT_CACHE_DIR"
+
+
+class Engine(Protocol):
+    """Runs a network: ``(N, C_in, X, Y, Z)`` float32 → ``(N, C_out, X, Y, Z)`` logits."""
+
+    name: str
+
+    def logits(self, batch: NDArray[np.float32]) -> NDArray[np.float32]:
+        """Network output for a batch of images (numpy in, numpy out)."""
+        ...
+
+
+# -------------------------------------------------------------------------- ONNX Runtime
+
+
+class OnnxRuntimeEngine:
+    """ONNX Runtime's CPU provider on an exported graph.
+
+    Args:
+        session: an ``onnxruntime.InferenceSession``.
+    """
+
+    name = "onnxruntime"
+
+    def __init__(self, session: Any) -> None:
+        self.session = session
+        self._input = session.get_inputs()[0].name
+
+    def logits(self, batch: NDArray[np.float32]) -> NDArray[np.float32]:
+        """Run the graph on a float32 batch."""
+        output = self.session.run(None, {self._input: np.ascontiguousarray(batch,
+                                                                           np.float32)})
+        return np.asarray(output[0], dtype=np.float32)
+
+    @property
+    def checkpoint_sha256(self) -> str:
+        """Hash of the checkpoint the graph was exported from ('' if unrecorded)."""
+        return str(self.session.get_modelmeta().custom_metadata_map.get(HASH_KEY, ""))
+
+
+def onnx_session(graph: str | Path, threads: int) -> Any:
+    """An ONNX Runtime CPU session with ``threads`` intra-op threads and no spinning.
+
+    Spinning is off: with it, idle pool threads busy-wait for work, which costs CPU
+    seconds on a quiet machine and slows everyone on a busy one
+    (``benchmarks/bench_engines.py``).
+    """
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = max(1, int(threads))
+    options.inter_op_num_threads = 1
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.log_severity_level = 3  # errors only: no warnings about unused initialisers
+    try:
+        return ort.InferenceSession(str(graph), options, providers=["CPUExecutionProvider"])
+    except Exception as error:  # onnxruntime raises its own exception types
+        raise SubctInputError(graph, f"ONNX Runtime cannot load this graph ({error})") from error
+
+
+# ------------------------------------------------------------------------------ PyTorch
+
+
+class TorchEngine:
+    """PyTorch eager under the precision policy (channels-last 3D on CPU).
+
+    Args:
+        network: the module, in eval mode (or with dropout switched on for MC dropout).
+        device: where it runs.
+        precision: resolved precision (:func:`subct.runtime.resolve_precision`).
+    """
+
+    name = "torch"
+
+    def __init__(self, network: torch.nn.Module, device: torch.device,
+                 precision: ResolvedPrecision) -> None:
+        import torch
+
+        self.device = device
+        self.precision = precision
+        self.channels_last = device.type == "cpu"
+        network = network.to(device)
+        if self.channels_last:
+            network = network.to(memory_format=torch.channels_last_3d)  # type: ignore[call-overload]
+        self.network = network
+
+    def logits(self, batch: NDArray[np.float32]) -> NDArray[np.float32]:
+        """Run the network on a float32 batch."""
+        import torch
+
+        from subct.runtime import autocast
+
+        tensor = torch.from_numpy(np.ascontiguousarray(batch, np.float32)).to(self.device)
+        if self.channels_last:
+            tensor = tensor.contiguous(memory_format=torch.channels_last_3d)
+        with torch.inference_mode(), autocast(self.device, self.precision):
+            output = self.network(tensor)
+        return output.float().cpu().numpy()
+
+
+# ---------------------------------------------------------------------- sliding windows
+
+
+@lru_cache(maxsize=8)
+def gaussian_importance(window: tuple[int, ...], sigma_scale: float = 0.125
+                        ) -> NDArray[np.float32]:
+    """Blending weights of one window: a Gaussian of σ = ``sigma_scale`` × side (voxels),
+    peak 1 at the centre, clamped below at max(min, 1e-3) — MONAI's ``gaussian`` mode."""
+    weights = np.ones((), dtype=np.float32)
+    for side in window:
+        axis = np.arange(-(side - 1) / 2.0, (side - 1) / 2.0 + 1, dtype=np.float32)
+        profile = np.exp(axis**2 / np.float32(-2.0 * (side * sigma_scale) ** 2))
+        weights = np.multiply.outer(weights, profile.astype(np.float32))
+    minimum = max(float(weights.min()), 1e-3)
+    return np.maximum(weights, np.float32(minimum)).astype(np.float32)
+
+
+def window_starts(size: int, window: int, overlap: float) -> list[int]:
+    """Start indices of windows of ``window`` voxels covering ``size`` voxels.
+
+    Step = int(window × (1 − overlap)) (at least 1); the last window is moved back to
+    end at the border (MONAI's placement).
+    """
+    if window >= size:
+        return [0]
+    step = max(int(window * (1.0 - overlap)), 1)
+    count = next(index for index in range(int(math.ceil(size / step)))
+                 if index * step + window >= size) + 1
+    return [min(index * step, size - window) for index in range(count)]
+
+
+def sliding_window_logits(engine: Engine, images: NDArray[np.float32],
+                          window: Sequence[int], overlap: float,
+                          batch_size: int = 2) -> NDArray[np.float32]:
+    """Gaussian-blended logits of ``engine`` over ``images`` ``(N, X, Y, Z)``.
+
+    Every image is covered by windows of ``window`` voxels (clipped to the image);
+    windows of all N images at the same place are run together, ``batch_size`` at a
+    time, so a test-time-augmented pair costs one batched call per place.
+
+    Returns:
+        ``(N, C, X, Y, Z)`` float32 logits.
+    """
+    count, *shape = images.shape
+    roi = tuple(min(int(w), int(s)) for w, s in zip(window, shape, strict=True))
+    starts = [window_starts(s, w, overlap) for s, w in zip(shape, roi, strict=True)]
+    places = [(x, y, z) for x in starts[0] for y in starts[1] for z in starts[2]]
+    importance = gaussian_importance(roi)
+    jobs = [(image, place) for place in places for image in range(count)]
+    output: NDArray[np.float32] | None = None
+    weight_sum = np.zeros(shape, dtype=np.float32)
+    for x, y, z in places:
+        weight_sum[x:x + roi[0], y:y + roi[1], z:z + roi[2]] += importance
+    for first in range(0, len(jobs), batch_size):
+        chunk = jobs[first:first + batch_size]
+        batch = np.stack([images[image, x:x + roi[0], y:y + roi[1], z:z + roi[2]]
+                          for image, (x, y, z) in chunk])[:, None]
+        logits = engine.logits(batch)
+        if output is None:
+            output = np.zeros((count, logits.shape[1], *shape), dtype=np.float32)
+        for (image, (x, y, z)), window_logits in zip(chunk, logits, strict=True):
+            output[image, :, x:x + roi[0], y:y + roi[1], z:z + roi[2]] += (
+                window_logits * importance)
+    assert output is not None
+    output /= weight_sum
+    return output
+
+
+def softmax(logits: NDArray[np.float32], axis: int = 0) -> NDArray[np.float32]:
+    """Numerically stable softmax along ``axis`` (float32, in a new array)."""
+    shifted = logits - logits.max(axis=axis, keepdims=True)
+    np.exp(shifted, out=shifted)
+    shifted /= shifted.sum(axis=axis, keepdims=True)
+    return shifted
+
+
+# ------------------------------------------------------------------ graphs from weights
+
+
+def file_sha256(path: str | Path) -> str:
+    """SHA-256 (hex) of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def cache_dir() -> Path:
+    """Where derived files (ONNX graphs) are cached: ``SUBCT_CACHE_DIR`` or
+    ``$XDG_CACHE_HOME/subct`` (default ``~/.cache/subct``)."""
+    configured = os.environ.get(CACHE_ENV)
+    if configured:
+        return Path(configured).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "subct"
+
+
+def shipped_graph_path(checkpoint: str | Path) -> Path:
+    """The graph that may ship beside a checkpoint (same name, ``.onnx``)."""
+    return Path(checkpoint).with_suffix(".onnx")
+
+
+def onnx_graph_for_checkpoint(checkpoint: str | Path) -> Path:
+    """The ONNX graph of a subct checkpoint: shipped, cached, or exported now."""
+    checkpoint = Path(checkpoint)
+    sha256 = file_sha256(checkpoint)
+    for candidate in (shipped_graph_path(checkpoint), cached_graph_path(sha256)):
+        if candidate.is_file():
+            return candidate
+    return export_to_cache(sha256, lambda target: _export_checkpoint(checkpoint, target))
+
+
+def onnx_engine_for_checkpoint(checkpoint: str | Path, threads: int) -> OnnxRuntimeEngine:
+    """An ONNX Runtime engine for a subct checkpoint.
+
+    The graph beside the checkpoint (shipped) or in the cache is used only when the
+    checkpoint hash it records matches; otherwise (weights changed since) it is
+    exported again into the cache.
+    """
+    checkpoint = Path(checkpoint)
+    sha256 = file_sha256(checkpoint)
+    for candidate in (shipped_graph_path(checkpoint), cached_graph_path(sha256)):
+        if candidate.is_file():
+            engine = OnnxRuntimeEngine(onnx_session(candidate, threads))
+            if engine.checkpoint_sha256 == sha256:
+                return engine
+    graph = export_to_cache(sha256, lambda target: _export_checkpoint(checkpoint, target))
+    return OnnxRuntimeEngine(onnx_session(graph, threads))
+
+
+def cached_graph_path(sha256: str, prefix: str = "") -> Path:
+    """Where the graph of weights with this hash is cached."""
+    return cache_dir() / "onnx" / f"{prefix}{sha256}.onnx"
+
+
+def export_to_cache(sha256: str, export: Callable[[Path], None], prefix: str = "") -> Path:
+    """Export a graph into the cache, atomically (a reader never sees half a graph).
+
+    Args:
+        sha256: hash of the weights; the graph records it and is named by it.
+        export: ``export(target)`` writes the ONNX file (needs torch).
+        prefix: file-name prefix (e.g. ``meshnet-``).
+
+    Raises:
+        SubctConfigError: the cache folder cannot be written.
+    """
+    cached = cached_graph_path(sha256, prefix)
+    try:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(dir=cached.parent, suffix=".onnx.part")
+        os.close(handle)
+    except OSError as error:
+        raise SubctConfigError(
+            f"cannot write the ONNX cache {cached.parent} ({error.strerror}); set "
+            f"{CACHE_ENV} to a writable folder or use --backend torch") from error
+    try:
+        export(Path(temporary))
+        stamp_graph(Path(temporary), sha256)
+        os.replace(temporary, cached)
+    finally:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+    return cached
+
+
+def stamp_graph(graph: Path, sha256: str) -> None:
+    """Record the source checkpoint's hash in the graph's metadata."""
+    import onnx
+
+    model = onnx.load(str(graph))
+    entry = model.metadata_props.add()
+    entry.key, entry.value = HASH_KEY, sha256
+    onnx.save(model, str(graph))
+
+
+def export_network(network: torch.nn.Module, in_channels: int, target: Path) -> None:
+    """Export ``network`` (eval mode, fp32) to ONNX with dynamic batch and spatial sizes."""
+    import warnings
+
+    import torch
+
+    network = network.float().eval().to(memory_format=torch.contiguous_format)  # type: ignore[call-overload]
+    example = torch.zeros(1, in_channels, 32, 32, 32)
+    axes = {0: "batch", 2: "x", 3: "y", 4: "z"}
+    with warnings.catch_warnings(), torch.inference_mode():
+        warnings.simplefilter("ignore")  # legacy-exporter deprecation and train=True notes
+        torch.onnx.export(network, (example,), str(target), dynamo=False,
+                          input_names=["image"], output_names=["logits"],
+                          dynamic_axes={"image": axes, "logits": axes},
+                          opset_version=ONNX_OPSET)
+
+
+def _export_checkpoint(checkpoint: Path, target: Path) -> None:
+    import torch
+
+    from subct.checkpoint import load_checkpoint
+
+    loaded = load_checkpoint(checkpoint, torch.device("cpu"))
+    in_channels = int(loaded.metadata.network_kwargs.get("in_channels", 1))
+    export_network(loaded.network, in_channels, target)
