@@ -10,7 +10,8 @@ the CPU seconds (user + sys of all threads) per pass.
 Engines:
 
 * ``torch``: PyTorch eager (the training framework), channels-last 3D, fp32 or bf16
-  autocast, with torch's default OpenMP wait policy or ``OMP_WAIT_POLICY=PASSIVE``;
+  autocast, with OpenMP's default wait policy (``OMP_WAIT_POLICY`` empty) or
+  ``PASSIVE`` (what ``import subct`` sets unless the user set it);
 * ``onnxruntime``: ONNX Runtime's CPU provider on the graph subct exports from the
   checkpoint (:mod:`subct.engine`), thread spinning on or off;
 * ``openvino``: OpenVINO's CPU plugin on the same ONNX graph (fp32, and its bf16
@@ -40,7 +41,7 @@ from pathlib import Path
 
 #: Configurations: (label, engine, precision, environment additions, engine options).
 CONFIGURATIONS: list[tuple[str, str, str, dict[str, str], dict[str, object]]] = [
-    ("torch fp32", "torch", "fp32", {}, {}),
+    ("torch fp32", "torch", "fp32", {"OMP_WAIT_POLICY": ""}, {}),
     ("torch fp32 OMP passive", "torch", "fp32", {"OMP_WAIT_POLICY": "PASSIVE"}, {}),
     ("torch bf16", "torch", "bf16", {}, {}),
     ("onnxruntime fp32 spin", "onnxruntime", "fp32", {}, {"spinning": True}),

@@ -13,6 +13,9 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 from subct.errors import SubctError, SubctInputError
+from subct.runtime import prepare_thread_environment
+
+prepare_thread_environment()  # before anything loads torch's OpenMP runtime
 
 __all__ = ["SegmentationResult", "SubctError", "SubctInputError", "__version__", "segment"]
 

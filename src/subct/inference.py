@@ -15,9 +15,9 @@ Steps, for one head CT (a :class:`~subct.io.Volume` in Hounsfield units):
 4. **Network**: Gaussian-blended sliding windows of the training patch size
    (:func:`subct.engine.sliding_window_logits`, MONAI's placement and weights), or
    one pass when the box fits the patch or ``max_single_pass_voxels``. The engine
-   and precision follow :mod:`subct.runtime`: ONNX Runtime fp32 on CPUs without
-   native bf16, PyTorch bf16 autocast + channels-last on CPUs with it, PyTorch AMP on
-   CUDA. Voxels below the HU window (air, fat) are forced to background.
+   and precision follow :mod:`subct.runtime`: OpenVINO fp32 on CPU by default,
+   PyTorch (bf16 autocast + channels-last on CPUs with native bf16) when asked for,
+   PyTorch AMP on CUDA. Voxels below the HU window (air, fat) are forced to background.
 5. **Left/right flip TTA**: the box is mirrored along x, the output mirrored back and
    its left/right channels swapped, and the two softmax maps averaged. The plain and
    mirrored windows at each place run as one batch of two.
@@ -98,8 +98,9 @@ class InferenceConfig:
         precision: ``auto`` (bf16 autocast on CPUs with native bf16, fp32 on other
             CPUs, AMP on CUDA), ``fp32`` or ``bf16``; ``None`` reads
             ``SUBCT_PRECISION`` (default ``auto``). See :mod:`subct.runtime`.
-        backend: network engine: ``auto`` (ONNX Runtime for fp32 on CPU, PyTorch
-            otherwise), ``onnxruntime`` or ``torch``; ``None`` reads ``SUBCT_BACKEND``.
+        backend: network engine: ``auto`` (OpenVINO on CPU, PyTorch on GPU),
+            ``openvino``, ``onnxruntime`` or ``torch``; ``None`` reads
+            ``SUBCT_BACKEND``.
         sliding_window_overlap: overlap fraction of sliding windows (only used when
             the box is larger than both the training patch and
             ``max_single_pass_voxels``). 0.5 (48 windows of 64³ over the default box,
@@ -200,8 +201,8 @@ class SegmentationModel:
 
     @property
     def backend(self) -> ResolvedBackend:
-        """Which engine runs the network (``onnxruntime`` or ``torch``)."""
-        return "torch" if isinstance(self.engine, TorchEngine) else "onnxruntime"
+        """Which engine runs the network (``openvino``, ``onnxruntime`` or ``torch``)."""
+        return self.engine.name  # type: ignore[return-value]
 
     @property
     def network_scheme(self) -> str:
@@ -287,9 +288,10 @@ def load_model(model: str | Path | None = None, device: str = "auto",
                threads: int | None = None) -> SegmentationModel:
     """Load ``--model NAME|PATH`` (default: the shipped model) for inference.
 
-    The engine follows :mod:`subct.runtime`: on CPU at fp32 the checkpoint's ONNX graph
-    runs under ONNX Runtime (shipped, cached by checkpoint hash, or exported now), and
-    torch is not imported; otherwise PyTorch runs the checkpoint.
+    The engine follows :func:`subct.runtime.resolve_engine`: on CPU the checkpoint's
+    ONNX graph (shipped, cached by checkpoint hash, or exported now) runs under
+    OpenVINO (or ONNX Runtime), and torch is not imported; on GPUs, for bf16 autocast
+    or with ``backend="torch"``, PyTorch runs the checkpoint.
 
     Raises:
         SubctInputError: no model installed, unknown name, missing or invalid file.
@@ -304,12 +306,14 @@ def load_model(model: str | Path | None = None, device: str = "auto",
     device_type = device_name.split(":")[0]
     engine_name, resolved_precision = resolve_engine(backend, precision, device_type)
     thread_count = threads or default_threads()
-    if engine_name == "onnxruntime":
-        from subct.engine import onnx_engine_for_checkpoint
+    if engine_name != "torch":
+        from subct.engine import graph_engine_for_checkpoint
 
         _check_orientation(metadata, path)
-        return SegmentationModel(onnx_engine_for_checkpoint(path, thread_count), metadata,
-                                 "cpu", path, resolved_precision, thread_count)
+        engine = graph_engine_for_checkpoint(path, engine_name, thread_count,
+                                             resolved_precision)
+        return SegmentationModel(engine, metadata, "cpu", path, resolved_precision,
+                                 thread_count)
     import torch
 
     from subct.checkpoint import load_checkpoint
@@ -635,8 +639,8 @@ def predict_probabilities(model: SegmentationModel, image: NDArray[np.float32],
         logits = engine.logits(stack[:, None])
     else:
         logits = sliding_window_logits(engine, stack, patch, config.sliding_window_overlap,
-                                       batch_size=len(images))
-    probabilities = softmax(logits, axis=1)
+                                       batch_size=len(images), threads=model.threads)
+    probabilities = softmax(logits, axis=1, threads=model.threads)
     if mirrored:
         flipped = probabilities[-1][lr_swap_permutation(model.network_scheme), ::-1]
         if plain:

@@ -294,8 +294,10 @@ class MeshNetRunConfig:
             ``fp32`` or ``bf16``; None reads ``SUBCT_PRECISION`` (:mod:`subct.runtime`).
             bf16 on a CPU without native bf16 is ~70× slower and asked for a 27 GB
             buffer on a 256³ T1, which is why it is never chosen there by default.
-        backend: ``auto``, ``onnxruntime`` or ``torch`` (None reads ``SUBCT_BACKEND``);
-            see :func:`subct.runtime.resolve_engine`.
+        backend: ``torch`` (default) or ``onnxruntime``. Unlike the CT UNet, MeshNet's
+            dilated convolutions ran 1.7–2.7× slower under ONNX Runtime than under
+            PyTorch fp32 (``benchmarks/bench_engines.py``), and MeshNet loads torch
+            anyway, so PyTorch is its default engine.
         crop_to_head: run only on the bounding box of the head (voxels above
             ``head_threshold`` of the scaled image) plus the receptive-field halo; the
             output inside the head is then identical, and outside it is background.
@@ -309,7 +311,7 @@ class MeshNetRunConfig:
 
     device: str = "cpu"
     precision: str | None = None
-    backend: str | None = None
+    backend: str = "torch"
     crop_to_head: bool = True
     head_threshold: float = 0.05
     region: tuple[slice, slice, slice] | None = None

@@ -39,8 +39,10 @@ Precision = Literal["auto", "fp32", "bf16"]
 #: What actually runs: ``fp16`` only on CUDA (AMP).
 ResolvedPrecision = Literal["fp32", "bf16", "fp16"]
 #: Requested inference engine; ``auto`` is resolved by :func:`resolve_engine`.
-Backend = Literal["auto", "onnxruntime", "torch"]
-ResolvedBackend = Literal["onnxruntime", "torch"]
+Backend = Literal["auto", "openvino", "onnxruntime", "torch"]
+ResolvedBackend = Literal["openvino", "onnxruntime", "torch"]
+#: Engines that run the exported ONNX graph (CPU only), in order of preference.
+GRAPH_BACKENDS: tuple[ResolvedBackend, ...] = ("openvino", "onnxruntime")
 
 PRECISION_ENV = "SUBCT_PRECISION"
 BACKEND_ENV = "SUBCT_BACKEND"
@@ -68,7 +70,17 @@ class CpuInfo:
 
     @property
     def native_bf16(self) -> bool:
-        """True when bf16 runs in hardware (AVX512-BF16 or AMX), so bf16 autocast pays."""
+        """True when bf16 runs in hardware (AVX512-BF16 or AMX), so bf16 autocast pays.
+
+        ``ONEDNN_MAX_CPU_ISA`` (oneDNN's own switch, which PyTorch's CPU convolutions
+        obey) set to an ISA without bf16, e.g. ``AVX2``, makes PyTorch emulate bf16
+        even on an AMX CPU, so it counts as no native bf16 here too. That also lets an
+        AMX machine reproduce an AVX2-only machine's behaviour for tests and benchmarks.
+        """
+        limit = os.environ.get("ONEDNN_MAX_CPU_ISA", "").strip().upper()
+        if limit and limit != "ALL" and not any(
+                token in limit for token in ("BF16", "AMX", "AVX10", "FP16")):
+            return False
         return bool(self.flags & NATIVE_BF16_FLAGS)
 
     @property
@@ -182,44 +194,67 @@ def resolve_engine(backend: str | None = None, precision: str | None = None,
     """The engine and arithmetic that will run a network on ``device_type``.
 
     * CUDA: PyTorch, with :func:`resolve_precision`'s AMP choice.
-    * CPU, ``--backend auto``: the precision policy first; fp32 runs on ONNX Runtime
-      (no torch import, and it held up under CPU contention:
-      ``benchmarks/bench_engines.py``), bf16 (CPUs with native bf16) on PyTorch,
-      since ONNX Runtime's CPU provider has no bf16 convolutions.
-    * CPU, ``--backend onnxruntime``: fp32 (``auto`` precision means fp32 there).
-    * CPU, ``--backend torch``: the precision policy.
+    * CPU, ``--backend auto``: OpenVINO at fp32 (else ONNX Runtime, if OpenVINO is
+      not installed), unless bf16 is asked for explicitly (then PyTorch bf16
+      autocast). Measured (``benchmarks/bench_engines.py``, ``bench_segment.py``):
+      OpenVINO's 3D convolutions ran as fast as PyTorch fp32 and ~1.4x faster than
+      ONNX Runtime's, PyTorch's bf16 gained less end to end than its 3 s import
+      (torch + MONAI) cost, and OpenVINO's bf16 hint gained nothing on the UNet.
+    * CPU, ``--backend openvino`` / ``onnxruntime``: that engine; ``auto``
+      precision means fp32 there, ``bf16`` is OpenVINO's bf16 hint (ONNX Runtime's
+      CPU provider has no bf16 convolutions: refused).
+    * CPU, ``--backend torch``: the precision policy (bf16 only on native-bf16 CPUs).
 
     Raises:
-        SubctConfigError: unknown names, ONNX Runtime on a GPU, ONNX Runtime at bf16,
-            or ONNX Runtime asked for but not installed.
+        SubctConfigError: unknown names, a graph engine on a GPU, ONNX Runtime at bf16,
+            or an engine asked for but not installed.
     """
     engine = requested_backend(backend)
     wanted = requested_precision(precision)
     if device_type != "cpu":
-        if engine == "onnxruntime":
-            raise SubctConfigError("--backend onnxruntime runs on the CPU only; use "
+        if engine in GRAPH_BACKENDS:
+            raise SubctConfigError(f"--backend {engine} runs on the CPU only; use "
                                    "--backend torch (or auto) for a GPU")
         return "torch", resolve_precision(wanted, device_type)
-    if engine == "onnxruntime":
+    if engine == "auto":
         if wanted == "bf16":
+            return "torch", "bf16"
+        installed = [name for name in GRAPH_BACKENDS if backend_available(name)]
+        return (installed[0], "fp32") if installed else ("torch", resolve_precision(wanted))
+    if engine in GRAPH_BACKENDS:
+        if not backend_available(engine):
+            raise SubctConfigError(f"--backend {engine} needs the {engine} package "
+                                   f"(pip install {engine})")
+        if engine == "onnxruntime" and wanted == "bf16":
             raise SubctConfigError("--backend onnxruntime runs fp32 only; use "
-                                   "--precision fp32 or --backend torch")
-        if not onnxruntime_available():
-            raise SubctConfigError("--backend onnxruntime needs the onnxruntime package "
-                                   "(pip install onnxruntime)")
-        return "onnxruntime", "fp32"
-    resolved = resolve_precision(wanted, device_type)
-    if engine == "auto" and resolved == "fp32" and onnxruntime_available():
-        return "onnxruntime", "fp32"
-    return "torch", resolved
+                                   "--precision fp32 or another backend")
+        return engine, "bf16" if wanted == "bf16" else "fp32"  # type: ignore[return-value]
+    return "torch", resolve_precision(wanted, device_type)
 
 
-@lru_cache(maxsize=1)
-def onnxruntime_available() -> bool:
-    """True when ONNX Runtime can be imported (checked without importing it)."""
+@lru_cache(maxsize=4)
+def backend_available(name: str) -> bool:
+    """True when the engine's package can be imported (checked without importing it)."""
     from importlib.util import find_spec
 
-    return find_spec("onnxruntime") is not None
+    return find_spec(name) is not None
+
+
+#: OpenMP's wait policy for PyTorch's CPU thread pool. With the default (active
+#: spinning) one 64³ window of the CT UNet went from 0.03 s to 0.46 s (15×) with two
+#: busy processes on a 2-core machine; with PASSIVE 1.9×, and no slower when quiet
+#: (``benchmarks/bench_engines.py``).
+OMP_WAIT_POLICY = "PASSIVE"
+
+
+def prepare_thread_environment() -> None:
+    """Set ``OMP_WAIT_POLICY=PASSIVE`` unless the user set it (before torch loads).
+
+    OpenMP reads the variable once, when PyTorch's library is loaded, so this is
+    called when subct is imported; a process that imported torch earlier keeps its
+    setting.
+    """
+    os.environ.setdefault("OMP_WAIT_POLICY", OMP_WAIT_POLICY)
 
 
 def default_threads() -> int:

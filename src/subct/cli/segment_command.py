@@ -44,8 +44,8 @@ def register(app: typer.Typer) -> None:
             None, "--precision", help="auto (bf16 only on CPUs with native bf16, AMP on "
                                       "CUDA), fp32 or bf16; default $SUBCT_PRECISION or auto."),
         backend: str | None = typer.Option(
-            None, "--backend", help="Network engine: auto (ONNX Runtime for fp32 on CPU, "
-                                    "else PyTorch), onnxruntime or torch; default "
+            None, "--backend", help="Network engine: auto (OpenVINO on CPU, PyTorch on "
+                                    "GPU), openvino, onnxruntime or torch; default "
                                     "$SUBCT_BACKEND or auto."),
         fast: bool = typer.Option(False, "--fast", help="About half the network time: no "
                                                         "left/right TTA (see docs/segment.md)."),

@@ -1,0 +1,57 @@
+"""The real head CTs the benchmarks can reach, loaded as subct volumes (HU).
+
+* ``ge_tilted``: the GE HiSpeed series with gantry tilt and uneven spacing in
+  ``../shared/data/ct/dicom_ge_tilted`` (read through dcm2niix by :mod:`subct.io`).
+* ``invesalius_cranium``: the head CT ``Cranium.inv3`` shipped by Debian's
+  ``invesalius-examples`` package (``apt-get install invesalius-examples``), a gzipped
+  tar of ``main.plist`` (shape, spacing, dtype) and ``matrix.dat`` (raw int16 HU,
+  108 × 256 × 256 stored slice, row, column; 0.957 × 0.957 × 1.5 mm). InVesalius stores
+  axial slices with rows running posterior → anterior (the head holder is at row 0,
+  the frontal sinus near row 200) and slices inferior → superior (skull base first, the
+  vertex last), columns in the DICOM direction (towards the patient's left). So the
+  voxel axes (column, row, slice) are L, A, S. Left/right cannot be checked from the
+  image itself; the brain's asymmetries are too small to tell.
+
+``headsq`` (VTK) is left out: its header records no orientation, and subct refuses to
+guess one.
+"""
+
+from __future__ import annotations
+
+import plistlib
+import tarfile
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from subct.io import Volume, load_volume
+from subct.paths import shared_data_dir
+
+INVESALIUS_CRANIUM = Path("/usr/share/doc/invesalius-examples/examples/Cranium.inv3")
+
+
+def load_invesalius(path: Path = INVESALIUS_CRANIUM) -> Volume:
+    """Read an InVesalius ``.inv3`` project's CT matrix as a Volume in HU (LAS axes)."""
+    with tempfile.TemporaryDirectory() as scratch, tarfile.open(path, "r:gz") as archive:
+        archive.extractall(scratch, filter="data")
+        plist_path = next(Path(scratch).rglob("main.plist"))
+        meta = plistlib.loads(plist_path.read_bytes())
+        matrix = meta["matrix"]
+        raw = np.fromfile(plist_path.parent / matrix["filename"], dtype=matrix["dtype"])
+    slices, rows, columns = matrix["shape"]
+    array = raw.reshape(slices, rows, columns).transpose(2, 1, 0)  # → column, row, slice
+    dx, dy, dz = (float(s) for s in meta["spacing"])
+    affine = np.diag([-dx, dy, dz, 1.0])  # column → Left (−x), row → Anterior, slice → Up
+    return Volume(np.ascontiguousarray(array), affine, None, "InVesalius Cranium.inv3")
+
+
+def real_cts() -> dict[str, Volume]:
+    """Every real head CT available on this machine, by name."""
+    volumes: dict[str, Volume] = {}
+    ge = shared_data_dir() / "ct" / "dicom_ge_tilted"
+    if ge.is_dir():
+        volumes["ge_tilted"] = load_volume(ge, expect_ct=True)
+    if INVESALIUS_CRANIUM.is_file():
+        volumes["invesalius_cranium"] = load_invesalius()
+    return volumes
