@@ -195,12 +195,31 @@ def test_mc_dropout_unavailable_without_dropout(tmp_path: Path, phantom: Volume)
     assert result.qc.mc_dropout_note and "no dropout" in result.qc.mc_dropout_note
 
 
-def test_volume_plausibility_flags(tiny_model: SegmentationModel, phantom: Volume) -> None:
+def test_volume_plausibility_flags() -> None:
+    """A missing structure and an implausible one are flagged; normal volumes are not."""
+    from subct.qc import check_volumes, normal_range_mm3
+
+    volumes = {}
+    for name in ("Left-Thalamus", "Right-Thalamus", "Brain-Stem"):
+        bounds = normal_range_mm3(name, "canonical")
+        assert bounds is not None
+        volumes[name] = (bounds[0] + bounds[1]) / 2.0
+    flags, ranges = check_volumes(volumes, "canonical")
+    assert flags == [] and set(ranges) == set(volumes)
+    volumes["Left-Thalamus"] = 0.0
+    volumes["Brain-Stem"] = 10.0 * ranges["Brain-Stem"][1]
+    flags, _ = check_volumes(volumes, "canonical")
+    assert {(flag.code, flag.message.split(":")[0]) for flag in flags} == {
+        ("structure_missing", "Left-Thalamus"), ("volume_range", "Brain-Stem")}
+
+
+def test_result_records_what_ran(tiny_model: SegmentationModel, phantom: Volume) -> None:
     result = segment_volume(phantom, tiny_model, InferenceConfig(tta=False))
-    codes = {flag.code for flag in result.qc.flags}
-    assert "volume_range" in codes or "structure_missing" in codes  # random weights
-    assert result.qc.flagged
     assert result.qc.input.looks_like_head_ct
+    runtime = result.runtime
+    assert runtime["backend"] == tiny_model.backend and runtime["precision"] == "fp32"
+    assert runtime["cpu"]["model"] and isinstance(runtime["cpu"]["flags"], list)
+    assert runtime["threads"] >= 1
 
 
 def test_non_ct_input_is_flagged(tiny_model: SegmentationModel, phantom: Volume) -> None:

@@ -1,71 +1,58 @@
 """End-to-end check with a network that has actually learnt something.
 
-A tiny UNet is trained (150 steps, 4 mm crop, merged left/right scheme) on the analytic
-phantom's crop, then segments a moved (translated, LIA-reordered) copy. Labels must land
-on the phantom's structures in the input's own grid: this fails if the crop is
-misplaced or mapped back wrongly."""
+``tests/data/tiny_phantom_unet.safetensors`` is a small UNet pre-trained on the analytic
+phantom (recipe: ``tests/support/tiny_phantom_unet.py``; merged left/right scheme, 4 mm).
+It segments a moved (translated, LIA-reordered) copy of the phantom through every
+engine: labels must land on the phantom's structures in the input's own grid, which
+fails if the crop is misplaced, the graph export is wrong or labels map back wrongly."""
 
 from __future__ import annotations
 
 import numpy as np
-import torch
+import pytest
+from tests.support.tiny_phantom_unet import FIXTURE
 
-from subct.checkpoint import CheckpointMetadata
 from subct.demo import analytic_head_phantom
-from subct.inference import (
-    DEFAULT_CROP_OFFSET_MM,
-    DEFAULT_CROP_SIZE_MM,
-    InferenceConfig,
-    crop_grid,
-    model_from_network,
-    resample_to_crop,
-    segment_volume,
-)
+from subct.inference import InferenceConfig, load_model, segment_volume
 from subct.io import Volume
-from subct.labels import labels_to_indices, to_scheme
-from subct.networks import build_network
-from subct.preprocessing import ct_window_normalise
-from subct.qc import locate_intracranial
-from subct.resample import resample_to_geometry
+from subct.labels import to_scheme
 
 
 def _dice(a: np.ndarray, b: np.ndarray) -> float:
     return float(2.0 * np.logical_and(a, b).sum() / max(a.sum() + b.sum(), 1))
 
 
-def test_trained_tiny_network_segments_moved_phantom() -> None:
-    torch.manual_seed(0)
+@pytest.fixture(scope="module")
+def moved_phantom() -> tuple[Volume, np.ndarray]:
+    """The phantom 17 mm to the right and 9 mm down, stored LIA, and its merged labels."""
     phantom = analytic_head_phantom(spacing_mm=2.0)
-    location = locate_intracranial(phantom.ct)
-    grid = crop_grid(location.centroid_ras_mm + np.asarray(DEFAULT_CROP_OFFSET_MM),
-                     (4.0, 4.0, 4.0), DEFAULT_CROP_SIZE_MM, 4)
-    image = ct_window_normalise(resample_to_crop(phantom.ct, grid))
-    target_labels = resample_to_geometry(phantom.labels, grid.geometry, "nearest", 0)
-    merged = to_scheme(np.asarray(target_labels.array), "merged")
-    target = torch.from_numpy(labels_to_indices(merged, "merged"))[None]
-    kwargs = {"in_channels": 1, "out_channels": 10, "channels": [8, 16, 32]}
-    network = build_network("unet3d", **kwargs)
-    optimiser = torch.optim.Adam(network.parameters(), lr=1e-2)
-    weights = torch.ones(10)
-    weights[0] = 0.1
-    inputs = torch.from_numpy(image)[None, None]
-    for _ in range(150):
-        optimiser.zero_grad()
-        loss = torch.nn.functional.cross_entropy(network(inputs), target, weight=weights)
-        loss.backward()
-        optimiser.step()
-    metadata = CheckpointMetadata(network_name="unet3d", network_kwargs=kwargs,
-                                  label_scheme="merged", spacing_mm=(4.0, 4.0, 4.0),
-                                  patch_size=(32, 48, 48))
-    model = model_from_network(network, metadata, "cpu")
-
-    # The same head, 17 mm to the right and 9 mm down, stored LIA.
     shift = np.eye(4)
     shift[:3, 3] = [17.0, 0.0, -9.0]
     moved_ct = Volume(phantom.ct.array, shift @ phantom.ct.affine).reoriented("LIA")
     moved_labels = Volume(phantom.labels.array, shift @ phantom.labels.affine).reoriented("LIA")
+    return moved_ct, to_scheme(moved_labels.array, "merged")
+
+
+@pytest.mark.parametrize("backend", ["openvino", "onnxruntime", "torch"])
+def test_trained_tiny_network_segments_moved_phantom(
+        backend: str, moved_phantom: tuple[Volume, np.ndarray]) -> None:
+    moved_ct, truth = moved_phantom
+    model = load_model(FIXTURE, "cpu", precision="fp32", backend=backend)
+    assert model.backend == backend
     result = segment_volume(moved_ct, model, InferenceConfig(tta=True, scheme="merged"))
     np.testing.assert_array_equal(result.labels.affine, moved_ct.affine)
-    predicted, truth = result.labels.array, to_scheme(moved_labels.array, "merged")
+    assert result.runtime["backend"] == backend and result.runtime["precision"] == "fp32"
     for label in (4, 10):  # ventricles and thalami (merged scheme)
-        assert _dice(predicted == label, truth == label) > 0.6, label
+        assert _dice(result.labels.array == label, truth == label) > 0.6, label
+
+
+def test_engines_agree_on_the_labels(moved_phantom: tuple[Volume, np.ndarray]) -> None:
+    """The exported graph under OpenVINO / ONNX Runtime labels like PyTorch fp32."""
+    moved_ct, _ = moved_phantom
+    config = InferenceConfig(tta=True, scheme="merged")
+    labels = {backend: segment_volume(moved_ct, load_model(FIXTURE, "cpu", "fp32", backend),
+                                      config).labels.array
+              for backend in ("openvino", "onnxruntime", "torch")}
+    labelled = max(int((labels["torch"] > 0).sum()), 1)
+    for backend in ("openvino", "onnxruntime"):
+        assert (labels[backend] != labels["torch"]).sum() / labelled < 1e-3, backend

@@ -28,7 +28,6 @@ from __future__ import annotations
 import hashlib
 import math
 import os
-import tempfile
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
@@ -269,10 +268,10 @@ def sliding_window_logits(engine: Engine, images: NDArray[np.float32],
         logits = engine.logits(batch)
         if output is None:
             output = np.zeros((count, logits.shape[1], *shape), dtype=np.float32)
-        accumulator = output
 
-        def blend(channels: slice, logits: NDArray[np.float32] = logits,  # noqa: B023
-                  chunk: list[tuple[int, tuple[int, int, int]]] = chunk) -> None:
+        def blend(channels: slice, logits: NDArray[np.float32] = logits,
+                  chunk: list[tuple[int, tuple[int, int, int]]] = chunk,
+                  accumulator: NDArray[np.float32] = output) -> None:
             part = logits[:, channels]
             part *= importance  # in place, broadcast over batch and channels
             for (image, (x, y, z)), window_logits in zip(chunk, part, strict=True):
@@ -421,23 +420,18 @@ def export_to_cache(sha256: str, export: Callable[[Path], None], prefix: str = "
     Raises:
         SubctConfigError: the cache folder cannot be written.
     """
+    from subct.io import atomic_output
+
     cached = cached_graph_path(sha256, prefix)
     try:
         cached.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(dir=cached.parent, suffix=".onnx.part")
-        os.close(handle)
     except OSError as error:
         raise SubctConfigError(
             f"cannot write the ONNX cache {cached.parent} ({error.strerror}); set "
             f"{CACHE_ENV} to a writable folder or use --backend torch") from error
-    try:
+    with atomic_output(cached, suffix=".onnx") as temporary:
         export(Path(temporary))
         stamp_graph(Path(temporary), sha256)
-        os.chmod(temporary, 0o644)  # mkstemp makes it private; a cache may be shared
-        os.replace(temporary, cached)
-    finally:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
     return cached
 
 
@@ -476,3 +470,25 @@ def _export_checkpoint(checkpoint: Path, target: Path) -> None:
     loaded = load_checkpoint(checkpoint, torch.device("cpu"))
     in_channels = int(loaded.metadata.network_kwargs.get("in_channels", 1))
     export_network(loaded.network, in_channels, target)
+
+
+def export_checkpoint_graph(checkpoint: str | Path, output: str | Path | None = None) -> Path:
+    """Write the stamped ONNX graph of ``checkpoint`` (default: beside it, ``.onnx``).
+
+    This is how the shipped model's graph is made (``subct export-onnx``); written
+    atomically, never over the checkpoint itself.
+
+    Raises:
+        SubctInputError: unreadable checkpoint, or an output equal to the checkpoint.
+    """
+    from subct.io import atomic_output
+
+    checkpoint = Path(checkpoint)
+    target = Path(output) if output is not None else shipped_graph_path(checkpoint)
+    if target.resolve() == checkpoint.resolve():
+        raise SubctInputError(target, "the graph would overwrite the checkpoint")
+    sha256 = file_sha256(checkpoint)
+    with atomic_output(target, suffix=".onnx") as temporary:
+        _export_checkpoint(checkpoint, Path(temporary))
+        stamp_graph(Path(temporary), sha256)
+    return target

@@ -40,6 +40,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "subct.cli.build_dataset_command",
     "subct.cli.train_command",
     "subct.cli.average_command",
+    "subct.cli.export_onnx_command",
     "subct.cli.export_nnunet_command",
 )
 
