@@ -43,6 +43,7 @@ def test_precision_policy(monkeypatch: pytest.MonkeyPatch) -> None:
     import subct.runtime as runtime
 
     monkeypatch.delenv("SUBCT_PRECISION", raising=False)
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
     monkeypatch.setattr(runtime, "cpu_info",
                         lambda: CpuInfo("avx2 only", frozenset({"avx2"}), 2))
     assert resolve_precision("auto") == "fp32"

@@ -36,7 +36,15 @@ def register(app: typer.Typer) -> None:
             "affine", "--transform", help="atlas-ho registration: rigid | affine | deformable."),
         command: str | None = typer.Option(
             None, "--command", help="quicknat: command template with {input} and {output}."),
-        threads: int = typer.Option(1, "--threads", help="Threads for external tools."),
+        threads: int | None = typer.Option(
+            None, "--threads", help="Threads for external tools (default 1) and MeshNet "
+                                    "(default: the cores this process may use)."),
+        device: str = typer.Option("auto", "--device",
+                                   help="MeshNet: auto, cpu, cuda or cuda:N."),
+        precision: str | None = typer.Option(
+            None, "--precision", help="MeshNet: auto (bf16 only on CPUs with native bf16, "
+                                      "AMP on CUDA), fp32 or bf16; default $SUBCT_PRECISION "
+                                      "or auto."),
     ) -> None:
         """Segment a T1 MRI into the 17 subcortical structures with one segmenter."""
         from subct.segmenters import (
@@ -48,11 +56,17 @@ def register(app: typer.Typer) -> None:
         key = tool.strip().lower()
         options: dict[str, Any] = {}
         if key in EXTERNAL_TOOLS:
-            options = {"from_file": from_file, "threads": threads}
+            options = {"from_file": from_file, "threads": threads or 1}
         elif key == "quicknat":
             options = {"from_file": from_file, "command": command}
         elif key.startswith("meshnet"):
-            options = {"model_dir": model_dir, "midline": midline}
+            from subct.inference import resolve_device
+            from subct.meshnet import MeshNetRunConfig
+            from subct.runtime import requested_precision
+
+            run = MeshNetRunConfig(device=resolve_device(device), threads=threads,
+                                   precision=requested_precision(precision))
+            options = {"model_dir": model_dir, "midline": midline, "run": run}
         elif key in BUILTIN_SEGMENTERS:
             options = {"transform": transform}
         if from_file is not None and "from_file" not in options:
