@@ -27,22 +27,24 @@ app = typer.Typer(
 error_console = Console(stderr=True, highlight=False, soft_wrap=True)
 _state = {"debug": False}
 
-#: Command modules, each defining ``register(app)``. Order = order in ``subct --help``.
-COMMAND_MODULES: tuple[str, ...] = (
-    "subct.cli.segment_command",
-    "subct.cli.demo_command",
-    "subct.cli.info_command",
-    "subct.cli.evaluate_command",
-    "subct.cli.mri_seg_command",
-    "subct.cli.fuse_command",
-    "subct.cli.register_command",
-    "subct.cli.synth_command",
-    "subct.cli.build_dataset_command",
-    "subct.cli.train_command",
-    "subct.cli.average_command",
-    "subct.cli.export_onnx_command",
-    "subct.cli.export_nnunet_command",
-)
+#: Command name → module defining ``register(app)``. Order = order in ``subct --help``.
+COMMANDS: dict[str, str] = {
+    "segment": "subct.cli.segment_command",
+    "demo": "subct.cli.demo_command",
+    "info": "subct.cli.info_command",
+    "evaluate": "subct.cli.evaluate_command",
+    "mri-seg": "subct.cli.mri_seg_command",
+    "fuse": "subct.cli.fuse_command",
+    "register": "subct.cli.register_command",
+    "synth": "subct.cli.synth_command",
+    "build-dataset": "subct.cli.build_dataset_command",
+    "train": "subct.cli.train_command",
+    "average-checkpoints": "subct.cli.average_command",
+    "export-onnx": "subct.cli.export_onnx_command",
+    "export-nnunet": "subct.cli.export_nnunet_command",
+}
+COMMAND_MODULES: tuple[str, ...] = tuple(dict.fromkeys(COMMANDS.values()))
+_registered: set[str] = set()
 
 
 def _version_callback(value: bool) -> None:
@@ -62,14 +64,33 @@ def _root(
     _state["debug"] = debug
 
 
-for _module in COMMAND_MODULES:
-    importlib.import_module(_module).register(app)
+def register_commands(names: list[str] | None = None) -> None:
+    """Add commands to :data:`app` (all of them, or only ``names``), each once.
+
+    ``subct segment …`` imports only the segment command's module: the other commands'
+    imports (evaluation, registration, training…) cost about half a second of start-up.
+    """
+    modules = COMMAND_MODULES if names is None else [COMMANDS[name] for name in names]
+    for module in modules:
+        if module not in _registered:
+            importlib.import_module(module).register(app)
+            _registered.add(module)
+
+
+def _invoked_command(args: list[str]) -> str | None:
+    """The command named on the command line, if it is one of :data:`COMMANDS`."""
+    for arg in args:
+        if not arg.startswith("-"):
+            return arg if arg in COMMANDS else None
+    return None
 
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``subct`` executable."""
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args
+    command = _invoked_command(args)
+    register_commands([command] if command else None)
     try:
         # With standalone_mode=False click returns the code of a raised typer.Exit.
         exit_code = app(args=args, standalone_mode=False)
