@@ -318,6 +318,9 @@ def main() -> None:
     parser.add_argument("--overlap", type=float, default=None,
                         help="sliding-window overlap (default: the pipeline's default)")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--backend", default=None,
+                        help="engine (default: subct's; openvino, onnxruntime or torch)")
+    parser.add_argument("--precision", default=None, help="auto, fp32 or bf16")
     parser.add_argument("--single-pass", action="store_true",
                         help="run the whole crop box in one pass (diagnostic; default: "
                              "training-patch windows)")
@@ -330,13 +333,15 @@ def main() -> None:
                         help="also write each CT, reference and prediction as NIfTI")
     args = parser.parse_args()
 
-    import torch
-
     from subct.inference import load_model
+    from subct.runtime import cpu_info
 
-    torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
-    model = load_model(None if args.model == "shipped" else args.model)
+    model = load_model(None if args.model == "shipped" else args.model, "cpu",
+                       args.precision, args.backend, args.threads)
+    info = cpu_info()
+    print(f"# CPU: {info.model}; flags: {' '.join(info.relevant_flags) or 'none'}; engine "
+          f"{model.backend} {model.precision}, {model.threads} threads")
     paths = held_out_map_paths(args.maps, tuning=args.tuning)
     # InferenceConfig fields to change from the pipeline's defaults (None: keep default)
     options = {name: value for name, value in (

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from tests.support.tiny_phantom_unet import FIXTURE
 
 from subct.checkpoint import CheckpointMetadata, save_checkpoint
 from subct.engine import (
@@ -31,7 +32,6 @@ from subct.engine import (
 from subct.errors import SubctInputError
 from subct.models import default_model_path
 from subct.networks import build_network
-from tests.support.tiny_phantom_unet import FIXTURE
 
 
 def _small_network(seed: int = 0) -> torch.nn.Module:
