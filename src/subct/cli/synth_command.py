@@ -22,6 +22,8 @@ def build_config(
     shape: tuple[int, int, int] | None,
     scheme: str | None,
     ct_noise_probability: float | None,
+    pathology: str | None = None,
+    scanner: bool = False,
 ) -> Any:
     """SynthConfig from a YAML file (whole file or its ``synth:`` block) plus overrides."""
     from pydantic import ValidationError
@@ -50,8 +52,21 @@ def build_config(
         ct["noise"] = {**dict(ct.get("noise", {})), "probability": ct_noise_probability}
         values["ct"] = ct
     try:
-        return SynthConfig.from_dict(values)
-    except ValidationError as error:
+        config = SynthConfig.from_dict(values)
+        if pathology:
+            from subct.synth.config import PathologyConfig
+
+            kinds = [kind.strip() for kind in pathology.split(",") if kind.strip()]
+            source = PathologyConfig.clinical()
+            config.pathology = (source if kinds == ["clinical"] else source.only(kinds))
+        if scanner:
+            from subct.synth.config import ScannerConfig
+
+            config.scanner = ScannerConfig.clinical()
+        return config
+    except ValueError as error:
+        if not isinstance(error, ValidationError):
+            raise SubctConfigError(f"--pathology: {error}") from error
         first = error.errors()[0]
         where = ".".join(str(part) for part in first["loc"])
         raise SubctConfigError(f"invalid synth setting {where}: {first['msg']}") from error
@@ -81,6 +96,14 @@ def register(app: typer.Typer) -> None:
             None, "--ct-noise", min=0.0, max=1.0,
             help="Probability of CT projection noise (FBP) per sample."),
         device: str = typer.Option("cpu", "--device", help="torch device, e.g. cuda."),
+        pathology: str | None = typer.Option(
+            None, "--pathology",
+            help="Comma-separated kinds drawn in every sample: infarct, "
+                 "white_matter_hypodensity, ventricle_enlargement, sulcal_widening, "
+                 "haemorrhage, calcification; or 'clinical' for the training mix."),
+        scanner: bool = typer.Option(
+            False, "--scanner", help="Clinical scanner effects (noise, kernels, streaks, "
+                                     "partial field of view) at training probabilities."),
     ) -> None:
         """Write N synthetic image/label NIfTI pairs and a PNG mosaic of them."""
         from rich.console import Console
@@ -89,7 +112,7 @@ def register(app: typer.Typer) -> None:
 
         if mode is not None and mode not in ("ct", "generic"):
             raise SubctConfigError(f"--mode must be ct or generic, not {mode!r}")
-        config = build_config(config_file, mode, shape, scheme, ct_noise)
+        config = build_config(config_file, mode, shape, scheme, ct_noise, pathology, scanner)
         console = Console(stderr=True, highlight=False)
         with console.status(f"generating {count} samples") as status:
             result = write_synthetic_samples(

@@ -48,6 +48,10 @@ class SpatialConfig(_Strict):
         default=8, ge=1, description="SVF integrated on the output grid / this factor"
     )
     flip_probability: float = Field(default=0.5, ge=0, le=1, description="L/R mirror + label swap")
+    pitch_extra_deg: float = Field(
+        default=0.0, ge=0, le=45,
+        description="extra head pitch (rotation about x) ~ U(-b, b) deg on top of "
+                    "rotation_deg: clinical heads are often tilted by up to 25°")
     anchor: Literal["targets", "head"] = Field(
         default="targets",
         description="crop centre anchor: centroid of the target structures or of the head",
@@ -146,6 +150,14 @@ class CTIntensityConfig(_Strict):
     shading_std_max_hu: float = Field(
         default=3.0, ge=0, description="additive low-frequency shading, std ~ U(0, b) HU"
     )
+    brain_scale_range: Range = Field(
+        default=(1.0, 1.0),
+        description="per sample, brain tissue means (CSF to blood) × U(a, b) around 30 HU: "
+                    "a scanner's calibration and kVp change grey/white contrast")
+    brain_offset_hu: Range = Field(
+        default=(0.0, 0.0), description="per sample, brain tissue means + U(a, b) HU")
+    texture_scale_range: Range = Field(
+        default=(1.0, 1.0), description="per sample, every tissue's texture std × U(a, b)")
     noise: CTNoiseConfig = Field(default_factory=CTNoiseConfig)
     window: Range = Field(
         default=DEFAULT_HU_WINDOW, description="HU window of the normalisation (as inference)"
@@ -183,6 +195,137 @@ class ResolutionConfig(_Strict):
         return (value[0] / total, value[1] / total, value[2] / total)
 
 
+class InfarctConfig(_Strict):
+    """Old infarcts / encephalomalacia (cortical-subcortical, or beside the ventricles)."""
+
+    probability: float = Field(default=0.0, ge=0, le=1)
+    count: tuple[int, int] = (1, 3)
+    radius_mm: Range = (4.0, 20.0)
+    hu: Range = Field(default=(0.0, 20.0), description="lesion HU ~ U(a, b)")
+    csf_core_below_hu: float = Field(
+        default=12.0, description="lesions darker than this replace tissue: target "
+                                  "structures inside become CSF (not the structure)")
+
+
+class WhiteMatterHypodensityConfig(_Strict):
+    """Small-vessel disease: patchy periventricular/deep white-matter hypodensity."""
+
+    probability: float = Field(default=0.0, ge=0, le=1)
+    extent: Range = Field(default=(0.05, 0.35), description="fraction of white matter")
+    drop_hu: Range = Field(default=(3.0, 10.0), description="HU below normal white matter")
+
+
+class MorphologyConfig(_Strict):
+    """A label-map growth (atrophy, hydrocephalus): dilation by U{a..b} voxels (mm)."""
+
+    probability: float = Field(default=0.0, ge=0, le=1)
+    voxels: tuple[int, int] = (1, 4)
+
+
+class HaemorrhageConfig(_Strict):
+    """Acute blood: intraparenchymal (incl. basal ganglia, thalamus), intraventricular,
+    subdural and subarachnoid; the anatomy underneath keeps its label."""
+
+    intraparenchymal_probability: float = Field(default=0.0, ge=0, le=1)
+    intraventricular_probability: float = Field(default=0.0, ge=0, le=1)
+    subdural_probability: float = Field(default=0.0, ge=0, le=1)
+    subarachnoid_probability: float = Field(default=0.0, ge=0, le=1)
+    radius_mm: Range = (3.0, 15.0)
+    hu: Range = (50.0, 90.0)
+    subdural_mm: tuple[int, int] = (3, 12)
+
+
+class CalcificationConfig(_Strict):
+    """Physiological and pathological calcification, 100–400 HU; labels unchanged."""
+
+    pallidum_probability: float = Field(default=0.0, ge=0, le=1)
+    pallidum_fraction: Range = Field(default=(0.05, 0.6), description="speckle density")
+    choroid_plexus_probability: float = Field(default=0.0, ge=0, le=1)
+    pineal_probability: float = Field(default=0.0, ge=0, le=1)
+    falx_probability: float = Field(default=0.0, ge=0, le=1)
+    hu: Range = (100.0, 400.0)
+
+
+class PathologyConfig(_Strict):
+    """Clinical pathology (:mod:`subct.synth.pathology`); every effect off by default."""
+
+    infarct: InfarctConfig = Field(default_factory=InfarctConfig)
+    white_matter_hypodensity: WhiteMatterHypodensityConfig = Field(
+        default_factory=WhiteMatterHypodensityConfig)
+    ventricle_enlargement: MorphologyConfig = Field(
+        default_factory=lambda: MorphologyConfig(voxels=(1, 6)))
+    sulcal_widening: MorphologyConfig = Field(
+        default_factory=lambda: MorphologyConfig(voxels=(1, 3)))
+    haemorrhage: HaemorrhageConfig = Field(default_factory=HaemorrhageConfig)
+    calcification: CalcificationConfig = Field(default_factory=CalcificationConfig)
+
+    @classmethod
+    def clinical(cls) -> PathologyConfig:
+        """Probabilities for training on clinical (elderly, injured) head CT."""
+        return cls(
+            infarct=InfarctConfig(probability=0.25),
+            white_matter_hypodensity=WhiteMatterHypodensityConfig(probability=0.3),
+            ventricle_enlargement=MorphologyConfig(probability=0.35, voxels=(1, 6)),
+            sulcal_widening=MorphologyConfig(probability=0.35, voxels=(1, 3)),
+            haemorrhage=HaemorrhageConfig(
+                intraparenchymal_probability=0.12, intraventricular_probability=0.06,
+                subdural_probability=0.08, subarachnoid_probability=0.06),
+            calcification=CalcificationConfig(
+                pallidum_probability=0.25, choroid_plexus_probability=0.4,
+                pineal_probability=0.4, falx_probability=0.15),
+        )
+
+    def only(self, kinds: list[str]) -> PathologyConfig:
+        """A copy with the named kinds certain (probability 1) and all others off.
+
+        Kinds: ``infarct``, ``white_matter_hypodensity``, ``ventricle_enlargement``,
+        ``sulcal_widening``, ``haemorrhage``, ``calcification`` (see ``PATHOLOGY_KINDS``).
+        """
+        unknown = set(kinds) - set(PATHOLOGY_KINDS)
+        if unknown:
+            raise ValueError(f"unknown pathology kind(s) {', '.join(sorted(unknown))}; "
+                             f"choose from {', '.join(PATHOLOGY_KINDS)}")
+        result = PathologyConfig()
+        for kind in kinds:
+            current = getattr(self, kind)
+            update = {name: 1.0 for name in type(current).model_fields
+                      if name.endswith("probability")}
+            setattr(result, kind, current.model_copy(update=update))
+        return result
+
+
+#: Pathology kinds that ``subct synth --pathology`` accepts.
+PATHOLOGY_KINDS: tuple[str, ...] = (
+    "infarct", "white_matter_hypodensity", "ventricle_enlargement", "sulcal_widening",
+    "haemorrhage", "calcification",
+)
+
+
+class ScannerConfig(_Strict):
+    """Clinical scanner realism on the final HU image (:mod:`subct.synth.pathology`)."""
+
+    noise_probability: float = Field(default=0.0, ge=0, le=1)
+    noise_std_hu: Range = Field(default=(3.0, 15.0), description="clinical noise σ (HU)")
+    noise_correlation_mm: Range = Field(default=(0.0, 1.2),
+                                        description="Gaussian σ of the noise texture (mm)")
+    kernel_probability: float = Field(default=0.0, ge=0, le=1,
+                                      description="soft or sharp reconstruction kernel")
+    soft_kernel_sigma_mm: Range = (0.4, 1.2)
+    sharp_kernel_amount: Range = (0.3, 1.0)
+    streak_probability: float = Field(default=0.0, ge=0, le=1,
+                                      description="beam-hardening streaks near the skull base")
+    streak_hu: Range = (10.0, 60.0)
+    partial_fov_probability: float = Field(default=0.0, ge=0, le=1,
+                                           description="skull top or neck not scanned")
+    partial_fov_mm: tuple[int, int] = (10, 45)
+
+    @classmethod
+    def clinical(cls) -> ScannerConfig:
+        """Probabilities for training on clinical scanners."""
+        return cls(noise_probability=0.6, kernel_probability=0.5, streak_probability=0.25,
+                   partial_fov_probability=0.1)
+
+
 class SynthConfig(_Strict):
     """All parameters of the synthetic training-image generator.
 
@@ -199,6 +342,8 @@ class SynthConfig(_Strict):
     generic: GenericIntensityConfig = Field(default_factory=GenericIntensityConfig)
     ct: CTIntensityConfig = Field(default_factory=CTIntensityConfig)
     resolution: ResolutionConfig = Field(default_factory=ResolutionConfig)
+    pathology: PathologyConfig = Field(default_factory=PathologyConfig)
+    scanner: ScannerConfig = Field(default_factory=ScannerConfig)
     drop_extracerebral_probability: float = Field(
         default=0.1, ge=0, le=1, description="chance of a skull-stripped look (labels ≥ 500 → air)"
     )
@@ -240,6 +385,8 @@ class SynthConfig(_Strict):
                     "shading_std_max_hu": 0.0}
         )
         copy.generic = self.generic.model_copy(update={"bias_std_max": 0.0, "gamma_std": 0.0})
+        copy.pathology = PathologyConfig()
+        copy.scanner = ScannerConfig()
         copy.drop_extracerebral_probability = 0.0
         copy.drop_structure_contrast_probability = 0.0
         return copy

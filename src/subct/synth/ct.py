@@ -32,6 +32,11 @@ from subct.synth.intensity import smooth_random_field
 from subct.synth.tissues import lookup, tissue_of
 
 
+#: Tissues whose means the per-sample brain scale and offset move.
+BRAIN_TISSUES = frozenset({"csf", "white_matter", "white_matter_lesion", "grey_matter",
+                           "deep_grey", "brainstem", "blood"})
+
+
 def sample_ct_parameters(
     label_values: Sequence[int], config: CTIntensityConfig, rng: np.random.Generator
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -49,6 +54,16 @@ def sample_ct_parameters(
          for i, v in enumerate(label_values)], dtype=np.float32,
     )
     stds = np.array([tissue_std[tissue_of(int(v))] for v in label_values], dtype=np.float32)
+    # Per-sample changes of the whole intensity model, drawn only when configured (the
+    # default draws nothing, so default samples stay exactly as before).
+    brain = np.array([tissue_of(int(v)) in BRAIN_TISSUES for v in label_values])
+    if config.brain_scale_range != (1.0, 1.0):
+        scale = float(rng.uniform(*config.brain_scale_range))
+        means[brain] = 30.0 + (means[brain] - 30.0) * scale
+    if config.brain_offset_hu != (0.0, 0.0):
+        means[brain] += float(rng.uniform(*config.brain_offset_hu))
+    if config.texture_scale_range != (1.0, 1.0):
+        stds *= float(rng.uniform(*config.texture_scale_range))
     return means, stds
 
 

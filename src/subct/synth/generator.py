@@ -40,6 +40,7 @@ from subct.synth.intensity import (
     smooth_random_field,
 )
 from subct.synth.label_maps import LabelBank, LabelMapSource
+from subct.synth.pathology import PathologySimulator, ScannerSimulator
 from subct.synth.resolution import AcquisitionResolution, sample_resolution, simulate_resolution
 from subct.synth.spatial import (
     pull_labels,
@@ -128,6 +129,9 @@ class SynthGenerator:
             if value in CONTRAST_HOST
             and (host_index := self.bank.index_of(CONTRAST_HOST[value])) is not None
         }
+        self._pathology = PathologySimulator(self.config.pathology, self.label_values,
+                                             self.device)
+        self._scanner = ScannerSimulator(self.config.scanner, self.label_values, self.device)
         self.reseed(seed)
 
     def reseed(self, seed: int | None) -> None:
@@ -170,12 +174,13 @@ class SynthGenerator:
         parameters.update(flip=flip, affine_matrix=matrix.tolist(), centre_mm=centre.tolist())
         labels = pull_labels(_on_device(stored, self._maps[map_index]), shape, matrix, centre,
                              displacement).long()
+        labels = self._pathology.reshape_anatomy(labels, rng, parameters)
 
         acquisition = sample_resolution(config.resolution, rng)
         parameters["acquisition"] = None if acquisition is None else vars(acquisition)
         hu: torch.Tensor | None = None
         if config.mode == "ct":
-            hu = self._ct_image(labels, relabel, acquisition, parameters)
+            hu, labels = self._ct_image(labels, relabel, acquisition, parameters)
             image = ct_window_normalise(hu, config.ct.window)
         else:
             image = self._generic_image(labels, relabel, acquisition, parameters)
@@ -215,7 +220,10 @@ class SynthGenerator:
         relabel: torch.Tensor,
         acquisition: AcquisitionResolution | None,
         parameters: dict[str, Any],
-    ) -> torch.Tensor:
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """HU image (and the labels, which the CSF core of an infarct or a partial field
+        of view may change): tissue priors + texture + shading, pathology, resolution
+        and projection noise, then scanner effects."""
         config, rng, generator = self.config.ct, self._rng, self._torch_generator
         means, stds = sample_ct_parameters(self.label_values, config, rng)
         parameters["contrast_dropped"] = self._drop_contrast(means, stds)
@@ -229,6 +237,7 @@ class SynthGenerator:
             shading_std = float(rng.uniform(0.0, config.shading_std_max_hu))
             hu = hu + smooth_random_field(tuple(hu.shape), (4, 4, 4),  # type: ignore[arg-type]
                                           shading_std, generator, self.device)
+        hu, labels = self._pathology.lesions(hu, labels, rng, generator, parameters)
         with_noise = bool(rng.uniform() < config.noise.probability)
         parameters["ct_noise"] = with_noise
         if acquisition is not None:
@@ -236,10 +245,10 @@ class SynthGenerator:
                 return add_ct_noise(low, acquisition.axis, acquisition.thickness_mm,
                                     config.noise, rng, generator)
 
-            return simulate_resolution(hu, acquisition, noise_hook if with_noise else None)
-        if with_noise:
+            hu = simulate_resolution(hu, acquisition, noise_hook if with_noise else None)
+        elif with_noise:
             hu = add_ct_noise(hu, 2, 1.0, config.noise, rng, generator)
-        return hu
+        return self._scanner.apply(hu, labels, rng, generator, parameters)
 
     def _generic_image(
         self,

@@ -38,6 +38,8 @@ def random_affine_matrix(config: SpatialConfig, rng: np.random.Generator) -> NDA
     mirrors; mirroring is done separately by the L/R flip, which also swaps labels.
     """
     angles = np.deg2rad(rng.uniform(-config.rotation_deg, config.rotation_deg, 3))
+    if config.pitch_extra_deg > 0:  # drawn only when set: default samples are unchanged
+        angles[0] += np.deg2rad(rng.uniform(-config.pitch_extra_deg, config.pitch_extra_deg))
     scales = rng.uniform(1.0 - config.scaling, 1.0 + config.scaling, 3)
     shears = rng.uniform(-config.shearing, config.shearing, 3)
     shear = np.array([[1.0, shears[0], shears[1]], [0.0, 1.0, shears[2]], [0.0, 0.0, 1.0]])

@@ -122,6 +122,10 @@ class ScheduleConfig(_Strict):
     plateau_factor: float = Field(default=0.5, gt=0, lt=1)
     min_lr: float = Field(default=1e-6, ge=0)
     early_stopping_patience: int | None = Field(default=5, ge=1)
+    max_minutes: float | None = Field(
+        default=None, gt=0,
+        description="stop after the epoch that passes this wall-clock budget (minutes); "
+                    "checkpoints and state are saved every epoch, so --resume continues")
 
 
 class PrecisionConfig(_Strict):

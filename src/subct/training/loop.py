@@ -360,6 +360,7 @@ def train(config: TrainingConfig, *, resume: bool = False,
             total_task = progress.add_task(
                 "training", total=config.schedule.epochs * steps_per_epoch,
                 completed=start_epoch * steps_per_epoch, status="")
+        started = time.perf_counter()
         for epoch in range(start_epoch, config.schedule.epochs):
             clock = time.perf_counter()
             stream.set_epoch(epoch)
@@ -432,6 +433,9 @@ def train(config: TrainingConfig, *, resume: bool = False,
             if patience is not None and epochs_without_improvement >= patience:
                 stopped_early = True
                 break
+            budget = config.schedule.max_minutes
+            if budget is not None and (time.perf_counter() - started) / 60.0 >= budget:
+                break  # time budget spent: resumable from the saved state
     finally:
         if progress is not None:
             progress.stop()
