@@ -30,6 +30,9 @@ from subct.pseudo_ct import pseudo_ct_from_t1
 
 
 def main() -> None:
+    from subct.runtime import cpu_line
+
+    print(cpu_line(), flush=True)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", type=int, default=4)
     parser.add_argument("--workers", type=int, default=2)

@@ -59,6 +59,9 @@ def _row(name: str, pred: np.ndarray, ref: np.ndarray, seconds: float | None) ->
 
 
 def main() -> None:
+    from subct.runtime import cpu_line
+
+    print(cpu_line(), flush=True)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cache-dir", type=Path, default=Path("/tmp/subct-ensemble"))
     parser.add_argument("--segmenters", nargs="+", default=list(BUILTIN_SEGMENTERS))

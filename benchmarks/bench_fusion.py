@@ -90,6 +90,9 @@ def _worker(folder: Path, method: str, repeats: int) -> None:
 
 
 def main() -> None:
+    from subct.runtime import cpu_line
+
+    print(cpu_line(), flush=True)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--scenarios", nargs="+", default=["real", "subjects", "random"])

@@ -54,6 +54,9 @@ def _ct_like_volume() -> Volume:
 
 
 def main() -> None:
+    from subct.runtime import cpu_line
+
+    print(cpu_line(), flush=True)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()

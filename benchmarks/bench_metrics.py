@@ -58,6 +58,9 @@ def time_call(function, repeats: int) -> list[float]:  # type: ignore[no-untyped
 
 
 def main() -> None:
+    from subct.runtime import cpu_line
+
+    print(cpu_line(), flush=True)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--label-map",

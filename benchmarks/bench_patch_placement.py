@@ -26,6 +26,9 @@ CONFIG = Path(__file__).resolve().parents[1] / "configs" / "shipped_ct_unet.yaml
 
 
 def main() -> None:
+    from subct.runtime import cpu_line
+
+    print(cpu_line(), flush=True)
     from subct.checkpoint import load_state_dict
     from subct.losses import build_loss
     from subct.networks import build_network

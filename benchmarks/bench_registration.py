@@ -57,6 +57,9 @@ def random_rigid(rng: np.random.Generator, centre: np.ndarray) -> tuple[np.ndarr
 
 
 def main() -> None:
+    from subct.runtime import cpu_line
+
+    print(cpu_line(), flush=True)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=3)
     parser.add_argument("--kinds", nargs="+", default=["rigid", "affine"])

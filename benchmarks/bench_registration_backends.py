@@ -83,6 +83,9 @@ BACKENDS = {"simpleitk": (None, run_simpleitk), "elastix": ("itk", run_elastix),
 
 
 def main() -> None:
+    from subct.runtime import cpu_line
+
+    print(cpu_line(), flush=True)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)

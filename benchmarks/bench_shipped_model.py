@@ -121,13 +121,24 @@ def axial_slab_average(ct_1mm: Volume, reference_1mm: Volume,
 
 
 def generate_cases(map_paths: list[Path], samples_per_map: int, seed: int,
-                   shape: tuple[int, int, int]) -> list[EvaluationCase]:
-    """Whole-head synthetic CTs at 1 mm and 5 mm from each held-out map (fixed seeds)."""
+                   shape: tuple[int, int, int], pathology: str | None = None
+                   ) -> list[EvaluationCase]:
+    """Whole-head synthetic CTs at 1 mm and 5 mm from each held-out map (fixed seeds).
+
+    ``pathology``: comma-separated kinds of :class:`subct.synth.config.PathologyConfig`
+    drawn in every case, or ``clinical`` for the training mix (labels follow the
+    generator's rule: anatomy underneath, except the CSF core of an infarct).
+    """
     from subct.labels import convert_to_canonical
     from subct.synth import SynthConfig, SynthGenerator
+    from subct.synth.config import PathologyConfig
 
     config = SynthConfig(mode="ct", output_shape=shape)
     config.resolution.probability = 0.0  # slice thickness is applied explicitly below
+    if pathology:
+        kinds = [kind.strip() for kind in pathology.split(",") if kind.strip()]
+        clinical = PathologyConfig.clinical()
+        config.pathology = clinical if kinds == ["clinical"] else clinical.only(kinds)
     cases: list[EvaluationCase] = []
     for map_number, path in enumerate(map_paths):
         generator = SynthGenerator([path], config, seed=seed + 1000 * map_number)
@@ -321,6 +332,9 @@ def main() -> None:
     parser.add_argument("--backend", default=None,
                         help="engine (default: subct's; openvino, onnxruntime or torch)")
     parser.add_argument("--precision", default=None, help="auto, fp32 or bf16")
+    parser.add_argument("--pathology", default=None,
+                        help="draw pathology in every case: comma-separated kinds "
+                             "(infarct, haemorrhage, calcification, ...) or 'clinical'")
     parser.add_argument("--single-pass", action="store_true",
                         help="run the whole crop box in one pass (diagnostic; default: "
                              "training-patch windows)")
@@ -348,7 +362,8 @@ def main() -> None:
         ("sliding_window_overlap", args.overlap),
         ("component_min_fraction", args.component_fraction)) if value is not None}
     start = time.perf_counter()
-    cases = generate_cases(paths, args.samples_per_map, args.seed, tuple(args.shape))
+    cases = generate_cases(paths, args.samples_per_map, args.seed, tuple(args.shape),
+                           args.pathology)
     synth_seconds = time.perf_counter() - start
     print(f"generated {len(cases)} cases in {synth_seconds:.1f} s")
     by_resolution: dict[str, list[CaseMetrics]] = {}

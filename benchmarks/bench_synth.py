@@ -59,6 +59,9 @@ def time_samples(
 
 
 def main() -> int:
+    from subct.runtime import cpu_line
+
+    print(cpu_line(), flush=True)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--maps", type=int, default=4, help="label maps to load (of 20)")
     parser.add_argument("--samples", type=int, default=10, help="timed samples per case")

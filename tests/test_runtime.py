@@ -52,6 +52,8 @@ def test_precision_policy(monkeypatch: pytest.MonkeyPatch) -> None:
                         lambda: CpuInfo("amx", frozenset({"amx_bf16"}), 2))
     assert resolve_precision("auto") == "bf16"
     assert resolve_precision(None) == "bf16"
+    assert resolve_precision("auto", cpu_bf16_pays=False) == "fp32"  # MeshNet on CPU
+    assert resolve_engine("torch", None, cpu_bf16_pays=False) == ("torch", "fp32")
     monkeypatch.setenv("SUBCT_PRECISION", "fp32")  # the environment override
     assert resolve_precision(None) == "fp32"
     assert resolve_precision("bf16") == "bf16"  # an explicit argument wins

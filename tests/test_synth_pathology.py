@@ -66,7 +66,7 @@ def test_white_matter_hypodensity_only_darkens_white_matter(bank: LabelBank) -> 
     changed = difference.abs() > 0.5
     assert changed.sum() > 1000
     assert bool(_in(clean.labels_fs[changed], WHITE_MATTER).all())
-    assert -10.5 <= float(difference[changed].max()) and float(difference[changed].max()) <= -3
+    assert float(difference[changed].max()) >= -10.5 and float(difference[changed].max()) <= -3
     assert torch.equal(sick.target, clean.target)
 
 

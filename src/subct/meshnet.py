@@ -290,10 +290,11 @@ class MeshNetRunConfig:
 
     Attributes:
         device: torch device string (``cpu``, ``cuda``).
-        precision: ``auto`` (bf16 autocast only on CPUs with native bf16, AMP on CUDA),
-            ``fp32`` or ``bf16``; None reads ``SUBCT_PRECISION`` (:mod:`subct.runtime`).
-            bf16 on a CPU without native bf16 is ~70× slower and asked for a 27 GB
-            buffer on a 256³ T1, which is why it is never chosen there by default.
+        precision: ``auto`` (fp32 on CPU, AMP on CUDA), ``fp32`` or ``bf16``; None reads
+            ``SUBCT_PRECISION`` (:mod:`subct.runtime`). bf16 never pays for MeshNet on a
+            CPU: on an AMX CPU meshnet-subcortical took 110 s in bf16 against 49 s in
+            fp32 (``benchmarks/bench_meshnet.py``), and on a CPU without native bf16 it
+            is ~70× slower and asked for a 27 GB buffer on a 256³ T1.
         backend: ``torch`` (default) or ``onnxruntime``. Unlike the CT UNet, MeshNet's
             dilated convolutions ran 1.7–2.7× slower under ONNX Runtime than under
             PyTorch fp32 (``benchmarks/bench_engines.py``), and MeshNet loads torch
@@ -369,7 +370,8 @@ def _run_network(network: MeshNet, image: NDArray[np.float32],
 
     device = torch.device(config.device)
     threads = config.threads or default_threads()
-    backend, precision = resolve_engine(config.backend, config.precision, device.type)
+    backend, precision = resolve_engine(config.backend, config.precision, device.type,
+                                        cpu_bf16_pays=False)
     if backend == "onnxruntime":
         graph = meshnet_graph(network, export_network)
         return OnnxRuntimeEngine(onnx_session(graph, threads)).logits(image)

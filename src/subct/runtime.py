@@ -139,12 +139,14 @@ def requested_precision(requested: str | None = None) -> Precision:
     return value  # type: ignore[return-value]
 
 
-def resolve_precision(requested: str | None = None,
-                      device_type: str = "cpu") -> ResolvedPrecision:
+def resolve_precision(requested: str | None = None, device_type: str = "cpu",
+                      cpu_bf16_pays: bool = True) -> ResolvedPrecision:
     """The arithmetic that will actually run on ``device_type`` (``cpu`` or ``cuda``).
 
-    ``auto``: on CPU, bf16 only where :attr:`CpuInfo.native_bf16`; on CUDA, bf16 where
-    the GPU supports it, else fp16 (automatic mixed precision).
+    ``auto``: on CPU, bf16 only where :attr:`CpuInfo.native_bf16` and the network gains
+    from it (``cpu_bf16_pays``: False for MeshNet, whose dilated convolutions ran 2×
+    slower in bf16 than in fp32 even on an AMX CPU, ``benchmarks/bench_meshnet.py``); on
+    CUDA, bf16 where the GPU supports it, else fp16 (automatic mixed precision).
 
     Raises:
         SubctConfigError: an unknown precision name.
@@ -156,7 +158,7 @@ def resolve_precision(requested: str | None = None,
         import torch  # only reached with a CUDA device, where torch is loaded anyway
 
         return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    return "bf16" if cpu_info().native_bf16 else "fp32"
+    return "bf16" if cpu_bf16_pays and cpu_info().native_bf16 else "fp32"
 
 
 def torch_dtype(precision: ResolvedPrecision) -> torch.dtype | None:
@@ -190,7 +192,8 @@ def requested_backend(requested: str | None = None) -> Backend:
 
 
 def resolve_engine(backend: str | None = None, precision: str | None = None,
-                   device_type: str = "cpu") -> tuple[ResolvedBackend, ResolvedPrecision]:
+                   device_type: str = "cpu", cpu_bf16_pays: bool = True
+                   ) -> tuple[ResolvedBackend, ResolvedPrecision]:
     """The engine and arithmetic that will run a network on ``device_type``.
 
     * CUDA: PyTorch, with :func:`resolve_precision`'s AMP choice.
@@ -203,7 +206,8 @@ def resolve_engine(backend: str | None = None, precision: str | None = None,
     * CPU, ``--backend openvino`` / ``onnxruntime``: that engine; ``auto``
       precision means fp32 there, ``bf16`` is OpenVINO's bf16 hint (ONNX Runtime's
       CPU provider has no bf16 convolutions: refused).
-    * CPU, ``--backend torch``: the precision policy (bf16 only on native-bf16 CPUs).
+    * CPU, ``--backend torch``: the precision policy (bf16 only on native-bf16 CPUs,
+      and only for networks where it pays: ``cpu_bf16_pays``).
 
     Raises:
         SubctConfigError: unknown names, a graph engine on a GPU, ONNX Runtime at bf16,
@@ -220,7 +224,8 @@ def resolve_engine(backend: str | None = None, precision: str | None = None,
         if wanted == "bf16":
             return "torch", "bf16"
         installed = [name for name in GRAPH_BACKENDS if backend_available(name)]
-        return (installed[0], "fp32") if installed else ("torch", resolve_precision(wanted))
+        return ((installed[0], "fp32") if installed
+                else ("torch", resolve_precision(wanted, device_type, cpu_bf16_pays)))
     if engine in GRAPH_BACKENDS:
         if not backend_available(engine):
             raise SubctConfigError(f"--backend {engine} needs the {engine} package "
@@ -229,7 +234,7 @@ def resolve_engine(backend: str | None = None, precision: str | None = None,
             raise SubctConfigError("--backend onnxruntime runs fp32 only; use "
                                    "--precision fp32 or another backend")
         return engine, "bf16" if wanted == "bf16" else "fp32"  # type: ignore[return-value]
-    return "torch", resolve_precision(wanted, device_type)
+    return "torch", resolve_precision(wanted, device_type, cpu_bf16_pays)
 
 
 @lru_cache(maxsize=4)
@@ -260,6 +265,13 @@ def prepare_thread_environment() -> None:
 def default_threads() -> int:
     """Threads for one network: the cores this process may use (at least 1)."""
     return max(1, cpu_info().logical_cores)
+
+
+def cpu_line() -> str:
+    """One line naming this CPU and its speed-relevant flags, for benchmark output."""
+    info = cpu_info()
+    return (f"# CPU: {info.model}; flags: {' '.join(info.relevant_flags) or 'none'}; "
+            f"native bf16: {info.native_bf16}; {info.logical_cores} cores")
 
 
 def runtime_summary(precision: ResolvedPrecision, backend: ResolvedBackend,

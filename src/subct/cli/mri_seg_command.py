@@ -42,9 +42,9 @@ def register(app: typer.Typer) -> None:
         device: str = typer.Option("auto", "--device",
                                    help="MeshNet: auto, cpu, cuda or cuda:N."),
         precision: str | None = typer.Option(
-            None, "--precision", help="MeshNet: auto (bf16 only on CPUs with native bf16, "
-                                      "AMP on CUDA), fp32 or bf16; default $SUBCT_PRECISION "
-                                      "or auto."),
+            None, "--precision", help="MeshNet: auto (fp32 on CPU, where bf16 was slower "
+                                      "even with AMX; AMP on CUDA), fp32 or bf16; default "
+                                      "$SUBCT_PRECISION or auto."),
     ) -> None:
         """Segment a T1 MRI into the 17 subcortical structures with one segmenter."""
         from subct.segmenters import (

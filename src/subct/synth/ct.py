@@ -31,7 +31,6 @@ from subct.synth.config import CTIntensityConfig, CTNoiseConfig
 from subct.synth.intensity import smooth_random_field
 from subct.synth.tissues import lookup, tissue_of
 
-
 #: Tissues whose means the per-sample brain scale and offset move.
 BRAIN_TISSUES = frozenset({"csf", "white_matter", "white_matter_lesion", "grey_matter",
                            "deep_grey", "brainstem", "blood"})

@@ -99,6 +99,12 @@ def blob(shape: tuple[int, int, int], centre: Sequence[float], radius: float,
     return distance / max(radius, 0.5) + wobble < 1.0
 
 
+def chance(rng: np.random.Generator, probability: float) -> bool:
+    """True with ``probability``; draws nothing when it is 0, so a configuration with an
+    effect switched off gives exactly the samples it gave before the effect existed."""
+    return probability > 0.0 and bool(rng.uniform() < probability)
+
+
 def random_voxel(mask: torch.Tensor, rng: np.random.Generator) -> tuple[int, int, int] | None:
     """A random voxel of ``mask`` (None if empty)."""
     where = torch.nonzero(mask)
@@ -134,7 +140,7 @@ class PathologySimulator:
         """
         config, groups = self.config, self.groups
         labels = labels.clone()
-        if rng.uniform() < config.ventricle_enlargement.probability:
+        if chance(rng, config.ventricle_enlargement.probability):
             steps = int(rng.integers(config.ventricle_enlargement.voxels[0],
                                      config.ventricle_enlargement.voxels[1] + 1))
             for side in ((4, 5), (43, 44)):  # each ventricle into its own hemisphere
@@ -146,7 +152,7 @@ class PathologySimulator:
                 grown = dilate(ventricle, side_steps) & groups.mask(labels, WHITE_MATTER + CORTEX)
                 labels[grown] = index
             parameters["ventricle_enlargement_voxels"] = steps
-        if rng.uniform() < config.sulcal_widening.probability:
+        if chance(rng, config.sulcal_widening.probability):
             csf = groups.index(EXTRACEREBRAL_CSF[0])
             if csf is not None:
                 steps = int(rng.integers(config.sulcal_widening.voxels[0],
@@ -173,7 +179,7 @@ class PathologySimulator:
 
         brain = groups.mask(labels, BRAIN)
         # Old infarcts / encephalomalacia: cortical-subcortical or beside the ventricles.
-        if rng.uniform() < config.infarct.probability:
+        if chance(rng, config.infarct.probability):
             count = int(rng.integers(config.infarct.count[0], config.infarct.count[1] + 1))
             csf_index = groups.index(EXTRACEREBRAL_CSF[0])
             for _ in range(count):
@@ -191,7 +197,7 @@ class PathologySimulator:
                     labels[lesion & groups.mask(labels, TARGETS)] = csf_index
                 found.append("infarct_periventricular" if near_ventricle else "infarct")
         # Small-vessel disease: patchy periventricular / deep white-matter hypodensity.
-        if rng.uniform() < config.white_matter_hypodensity.probability:
+        if chance(rng, config.white_matter_hypodensity.probability):
             white = groups.mask(labels, WHITE_MATTER)
             near = dilate(groups.mask(labels, LATERAL_VENTRICLES), 10)
             patches = smooth_random_field(shape, (10, 10, 10), 1.0, generator, self.device)
@@ -202,7 +208,7 @@ class PathologySimulator:
             hu[area] -= float(rng.uniform(*config.white_matter_hypodensity.drop_hu))
             found.append("white_matter_hypodensity")
         # Intraparenchymal haemorrhage, basal ganglia and thalamus included.
-        if rng.uniform() < config.haemorrhage.intraparenchymal_probability:
+        if chance(rng, config.haemorrhage.intraparenchymal_probability):
             region = (groups.mask(labels, DEEP_NUCLEI) if rng.uniform() < 0.5 else brain)
             centre = random_voxel(region, rng)
             if centre is not None:
@@ -214,7 +220,7 @@ class PathologySimulator:
                 hu[rim] -= float(rng.uniform(3.0, 10.0))
                 found.append("haemorrhage_intraparenchymal")
         # Intraventricular: blood layering in the dependent (posterior) ventricle.
-        if rng.uniform() < config.haemorrhage.intraventricular_probability:
+        if chance(rng, config.haemorrhage.intraventricular_probability):
             ventricle = groups.mask(labels, LATERAL_VENTRICLES)
             if bool(ventricle.any()):
                 y = torch.arange(shape[1], device=self.device)[None, :, None].float()
@@ -224,7 +230,7 @@ class PathologySimulator:
                 hu[layer] = float(rng.uniform(*config.haemorrhage.hu)) + texture(3.0)[layer]
                 found.append("haemorrhage_intraventricular")
         # Subdural: a crescent under the skull over one hemisphere.
-        if rng.uniform() < config.haemorrhage.subdural_probability:
+        if chance(rng, config.haemorrhage.subdural_probability):
             skull = groups.mask(labels, SKULL)
             if bool(skull.any()):
                 thickness = int(rng.integers(config.haemorrhage.subdural_mm[0],
@@ -242,7 +248,7 @@ class PathologySimulator:
                 hu[crescent] = level + texture(3.0)[crescent]
                 found.append("haemorrhage_subdural")
         # Subarachnoid: blood in part of the sulcal CSF.
-        if rng.uniform() < config.haemorrhage.subarachnoid_probability:
+        if chance(rng, config.haemorrhage.subarachnoid_probability):
             csf = groups.mask(labels, EXTRACEREBRAL_CSF)
             patches = smooth_random_field(shape, (8, 8, 8), 1.0, generator, self.device)
             area = csf & (patches > float(rng.uniform(0.0, 1.0)))
@@ -259,7 +265,7 @@ class PathologySimulator:
         config, groups = self.config.calcification, self.groups
         shape = _shape3(hu)
         low, high = config.hu
-        if rng.uniform() < config.pallidum_probability:
+        if chance(rng, config.pallidum_probability):
             pallidum = groups.mask(labels, PALLIDUM)
             speckle = torch.rand(shape, generator=generator, device=self.device)
             fraction = float(rng.uniform(*config.pallidum_fraction))
@@ -268,7 +274,7 @@ class PathologySimulator:
                 low, high, generator=generator)[spots]
             found.append("calcification_pallidum")
         ventricle = groups.mask(labels, LATERAL_VENTRICLES)
-        if rng.uniform() < config.choroid_plexus_probability and bool(ventricle.any()):
+        if chance(rng, config.choroid_plexus_probability) and bool(ventricle.any()):
             where = torch.nonzero(ventricle).float()
             y_cut = float(torch.quantile(where[:, 1], 0.25))  # atria: posterior quarter
             for side in (where[:, 0] < where[:, 0].mean(), where[:, 0] >= where[:, 0].mean()):
@@ -281,7 +287,7 @@ class PathologySimulator:
                 hu[plexus] = float(rng.uniform(low, high))
             found.append("calcification_choroid_plexus")
         third = groups.mask(labels, THIRD_VENTRICLE)
-        if rng.uniform() < config.pineal_probability and bool(third.any()):
+        if chance(rng, config.pineal_probability) and bool(third.any()):
             where = torch.nonzero(third).float()
             back = where[where[:, 1] <= float(torch.quantile(where[:, 1], 0.1))].mean(dim=0)
             centre = (back - torch.tensor([0.0, 4.0, 0.0], device=self.device)).tolist()
@@ -289,7 +295,7 @@ class PathologySimulator:
                           self.device) & ~groups.mask(labels, TARGETS)
             hu[pineal] = float(rng.uniform(low, high))
             found.append("calcification_pineal")
-        if rng.uniform() < config.falx_probability:
+        if chance(rng, config.falx_probability):
             brain = groups.mask(labels, BRAIN + EXTRACEREBRAL_CSF)
             if bool(brain.any()):
                 middle = float(torch.nonzero(brain)[:, 0].float().mean())
@@ -318,7 +324,7 @@ class ScannerSimulator:
         config = self.config
         shape = _shape3(hu)
         effects: list[str] = []
-        if rng.uniform() < config.kernel_probability:
+        if chance(rng, config.kernel_probability):
             sigma = float(rng.uniform(*config.soft_kernel_sigma_mm))
             smooth = _gaussian_blur(hu, sigma)
             if rng.uniform() < 0.5:  # soft (smoothing) kernel
@@ -328,7 +334,7 @@ class ScannerSimulator:
                 amount = float(rng.uniform(*config.sharp_kernel_amount))
                 hu = hu + amount * (hu - smooth)
                 effects.append(f"sharp_kernel_{amount:.2f}")
-        if rng.uniform() < config.noise_probability:
+        if chance(rng, config.noise_probability):
             std = float(rng.uniform(*config.noise_std_hu))
             white = torch.randn(shape, generator=generator, device=self.device)
             correlation = float(rng.uniform(*config.noise_correlation_mm))
@@ -336,10 +342,10 @@ class ScannerSimulator:
             noise = noise / noise.std().clamp(min=1e-6) * std
             hu = hu + noise
             effects.append(f"noise_{std:.1f}HU")
-        if rng.uniform() < config.streak_probability:
+        if chance(rng, config.streak_probability):
             hu = hu + self._streaks(labels, shape, rng, generator)
             effects.append("streaks")
-        if rng.uniform() < config.partial_fov_probability:
+        if chance(rng, config.partial_fov_probability):
             cut = int(rng.integers(config.partial_fov_mm[0], config.partial_fov_mm[1] + 1))
             background = self.groups.index(0)
             region = [slice(None)] * 3
