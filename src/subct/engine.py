@@ -314,10 +314,11 @@ def softmax(logits: NDArray[np.float32], axis: int = 0, threads: int = 1
             ) -> NDArray[np.float32]:
     """Numerically stable softmax along ``axis`` (float32, in a new array).
 
-    The array is split along its first other axis over ``threads`` threads.
+    The array is split along its longest other axis over ``threads`` threads.
     """
     result = np.empty_like(logits, dtype=np.float32)
-    split_axis = 1 if axis == 0 else 0
+    axis = axis % logits.ndim
+    split_axis = max((a for a in range(logits.ndim) if a != axis), key=lambda a: logits.shape[a])
 
     def part(index: slice) -> None:
         where: list[slice | int] = [slice(None)] * logits.ndim

@@ -295,10 +295,12 @@ class MeshNetRunConfig:
             CPU: on an AMX CPU meshnet-subcortical took 110 s in bf16 against 49 s in
             fp32 (``benchmarks/bench_meshnet.py``), and on a CPU without native bf16 it
             is ~70× slower and asked for a 27 GB buffer on a 256³ T1.
-        backend: ``torch`` (default) or ``onnxruntime``. Unlike the CT UNet, MeshNet's
-            dilated convolutions ran 1.7–2.7× slower under ONNX Runtime than under
-            PyTorch fp32 (``benchmarks/bench_engines.py``), and MeshNet loads torch
-            anyway, so PyTorch is its default engine.
+        backend: ``torch`` (default), ``openvino``, ``onnxruntime`` or ``auto``. On a
+            96³ tile OpenVINO fp32 was the fastest (1.48 s against PyTorch's 2.24 s,
+            ``benchmarks/bench_engines.py``), but on a whole 256³ head it gained nothing
+            (``subct mri-seg``: 48.6 s wall / 83.1 s CPU against 49.1 s / 88.6 s) and
+            peaked at 6.7 GB against PyTorch's 4.2 GB, so PyTorch fp32 stays MeshNet's
+            default. The graph engines export the loaded weights once, cached by hash.
         crop_to_head: run only on the bounding box of the head (voxels above
             ``head_threshold`` of the scaled image) plus the receptive-field halo; the
             output inside the head is then identical, and outside it is background.
@@ -312,7 +314,7 @@ class MeshNetRunConfig:
 
     device: str = "cpu"
     precision: str | None = None
-    backend: str = "torch"
+    backend: str | None = "torch"
     crop_to_head: bool = True
     head_threshold: float = 0.05
     region: tuple[slice, slice, slice] | None = None
@@ -350,8 +352,8 @@ def run_meshnet(
                 for k, size in zip(keep, scaled.shape, strict=True))
     conformed_s = time.perf_counter() - started
     started = time.perf_counter()
-    logits = _run_network(network, np.ascontiguousarray(scaled[box])[None, None], config)
-    cropped_classes = logits[0].argmax(axis=0).astype(np.int16)
+    cropped_classes = _predict_classes(network, np.ascontiguousarray(scaled[box])[None, None],
+                                       config)
     network_s = time.perf_counter() - started
     classes = np.zeros(scaled.shape, dtype=np.int16)
     inner = tuple(slice(k.start - b.start, k.stop - b.start)
@@ -362,9 +364,13 @@ def run_meshnet(
     )
 
 
-def _run_network(network: MeshNet, image: NDArray[np.float32],
-                 config: MeshNetRunConfig) -> NDArray[np.float32]:
-    """Logits of ``network`` on ``image`` (1, 1, X, Y, Z) with the policy's engine."""
+def _predict_classes(network: MeshNet, image: NDArray[np.float32],
+                     config: MeshNetRunConfig) -> NDArray[np.int16]:
+    """Arg-max class of ``network`` on ``image`` (1, 1, X, Y, Z) with the policy's engine.
+
+    The arg-max is taken while the engine's output buffer is alive, so the logits (18
+    float32 channels of the whole head box, about 1 GB) are never copied.
+    """
     from subct.engine import OnnxRuntimeEngine, TorchEngine, export_network, onnx_session
     from subct.runtime import default_threads, resolve_engine
 
@@ -372,12 +378,20 @@ def _run_network(network: MeshNet, image: NDArray[np.float32],
     threads = config.threads or default_threads()
     backend, precision = resolve_engine(config.backend, config.precision, device.type,
                                         cpu_bf16_pays=False)
+    if backend == "openvino":
+        from subct.engine import OpenVinoEngine, read_openvino_model
+
+        graph = meshnet_graph(network, export_network)
+        engine = OpenVinoEngine(read_openvino_model(graph), threads, precision)
+        return engine.logits(image)[0].argmax(axis=0).astype(np.int16)
     if backend == "onnxruntime":
         graph = meshnet_graph(network, export_network)
-        return OnnxRuntimeEngine(onnx_session(graph, threads)).logits(image)
+        logits = OnnxRuntimeEngine(onnx_session(graph, threads)).logits(image)
+        return logits[0].argmax(axis=0).astype(np.int16)
     if device.type == "cpu":
         torch.set_num_threads(threads)
-    return TorchEngine(network, device, precision).logits(image)
+    return TorchEngine(network, device, precision).logits(image)[0].argmax(axis=0).astype(
+        np.int16)
 
 
 def meshnet_graph(network: MeshNet, export: Any) -> Path:
