@@ -15,7 +15,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import cProfile
 import pstats
 import subprocess
 import sys
