@@ -109,3 +109,5 @@ def test_batch_on_dask_cluster(inputs: dict[str, Path], tmp_path: Path) -> None:
     assert status == {"case_a": "done", "case_b": "done", "broken": "failed"}
     labels = load_volume(tmp_path / "dask" / "case_a_labels.nii.gz")
     assert set(np.unique(labels.array)) <= {0, 4, 10, 11, 12, 13, 16, 17, 18, 26}
+    record = json.loads((tmp_path / "dask" / "case_a_qc.json").read_text())
+    assert record["runtime"]["threads"] == 1  # the worker's budget, not every core

@@ -286,10 +286,30 @@ def process_case(case: CaseInput, model: SegmentationModel, config: BatchConfig
 
 
 def _process_on_worker(case: CaseInput, config: BatchConfig) -> CaseOutcome:
-    """Dask task: load the model once per worker process, then process the case."""
+    """Dask task: load the model once per worker process, then process the case.
+
+    Without ``--threads`` the network gets the worker's own thread budget (its
+    ``nthreads``), not every core of the machine: several workers on one machine would
+    otherwise each start a pool of all cores and oversubscribe it.
+    """
     from subct.inference import cached_model
 
+    if config.inference.threads is None:
+        config = replace(config, inference=replace(config.inference,
+                                                   threads=_worker_thread_budget()))
     return process_case(case, cached_model(config.model, config.inference), config)
+
+
+def _worker_thread_budget() -> int | None:
+    """Threads of the Dask worker running this task (None outside a worker)."""
+    try:
+        from distributed import get_worker
+
+        worker = get_worker()
+    except (ImportError, ValueError):
+        return None
+    threads = getattr(worker, "nthreads", None) or getattr(worker.state, "nthreads", None)
+    return max(1, int(threads)) if threads else None
 
 
 # ------------------------------------------------------------------------- batch files
