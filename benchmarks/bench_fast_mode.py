@@ -53,10 +53,11 @@ def main() -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--backend", default=None)
     parser.add_argument("--precision", default=None)
+    parser.add_argument("--model", default=None, help="checkpoint (default: shipped)")
     args = parser.parse_args()
     info = cpu_info()
     base = InferenceConfig(backend=args.backend, precision=args.precision)
-    model = cached_model(None, base)
+    model = cached_model(args.model, base)
     print(f"# CPU: {info.model}; flags: {' '.join(info.relevant_flags)}; engine "
           f"{model.backend} {model.precision}, {model.threads} threads")
     print("| CT | setting | mean self-Dice | worst structure (Dice) | network s | "
