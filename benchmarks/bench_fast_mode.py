@@ -24,9 +24,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from real_cts import real_cts  # noqa: E402
+from real_cts import dice_summary, real_cts, structure_dice  # noqa: E402
 from subct.inference import InferenceConfig, cached_model, segment  # noqa: E402
-from subct.labels import CANONICAL_NAMES  # noqa: E402
 from subct.runtime import cpu_info  # noqa: E402
 
 #: Candidate settings: label → InferenceConfig overrides.
@@ -36,16 +35,6 @@ CANDIDATES: dict[str, dict[str, object]] = {
     "no TTA, overlap 0.25": {"tta": False, "sliding_window_overlap": 0.25},
     "no TTA, overlap 0 (old --fast)": {"tta": False, "sliding_window_overlap": 0.0},
 }
-
-
-def self_dice(a: np.ndarray, b: np.ndarray) -> dict[str, float]:
-    """Dice of each canonical structure between two label maps (NaN if absent in both)."""
-    scores = {}
-    for value, name in CANONICAL_NAMES.items():
-        in_a, in_b = a == value, b == value
-        total = int(in_a.sum()) + int(in_b.sum())
-        scores[name] = 2.0 * float((in_a & in_b).sum()) / total if total else float("nan")
-    return scores
 
 
 def main() -> None:
@@ -75,12 +64,10 @@ def main() -> None:
             started = time.perf_counter()
             result = segment(volume, model, config)
             total = time.perf_counter() - started
-            scores = self_dice(np.asarray(reference.labels.array),
-                               np.asarray(result.labels.array))
-            valid = {k: v for k, v in scores.items() if not np.isnan(v)}
-            worst = min(valid, key=valid.__getitem__)
-            print(f"| {name} | {label} | {np.mean(list(valid.values())):.3f} | "
-                  f"{worst} ({valid[worst]:.3f}) | {result.timings_s['network']:.2f} | "
+            mean, worst, value = dice_summary(structure_dice(
+                np.asarray(reference.labels.array), np.asarray(result.labels.array)))
+            print(f"| {name} | {label} | {mean:.3f} | "
+                  f"{worst} ({value:.3f}) | {result.timings_s['network']:.2f} | "
                   f"{total:.2f} |", flush=True)
 
 

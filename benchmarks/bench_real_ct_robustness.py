@@ -33,7 +33,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from real_cts import real_cts  # noqa: E402
+from real_cts import dice_summary, real_cts, structure_dice  # noqa: E402
 from subct.inference import InferenceConfig, cached_model, segment  # noqa: E402
 from subct.io import Volume  # noqa: E402
 from subct.labels import CANONICAL_NAMES  # noqa: E402
@@ -43,23 +43,6 @@ from subct.runtime import cpu_line  # noqa: E402
 NOISE_HU = 10.0
 PITCH_DEG = 10.0
 SLAB_MM = 5.0
-
-
-def structure_dice(a: np.ndarray, b: np.ndarray) -> dict[str, float]:
-    """Dice per canonical structure (NaN where absent from both)."""
-    scores = {}
-    for value, name in CANONICAL_NAMES.items():
-        in_a, in_b = a == value, b == value
-        total = int(in_a.sum()) + int(in_b.sum())
-        scores[name] = 2.0 * float((in_a & in_b).sum()) / total if total else float("nan")
-    return scores
-
-
-def summary(scores: dict[str, float]) -> tuple[float, str, float]:
-    """Mean, worst structure and its Dice (NaN-free)."""
-    valid = {k: v for k, v in scores.items() if not np.isnan(v)}
-    worst = min(valid, key=valid.__getitem__)
-    return float(np.mean(list(valid.values()))), worst, valid[worst]
 
 
 def axial_axis(volume: Volume) -> int:
@@ -134,7 +117,7 @@ def main() -> None:
         for label, perturbed in (("noise σ 10 HU", with_noise(volume, NOISE_HU)),
                                  ("pitch 10°", pitched(volume, PITCH_DEG))):
             result = segment(perturbed, model, config)
-            mean, worst, value = summary(structure_dice(reference,
+            mean, worst, value = dice_summary(structure_dice(reference,
                                                         np.asarray(result.labels.array)))
             print(f"| {name} | {label} | {mean:.3f} | {worst} ({value:.3f}) | – |",
                   flush=True)
@@ -146,10 +129,10 @@ def main() -> None:
             continue
         thick = segment(slabs(volume, factor), model, config)
         back = expand(np.asarray(thick.labels.array), axis, factor, volume.shape[axis])
-        mean, worst, value = summary(structure_dice(reference, back))
+        mean, worst, value = dice_summary(structure_dice(reference, back))
         limit = expand(central_slices(reference, axis, factor), axis, factor,
                        volume.shape[axis])
-        grid_mean, _, _ = summary(structure_dice(reference, limit))
+        grid_mean, _, _ = dice_summary(structure_dice(reference, limit))
         print(f"| {name} | {factor * spacing:.1f} mm axial slabs | {mean:.3f} | {worst} "
               f"({value:.3f}) | {grid_mean:.3f} |", flush=True)
     print("\n| structure | " + " | ".join(f"{n} cm³" for n in volumes) + " | adult range cm³ |")

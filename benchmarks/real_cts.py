@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from subct.io import Volume, load_volume
+from subct.labels import CANONICAL_NAMES
 from subct.paths import shared_data_dir
 
 INVESALIUS_CRANIUM = Path("/usr/share/doc/invesalius-examples/examples/Cranium.inv3")
@@ -55,3 +56,21 @@ def real_cts() -> dict[str, Volume]:
     if INVESALIUS_CRANIUM.is_file():
         volumes["invesalius_cranium"] = load_invesalius()
     return volumes
+
+
+def structure_dice(a: np.ndarray, b: np.ndarray) -> dict[str, float]:
+    """Dice of each canonical structure between two label maps of one grid (the "self-Dice"
+    of two runs on the same scan); NaN where the structure is absent from both."""
+    scores = {}
+    for value, name in CANONICAL_NAMES.items():
+        in_a, in_b = a == value, b == value
+        total = int(in_a.sum()) + int(in_b.sum())
+        scores[name] = 2.0 * float((in_a & in_b).sum()) / total if total else float("nan")
+    return scores
+
+
+def dice_summary(scores: dict[str, float]) -> tuple[float, str, float]:
+    """Mean over the structures present, the worst structure and its Dice."""
+    valid = {k: v for k, v in scores.items() if not np.isnan(v)}
+    worst = min(valid, key=valid.__getitem__)
+    return float(np.mean(list(valid.values()))), worst, valid[worst]

@@ -360,16 +360,6 @@ def shipped_graph_path(checkpoint: str | Path) -> Path:
     return Path(checkpoint).with_suffix(".onnx")
 
 
-def onnx_graph_for_checkpoint(checkpoint: str | Path) -> Path:
-    """The ONNX graph of a subct checkpoint: shipped, cached, or exported now."""
-    checkpoint = Path(checkpoint)
-    sha256 = file_sha256(checkpoint)
-    for candidate in (shipped_graph_path(checkpoint), cached_graph_path(sha256)):
-        if candidate.is_file():
-            return candidate
-    return export_to_cache(sha256, lambda target: _export_checkpoint(checkpoint, target))
-
-
 def graph_engine_for_checkpoint(checkpoint: str | Path, backend: str, threads: int,
                                 precision: ResolvedPrecision = "fp32"
                                 ) -> OpenVinoEngine | OnnxRuntimeEngine:

@@ -33,11 +33,10 @@ def ct_window_normalise(
     Works on numpy arrays and torch tensors (returned as float32 of the same kind).
     """
     low, high = float(window[0]), float(window[1])
-    if not isinstance(hu, np.ndarray):  # a torch tensor (training's data loaders)
-        return ((hu.float().clamp(low, high) - low) / (high - low)).float()
-    return ((np.clip(np.asarray(hu, dtype=np.float32), low, high) - low) / (high - low)).astype(
-        np.float32
-    )
+    if isinstance(hu, np.ndarray) or not hasattr(hu, "clamp"):  # numpy, lists, memmaps
+        return ((np.clip(np.asarray(hu, dtype=np.float32), low, high) - low)  # type: ignore[return-value]
+                / (high - low)).astype(np.float32)
+    return ((hu.float().clamp(low, high) - low) / (high - low)).float()  # a torch tensor
 
 
 # ------------------------------------------------------------------------------ geometry

@@ -26,10 +26,10 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F  # noqa: N812
 
 from subct.synth.config import PathologyConfig, ScannerConfig
 from subct.synth.intensity import smooth_random_field
+from subct.synth.resolution import gaussian_blur_along_axis
 
 #: FreeSurfer label groups the effects look for (source label IDs).
 LATERAL_VENTRICLES = (4, 43, 5, 44)
@@ -390,18 +390,8 @@ def _shape3(volume: torch.Tensor) -> tuple[int, int, int]:
 
 
 def _gaussian_blur(volume: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Separable Gaussian blur (σ in voxels) with replicated borders."""
-    if sigma <= 0.05:
-        return volume
-    radius = max(1, int(np.ceil(3.0 * sigma)))
-    offsets = torch.arange(-radius, radius + 1, device=volume.device, dtype=torch.float32)
-    kernel = torch.exp(-0.5 * (offsets / sigma) ** 2)
-    kernel = kernel / kernel.sum()
-    result = volume[None, None].float()
+    """Isotropic Gaussian blur (σ in voxels, edges replicated): the slice-profile blur of
+    :mod:`subct.synth.resolution` along each axis in turn."""
     for axis in range(3):
-        size = [1, 1, 1]
-        size[axis] = kernel.numel()
-        padding = [0, 0, 0, 0, 0, 0]
-        padding[2 * (2 - axis)] = padding[2 * (2 - axis) + 1] = radius
-        result = F.conv3d(F.pad(result, padding, mode="replicate"), kernel.view(1, 1, *size))
-    return result[0, 0]
+        volume = gaussian_blur_along_axis(volume, axis, sigma)
+    return volume
