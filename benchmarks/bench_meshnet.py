@@ -34,10 +34,12 @@ from subct.runtime import cpu_info
 from subct.segmenters import MeshNetSegmenter
 
 
-def timed_mri_seg(t1: Path, model: str, precision: str, output: Path) -> dict[str, float]:
+def timed_mri_seg(t1: Path, model: str, precision: str, output: Path,
+                  backend: str = "torch") -> dict[str, float]:
     """Wall, CPU and peak RSS of one ``subct mri-seg`` process."""
     command = ["/usr/bin/time", "-v", sys.executable, "-m", "subct", "mri-seg", str(t1),
-               "-o", str(output), "--tool", model, "--precision", precision]
+               "-o", str(output), "--tool", model, "--precision", precision,
+               "--backend", backend]
     completed = subprocess.run(command, capture_output=True, text=True, check=False)
     if completed.returncode != 0:
         raise RuntimeError(completed.stdout + completed.stderr)
@@ -58,19 +60,22 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", default=["meshnet-subcortical", "meshnet-18"])
     parser.add_argument("--all", action="store_true", help="also bf16 without native bf16")
     parser.add_argument("--skip-accuracy", action="store_true")
+    parser.add_argument("--backend", default="torch",
+                        help="MeshNet engine for the timing rows (torch, openvino, ...)")
     args = parser.parse_args()
     info = cpu_info()
     precisions = ["fp32"] + (["bf16"] if info.native_bf16 or args.all else [])
     print(f"# CPU: {info.model}; flags: {' '.join(info.relevant_flags) or 'none'}; "
           f"native bf16: {info.native_bf16}; {info.logical_cores} cores")
     t1 = shared_data_dir() / "mri" / "t1_crop" / "t1_crop.nii.gz"
-    print("| model | precision | wall s | CPU s (user+sys) | peak RSS GB |")
-    print("|---|---|---|---|---|")
+    print("| model | engine | precision | wall s | CPU s (user+sys) | peak RSS GB |")
+    print("|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as scratch:
         for model in args.models:
             for precision in precisions:
-                figures = timed_mri_seg(t1, model, precision, Path(scratch) / "labels.nii.gz")
-                print(f"| {model} | {precision} | {figures['wall_s']:.1f} | "
+                figures = timed_mri_seg(t1, model, precision, Path(scratch) / "labels.nii.gz",
+                                        args.backend)
+                print(f"| {model} | {args.backend} | {precision} | {figures['wall_s']:.1f} | "
                       f"{figures['cpu_s']:.1f} | {figures['peak_rss_gb']:.2f} |", flush=True)
     if args.skip_accuracy:
         return

@@ -297,9 +297,9 @@ class MeshNetRunConfig:
             is ~70× slower and asked for a 27 GB buffer on a 256³ T1.
         backend: ``torch`` (default), ``openvino``, ``onnxruntime`` or ``auto``. On a
             96³ tile OpenVINO fp32 was the fastest (1.48 s against PyTorch's 2.24 s,
-            ``benchmarks/bench_engines.py``), but on a whole 256³ head it gained nothing
-            (``subct mri-seg``: 48.6 s wall / 83.1 s CPU against 49.1 s / 88.6 s) and
-            peaked at 6.7 GB against PyTorch's 4.2 GB, so PyTorch fp32 stays MeshNet's
+            ``benchmarks/bench_engines.py``), but on a whole 256³ head it gained 15 %
+            (``subct mri-seg``: 43.1 s wall / 73.3 s CPU against 49.1 s / 88.6 s) for a
+            6.7 GB peak against PyTorch's 4.2 GB, so PyTorch fp32 stays MeshNet's
             default. The graph engines export the loaded weights once, cached by hash.
         crop_to_head: run only on the bounding box of the head (voxels above
             ``head_threshold`` of the scaled image) plus the receptive-field halo; the

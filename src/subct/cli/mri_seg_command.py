@@ -45,6 +45,10 @@ def register(app: typer.Typer) -> None:
             None, "--precision", help="MeshNet: auto (fp32 on CPU, where bf16 was slower "
                                       "even with AMX; AMP on CUDA), fp32 or bf16; default "
                                       "$SUBCT_PRECISION or auto."),
+        backend: str = typer.Option(
+            "torch", "--backend", help="MeshNet engine: torch (default; measured the "
+                                       "leanest on a whole head), openvino, onnxruntime "
+                                       "or auto."),
     ) -> None:
         """Segment a T1 MRI into the 17 subcortical structures with one segmenter."""
         from subct.segmenters import (
@@ -62,10 +66,11 @@ def register(app: typer.Typer) -> None:
         elif key.startswith("meshnet"):
             from subct.inference import resolve_device
             from subct.meshnet import MeshNetRunConfig
-            from subct.runtime import requested_precision
+            from subct.runtime import requested_backend, requested_precision
 
             run = MeshNetRunConfig(device=resolve_device(device), threads=threads,
-                                   precision=requested_precision(precision))
+                                   precision=requested_precision(precision),
+                                   backend=requested_backend(backend))
             options = {"model_dir": model_dir, "midline": midline, "run": run}
         elif key in BUILTIN_SEGMENTERS:
             options = {"transform": transform}
