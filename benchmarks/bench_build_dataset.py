@@ -23,14 +23,17 @@ from pathlib import Path
 import numpy as np
 from scipy.spatial.transform import Rotation
 
-from subct.dataset_builder import BuildConfig, build_dataset
-from subct.io import Volume, load_volume, save_volume
+from subct.dataset.build import build_dataset
+from subct.dataset.config import BuildConfig
+from subct.image.volume import Volume
+from subct.io.readers import load_volume
+from subct.io.writers import save_volume
 from subct.paths import shared_data_dir
-from subct.pseudo_ct import pseudo_ct_from_t1
+from subct.synth.pseudo_ct import pseudo_ct_from_t1
 
 
 def main() -> None:
-    from subct.runtime import cpu_line
+    from subct.model.runtime import cpu_line
 
     print(cpu_line(), flush=True)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

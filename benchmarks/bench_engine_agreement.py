@@ -22,8 +22,10 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).parent))
 
 from real_cts import dice_summary, real_cts, structure_dice  # noqa: E402
-from subct.inference import InferenceConfig, cached_model, segment  # noqa: E402
-from subct.runtime import cpu_line  # noqa: E402
+from subct.inference.config import InferenceConfig
+from subct.inference.model import cached_model
+from subct.inference.pipeline import segment  # noqa: E402
+from subct.model.runtime import cpu_line  # noqa: E402
 
 ENGINES = ("torch", "openvino", "onnxruntime")
 

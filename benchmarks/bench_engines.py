@@ -55,7 +55,7 @@ def _worker(args: argparse.Namespace) -> None:
     """One configuration in this process: print a JSON line with the timings."""
     import numpy as np
 
-    from subct.runtime import cpu_info
+    from subct.model.runtime import cpu_info
 
     shape = tuple(args.shape)
     rng = np.random.default_rng(0)
@@ -80,7 +80,7 @@ def _make_runner(args: argparse.Namespace, image):  # type: ignore[no-untyped-de
     if args.engine == "torch":
         import torch
 
-        from subct.runtime import autocast
+        from subct.model.runtime import autocast
 
         network = _torch_network(args.network)
         torch.set_num_threads(args.threads)
@@ -123,24 +123,25 @@ def _torch_network(name: str):  # type: ignore[no-untyped-def]
     if name == "unet":
         import torch
 
-        from subct.checkpoint import load_checkpoint
-        from subct.models import default_model_path
+        from subct.model.checkpoint import load_checkpoint
+        from subct.model.registry import default_model_path
 
         return load_checkpoint(default_model_path(), torch.device("cpu")).network.eval()
-    from subct.meshnet import default_model_dir, load_meshnet
+    from subct.transfer.meshnet_network import default_model_dir, load_meshnet
 
     return load_meshnet(default_model_dir("meshnet-subcortical"))
 
 
 def _onnx_graph(name: str) -> Path:
     if name == "unet":
-        from subct.engine import shipped_graph_path
-        from subct.models import default_model_path
+        from subct.model.graphs import shipped_graph_path
+        from subct.model.registry import default_model_path
 
         # the graph shipped beside the weights (tests check it records their hash)
         return shipped_graph_path(default_model_path())
-    from subct.engine import export_network
-    from subct.meshnet import default_model_dir, load_meshnet, meshnet_graph
+    from subct.model.graphs import export_network
+    from subct.transfer.meshnet import meshnet_graph
+    from subct.transfer.meshnet_network import default_model_dir, load_meshnet
 
     network = load_meshnet(default_model_dir("meshnet-subcortical"))
     return meshnet_graph(network, export_network)
@@ -172,7 +173,7 @@ def main() -> None:
         _worker(args)
         return
 
-    from subct.runtime import cpu_info
+    from subct.model.runtime import cpu_info
 
     info = cpu_info()
     print(f"# CPU: {info.model}; flags: {' '.join(info.relevant_flags) or 'none'}; "

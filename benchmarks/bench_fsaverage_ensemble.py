@@ -35,12 +35,15 @@ from pathlib import Path
 
 import numpy as np
 
-from subct.fusion import FUSION_METHODS, _staple_simpleitk, fuse, leave_one_out_weights
-from subct.io import load_volume, save_volume
-from subct.labels import CANONICAL_LABELS, STRUCTURES, convert_to_canonical
-from subct.metrics import label_map_metrics
+from subct.evaluation.metrics import label_map_metrics
+from subct.io.readers import load_volume
+from subct.io.writers import save_volume
+from subct.labels.convert import convert_to_canonical
+from subct.labels.schemes import CANONICAL_LABELS, STRUCTURES
 from subct.paths import shared_data_dir
-from subct.segmenters import BUILTIN_SEGMENTERS, get_segmenter
+from subct.transfer.fusion import FUSION_METHODS, fuse, leave_one_out_weights
+from subct.transfer.registry import BUILTIN_SEGMENTERS, get_segmenter
+from subct.transfer.staple import _staple_simpleitk
 
 
 def _row(name: str, pred: np.ndarray, ref: np.ndarray, seconds: float | None) -> dict:
@@ -59,7 +62,7 @@ def _row(name: str, pred: np.ndarray, ref: np.ndarray, seconds: float | None) ->
 
 
 def main() -> None:
-    from subct.runtime import cpu_line
+    from subct.model.runtime import cpu_line
 
     print(cpu_line(), flush=True)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

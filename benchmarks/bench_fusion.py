@@ -42,8 +42,9 @@ SIDE = 256
 
 
 def _scenario_maps(scenario: str, cache_dir: Path) -> list[np.ndarray]:
-    from subct.io import load_volume
-    from subct.labels import CANONICAL_LABELS, convert_to_canonical
+    from subct.io.readers import load_volume
+    from subct.labels.convert import convert_to_canonical
+    from subct.labels.schemes import CANONICAL_LABELS
     from subct.paths import shared_data_dir
 
     data = shared_data_dir()
@@ -71,7 +72,7 @@ def _scenario_maps(scenario: str, cache_dir: Path) -> list[np.ndarray]:
 def _worker(folder: Path, method: str, repeats: int) -> None:
     maps = [np.load(path) for path in sorted(folder.glob("map*.npy"))]
     loaded_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    from subct.fusion import fuse
+    from subct.transfer.fusion import fuse
 
     times, cpu_times = [], []
     for _ in range(repeats):
@@ -90,7 +91,7 @@ def _worker(folder: Path, method: str, repeats: int) -> None:
 
 
 def main() -> None:
-    from subct.runtime import cpu_line
+    from subct.model.runtime import cpu_line
 
     print(cpu_line(), flush=True)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -24,9 +24,11 @@ from typing import Any
 
 import numpy as np
 
-from subct.io import Volume, load_volume, save_volume
+from subct.image.resample import conformed_geometry, resample_to_geometry
+from subct.image.volume import Volume
+from subct.io.readers import load_volume
+from subct.io.writers import save_volume
 from subct.paths import shared_data_dir
-from subct.resample import conformed_geometry, resample_to_geometry
 
 
 def _best_of(repeats: int, action: Callable[[], Any]) -> float:
@@ -54,7 +56,7 @@ def _ct_like_volume() -> Volume:
 
 
 def main() -> None:
-    from subct.runtime import cpu_line
+    from subct.model.runtime import cpu_line
 
     print(cpu_line(), flush=True)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -26,12 +26,12 @@ from pathlib import Path
 
 import numpy as np
 
-from subct.io import load_volume
-from subct.labels import CANONICAL_LABELS, convert_to_canonical
-from subct.meshnet import MeshNetRunConfig
+from subct.io.readers import load_volume
+from subct.labels.convert import convert_to_canonical
+from subct.labels.schemes import CANONICAL_LABELS
+from subct.model.runtime import cpu_info
 from subct.paths import shared_data_dir
-from subct.runtime import cpu_info
-from subct.segmenters import MeshNetSegmenter
+from subct.transfer.meshnet import MeshNetRunConfig, MeshNetSegmenter
 
 
 def timed_mri_seg(t1: Path, model: str, precision: str, output: Path,

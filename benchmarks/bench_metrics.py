@@ -28,10 +28,11 @@ import nibabel as nib
 import numpy as np
 from scipy import ndimage
 
-from subct.evaluation import EvaluationConfig, evaluate_case
-from subct.io import Volume
-from subct.labels import CANONICAL_NAMES, convert_to_canonical
-from subct.metrics import label_map_metrics
+from subct.evaluation.evaluate import EvaluationConfig, evaluate_case
+from subct.evaluation.metrics import label_map_metrics
+from subct.image.volume import Volume
+from subct.labels.convert import convert_to_canonical
+from subct.labels.schemes import CANONICAL_NAMES
 from subct.paths import shared_data_dir
 
 
@@ -58,7 +59,7 @@ def time_call(function, repeats: int) -> list[float]:  # type: ignore[no-untyped
 
 
 def main() -> None:
-    from subct.runtime import cpu_line
+    from subct.model.runtime import cpu_line
 
     print(cpu_line(), flush=True)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -26,12 +26,12 @@ CONFIG = Path(__file__).resolve().parents[1] / "configs" / "shipped_ct_unet.yaml
 
 
 def main() -> None:
-    from subct.runtime import cpu_line
+    from subct.model.runtime import cpu_line
 
     print(cpu_line(), flush=True)
-    from subct.checkpoint import load_state_dict
-    from subct.losses import build_loss
-    from subct.networks import build_network
+    from subct.model.checkpoint import load_state_dict
+    from subct.model.losses import build_loss
+    from subct.model.networks import build_network
     from subct.training import data as training_data
     from subct.training.config import load_training_config
     from subct.training.loop import network_kwargs, validate

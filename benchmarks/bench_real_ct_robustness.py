@@ -34,11 +34,13 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).parent))
 
 from real_cts import dice_summary, real_cts, structure_dice  # noqa: E402
-from subct.inference import InferenceConfig, cached_model, segment  # noqa: E402
-from subct.io import Volume  # noqa: E402
-from subct.labels import CANONICAL_NAMES  # noqa: E402
-from subct.qc import normal_range_mm3  # noqa: E402
-from subct.runtime import cpu_line  # noqa: E402
+from subct.image.volume import Volume  # noqa: E402
+from subct.inference.config import InferenceConfig
+from subct.inference.model import cached_model
+from subct.inference.pipeline import segment  # noqa: E402
+from subct.labels.schemes import CANONICAL_NAMES  # noqa: E402
+from subct.model.runtime import cpu_line  # noqa: E402
+from subct.qc.checks import normal_range_mm3  # noqa: E402
 
 NOISE_HU = 10.0
 PITCH_DEG = 10.0

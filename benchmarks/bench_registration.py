@@ -28,14 +28,15 @@ import numpy as np
 import SimpleITK as sitk
 from scipy.spatial.transform import Rotation
 
-from subct.io import Volume, load_volume
+from subct.image.sitk_bridge import rigid_ras_to_itk
+from subct.image.volume import Volume
+from subct.io.readers import load_volume
 from subct.paths import shared_data_dir
-from subct.pseudo_ct import pseudo_ct_from_t1
-from subct.registration import (
+from subct.synth.pseudo_ct import pseudo_ct_from_t1
+from subct.transfer.registration import (
     RegistrationConfig,
     mean_displacement_error_mm,
     register,
-    rigid_ras_to_itk,
 )
 
 
@@ -57,7 +58,7 @@ def random_rigid(rng: np.random.Generator, centre: np.ndarray) -> tuple[np.ndarr
 
 
 def main() -> None:
-    from subct.runtime import cpu_line
+    from subct.model.runtime import cpu_line
 
     print(cpu_line(), flush=True)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -76,8 +77,8 @@ def main() -> None:
     ct = pseudo_ct_from_t1(t1, aseg, seed=1)
     centre = (ct.affine @ np.r_[np.array(ct.shape) / 2.0, 1.0])[:3]
     if args.clinical_ct_grid:
-        from subct.io import Geometry
-        from subct.resample import resample_to_geometry
+        from subct.image.resample import resample_to_geometry
+        from subct.image.volume import Geometry
 
         affine = np.diag([-0.8, -0.8, 4.0, 1.0])
         affine[:3, 3] = centre - affine[:3, :3] @ np.array([150.0, 150.0, 30.0])

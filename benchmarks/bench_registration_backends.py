@@ -36,14 +36,13 @@ import SimpleITK as sitk
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_registration import random_rigid  # noqa: E402
-from subct.io import Volume, load_volume, save_volume  # noqa: E402
+from subct.image.sitk_bridge import rigid_ras_to_itk
+from subct.image.volume import Volume
+from subct.io.readers import load_volume
+from subct.io.writers import save_volume  # noqa: E402
 from subct.paths import shared_data_dir  # noqa: E402
-from subct.pseudo_ct import pseudo_ct_from_t1  # noqa: E402
-from subct.registration import (  # noqa: E402
-    mean_displacement_error_mm,
-    register,
-    rigid_ras_to_itk,
-)
+from subct.synth.pseudo_ct import pseudo_ct_from_t1  # noqa: E402
+from subct.transfer.registration import mean_displacement_error_mm, register
 
 
 def run_simpleitk(fixed: Path, moving: Path, threads: int) -> sitk.Transform:
@@ -83,7 +82,7 @@ BACKENDS = {"simpleitk": (None, run_simpleitk), "elastix": ("itk", run_elastix),
 
 
 def main() -> None:
-    from subct.runtime import cpu_line
+    from subct.model.runtime import cpu_line
 
     print(cpu_line(), flush=True)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

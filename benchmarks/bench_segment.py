@@ -39,9 +39,10 @@ import numpy as np
 
 def build_input(folder: Path) -> Path:
     """The demo CT on a 512×512×150, 0.5×0.5×1 mm grid centred on the head."""
-    from subct.demo import build_demo_ct
-    from subct.io import Geometry, save_volume
-    from subct.resample import resample_to_geometry
+    from subct.evaluation.demo import build_demo_ct
+    from subct.image.resample import resample_to_geometry
+    from subct.image.volume import Geometry
+    from subct.io.writers import save_volume
 
     case = build_demo_ct()
     shape = (512, 512, 150)
@@ -63,9 +64,9 @@ def default_checkpoint(folder: Path) -> Path:
     """Shipped model if installed, else a random-weight default UNet checkpoint."""
     import torch
 
-    from subct.checkpoint import CheckpointMetadata, save_checkpoint
-    from subct.models import default_model_path
-    from subct.networks import build_network
+    from subct.model.checkpoint import CheckpointMetadata, save_checkpoint
+    from subct.model.networks import build_network
+    from subct.model.registry import default_model_path
 
     if default_model_path().is_file():
         return default_model_path()
@@ -104,18 +105,14 @@ def realistic_postprocess_seconds(ct_path: Path) -> float:
     the boundary interpolation; this times :func:`subct.inference.labels_to_native` and
     the largest-component step on the Harvard-Oxford labels of the demo in the crop box.
     """
-    from subct.demo import build_demo_ct
-    from subct.inference import (
-        DEFAULT_CROP_OFFSET_MM,
-        DEFAULT_CROP_SIZE_MM,
-        crop_grid,
-        keep_largest_components,
-        labels_to_native,
-    )
-    from subct.io import load_volume
-    from subct.labels import labels_to_indices
-    from subct.qc import locate_intracranial
-    from subct.resample import resample_to_geometry
+    from subct.evaluation.demo import build_demo_ct
+    from subct.image.masks import locate_intracranial
+    from subct.image.resample import resample_to_geometry
+    from subct.inference.config import DEFAULT_CROP_OFFSET_MM, DEFAULT_CROP_SIZE_MM
+    from subct.inference.crop import crop_grid, labels_to_native
+    from subct.inference.postprocess import keep_largest_components
+    from subct.io.readers import load_volume
+    from subct.labels.schemes import labels_to_indices
 
     volume = load_volume(ct_path)
     location = locate_intracranial(volume)
@@ -131,9 +128,10 @@ def realistic_postprocess_seconds(ct_path: Path) -> float:
 
 def build_input_256(folder: Path) -> Path:
     """The demo CT on a 256³, 1 mm grid (LAS, like a conformed research CT)."""
-    from subct.demo import build_demo_ct
-    from subct.io import Geometry, save_volume
-    from subct.resample import resample_to_geometry
+    from subct.evaluation.demo import build_demo_ct
+    from subct.image.resample import resample_to_geometry
+    from subct.image.volume import Geometry
+    from subct.io.writers import save_volume
 
     case = build_demo_ct()
     shape = (256, 256, 256)
@@ -154,7 +152,7 @@ def busy_processes(count: int) -> list[subprocess.Popen[bytes]]:
 
 
 def main() -> None:
-    from subct.runtime import cpu_info
+    from subct.model.runtime import cpu_info
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", type=Path, default=None)

@@ -52,9 +52,9 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
-from subct.inference import SegmentationModel
-from subct.io import Volume
-from subct.metrics import CaseMetrics
+from subct.evaluation.metrics import CaseMetrics
+from subct.image.volume import Volume
+from subct.inference.model import SegmentationModel
 
 DEFAULT_SHAPE = (192, 240, 240)
 SLICE_THICKNESS_MM = 5
@@ -129,7 +129,7 @@ def generate_cases(map_paths: list[Path], samples_per_map: int, seed: int,
     drawn in every case, or ``clinical`` for the training mix (labels follow the
     generator's rule: anatomy underneath, except the CSF core of an infarct).
     """
-    from subct.labels import convert_to_canonical
+    from subct.labels.convert import convert_to_canonical
     from subct.synth import SynthConfig, SynthGenerator
     from subct.synth.config import PathologyConfig
 
@@ -163,7 +163,7 @@ def generate_cases(map_paths: list[Path], samples_per_map: int, seed: int,
 
 def locator_error_mm(case: EvaluationCase) -> float:
     """Distance (mm) between the located and the true intracranial centroid."""
-    from subct.inference import DEFAULT_CROP_OFFSET_MM
+    from subct.inference.config import DEFAULT_CROP_OFFSET_MM
 
     offset = np.asarray(oracle_crop_offset_mm(case)) - np.asarray(DEFAULT_CROP_OFFSET_MM)
     return float(np.linalg.norm(offset))
@@ -177,8 +177,9 @@ def oracle_crop_offset_mm(case: EvaluationCase) -> tuple[float, float, float]:
     offset moves the crop onto the true intracranial centroid from the labels. This
     isolates the network from brain-location errors.
     """
-    from subct.inference import DEFAULT_CROP_OFFSET_MM, detect_hu_offset
-    from subct.qc import locate_intracranial
+    from subct.image.masks import locate_intracranial
+    from subct.inference.config import DEFAULT_CROP_OFFSET_MM
+    from subct.io.hounsfield import detect_hu_offset
 
     located = locate_intracranial(case.ct, hu_offset=detect_hu_offset(case.ct))
     offset = (np.asarray(DEFAULT_CROP_OFFSET_MM) + case.intracranial_centroid_mm
@@ -198,13 +199,10 @@ def score_case(case: EvaluationCase, model: SegmentationModel, tta: bool,
     training-patch windows (a diagnostic). ``options`` are further
     :class:`subct.inference.InferenceConfig` fields (window overlap, component rule).
     """
-    from subct.inference import (  # ``segment`` is what ``subct.segment`` exports
-        DEFAULT_CROP_OFFSET_MM,
-        InferenceConfig,
-        segment,
-    )
-    from subct.labels import scheme_names
-    from subct.metrics import label_map_metrics
+    from subct.evaluation.metrics import label_map_metrics
+    from subct.inference.config import DEFAULT_CROP_OFFSET_MM, InferenceConfig
+    from subct.inference.pipeline import segment
+    from subct.labels.schemes import scheme_names
 
     offset = oracle_crop_offset_mm(case) if oracle_crop else DEFAULT_CROP_OFFSET_MM
     start = time.perf_counter()
@@ -293,7 +291,7 @@ def markdown_tables(summaries: list[dict[str, object]]) -> str:
 
 def write_outputs(out: Path, all_metrics: dict[str, list[CaseMetrics]],
                   summaries: list[dict[str, object]], info: dict[str, object]) -> None:
-    from subct.io import atomic_write_text
+    from subct.io.writers import atomic_write_text
 
     lines = ["case,resolution,structure,metric,value"]
     for resolution, case_list in all_metrics.items():
@@ -347,8 +345,8 @@ def main() -> None:
                         help="also write each CT, reference and prediction as NIfTI")
     args = parser.parse_args()
 
-    from subct.inference import load_model
-    from subct.runtime import cpu_info
+    from subct.inference.model import load_model
+    from subct.model.runtime import cpu_info
 
     args.out.mkdir(parents=True, exist_ok=True)
     model = load_model(None if args.model == "shipped" else args.model, "cpu",
@@ -384,7 +382,7 @@ def main() -> None:
             print(f"{case.name} {key:>17} grid {case.ct.shape} {case.ct.orientation}: "
                   f"mean Dice {metrics.mean_dice:.3f} ({elapsed:.1f} s)", flush=True)
             if args.save_images:
-                from subct.io import save_volume
+                from subct.io.writers import save_volume
 
                 stem = args.out / f"{case.name}_{case.resolution}"
                 save_volume(case.ct, f"{stem}_ct.nii.gz")

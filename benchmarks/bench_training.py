@@ -26,9 +26,9 @@ from contextlib import nullcontext
 
 import torch
 
-from subct.losses import build_loss
-from subct.networks import build_network, count_parameters
-from subct.runtime import autocast as subct_autocast
+from subct.model.losses import build_loss
+from subct.model.networks import build_network, count_parameters
+from subct.model.runtime import autocast as subct_autocast
 
 
 def _timed(function, repeats: int) -> float:  # type: ignore[no-untyped-def]
@@ -64,7 +64,7 @@ def end_to_end(config_path: str, steps: int) -> None:
 
 
 def main() -> None:
-    from subct.runtime import cpu_line
+    from subct.model.runtime import cpu_line
 
     print(cpu_line(), flush=True)
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])

@@ -41,7 +41,7 @@ STEPS: list[tuple[str, str, str]] = [
 
 
 def main() -> None:
-    from subct.runtime import cpu_line
+    from subct.model.runtime import cpu_line
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--input", choices=["256", "512"], default="256")

@@ -25,8 +25,9 @@ from pathlib import Path
 
 import numpy as np
 
-from subct.io import Volume, load_volume
-from subct.labels import CANONICAL_NAMES
+from subct.image.volume import Volume
+from subct.io.readers import load_volume
+from subct.labels.schemes import CANONICAL_NAMES
 from subct.paths import shared_data_dir
 
 INVESALIUS_CRANIUM = Path("/usr/share/doc/invesalius-examples/examples/Cranium.inv3")

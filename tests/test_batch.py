@@ -10,13 +10,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from tests.support.phantom import analytic_head_phantom
 
-from subct.batch import BatchConfig, expand_inputs, run_batch
-from subct.checkpoint import CheckpointMetadata, save_checkpoint
-from subct.demo import analytic_head_phantom
-from subct.inference import InferenceConfig, load_model
-from subct.io import load_volume, save_volume
-from subct.networks import build_network
+from subct.inference.batch import expand_inputs, run_batch
+from subct.inference.config import InferenceConfig
+from subct.inference.model import load_model
+from subct.inference.outputs import BatchConfig
+from subct.io.readers import load_volume
+from subct.io.writers import save_volume
+from subct.model.checkpoint import CheckpointMetadata, save_checkpoint
+from subct.model.networks import build_network
 
 
 def make_checkpoint(path: Path) -> Path:
@@ -55,7 +58,7 @@ def test_batch_end_to_end_resume_and_failures(inputs: dict[str, Path], tmp_path:
                          model=inputs["checkpoint"], write_posteriors=True)
     sources = [inputs["folder"], inputs["list"], inputs["corrupt"], tmp_path / "missing.nii"]
     summary = run_batch(sources, config, model=model)
-    status = {outcome.case.name: outcome.status for outcome in summary.cases}
+    status = {outcome.case_id: outcome.status for outcome in summary.cases}
     assert status == {"case_a": "done", "case_b": "done", "case_c": "done",
                       "broken": "failed", "missing.nii": "failed"}
     assert any("broken.nii.gz" in failure.error for failure in summary.failures)
@@ -83,7 +86,7 @@ def test_batch_end_to_end_resume_and_failures(inputs: dict[str, Path], tmp_path:
     stray = out / ".case_b_labels.nii.gz.x1y2z3.nii.gz"  # ...while writing its labels
     stray.write_bytes(b"partial")
     again = run_batch([inputs["folder"]], config, model=model)
-    assert {o.case.name: o.status for o in again.cases} == {"case_a": "skipped",
+    assert {o.case_id: o.status for o in again.cases} == {"case_a": "skipped",
                                                              "case_b": "done"}
     assert (out / "case_a_labels.nii.gz").stat().st_mtime_ns == stamp
     assert not stray.exists()
@@ -105,7 +108,7 @@ def test_batch_on_dask_cluster(inputs: dict[str, Path], tmp_path: Path) -> None:
                              inference=InferenceConfig(tta=False, scheme="merged"),
                              scheduler=cluster.scheduler_address, write_overlay=False)
         summary = run_batch([inputs["folder"], inputs["corrupt"]], config)
-    status = {o.case.name: o.status for o in summary.cases}
+    status = {o.case_id: o.status for o in summary.cases}
     assert status == {"case_a": "done", "case_b": "done", "broken": "failed"}
     labels = load_volume(tmp_path / "dask" / "case_a_labels.nii.gz")
     assert set(np.unique(labels.array)) <= {0, 4, 10, 11, 12, 13, 16, 17, 18, 26}

@@ -10,15 +10,15 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from subct.checkpoint import (
+from subct.errors import SubctInputError
+from subct.model.checkpoint import (
     CheckpointMetadata,
     average_checkpoints,
     load_checkpoint,
     read_checkpoint_metadata,
     save_checkpoint,
 )
-from subct.errors import SubctInputError
-from subct.networks import build_network
+from subct.model.networks import build_network
 
 
 def _metadata() -> CheckpointMetadata:

@@ -17,16 +17,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from subct.dataset_builder import (
-    BuildConfig,
-    build_dataset,
-    discover_cases,
-    flag_outliers,
-    head_centred_grid,
-    make_splits,
-)
-from subct.io import Volume, load_volume, save_volume
-from subct.pseudo_ct import pseudo_ct_from_t1
+from subct.dataset.build import build_dataset
+from subct.dataset.case import head_centred_grid
+from subct.dataset.config import BuildConfig
+from subct.dataset.quality import flag_outliers
+from subct.dataset.sources import discover_cases
+from subct.dataset.splits import make_splits
+from subct.image.volume import Volume
+from subct.io.readers import load_volume
+from subct.io.writers import save_volume
+from subct.synth.pseudo_ct import pseudo_ct_from_t1
 
 
 def _four_mm(volume: Volume, labels: bool) -> Volume:

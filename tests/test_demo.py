@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from subct.demo import build_demo_ct, run_demo
-from subct.labels import CANONICAL_LABELS
-from subct.qc import locate_intracranial
+from subct.evaluation.demo import build_demo_ct, run_demo
+from subct.image.masks import locate_intracranial
+from subct.labels.schemes import CANONICAL_LABELS
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +45,7 @@ def test_shipped_model_segments_the_demo_ct(tmp_path: Path) -> None:
     held-out synthetic figures in the model card; thalamus and putamen, the clearest
     structures, must still be found.
     """
-    from subct.models import default_model_path
+    from subct.model.registry import default_model_path
 
     assert default_model_path().is_file(), "the shipped weights are part of the package"
     result = run_demo(tmp_path / "demo")

@@ -11,9 +11,10 @@ import pytest
 from pydicom.uid import generate_uid
 from scipy import ndimage
 
-from subct.dicom import list_dicom_series, load_dicom_series
 from subct.errors import SubctInputError
-from subct.io import Volume, is_orthogonal_affine, load_volume
+from subct.image.volume import Volume, is_orthogonal_affine
+from subct.io.dicom import list_dicom_series, load_dicom_series
+from subct.io.readers import load_volume
 
 pytestmark = pytest.mark.shared_data
 

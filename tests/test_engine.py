@@ -14,24 +14,24 @@ import pytest
 import torch
 from tests.support.tiny_phantom_unet import FIXTURE
 
-from subct.checkpoint import CheckpointMetadata, save_checkpoint
-from subct.engine import (
-    HASH_KEY,
-    ONNX_TOLERANCE,
-    TorchEngine,
-    cached_graph_path,
-    export_checkpoint_graph,
-    file_sha256,
+from subct.errors import SubctInputError
+from subct.inference.window import (
     gaussian_importance,
-    graph_engine_for_checkpoint,
-    shipped_graph_path,
     sliding_window_logits,
     softmax,
     window_starts,
 )
-from subct.errors import SubctInputError
-from subct.models import default_model_path
-from subct.networks import build_network
+from subct.model.checkpoint import CheckpointMetadata, save_checkpoint
+from subct.model.engines import HASH_KEY, ONNX_TOLERANCE, TorchEngine
+from subct.model.graphs import (
+    cached_graph_path,
+    export_checkpoint_graph,
+    file_sha256,
+    graph_engine_for_checkpoint,
+    shipped_graph_path,
+)
+from subct.model.networks import build_network
+from subct.model.registry import default_model_path
 
 
 def _small_network(seed: int = 0) -> torch.nn.Module:
@@ -85,7 +85,7 @@ def test_shipped_graph_belongs_to_the_shipped_checkpoint() -> None:
 
 @pytest.mark.parametrize("backend", ["openvino", "onnxruntime"])
 def test_graph_engines_equal_pytorch_within_tolerance(backend: str) -> None:
-    from subct.checkpoint import load_checkpoint
+    from subct.model.checkpoint import load_checkpoint
 
     network = load_checkpoint(default_model_path()).network
     engine = graph_engine_for_checkpoint(default_model_path(), backend, threads=2)
@@ -127,12 +127,12 @@ def test_graphs_are_cached_by_hash_and_stale_graphs_are_never_used(tmp_path: Pat
 
 
 def test_graph_engine_runs_without_importing_torch(tmp_path: Path) -> None:
-    from subct.inference import load_model
+    from subct.inference.model import load_model
 
     load_model(FIXTURE, "cpu", backend="openvino")  # exports into the session cache
     code = (
         "import sys\n"
-        "from subct.demo import analytic_head_phantom\n"
+        "from tests.support.phantom import analytic_head_phantom\n"
         "from subct.inference import InferenceConfig, load_model, segment_volume\n"
         f"model = load_model({str(FIXTURE)!r}, 'cpu')\n"
         "ct = analytic_head_phantom(spacing_mm=4.0).ct\n"

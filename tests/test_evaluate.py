@@ -12,7 +12,7 @@ import pytest
 
 from subct.cli import main
 from subct.errors import SubctConfigError, SubctInputError
-from subct.evaluation import (
+from subct.evaluation.evaluate import (
     EvaluationConfig,
     evaluate_case,
     evaluate_folders,
@@ -21,9 +21,10 @@ from subct.evaluation import (
     match_cases,
     prediction_case_name,
 )
-from subct.io import Volume, save_volume
-from subct.labels import CANONICAL_LABELS, merge_left_right
-from subct.metrics import METRIC_UNITS, label_map_metrics
+from subct.evaluation.metrics import METRIC_UNITS, label_map_metrics
+from subct.image.volume import Volume
+from subct.io.writers import save_volume
+from subct.labels.schemes import CANONICAL_LABELS, merge_left_right
 
 SPACING = (0.8, 1.0, 2.0)
 SHAPE = (30, 26, 14)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from subct.errors import SubctConfigError, SubctInputError
-from subct.fusion import fuse
+from subct.transfer.fusion import fuse
 
 
 def _maps(*columns: tuple[int, ...]) -> list[np.ndarray]:
@@ -163,7 +163,8 @@ def test_bad_inputs_raise_clear_errors() -> None:
 
 
 def _write_maps(folder: Path) -> list[Path]:
-    from subct.io import Volume, save_volume
+    from subct.image.volume import Volume
+    from subct.io.writers import save_volume
 
     affine = np.diag([1.0, 1.0, 1.0, 1.0])
     paths = []
@@ -179,7 +180,7 @@ CASES_3_TABLE = [(10, 10, 10), (0, 0, 0), (10, 10, 0), (10, 10, 11), (10, 11, 12
 
 def test_fuse_command_writes_labels_and_agreement(tmp_path: Path) -> None:
     from subct.cli import main
-    from subct.io import load_volume
+    from subct.io.readers import load_volume
 
     paths = _write_maps(tmp_path)
     out, agreement = tmp_path / "fused.nii.gz", tmp_path / "agree.nii.gz"
@@ -205,7 +206,8 @@ def test_fuse_command_errors_are_one_line_exit_2(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from subct.cli import main
-    from subct.io import Volume, save_volume
+    from subct.image.volume import Volume
+    from subct.io.writers import save_volume
 
     paths = _write_maps(tmp_path)
     odd = save_volume(Volume(np.zeros((2, 2, 2), dtype=np.int16), np.eye(4)),
@@ -227,7 +229,7 @@ def test_fuse_command_errors_are_one_line_exit_2(
 
 
 def test_leave_one_out_weights_penalise_the_outlier() -> None:
-    from subct.fusion import leave_one_out_weights
+    from subct.transfer.fusion import leave_one_out_weights
 
     good = np.zeros((6, 6, 6), dtype=np.int16)
     good[1:5, 1:5, 1:5] = 10
@@ -240,7 +242,7 @@ def test_leave_one_out_weights_penalise_the_outlier() -> None:
 
 
 def test_staple_pattern_em_matches_simpleitk_filter() -> None:
-    from subct.fusion import _staple_simpleitk
+    from subct.transfer.staple import _staple_simpleitk
 
     rng = np.random.default_rng(3)
     truth = np.zeros((14, 14, 14), dtype=np.int16)

@@ -9,29 +9,21 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from tests.support.phantom import analytic_head_phantom
 
-from subct.checkpoint import CheckpointMetadata, save_checkpoint
-from subct.demo import analytic_head_phantom
 from subct.errors import SubctConfigError, SubctInputError
-from subct.inference import (
-    CropGrid,
-    InferenceConfig,
-    SegmentationModel,
-    crop_grid,
-    detect_hu_offset,
-    keep_largest_components,
-    labels_to_native,
-    load_model,
-    lr_swap_permutation,
-    resample_to_crop,
-    segment,
-    segment_volume,
-)
-from subct.io import Volume
-from subct.labels import LR_SWAP, scheme_labels
-from subct.models import resolve_model_path
-from subct.networks import build_network
-from subct.qc import locate_intracranial
+from subct.image.masks import locate_intracranial
+from subct.image.volume import Volume
+from subct.inference.config import InferenceConfig
+from subct.inference.crop import CropGrid, crop_grid, labels_to_native, resample_to_crop
+from subct.inference.model import SegmentationModel, load_model
+from subct.inference.pipeline import segment, segment_volume
+from subct.inference.postprocess import keep_largest_components
+from subct.io.hounsfield import detect_hu_offset
+from subct.labels.schemes import LR_SWAP, lr_swap_permutation, scheme_labels
+from subct.model.checkpoint import CheckpointMetadata, save_checkpoint
+from subct.model.networks import build_network
+from subct.model.registry import resolve_model_path
 
 
 def make_checkpoint(path: Path, dropout: float = 0.2, seed: int = 0) -> Path:
@@ -197,7 +189,7 @@ def test_mc_dropout_unavailable_without_dropout(tmp_path: Path, phantom: Volume)
 
 def test_volume_plausibility_flags() -> None:
     """A missing structure and an implausible one are flagged; normal volumes are not."""
-    from subct.qc import check_volumes, normal_range_mm3
+    from subct.qc.checks import check_volumes, normal_range_mm3
 
     volumes = {}
     for name in ("Left-Thalamus", "Right-Thalamus", "Brain-Stem"):
@@ -230,10 +222,10 @@ def test_non_ct_input_is_flagged(tiny_model: SegmentationModel, phantom: Volume)
 
 
 def test_missing_model_message(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import subct.models
+    import subct.model.registry
 
-    monkeypatch.setattr(subct.models, "MODELS_DIR", tmp_path / "no_models_here")
-    assert not subct.models.default_model_path().is_file()
+    monkeypatch.setattr(subct.model.registry, "MODELS_DIR", tmp_path / "no_models_here")
+    assert not subct.model.registry.default_model_path().is_file()
     with pytest.raises(SubctInputError, match="--model"):
         resolve_model_path(None)
     with pytest.raises(SubctInputError, match="no such model file"):
@@ -249,7 +241,7 @@ def test_crop_grid_is_divisible_and_centred() -> None:
 
 @pytest.mark.shared_data
 def test_real_tilted_dicom_brain_crop(shared_data: Path) -> None:
-    from subct.io import load_volume
+    from subct.io.readers import load_volume
 
     volume = load_volume(shared_data / "ct" / "dicom_ge_tilted")
     location = locate_intracranial(volume)
@@ -262,7 +254,7 @@ def test_real_tilted_dicom_brain_crop(shared_data: Path) -> None:
 
 
 def test_skull_stripped_model_runs_on_stripped_crop(phantom: Volume) -> None:
-    from subct.inference import model_from_network
+    from subct.inference.model import model_from_network
 
     kwargs = {"in_channels": 1, "out_channels": 18, "channels": [4, 8, 16]}
     metadata = CheckpointMetadata(network_name="unet3d", network_kwargs=kwargs,
@@ -276,8 +268,8 @@ def test_skull_stripped_model_runs_on_stripped_crop(phantom: Volume) -> None:
 
 def test_shipped_model_is_installed_and_loads() -> None:
     """The package ships trained weights: code-free checkpoint, 17 structures, 1 mm."""
-    from subct.checkpoint import load_checkpoint
-    from subct.models import available_models, default_model_path
+    from subct.model.checkpoint import load_checkpoint
+    from subct.model.registry import available_models, default_model_path
 
     assert "ct-subcortical" in available_models()
     assert resolve_model_path(None) == default_model_path()

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from tests.support.phantom import analytic_head_phantom
 from tests.support.tiny_phantom_unet import FIXTURE
 
-from subct.demo import analytic_head_phantom
-from subct.inference import InferenceConfig, load_model, segment_volume
-from subct.io import Volume
-from subct.labels import to_scheme
+from subct.image.volume import Volume
+from subct.inference.config import InferenceConfig
+from subct.inference.model import load_model
+from subct.inference.pipeline import segment_volume
+from subct.labels.schemes import to_scheme
 
 
 def _dice(a: np.ndarray, b: np.ndarray) -> float:

@@ -11,17 +11,12 @@ import pytest
 from scipy.spatial.transform import Rotation
 
 from subct.errors import SubctInputError
-from subct.io import (
-    Volume,
-    case_name,
-    ensure_hounsfield,
-    is_orthogonal_affine,
-    iter_volume_files,
-    load_volume,
-    looks_like_offset_ct,
-    save_volume,
-    summarise_volume,
-)
+from subct.image.volume import Volume, is_orthogonal_affine
+from subct.io.files import case_name, iter_volume_files
+from subct.io.hounsfield import ensure_hounsfield, looks_like_offset_ct
+from subct.io.readers import load_volume
+from subct.io.summary import summarise_volume
+from subct.io.writers import save_volume
 
 
 def _axis_affine(axcodes: str, spacing: tuple[float, float, float]) -> np.ndarray:
@@ -278,7 +273,8 @@ def test_headsq_nrrd_loads_and_is_rescaled_to_hounsfield(shared_data: Path) -> N
     summary = summarise_volume(ct)
     assert summary.shape == (64, 64, 93) and summary.minimum == -1024
     # QC warns that the orientation is a guess (the header records none)
-    from subct.qc import assess_input, locate_intracranial
+    from subct.image.masks import locate_intracranial
+    from subct.qc.checks import assess_input
 
     check = assess_input(ct, locate_intracranial(ct))
     assert "orientation_unknown" in [flag.code for flag in check.flags]

@@ -11,31 +11,32 @@ import numpy as np
 import pytest
 
 from subct.errors import SubctError, SubctInputError
-from subct.labels import (
+from subct.labels.atlas import HARVARD_OXFORD_SUB_NAMES, HARVARD_OXFORD_SUB_TO_CANONICAL
+from subct.labels.convert import (
+    MESHNET18_CLASS_NAMES,
+    MESHNET18_TO_MERGED,
+    QUICKNAT_CLASS_TO_FREESURFER,
+    convert_by_class_names,
+    convert_to_canonical,
+    load_class_names,
+    names_to_canonical,
+    normalise_structure_name,
+)
+from subct.labels.schemes import (
     CANONICAL_LABELS,
     CANONICAL_NAMES,
-    HARVARD_OXFORD_SUB_NAMES,
-    HARVARD_OXFORD_SUB_TO_CANONICAL,
     LEFT_RIGHT_PAIRS,
     LR_SWAP,
     MERGED_LABELS,
     MERGED_NAMES,
-    MESHNET18_CLASS_NAMES,
-    MESHNET18_TO_MERGED,
     PAPER7_NAMES,
-    QUICKNAT_CLASS_TO_FREESURFER,
     STRUCTURES,
-    convert_by_class_names,
-    convert_to_canonical,
     from_paper7,
     indices_to_labels,
     label_volumes_mm3,
     labels_to_indices,
     lateral_axis_sign,
-    load_class_names,
     merge_left_right,
-    names_to_canonical,
-    normalise_structure_name,
     remap,
     scheme_labels,
     scheme_names,

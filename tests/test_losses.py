@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from subct.errors import SubctConfigError
-from subct.losses import build_loss, class_voxel_counts, class_weights
+from subct.model.losses import build_loss, class_voxel_counts, class_weights
 
 
 def test_class_weights_match_hand_computation() -> None:

@@ -19,18 +19,17 @@ import pytest
 import torch
 
 from subct.errors import SubctInputError
-from subct.io import Volume, load_volume
-from subct.labels import CANONICAL_LABELS, convert_to_canonical
-from subct.meshnet import (
+from subct.image.volume import Volume
+from subct.io.readers import load_volume
+from subct.labels.convert import convert_to_canonical
+from subct.labels.schemes import CANONICAL_LABELS
+from subct.transfer.meshnet import MeshNetRunConfig, MeshNetSegmenter, conform, percentile_scale
+from subct.transfer.meshnet_network import (
     MESHNET_MODEL_FOLDERS,
     MeshNet,
-    MeshNetRunConfig,
-    conform,
     load_meshnet,
-    percentile_scale,
     read_model_spec,
 )
-from subct.segmenters import MeshNetSegmenter
 
 
 def _dice(a: np.ndarray, b: np.ndarray) -> float:
@@ -138,7 +137,7 @@ def test_meshnet_left_right_split_is_on_the_correct_side(
 
 
 def test_labels_come_back_onto_the_mri_grid() -> None:
-    from subct.meshnet import classes_to_mri_grid
+    from subct.transfer.meshnet import classes_to_mri_grid
 
     # A 2 mm RAS "MRI": conformed to 256³ 1 mm LIA, then labels go back by nearest
     # neighbour. Label = which octant of world space a voxel is in, so exact except

@@ -18,7 +18,7 @@ import SimpleITK as sitk
 import torch
 from monai.metrics import compute_average_surface_distance, compute_hausdorff_distance
 
-from subct.metrics import (
+from subct.evaluation.metrics import (
     CaseMetrics,
     binary_metrics,
     label_map_metrics,

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from subct.errors import SubctConfigError
-from subct.networks import (
+from subct.model.checkpoint import size_divisor
+from subct.model.networks import (
     SliceWise2DNetwork,
     available_networks,
     build_network,
@@ -14,7 +15,6 @@ from subct.networks import (
     enable_mc_dropout,
     encoder_modules,
     freeze_encoder,
-    size_divisor,
 )
 
 SMALL = {

@@ -9,9 +9,14 @@ import numpy as np
 import pytest
 
 from subct.cli import main
+from subct.dataset.nnunet import (
+    NnunetExportConfig,
+    check_nnunet_raw,
+    dataset_json,
+    export_pairs,
+)
 from subct.errors import SubctConfigError
-from subct.io import load_volume
-from subct.nnunet_export import NnunetExportConfig, check_nnunet_raw, dataset_json, export_pairs
+from subct.io.readers import load_volume
 from subct.training.config import training_config_from_dict
 from subct.training.loop import train
 
@@ -24,9 +29,9 @@ def test_dataset_json_follows_the_nnunet_v2_schema() -> None:
     assert meta["numTraining"] == 7 and meta["file_ending"] == ".nii.gz"
     assert meta["freesurfer_ids_by_class"]["1"] == 4  # class 1 = lateral ventricle
     with pytest.raises(SubctConfigError):
-        NnunetExportConfig(Path("."), 1000, "Demo")
+        NnunetExportConfig(output_root=Path("."), dataset_id=1000, dataset_name="Demo")
     with pytest.raises(SubctConfigError):
-        NnunetExportConfig(Path("."), 5, "bad name")
+        NnunetExportConfig(output_root=Path("."), dataset_id=5, dataset_name="bad name")
 
 
 def test_synthetic_export_via_cli_has_nnunet_layout(shared_data: Path, tmp_path: Path) -> None:
@@ -53,7 +58,8 @@ def test_synthetic_export_via_cli_has_nnunet_layout(shared_data: Path, tmp_path:
 
 def test_paired_export_converts_labels_and_trains_mixed(shared_data: Path, tmp_path: Path) -> None:
     # real-format pairs: labels in FreeSurfer IDs, CT made from them (HU per structure)
-    from subct.io import Volume, save_volume
+    from subct.image.volume import Volume
+    from subct.io.writers import save_volume
 
     images, labels = tmp_path / "ct", tmp_path / "labels"
     rng = np.random.default_rng(1)
@@ -68,7 +74,8 @@ def test_paired_export_converts_labels_and_trains_mixed(shared_data: Path, tmp_p
         save_volume(Volume(hu.astype(np.float32), affine), images / f"c{index}.nii.gz")
         save_volume(Volume(ids, affine), labels / f"c{index}.nii.gz")
     (labels / "orphan.nii.gz").write_bytes(b"")  # no CT: ignored by matching
-    config = NnunetExportConfig(tmp_path / "raw", 12, "Pairs", seed=0)
+    config = NnunetExportConfig(output_root=tmp_path / "raw", dataset_id=12,
+                                dataset_name="Pairs", seed=0)
     folder, failures = export_pairs(images, labels, config)
     assert failures == []
     assert check_nnunet_raw(folder) == []
@@ -82,7 +89,7 @@ def test_paired_export_converts_labels_and_trains_mixed(shared_data: Path, tmp_p
     assert exit_info.value.code == 0
     restored = load_volume(tmp_path / "fs" / "c1.nii.gz").array
     assert set(np.unique(restored)) == {0, 10, 49}
-    from subct.evaluation import EvaluationConfig, evaluate_paths
+    from subct.evaluation.evaluate import EvaluationConfig, evaluate_paths
 
     scores = evaluate_paths(tmp_path / "fs", labels, EvaluationConfig())
     assert len(scores.cases) == 3

@@ -17,14 +17,15 @@ import SimpleITK as sitk
 from scipy.spatial.transform import Rotation
 
 from subct.errors import SubctConfigError, SubctInputError
-from subct.io import Volume, load_volume
-from subct.pseudo_ct import pseudo_ct_from_t1
-from subct.qc_figures import label_contour_figure
-from subct.registration import (
+from subct.image.sitk_bridge import rigid_ras_to_itk
+from subct.image.volume import Volume
+from subct.io.readers import load_volume
+from subct.qc.figures import label_contour_figure
+from subct.synth.pseudo_ct import pseudo_ct_from_t1
+from subct.transfer.registration import (
     RegistrationConfig,
     mean_displacement_error_mm,
     register,
-    rigid_ras_to_itk,
 )
 
 
@@ -221,7 +222,7 @@ def test_register_command_writes_transform_labels_qc_and_mi(
     import json
 
     from subct.cli import main
-    from subct.io import save_volume
+    from subct.io.writers import save_volume
 
     fixed, moving = _small_volume(0), _small_volume(1)
     moving_affine = moving.affine.copy()

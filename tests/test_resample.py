@@ -7,8 +7,7 @@ import pytest
 from scipy import ndimage
 from scipy.spatial.transform import Rotation
 
-from subct.io import Geometry, Volume
-from subct.resample import (
+from subct.image.resample import (
     conformed_geometry,
     geometry_with_spacing,
     reorient,
@@ -16,6 +15,7 @@ from subct.resample import (
     resample_to_spacing,
     to_ras,
 )
+from subct.image.volume import Geometry, Volume
 
 
 def _oblique_affine() -> np.ndarray:

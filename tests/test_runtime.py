@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from subct.errors import SubctConfigError
-from subct.runtime import (
+from subct.model.runtime import (
     CpuInfo,
     autocast,
     cpu_info,
@@ -40,7 +40,7 @@ def test_native_bf16_follows_flags_and_onednn_limit(monkeypatch: pytest.MonkeyPa
 
 
 def test_precision_policy(monkeypatch: pytest.MonkeyPatch) -> None:
-    import subct.runtime as runtime
+    import subct.model.runtime as runtime
 
     monkeypatch.delenv("SUBCT_PRECISION", raising=False)
     monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
@@ -65,7 +65,7 @@ def test_precision_policy(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_engine_choice(monkeypatch: pytest.MonkeyPatch) -> None:
-    import subct.runtime as runtime
+    import subct.model.runtime as runtime
 
     monkeypatch.delenv("SUBCT_BACKEND", raising=False)
     monkeypatch.delenv("SUBCT_PRECISION", raising=False)

@@ -6,13 +6,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from tests.support.phantom import analytic_head_phantom
 
-from subct.checkpoint import CheckpointMetadata, save_checkpoint
 from subct.cli import main
-from subct.demo import analytic_head_phantom
-from subct.io import save_volume
-from subct.models import default_model_path
-from subct.networks import build_network
+from subct.io.writers import save_volume
+from subct.model.checkpoint import CheckpointMetadata, save_checkpoint
+from subct.model.networks import build_network
+from subct.model.registry import default_model_path
 
 
 def _run(argv: list[str]) -> int:
@@ -37,9 +37,9 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 def test_no_installed_model_is_a_one_line_error(files: dict[str, Path], tmp_path: Path,
                                                 capsys: pytest.CaptureFixture[str],
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    import subct.models
+    import subct.model.registry
 
-    monkeypatch.setattr(subct.models, "MODELS_DIR", tmp_path / "no_models_here")
+    monkeypatch.setattr(subct.model.registry, "MODELS_DIR", tmp_path / "no_models_here")
     assert not default_model_path().is_file()
     code = _run(["segment", str(files["ct"]), "-o", str(tmp_path)])
     error = capsys.readouterr().err.strip()

@@ -11,18 +11,23 @@ import numpy as np
 import pytest
 
 from subct.errors import SubctConfigError, SubctError
-from subct.io import Volume, load_volume, save_volume
-from subct.labels import CANONICAL_LABELS, convert_to_canonical
-from subct.segmenters import (
-    BUILTIN_SEGMENTERS,
-    EXTERNAL_SEGMENTERS,
+from subct.image.volume import Volume
+from subct.io.readers import load_volume
+from subct.io.writers import save_volume
+from subct.labels.convert import convert_to_canonical
+from subct.labels.schemes import CANONICAL_LABELS
+from subct.transfer.midline import (
     MidsagittalPlane,
-    SegmenterUnavailableError,
-    available_segmenters,
-    get_segmenter,
     midsagittal_plane,
     split_left_right_at_plane,
 )
+from subct.transfer.registry import (
+    BUILTIN_SEGMENTERS,
+    EXTERNAL_SEGMENTERS,
+    available_segmenters,
+    get_segmenter,
+)
+from subct.transfer.segmenter import SegmenterUnavailableError
 
 
 def _mri(shape: tuple[int, int, int] = (20, 24, 22)) -> Volume:

@@ -12,8 +12,10 @@ import numpy as np
 import pytest
 import torch
 
-from subct.io import Volume, load_volume, save_volume
-from subct.labels import LR_SWAP, labels_to_indices
+from subct.image.volume import Volume
+from subct.io.readers import load_volume
+from subct.io.writers import save_volume
+from subct.labels.schemes import LR_SWAP, labels_to_indices
 from subct.synth import SynthConfig, SyntheticDataset, SynthGenerator
 from subct.synth.config import ResolutionConfig, SpatialConfig
 from subct.synth.ct import ParallelBeamProjector, ct_noise_hu
@@ -335,7 +337,7 @@ def test_cli_writes_pairs_and_mosaic(tmp_path, phantom: Volume, capsys) -> None:
 
 
 def test_subcortical_only_map_is_embedded_in_a_background_head(phantom: Volume) -> None:
-    from subct.labels import to_scheme
+    from subct.labels.schemes import to_scheme
     from subct.synth.background import embed_in_head
 
     targets = np.where(np.isin(phantom.array, [4, 43, 10, 49, 12, 51, 16]), phantom.array, 0)

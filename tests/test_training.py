@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from subct.checkpoint import load_checkpoint
 from subct.errors import SubctConfigError, SubctInputError
-from subct.networks import encoder_modules
+from subct.model.checkpoint import load_checkpoint
+from subct.model.networks import encoder_modules
 from subct.training.config import (
     apply_overrides,
     load_training_config,
@@ -102,7 +102,8 @@ def test_config_rejects_unknown_keys_and_applies_overrides(tmp_path: Path) -> No
 @pytest.mark.parametrize("path", sorted((REPOSITORY / "configs").glob("*.yaml")),
                          ids=lambda p: p.name)
 def test_example_configs_are_valid_and_build_their_networks(path: Path) -> None:
-    from subct.networks import build_network, size_divisor
+    from subct.model.checkpoint import size_divisor
+    from subct.model.networks import build_network
     from subct.training.loop import network_kwargs
 
     config = load_training_config(path)

@@ -12,7 +12,8 @@ import numpy as np
 import torch
 import torch.multiprocessing as mp
 
-from subct.io import Volume, save_volume
+from subct.image.volume import Volume
+from subct.io.writers import save_volume
 from subct.training.config import training_config_from_dict
 
 

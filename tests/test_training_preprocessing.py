@@ -6,12 +6,12 @@ from pathlib import Path
 
 import numpy as np
 
-from subct.io import Volume
-from subct.preprocessing import (
+from subct.image.masks import skull_strip_mask
+from subct.image.volume import Volume
+from subct.model.preprocessing import (
     GeometryConfig,
     preprocess_ct,
     preprocess_labels,
-    skull_strip_mask,
     to_network_grid,
 )
 

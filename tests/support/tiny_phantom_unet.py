@@ -22,20 +22,16 @@ NETWORK_KWARGS = {"in_channels": 1, "out_channels": 10, "channels": [8, 16, 32]}
 def train_tiny_phantom_unet(path: Path = FIXTURE) -> Path:
     """Train the fixture network and save it as a subct checkpoint at ``path``."""
     import torch
+    from tests.support.phantom import analytic_head_phantom
 
-    from subct.checkpoint import CheckpointMetadata, save_checkpoint
-    from subct.demo import analytic_head_phantom
-    from subct.inference import (
-        DEFAULT_CROP_OFFSET_MM,
-        DEFAULT_CROP_SIZE_MM,
-        crop_grid,
-        resample_to_crop,
-    )
-    from subct.labels import labels_to_indices, to_scheme
-    from subct.networks import build_network
-    from subct.preprocessing import ct_window_normalise
-    from subct.qc import locate_intracranial
-    from subct.resample import resample_to_geometry
+    from subct.image.masks import locate_intracranial
+    from subct.image.resample import resample_to_geometry
+    from subct.inference.config import DEFAULT_CROP_OFFSET_MM, DEFAULT_CROP_SIZE_MM
+    from subct.inference.crop import crop_grid, resample_to_crop
+    from subct.labels.schemes import labels_to_indices, to_scheme
+    from subct.model.checkpoint import CheckpointMetadata, save_checkpoint
+    from subct.model.networks import build_network
+    from subct.model.preprocessing import ct_window_normalise
 
     torch.manual_seed(0)
     phantom = analytic_head_phantom(spacing_mm=2.0)

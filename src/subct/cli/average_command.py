@@ -18,7 +18,7 @@ def register(app: typer.Typer) -> None:
                                     help="Averaged checkpoint to write (.safetensors)."),
     ) -> None:
         """Average the weights of checkpoints of the same network (stochastic weight averaging)."""
-        from subct.checkpoint import average_checkpoints
+        from subct.model.checkpoint import average_checkpoints
 
         path = average_checkpoints(list(checkpoints), output)
         typer.echo(f"averaged {len(checkpoints)} checkpoints into {path}")

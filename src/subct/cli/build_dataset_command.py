@@ -47,7 +47,8 @@ def register(app: typer.Typer) -> None:
         """Build an nnU-Net CT training set from paired MRI/CT (ensemble label transfer)."""
         from pydantic import ValidationError
 
-        from subct.dataset_builder import BuildConfig, build_dataset
+        from subct.dataset.build import build_dataset
+        from subct.dataset.config import BuildConfig
         from subct.errors import SubctConfigError
 
         try:

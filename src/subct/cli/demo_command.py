@@ -20,8 +20,8 @@ def register(app: typer.Typer) -> None:
         threads: int | None = typer.Option(None, "--threads", help="CPU threads for torch."),
     ) -> None:
         """Build a synthetic head CT from real anatomy, segment it, print Dice per structure."""
-        from subct.demo import run_demo
-        from subct.models import resolve_model_path
+        from subct.evaluation.demo import run_demo
+        from subct.model.registry import resolve_model_path
 
         resolve_model_path(model)
         console = Console(highlight=False, soft_wrap=True)

@@ -16,8 +16,13 @@ from rich.console import Console
 from rich.text import Text
 
 from subct.errors import SubctInputError
-from subct.evaluation import EvaluationConfig, EvaluationResult, evaluate_paths, write_long_csv
-from subct.report import summary_table
+from subct.evaluation.evaluate import (
+    EvaluationConfig,
+    EvaluationResult,
+    evaluate_paths,
+    write_long_csv,
+)
+from subct.evaluation.tables import summary_table
 
 
 def print_problems(result: EvaluationResult, console: Console) -> None:

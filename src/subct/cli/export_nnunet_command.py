@@ -39,14 +39,15 @@ def register(app: typer.Typer) -> None:
             (160, 160, 160), "--shape", help="Synthetic image size in voxels (1 mm)."),
     ) -> None:
         """Export training data in nnU-Net v2 raw layout (dataset.json, imagesTr, labelsTr)."""
-        from subct.nnunet_export import (
+        from subct.dataset.nnunet import (
             NnunetExportConfig,
             check_nnunet_raw,
             export_pairs,
             export_synthetic,
         )
 
-        config = NnunetExportConfig(output_root, dataset_id, name, label_scheme=scheme, seed=seed,
+        config = NnunetExportConfig(output_root=output_root, dataset_id=dataset_id,
+                                    dataset_name=name, label_scheme=scheme, seed=seed,
                                     synth={"output_shape": list(shape)})
         console = Console(stderr=True)
         failures: list[str] = []
@@ -73,7 +74,7 @@ def register(app: typer.Typer) -> None:
                                           help="The dataset.json the network was trained on."),
     ) -> None:
         """Convert nnU-Net predictions (class indices) to FreeSurfer IDs for subct evaluate."""
-        from subct.nnunet_export import nnunet_predictions_to_labels
+        from subct.dataset.nnunet import nnunet_predictions_to_labels
 
         written, failures = nnunet_predictions_to_labels(predictions, dataset_json, output)
         console = Console(stderr=True)

@@ -19,7 +19,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Export a checkpoint's network to ONNX (fp32, dynamic sizes), stamped with the
         checkpoint's SHA-256 so that subct never runs it with other weights."""
-        from subct.engine import export_checkpoint_graph
+        from subct.model.graphs import export_checkpoint_graph
 
         path = export_checkpoint_graph(checkpoint, output)
         typer.echo(f"wrote {path}")

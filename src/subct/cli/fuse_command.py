@@ -27,7 +27,7 @@ def register(app: typer.Typer) -> None:
             None, "--agreement", help="Also write the per-voxel agreement fraction (0..1)."),
     ) -> None:
         """Fuse label maps voxel by voxel; ties go to background (paper section 3.1)."""
-        from subct.fusion import fuse_files, read_weights
+        from subct.transfer.fusion import fuse_files, read_weights
 
         parsed = read_weights(weights) if weights is not None else None
         result = fuse_files(maps, output, method, parsed, agreement)

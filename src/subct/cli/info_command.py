@@ -18,7 +18,8 @@ from rich.console import Console
 from rich.text import Text
 
 from subct.errors import SubctError
-from subct.io import VolumeSummary, load_volume, summarise_volume
+from subct.io.readers import load_volume
+from subct.io.summary import VolumeSummary, summarise_volume
 
 
 def describe_inputs(

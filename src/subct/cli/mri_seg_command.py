@@ -51,11 +51,8 @@ def register(app: typer.Typer) -> None:
                                        "or auto."),
     ) -> None:
         """Segment a T1 MRI into the 17 subcortical structures with one segmenter."""
-        from subct.segmenters import (
-            BUILTIN_SEGMENTERS,
-            EXTERNAL_TOOLS,
-            segment_file,
-        )
+        from subct.transfer.external import EXTERNAL_TOOLS
+        from subct.transfer.registry import BUILTIN_SEGMENTERS, segment_file
 
         key = tool.strip().lower()
         options: dict[str, Any] = {}
@@ -64,9 +61,9 @@ def register(app: typer.Typer) -> None:
         elif key == "quicknat":
             options = {"from_file": from_file, "command": command}
         elif key.startswith("meshnet"):
-            from subct.inference import resolve_device
-            from subct.meshnet import MeshNetRunConfig
-            from subct.runtime import requested_backend, requested_precision
+            from subct.inference.model import resolve_device
+            from subct.model.runtime import requested_backend, requested_precision
+            from subct.transfer.meshnet import MeshNetRunConfig
 
             run = MeshNetRunConfig(device=resolve_device(device), threads=threads,
                                    precision=requested_precision(precision),

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import typer
 
-from subct.registration import TRANSFORM_KINDS, RegistrationConfig, register_files
+from subct.transfer.register_files import register_files
+from subct.transfer.registration import TRANSFORM_KINDS, RegistrationConfig
 
 
 def register(app: typer.Typer) -> None:

@@ -15,10 +15,10 @@ import typer
 from rich.console import Console
 
 from subct.errors import SubctConfigError
-from subct.labels import SCHEMES
+from subct.labels.schemes import SCHEMES
 
 if TYPE_CHECKING:
-    from subct.batch import CaseOutcome
+    from subct.inference.batch import CaseOutcome
 
 
 def register(app: typer.Typer) -> None:
@@ -63,9 +63,10 @@ def register(app: typer.Typer) -> None:
         """Segment head CTs: labels, volumes.csv, QC JSON, overlays and index.html."""
         # torch-heavy modules are imported here, not at module import, so that
         # `subct --help` and the other commands start fast.
-        from subct.batch import BatchConfig, run_batch
-        from subct.inference import InferenceConfig
-        from subct.models import resolve_model_path
+        from subct.inference.batch import run_batch
+        from subct.inference.config import InferenceConfig
+        from subct.inference.outputs import BatchConfig
+        from subct.model.registry import resolve_model_path
 
         if scheme not in SCHEMES:
             raise SubctConfigError(f"--scheme must be one of {', '.join(SCHEMES)}")
@@ -82,11 +83,11 @@ def register(app: typer.Typer) -> None:
 
         def report(outcome: CaseOutcome) -> None:
             if outcome.status == "failed":
-                errors.print(f"[red]failed[/]  {outcome.case.name}: {outcome.error}")
+                errors.print(f"[red]failed[/]  {outcome.case_id}: {outcome.error}")
             elif outcome.status == "skipped":
-                console.print(f"skipped {outcome.case.name} (complete; --overwrite redoes it)")
+                console.print(f"skipped {outcome.case_id} (complete; --overwrite redoes it)")
             else:
-                console.print(f"done    {outcome.case.name} ({outcome.seconds:.1f} s)")
+                console.print(f"done    {outcome.case_id} ({outcome.seconds:.1f} s)")
 
         summary = run_batch(inputs, config, progress=report)
         console.print(f"outputs in {output} (volumes.csv, index.html)")

@@ -9,11 +9,40 @@ Public API::
 
 See :mod:`subct.synth.generator` for the steps of the generative model and
 :mod:`subct.synth.config` for every parameter and its default.
+
+The names below are imported on first use (PEP 562), so importing the package stays
+cheap and free of import cycles.
 """
 
-from subct.synth.config import SynthConfig
-from subct.synth.dataset import SyntheticDataset
-from subct.synth.generator import SyntheticSample, SynthGenerator
-from subct.synth.label_maps import LabelBank
+from __future__ import annotations
 
-__all__ = ["LabelBank", "SynthConfig", "SynthGenerator", "SyntheticDataset", "SyntheticSample"]
+import importlib
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from subct.synth.config import SynthConfig
+    from subct.synth.dataset import SyntheticDataset
+    from subct.synth.generator import SyntheticSample, SynthGenerator
+    from subct.synth.label_maps import LabelBank
+
+_EXPORTS: dict[str, str] = {
+    "LabelBank": "subct.synth.label_maps",
+    "SynthConfig": "subct.synth.config",
+    "SynthGenerator": "subct.synth.generator",
+    "SyntheticDataset": "subct.synth.dataset",
+    "SyntheticSample": "subct.synth.generator",
+}
+
+__all__ = [
+    "LabelBank",
+    "SynthConfig",
+    "SynthGenerator",
+    "SyntheticDataset",
+    "SyntheticSample",
+]
+
+
+def __getattr__(name: str) -> object:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -28,7 +28,7 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy import ndimage
 
-from subct.labels import CANONICAL_LABELS, from_paper7, split_left_right
+from subct.labels.schemes import CANONICAL_LABELS, from_paper7, split_left_right
 from subct.synth.tissues import CONTRAST_HOST
 
 

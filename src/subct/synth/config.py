@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from subct.preprocessing import DEFAULT_HU_WINDOW
+from subct.model.preprocessing import DEFAULT_HU_WINDOW
 
 Range = tuple[float, float]
 

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from subct.io import Volume, save_volume
+from subct.image.volume import Volume
+from subct.io.writers import save_volume
 from subct.synth.config import SynthConfig
 from subct.synth.generator import SynthGenerator
 from subct.synth.label_maps import LabelMapSource

@@ -28,8 +28,8 @@ import numpy as np
 import torch
 from numpy.typing import NDArray
 
-from subct.labels import labels_to_indices
-from subct.preprocessing import ct_window_normalise
+from subct.labels.schemes import labels_to_indices
+from subct.model.preprocessing import ct_window_normalise
 from subct.synth.config import SynthConfig
 from subct.synth.ct import add_ct_noise, ct_texture_image, sample_ct_parameters
 from subct.synth.intensity import (

@@ -19,8 +19,9 @@ from numpy.typing import NDArray
 from scipy import ndimage
 
 from subct.errors import SubctInputError
-from subct.io import Volume, load_volume
-from subct.labels import CANONICAL_LABELS
+from subct.image.volume import Volume
+from subct.io.readers import load_volume
+from subct.labels.schemes import CANONICAL_LABELS
 from subct.synth.tissues import CANCELLOUS_LABEL, SKULL_LABEL
 
 LabelMapSource = Path | str | Volume

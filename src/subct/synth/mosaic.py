@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
-from subct.io import atomic_output
-from subct.labels import CANONICAL_LABELS
+from subct.io.writers import atomic_output
+from subct.labels.schemes import CANONICAL_LABELS
 
 
 def _centre_of_targets(labels: NDArray[np.integer]) -> tuple[int, int, int]:

@@ -5,10 +5,31 @@
   maps, their mixture, and foreground-oversampled patch sampling.
 - :mod:`subct.training.loop`: the train/validate loop, checkpoints, logs, resume.
 - :mod:`subct.training.distributed`: DistributedDataParallel under ``torchrun``.
+
+The names below are imported on first use (PEP 562), so importing the package stays
+cheap and free of import cycles.
 """
 
 from __future__ import annotations
 
-from subct.training.config import TrainingConfig, load_training_config
+import importlib
+from typing import TYPE_CHECKING
 
-__all__ = ["TrainingConfig", "load_training_config"]
+if TYPE_CHECKING:
+    from subct.training.config import TrainingConfig, load_training_config
+
+_EXPORTS: dict[str, str] = {
+    "TrainingConfig": "subct.training.config",
+    "load_training_config": "subct.training.config",
+}
+
+__all__ = [
+    "TrainingConfig",
+    "load_training_config",
+]
+
+
+def __getattr__(name: str) -> object:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

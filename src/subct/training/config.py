@@ -19,8 +19,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from subct.errors import SubctConfigError, SubctInputError
-from subct.labels import scheme_labels
-from subct.preprocessing import GeometryConfig
+from subct.labels.schemes import scheme_labels
+from subct.model.preprocessing import GeometryConfig
 
 
 class _Strict(BaseModel):

@@ -24,8 +24,9 @@ from numpy.typing import NDArray
 from torch.utils.data import IterableDataset, get_worker_info
 
 from subct.errors import SubctInputError
-from subct.io import atomic_output, atomic_write_text, load_volume
-from subct.preprocessing import preprocess_ct, to_network_grid
+from subct.io.readers import load_volume
+from subct.io.writers import atomic_output, atomic_write_text
+from subct.model.preprocessing import preprocess_ct, to_network_grid
 from subct.training.config import TrainingConfig
 
 Sample = dict[str, torch.Tensor]

@@ -19,9 +19,9 @@ import numpy as np
 import torch
 from numpy.typing import NDArray
 
-from subct.checkpoint import load_checkpoint
-from subct.labels import indices_to_labels, scheme_names
-from subct.metrics import CaseMetrics, label_map_metrics
+from subct.evaluation.metrics import CaseMetrics, label_map_metrics
+from subct.labels.schemes import indices_to_labels, scheme_names
+from subct.model.checkpoint import load_checkpoint
 from subct.training.config import TrainingConfig
 
 
@@ -50,7 +50,7 @@ def _score(prediction: NDArray[np.integer], reference: NDArray[np.integer], sche
 def evaluate_checkpoint_on_test(config: TrainingConfig, checkpoint: Path,
                                 test_cases: list[str]) -> Path | None:
     """Score ``checkpoint`` on the configured test split; return the CSV (None: no tests)."""
-    from subct.evaluation import write_long_csv
+    from subct.evaluation.evaluate import write_long_csv
     from subct.training import data as training_data
 
     loaded = load_checkpoint(checkpoint)

@@ -34,13 +34,13 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from subct import __version__
-from subct.checkpoint import CheckpointMetadata, load_state_dict, save_checkpoint
 from subct.errors import SubctConfigError, SubctInputError
-from subct.io import atomic_output, atomic_write_text
-from subct.labels import scheme_labels, scheme_names
-from subct.losses import build_loss, class_weights
-from subct.networks import build_network, freeze_encoder
-from subct.runtime import resolve_precision, torch_dtype
+from subct.io.writers import atomic_output, atomic_write_text
+from subct.labels.schemes import scheme_labels, scheme_names
+from subct.model.checkpoint import CheckpointMetadata, load_state_dict, save_checkpoint
+from subct.model.losses import build_loss, class_weights
+from subct.model.networks import build_network, freeze_encoder
+from subct.model.runtime import resolve_precision, torch_dtype
 from subct.training import data as training_data
 from subct.training.config import TrainingConfig
 from subct.training.distributed import DistributedContext, single_process

@@ -1,0 +1,34 @@
+"""Building CT training datasets from paired MRI/CT scans (``subct build-dataset``) and
+nnU-Net dataset files.
+
+The names below are imported on first use (PEP 562), so importing the package stays
+cheap and free of import cycles.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from subct.dataset.build import build_dataset
+    from subct.dataset.config import BuildConfig
+    from subct.dataset.sources import discover_cases
+
+_EXPORTS: dict[str, str] = {
+    "BuildConfig": "subct.dataset.config",
+    "build_dataset": "subct.dataset.build",
+    "discover_cases": "subct.dataset.sources",
+}
+
+__all__ = [
+    "BuildConfig",
+    "build_dataset",
+    "discover_cases",
+]
+
+
+def __getattr__(name: str) -> object:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,42 @@
+"""Scoring label maps against references: metrics (Dice, HD95, ASSD, volume differences),
+folder evaluation, summary tables and the demo.
+
+The names below are imported on first use (PEP 562), so importing the package stays
+cheap and free of import cycles.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from subct.evaluation.evaluate import (
+        EvaluationConfig,
+        evaluate_folders,
+        evaluate_paths,
+        write_long_csv,
+    )
+    from subct.evaluation.metrics import label_map_metrics
+
+_EXPORTS: dict[str, str] = {
+    "EvaluationConfig": "subct.evaluation.evaluate",
+    "evaluate_folders": "subct.evaluation.evaluate",
+    "evaluate_paths": "subct.evaluation.evaluate",
+    "label_map_metrics": "subct.evaluation.metrics",
+    "write_long_csv": "subct.evaluation.evaluate",
+}
+
+__all__ = [
+    "EvaluationConfig",
+    "evaluate_folders",
+    "evaluate_paths",
+    "label_map_metrics",
+    "write_long_csv",
+]
+
+
+def __getattr__(name: str) -> object:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

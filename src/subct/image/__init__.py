@@ -1,0 +1,42 @@
+"""Images in memory and the operations on them: the volume and its geometry, the one
+SimpleITK bridge, resampling, and masks (largest component, head, intracranial locator).
+
+The names below are imported on first use (PEP 562), so importing the package stays
+cheap and free of import cycles.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from subct.image.masks import largest_component, locate_intracranial
+    from subct.image.resample import conformed_geometry, resample_to_geometry, resample_to_spacing
+    from subct.image.volume import Geometry, Volume
+
+_EXPORTS: dict[str, str] = {
+    "Geometry": "subct.image.volume",
+    "Volume": "subct.image.volume",
+    "conformed_geometry": "subct.image.resample",
+    "largest_component": "subct.image.masks",
+    "locate_intracranial": "subct.image.masks",
+    "resample_to_geometry": "subct.image.resample",
+    "resample_to_spacing": "subct.image.resample",
+}
+
+__all__ = [
+    "Geometry",
+    "Volume",
+    "conformed_geometry",
+    "largest_component",
+    "locate_intracranial",
+    "resample_to_geometry",
+    "resample_to_spacing",
+]
+
+
+def __getattr__(name: str) -> object:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

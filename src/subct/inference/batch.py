@@ -1,0 +1,204 @@
+"""Batches of ``subct segment``: many inputs, one model, resumable, on Dask if asked.
+
+Inputs (:func:`expand_inputs`) can be volume files (NIfTI/MGZ/NRRD/MHA), DICOM series
+folders, folders of volume files or of DICOM series folders, and text files listing
+paths (one per line, ``#`` comments, relative paths relative to the list file).
+
+Per case, in ``output_dir``::
+
+    <case>_labels.nii.gz      labels on the input's grid (FreeSurfer IDs or --scheme)
+    <case>_overlay.png        axial/coronal/sagittal overlay
+    <case>_posteriors.nii.gz  (--posteriors) softmax on the crop grid, 4D uint8 (x/255)
+    <case>_qc.json            QC, volumes, ICV, timings; written last = case complete
+
+and for the batch ``volumes.csv`` (a row per complete case) and ``index.html``.
+
+Every file is written to a temporary name and renamed, so a killed run leaves no
+half-written output; a re-run skips cases whose ``_qc.json`` says complete and whose
+files exist (``overwrite=True`` redoes them). A failing case is recorded and the
+others go on; :class:`BatchSummary` lists the failures.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+
+from subct.inference.model import SegmentationModel
+from subct.inference.outputs import (
+    BatchConfig,
+    CaseInput,
+    case_outputs,
+    is_complete,
+    remove_stale_temporaries,
+    write_batch_files,
+    write_case_outputs,
+)
+from subct.io.files import (
+    LIST_SUFFIXES,
+    VOLUME_SUFFIXES,
+    _is_dicom_folder,
+    _read_list_file,
+    case_name,
+    is_volume_file,
+)
+from subct.io.readers import load_volume
+from subct.runner import CaseOutcome, guarded, run_cases
+
+
+@dataclass
+class BatchSummary:
+    """All outcomes plus the batch files written."""
+
+    cases: list[CaseOutcome]
+    volumes_csv: Path | None
+    index_html: Path | None
+
+    @property
+    def failures(self) -> list[CaseOutcome]:
+        """Cases that failed."""
+        return [case for case in self.cases if case.status == "failed"]
+
+
+def expand_inputs(inputs: Iterable[str | Path]) -> tuple[list[CaseInput], list[CaseOutcome]]:
+    """Turn command-line inputs into cases; unusable inputs become failed outcomes.
+
+    Case names come from file names (``case01.nii.gz`` → ``case01``) or DICOM folder
+    names; repeated names get ``_2``, ``_3``... appended.
+    """
+    cases: list[CaseInput] = []
+    problems: list[CaseOutcome] = []
+
+    def add(path: Path, depth: int = 0) -> None:
+        if not path.exists():
+            problems.append(CaseOutcome(path.name, "failed", source=path,
+                                        error=f"{path}: no such file or folder"))
+        elif path.is_dir():
+            if _is_dicom_folder(path):
+                cases.append(CaseInput(path.name, path))
+                return
+            found = False
+            for child in sorted(path.iterdir()):
+                if is_volume_file(child) or (child.is_dir() and depth == 0
+                                             and _is_dicom_folder(child)):
+                    add(child, depth + 1)
+                    found = True
+            if not found:
+                problems.append(CaseOutcome(path.name, "failed", source=path,
+                                            error=f"{path}: folder holds no volume files "
+                                                  "or DICOM series"))
+        elif any(path.name.lower().endswith(s) for s in VOLUME_SUFFIXES):
+            cases.append(CaseInput(case_name(path), path))
+        elif path.suffix.lower() in LIST_SUFFIXES and depth == 0:
+            for entry in _read_list_file(path):
+                add(entry, depth + 1)
+        else:
+            problems.append(CaseOutcome(path.name, "failed", source=path,
+                                        error=f"{path}: not a volume file, DICOM folder or "
+                                              "list of paths"))
+
+    for item in inputs:
+        add(Path(item))
+    seen: dict[str, int] = {}
+    unique: list[CaseInput] = []
+    for case in cases:
+        count = seen.get(case.name, 0) + 1
+        seen[case.name] = count
+        unique.append(case if count == 1 else CaseInput(f"{case.name}_{count}", case.path))
+    return unique, problems
+
+
+def process_case(case: CaseInput, model: SegmentationModel, config: BatchConfig
+                 ) -> CaseOutcome:
+    """Segment one case and write its outputs; errors become a failed outcome."""
+    from subct.inference.pipeline import segment_volume  # torch-free engines import less
+
+    def task() -> CaseOutcome:
+        start = time.perf_counter()
+        inference = config.inference.replace(keep_posteriors=config.write_posteriors)
+        volume = load_volume(case.path)
+        result = segment_volume(volume, model, inference)
+        description = str(model.path) if model.path is not None else "in-memory model"
+        outputs = write_case_outputs(case, volume, result, config, description,
+                                     time.perf_counter() - start)
+        return CaseOutcome(case.name, "done", seconds=time.perf_counter() - start,
+                           source=case.path, outputs=outputs)
+
+    return guarded(case.name, task, source=case.path)
+
+
+def _process_on_worker(case: CaseInput, config: BatchConfig) -> CaseOutcome:
+    """Dask task: load the model once per worker process, then process the case.
+
+    Without ``--threads`` the network gets the worker's own thread budget (its
+    ``nthreads``), not every core of the machine: several workers on one machine would
+    otherwise each start a pool of all cores and oversubscribe it.
+    """
+    from subct.inference.model import cached_model
+
+    if config.inference.threads is None:
+        config = config.replace(
+            inference=config.inference.replace(threads=_worker_thread_budget()))
+    return process_case(case, cached_model(config.model, config.inference), config)
+
+
+def _worker_thread_budget() -> int | None:
+    """Threads of the Dask worker running this task (None outside a worker)."""
+    try:
+        from distributed import get_worker
+
+        worker = get_worker()
+    except (ImportError, ValueError):
+        return None
+    threads = getattr(worker, "nthreads", None) or getattr(worker.state, "nthreads", None)
+    return max(1, int(threads)) if threads else None
+
+
+def run_batch(inputs: Iterable[str | Path], config: BatchConfig,
+              model: SegmentationModel | None = None,
+              progress: Callable[[CaseOutcome], None] | None = None) -> BatchSummary:
+    """Segment every input; go on past failures; write per-case and batch outputs.
+
+    Args:
+        inputs: files, DICOM folders, folders of files, list files.
+        config: batch options (output folder, model, overwrite, scheduler...).
+        model: an already loaded model (else ``config.model`` is loaded once here, or
+            once per Dask worker with ``config.scheduler``).
+        progress: called with each case's outcome as it finishes.
+    """
+    from subct.inference.model import cached_model
+
+    Path(config.output_dir).mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(Path(config.output_dir))
+    cases, outcomes = expand_inputs(inputs)
+    for outcome in outcomes:
+        if progress:
+            progress(outcome)
+    todo: list[CaseInput] = []
+    for case in cases:
+        if not config.overwrite and is_complete(config, case.name):
+            outcome = CaseOutcome(case.name, "skipped", source=case.path,
+                                  outputs=case_outputs(config, case.name))
+            outcomes.append(outcome)
+            if progress:
+                progress(outcome)
+        else:
+            todo.append(case)
+    if todo:
+        if config.scheduler:
+            process: Callable[[CaseInput], CaseOutcome] = partial(_process_on_worker,
+                                                                  config=config)
+        else:
+            process = partial(process_case, model=model or cached_model(config.model,
+                                                                        config.inference),
+                              config=config)
+        outcomes.extend(run_cases(process, todo, [case.name for case in todo],
+                                  scheduler=config.scheduler, on_outcome=progress))
+    order = {case.name: index for index, case in enumerate(cases)}
+    outcomes.sort(key=lambda o: order.get(o.case_id, -1))
+    failures = [o for o in outcomes if o.status == "failed"]
+    csv_path, html_path = write_batch_files(config, [c.name for c in cases], failures)
+    return BatchSummary(outcomes, csv_path, html_path)

@@ -1,0 +1,201 @@
+"""Per-case and per-batch output files of ``subct segment``: where each case's files go,
+when a case counts as finished, and the batch's ``volumes.csv`` and ``index.html``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from pydantic import Field
+
+from subct import __version__
+from subct.config import StrictConfig
+from subct.inference.config import InferenceConfig
+from subct.inference.pipeline import SegmentationResult
+from subct.io.writers import atomic_output, atomic_write_text, save_volume
+
+if TYPE_CHECKING:
+    from subct.runner import CaseOutcome
+
+
+def is_complete(config: BatchConfig, name: str) -> bool:
+    """True when every output of the case exists and its QC JSON marks it complete
+    with the same label scheme."""
+    outputs = case_outputs(config, name)
+    if not all(path.is_file() for path in outputs.values()):
+        return False
+    try:
+        record = json.loads(outputs["qc"].read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return bool(record.get("complete")) and record.get("scheme") == config.inference.scheme
+
+
+def case_outputs(config: BatchConfig, name: str) -> dict[str, Path]:
+    """Paths of one case's output files (only those this configuration writes)."""
+    folder = Path(config.output_dir)
+    outputs = {"labels": folder / f"{name}{LABELS_SUFFIX}", "qc": folder / f"{name}{QC_SUFFIX}"}
+    if config.write_overlay:
+        outputs["overlay"] = folder / f"{name}{OVERLAY_SUFFIX}"
+    if config.write_posteriors:
+        outputs["posteriors"] = folder / f"{name}{POSTERIORS_SUFFIX}"
+    return outputs
+
+
+class BatchConfig(StrictConfig):
+    """Options of a ``subct segment`` batch.
+
+    Attributes:
+        output_dir: folder for all outputs (created).
+        model: ``--model NAME|PATH`` or None for the shipped model.
+        inference: per-case inference options.
+        overwrite: redo cases whose outputs are already complete.
+        write_overlay: write ``<case>_overlay.png``.
+        write_posteriors: write ``<case>_posteriors.nii.gz`` (crop grid).
+        scheduler: address of a running Dask scheduler (``tcp://host:8786``); None runs
+            in this process.
+    """
+
+    output_dir: Path
+    model: str | Path | None = None
+    inference: InferenceConfig = Field(default_factory=InferenceConfig)
+    overwrite: bool = False
+    write_overlay: bool = True
+    write_posteriors: bool = False
+    scheduler: str | None = None
+
+
+@dataclass(frozen=True)
+class CaseInput:
+    """One case of a batch: its output name and the file or DICOM folder to read."""
+
+    name: str
+    path: Path
+
+QC_SUFFIX = "_qc.json"
+
+
+LABELS_SUFFIX = "_labels.nii.gz"
+
+
+OVERLAY_SUFFIX = "_overlay.png"
+
+
+POSTERIORS_SUFFIX = "_posteriors.nii.gz"
+
+
+def _save_posteriors(result: SegmentationResult, path: Path) -> None:
+    import nibabel as nib
+
+    assert result.posteriors is not None
+    scaled = np.round(np.moveaxis(result.posteriors.probabilities, 0, -1) * 255.0)
+    image = nib.Nifti1Image(scaled.astype(np.uint8), result.posteriors.grid.affine)
+    image.header["descrip"] = b"subct posteriors x/255; channel 0 background"
+    with atomic_output(path, suffix=".nii.gz") as temporary:
+        nib.save(image, str(temporary))
+
+
+def write_case_outputs(case: CaseInput, ct_hu_source: Any, result: SegmentationResult,
+                       config: BatchConfig, model_description: str,
+                       seconds: float) -> dict[str, Path]:
+    """Write one case's files atomically; the QC JSON goes last (marks completion)."""
+    from subct.qc.overlay import OverlayConfig, save_overlay
+
+    outputs = case_outputs(config, case.name)
+    save_volume(result.labels, outputs["labels"])
+    if "overlay" in outputs:
+        save_overlay(ct_hu_source, result.labels, outputs["overlay"],
+                     OverlayConfig(scheme=result.scheme, title=case.name),
+                     hu_offset=result.qc.input.hu_offset)
+    if "posteriors" in outputs:
+        _save_posteriors(result, outputs["posteriors"])
+    record = {
+        "complete": True,
+        "case": case.name,
+        "input": str(case.path),
+        "model": model_description,
+        "scheme": result.scheme,
+        "subct_version": __version__,
+        "volumes_mm3": result.volumes_mm3,
+        "intracranial_volume_mm3": result.intracranial_volume_mm3,
+        "qc": result.qc.to_json_dict(),
+        "timings_s": {**result.timings_s, "total": seconds},
+        "inference": {"tta": config.inference.tta,
+                      "sliding_window_overlap": config.inference.sliding_window_overlap,
+                      "mc_dropout_samples": config.inference.mc_dropout_samples},
+        "runtime": result.runtime,
+        "outputs": {key: path.name for key, path in outputs.items()},
+    }
+    atomic_write_text(outputs["qc"], json.dumps(record, indent=2, allow_nan=True) + "\n")
+    return outputs
+
+
+def _load_records(config: BatchConfig, names: Sequence[str]) -> list[dict[str, Any]]:
+    records = []
+    for name in names:
+        path = case_outputs(config, name)["qc"]
+        if path.is_file():
+            try:
+                records.append(json.loads(path.read_text(encoding="utf-8")))
+            except ValueError:
+                continue
+    return records
+
+
+def volumes_csv_text(records: Sequence[dict[str, Any]]) -> str:
+    """``volumes.csv``: case, each structure's volume (mm³), ICV (mm³), QC flag."""
+    from subct.labels.schemes import scheme_structure_names
+
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    scheme = records[0]["scheme"] if records else "canonical"
+    names = scheme_structure_names(scheme)
+    writer.writerow(["case", *(f"{name}_mm3" for name in names), "intracranial_volume_mm3",
+                     "qc_flagged"])
+    for record in records:
+        volumes = record.get("volumes_mm3", {})
+        icv = record.get("intracranial_volume_mm3")
+        writer.writerow([record["case"], *(f"{float(volumes.get(n, 0.0)):.1f}" for n in names),
+                         "" if icv is None else f"{float(icv):.0f}",
+                         int(bool(record.get("qc", {}).get("flagged")))])
+    return buffer.getvalue()
+
+
+def write_batch_files(config: BatchConfig, names: Sequence[str],
+                      failures: Sequence[CaseOutcome]) -> tuple[Path, Path]:
+    """(Re)write ``volumes.csv`` and ``index.html`` from the cases' QC JSON files."""
+    from subct.qc.report import render_segmentation_index
+
+    records = _load_records(config, names)
+    folder = Path(config.output_dir)
+    csv_path = atomic_write_text(folder / "volumes.csv", volumes_csv_text(records))
+    failed = [(outcome.case_id, outcome.error) for outcome in failures]
+    html_path = atomic_write_text(folder / "index.html",
+                                  render_segmentation_index(records, failed))
+    return csv_path, html_path
+
+
+_TEMPORARY_PATTERNS = (f".*{LABELS_SUFFIX}.*", f".*{QC_SUFFIX}.*", f".*{OVERLAY_SUFFIX}.*",
+                       f".*{POSTERIORS_SUFFIX}.*", ".volumes.csv.*", ".index.html.*")
+
+
+def remove_stale_temporaries(folder: Path) -> list[Path]:
+    """Delete temporary files a killed run left (``.<output name>.<random>``).
+
+    Outputs are written to such hidden names and renamed when complete; a process
+    killed with SIGKILL cannot remove them itself, so the next run does.
+    """
+    removed = []
+    for pattern in _TEMPORARY_PATTERNS:
+        for path in folder.glob(pattern):
+            if path.is_file():
+                path.unlink(missing_ok=True)
+                removed.append(path)
+    return removed

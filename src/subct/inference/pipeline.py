@@ -1,0 +1,222 @@
+"""The segmentation pipeline behind ``subct segment`` and :func:`subct.segment`.
+
+Steps, for one head CT (a :class:`~subct.io.Volume` in Hounsfield units):
+
+1. **Intensities.** CT stored as HU+1024 (unsigned, e.g. old VTK/NRRD exports) is
+   detected and shifted back to HU.
+2. **Locate the brain** (:func:`subct.qc.locate_intracranial`): skull rings in axial
+   slices of the RAS-reoriented image enclose the intracranial soft tissue; its
+   centroid places a fixed deep-brain box (:data:`DEFAULT_CROP_SIZE_MM`) and its
+   volume is the intracranial volume (ICV) reported for normalisation.
+3. **Resample** only that box, from the input's native grid through the full affines
+   (oblique and tilted grids included), onto an axis-aligned RAS grid at the model's
+   spacing, with Gaussian anti-aliasing when downsampling. The network never sees
+   the rest of the field of view.
+4. **Network**: Gaussian-blended sliding windows of the training patch size
+   (:func:`subct.engine.sliding_window_logits`, MONAI's placement and weights), or
+   one pass when the box fits the patch or ``max_single_pass_voxels``. The engine
+   and precision follow :mod:`subct.runtime`: OpenVINO fp32 on CPU by default,
+   PyTorch (bf16 autocast + channels-last on CPUs with native bf16) when asked for,
+   PyTorch AMP on CUDA. Voxels below the HU window (air, fat) are forced to background.
+5. **Left/right flip TTA**: the box is mirrored along x, the output mirrored back and
+   its left/right channels swapped, and the two softmax maps averaged. The plain and
+   mirrored windows at each place run as one batch of two.
+6. **Largest connected component** per structure.
+7. **Back to the native grid**: each structure's mask is linearly interpolated onto the
+   input's own voxel grid (≥ 0.5 wins, ties to the strongest), so the label map has
+   the input's exact shape and affine and overlays it in any viewer.
+
+The optional Monte-Carlo dropout QC (:class:`InferenceConfig.mc_dropout_samples`)
+reruns the network with dropout active, as in the multimodal 3D UNet paper (N = 15).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from subct.image.volume import Volume
+from subct.io.readers import load_volume
+from subct.labels.schemes import (
+    indices_to_labels,
+    scheme_labels,
+    scheme_names,
+)
+from subct.model.preprocessing import ct_window_normalise
+
+if TYPE_CHECKING:
+
+    from subct.qc.checks import QcReport
+from subct.inference.config import NO_TTA_NOTE, InferenceConfig
+from subct.inference.crop import CropGrid, crop_grid, labels_to_native, resample_to_crop
+from subct.inference.model import SegmentationModel, cached_model
+from subct.inference.postprocess import _convert_scheme, keep_largest_components
+from subct.inference.predict import mc_dropout_volumes, predict_probabilities
+from subct.io.hounsfield import detect_hu_offset
+
+
+@dataclass
+class Posteriors:
+    """Softmax probabilities on the crop grid: ``probabilities[c]`` for class index c."""
+
+    probabilities: NDArray[np.float32]
+    grid: CropGrid
+    scheme: str
+
+    def class_labels(self) -> tuple[int, ...]:
+        """Label value of each channel (0 = background first)."""
+        return (0,) + scheme_labels(self.scheme)
+
+
+@dataclass
+class SegmentationResult:
+    """What :func:`segment` returns; nothing is written to disk.
+
+    Attributes:
+        labels: label map on the input's own grid (same shape and affine), values in
+            ``scheme`` (FreeSurfer IDs for ``canonical``).
+        volumes_mm3: structure name → volume in mm³, measured on ``labels``.
+        intracranial_volume_mm3: ICV estimated from the CT (None when not found).
+        qc: quality report (MC-dropout CV, volume plausibility, input checks).
+        scheme: label scheme of ``labels``.
+        crop: the RAS grid the network ran on.
+        posteriors: softmax maps on ``crop`` when asked for.
+        timings_s: seconds spent per step.
+        runtime: what ran the network (CPU model and flags, precision, engine, threads).
+    """
+
+    labels: Volume
+    volumes_mm3: dict[str, float]
+    intracranial_volume_mm3: float | None
+    qc: QcReport
+    scheme: str
+    crop: CropGrid
+    posteriors: Posteriors | None = None
+    timings_s: dict[str, float] = field(default_factory=dict)
+    runtime: dict[str, Any] = field(default_factory=dict)
+
+
+def _as_volume(image: str | Path | Volume) -> Volume:
+    if isinstance(image, Volume):
+        return image
+    return load_volume(image)
+
+
+def segment_volume(image: str | Path | Volume, model: SegmentationModel,
+                   config: InferenceConfig | None = None) -> SegmentationResult:
+    """Segment one head CT with an already loaded ``model`` (nothing written to disk).
+
+    Raises:
+        SubctInputError: the file cannot be read, or no head could be found in it.
+    """
+    from subct.image.masks import locate_intracranial
+    from subct.qc.checks import QcFlag, assess_input, build_qc_report
+
+    config = config or InferenceConfig()
+    timings: dict[str, float] = {}
+    clock = time.perf_counter()
+    volume = _as_volume(image)
+    hu_offset = detect_hu_offset(volume) if config.hu_offset is None else config.hu_offset
+    timings["read"] = time.perf_counter() - clock
+
+    clock = time.perf_counter()
+    location = locate_intracranial(volume, hu_offset=hu_offset)
+    input_check = assess_input(volume, location, hu_offset=hu_offset)
+    # Rounded to 0.01 mm so that float noise in the centroid cannot make runs on
+    # mirrored or re-ordered copies of an image sample the crop at different points.
+    center = np.round(location.centroid_ras_mm + np.asarray(config.crop_offset_mm), 2)
+    grid = crop_grid(center, model.spacing_mm, config.crop_size_mm, model.size_divisor)
+    crop_hu = resample_to_crop(volume, grid, hu_offset)
+    if model.metadata.skull_strip:  # the model was trained on skull-stripped inputs
+        from subct.image.masks import skull_strip_mask
+
+        brain = skull_strip_mask(crop_hu, model.spacing_mm)
+        crop_hu = np.where(brain, crop_hu, np.float32(model.metadata.hu_window[0]))
+    image_01 = ct_window_normalise(crop_hu, tuple(model.metadata.hu_window))  # type: ignore[arg-type]
+    timings["locate_and_resample"] = time.perf_counter() - clock
+
+    clock = time.perf_counter()
+    probabilities = predict_probabilities(model, image_01, config)
+    timings["network"] = time.perf_counter() - clock
+
+    clock = time.perf_counter()
+    crop_voxel_mm3 = float(np.prod(model.spacing_mm))
+    mc_volumes = mc_dropout_volumes(model, image_01, config, crop_voxel_mm3)
+    if config.mc_dropout_samples >= 2:
+        timings["mc_dropout"] = time.perf_counter() - clock
+
+    clock = time.perf_counter()
+    num_classes = int(probabilities.shape[0])
+    if config.mask_below_window:
+        outside = image_01 <= 0.0
+        probabilities[1:, outside] = 0.0
+        probabilities[0, outside] = 1.0
+    indices = probabilities.argmax(axis=0)
+    if config.largest_component:
+        indices = keep_largest_components(indices, num_classes, config.component_min_fraction)
+    native_indices = labels_to_native(indices, grid, volume.geometry, num_classes,
+                                      probabilities)
+    # Class index → output label through a tiny look-up table (one pass over the
+    # native grid, no int64 copies of it); volumes from the labelled voxels only.
+    class_values = indices_to_labels(np.arange(num_classes), model.network_scheme)
+    lookup = _convert_scheme(class_values, model.network_scheme, config.scheme, volume)
+    output = lookup[native_indices]
+    labels = volume.with_array(output, description="subct segment labels")
+    names = scheme_names(config.scheme)
+    class_counts = np.bincount(native_indices[native_indices > 0], minlength=num_classes)
+    volumes_mm3 = {name: 0.0 for name in names.values()}
+    for index in range(1, num_classes):
+        value = int(lookup[index])
+        if value in names:
+            volumes_mm3[names[value]] += float(class_counts[index]) * volume.voxel_volume_mm3
+    timings["postprocess"] = time.perf_counter() - clock
+
+    mc_names = [scheme_names(model.network_scheme)[v] for v in scheme_labels(model.network_scheme)]
+    qc = build_qc_report(volumes_mm3, config.scheme, input_check, location,
+                         mc_volumes=mc_volumes, mc_structure_names=mc_names,
+                         mc_requested=config.mc_dropout_samples)
+    if not config.tta:
+        qc.flags.append(QcFlag("no_tta", NO_TTA_NOTE, "info"))
+    posteriors = None
+    if config.keep_posteriors:
+        posteriors = Posteriors(probabilities.astype(np.float32, copy=False), grid,
+                                model.network_scheme)
+    return SegmentationResult(
+        labels=labels,
+        volumes_mm3=volumes_mm3,
+        intracranial_volume_mm3=location.intracranial_volume_mm3,
+        qc=qc,
+        scheme=config.scheme,
+        crop=grid,
+        posteriors=posteriors,
+        timings_s=timings,
+        runtime=model.runtime(),
+    )
+
+
+def segment(image: str | Path | Volume, model: str | Path | SegmentationModel | None = None,
+            config: InferenceConfig | None = None, **options: Any) -> SegmentationResult:
+    """Segment the 17 subcortical structures of a head CT, without touching the disk.
+
+    Args:
+        image: a path (NIfTI/MGZ/NRRD/DICOM folder) or a :class:`~subct.io.Volume` in HU.
+        model: a loaded :class:`SegmentationModel`, a checkpoint path, a registry name,
+            or None for the shipped model. Loaded models are cached per process.
+        config: inference options; alternatively pass them as keywords
+            (``tta=False``, ``mc_dropout_samples=15``, ``scheme="merged"``, ...).
+
+    Returns:
+        labels on the input's grid, volumes (mm³), intracranial volume and QC.
+    """
+    if config is None:
+        config = InferenceConfig(**options)
+    elif options:
+        config = config.replace(**options)
+    if not isinstance(model, SegmentationModel):
+        model = cached_model(model, config)
+    return segment_volume(image, model, config)

@@ -1,0 +1,47 @@
+"""After the network: one component per structure, label-scheme conversion.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import NDArray
+from scipy import ndimage
+
+from subct.errors import SubctConfigError
+from subct.image.masks import largest_component
+from subct.image.volume import Volume
+from subct.labels.schemes import (
+    to_scheme,
+)
+
+
+def keep_largest_components(indices: NDArray[np.integer], num_classes: int,
+                            min_fraction: float = 1.0) -> NDArray[np.int64]:
+    """Keep the largest 26-connected component of every class; the rest → background.
+
+    With ``min_fraction`` < 1, components with at least that fraction of the largest
+    one's voxels are kept too (e.g. 0.1: a lateral ventricle cut into frontal horn and
+    body by a thin stretch keeps both parts, while small stray islands still go).
+    """
+    result = np.array(indices, dtype=np.int64, copy=True)
+    objects = ndimage.find_objects(result.astype(np.int32), max_label=num_classes - 1)
+    for index, found in enumerate(objects, start=1):
+        if found is None:
+            continue
+        block = result[found]
+        mask = block == index
+        block[mask & ~largest_component(mask, full_connectivity=True,
+                                        min_fraction=min_fraction)] = 0
+    return result
+
+
+def _convert_scheme(labels: NDArray[np.integer], network_scheme: str, output_scheme: str,
+                    volume: Volume) -> NDArray[np.int16]:
+    if network_scheme == output_scheme:
+        return np.asarray(labels, dtype=np.int16)
+    if network_scheme == "canonical":
+        return to_scheme(labels, output_scheme)
+    raise SubctConfigError(
+        f"the model predicts the {network_scheme!r} scheme; it cannot write {output_scheme!r} "
+        f"labels (choose --scheme {network_scheme})"
+    )

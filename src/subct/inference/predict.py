@@ -1,0 +1,99 @@
+"""Class probabilities from the network: sliding windows, left/right flip TTA, MC dropout.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+from numpy.typing import NDArray
+
+from subct.inference.window import sliding_window_logits, softmax
+from subct.labels.schemes import (
+    scheme_labels,
+)
+from subct.model.engines import Engine, TorchEngine
+
+if TYPE_CHECKING:
+    import torch
+
+from subct.inference.config import InferenceConfig
+from subct.inference.model import SegmentationModel
+from subct.labels.schemes import lr_swap_permutation
+
+
+def predict_probabilities(model: SegmentationModel, image: NDArray[np.float32],
+                          config: InferenceConfig, flip_lr: bool | None = None,
+                          engine: Engine | None = None) -> NDArray[np.float32]:
+    """Softmax of the network on a normalised crop ``image`` (X, Y, Z) → (C, X, Y, Z).
+
+    With ``flip_lr=None`` the test-time augmentation follows ``config.tta``: the image
+    and its left/right mirror run together (one batch of two per window place), the
+    mirrored output is mirrored back with left and right channels swapped, and the two
+    softmax maps are averaged. ``True``/``False`` force the mirrored-only or plain pass.
+    """
+    engine = engine or model.engine
+    plain = not flip_lr if flip_lr is not None else True
+    mirrored = flip_lr if flip_lr is not None else config.tta
+    images = [image] if plain else []
+    if mirrored:
+        images.append(image[::-1])
+    stack = np.ascontiguousarray(np.stack(images), dtype=np.float32)
+    patch = model.patch_size
+    fits_patch = all(size <= limit for size, limit in zip(image.shape, patch, strict=True))
+    if fits_patch or image.size <= config.max_single_pass_voxels:
+        logits = engine.logits(stack[:, None])
+    else:
+        logits = sliding_window_logits(engine, stack, patch, config.sliding_window_overlap,
+                                       batch_size=len(images), threads=model.threads)
+    probabilities = softmax(logits, axis=1, threads=model.threads)
+    if mirrored:
+        flipped = probabilities[-1][lr_swap_permutation(model.network_scheme), ::-1]
+        if plain:
+            probabilities[0] += flipped
+            probabilities[0] *= np.float32(0.5)
+            return probabilities[0]
+        return np.ascontiguousarray(flipped)
+    return probabilities[0]
+
+
+def has_dropout(network: torch.nn.Module) -> bool:
+    """True when the network has a dropout layer with a non-zero rate (MONAI builds
+    ``Dropout(p=0)`` layers even for ``dropout=0``, which sample nothing)."""
+    import torch
+
+    dropout_types = (torch.nn.Dropout, torch.nn.Dropout2d, torch.nn.Dropout3d)
+    return any(isinstance(module, dropout_types) and float(module.p) > 0.0
+               for module in network.modules())
+
+
+def mc_dropout_volumes(model: SegmentationModel, image: NDArray[np.float32],
+                       config: InferenceConfig, voxel_volume_mm3: float
+                       ) -> NDArray[np.float64] | None:
+    """Structure volumes (mm³) of each Monte-Carlo dropout pass: shape (N, structures).
+
+    The passes run on PyTorch whatever the engine (an exported graph has no dropout).
+    Returns None when the network has no dropout layers (all passes would agree).
+    """
+    if config.mc_dropout_samples < 2:
+        return None
+    from subct.model.networks import enable_mc_dropout  # torch: only for MC dropout
+
+    network = model.torch_network()
+    enable_mc_dropout(network)
+    try:
+        if not has_dropout(network):
+            return None
+        import torch
+
+        engine = TorchEngine(network, torch.device(model.device), model.precision)
+        num_classes = len(scheme_labels(model.network_scheme)) + 1
+        volumes = np.zeros((config.mc_dropout_samples, num_classes - 1), dtype=np.float64)
+        single = config.replace(tta=False)
+        for sample in range(config.mc_dropout_samples):
+            indices = predict_probabilities(model, image, single, engine=engine).argmax(axis=0)
+            counts = np.bincount(indices.ravel(), minlength=num_classes)
+            volumes[sample] = counts[1:] * voxel_volume_mm3
+        return volumes
+    finally:
+        network.eval()
