@@ -107,6 +107,26 @@ def _as_volume(image: str | Path | Volume) -> Volume:
     return load_volume(image)
 
 
+def crop_class_indices(probabilities: NDArray[np.float32], image_01: NDArray[np.float32],
+                       config: InferenceConfig) -> NDArray[np.int64]:
+    """Class indices on the network grid from the softmax: voxels below the HU window
+    forced to background (``mask_below_window``; modifies ``probabilities``), argmax,
+    then the largest component of each structure (``largest_component``).
+
+    The one post-processing of the network output, used by :func:`segment_volume` and
+    by the test evaluation after training.
+    """
+    num_classes = int(probabilities.shape[0])
+    if config.mask_below_window:
+        outside = image_01 <= 0.0
+        probabilities[1:, outside] = 0.0
+        probabilities[0, outside] = 1.0
+    indices = probabilities.argmax(axis=0)
+    if config.largest_component:
+        indices = keep_largest_components(indices, num_classes, config.component_min_fraction)
+    return np.asarray(indices, dtype=np.int64)
+
+
 def segment_volume(image: str | Path | Volume, model: SegmentationModel,
                    config: InferenceConfig | None = None) -> SegmentationResult:
     """Segment one head CT with an already loaded ``model`` (nothing written to disk).
@@ -152,13 +172,7 @@ def segment_volume(image: str | Path | Volume, model: SegmentationModel,
 
     clock = time.perf_counter()
     num_classes = int(probabilities.shape[0])
-    if config.mask_below_window:
-        outside = image_01 <= 0.0
-        probabilities[1:, outside] = 0.0
-        probabilities[0, outside] = 1.0
-    indices = probabilities.argmax(axis=0)
-    if config.largest_component:
-        indices = keep_largest_components(indices, num_classes, config.component_min_fraction)
+    indices = crop_class_indices(probabilities, image_01, config)
     native_indices = labels_to_native(indices, grid, volume.geometry, num_classes,
                                       probabilities)
     # Class index → output label through a tiny look-up table (one pass over the

@@ -15,12 +15,8 @@ seed and the epoch number).
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import math
-import os
-import tempfile
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
@@ -33,51 +29,30 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from subct import __version__
 from subct.errors import SubctConfigError, SubctInputError
-from subct.io.writers import atomic_output, atomic_write_text
-from subct.labels.schemes import scheme_labels, scheme_names
-from subct.model.checkpoint import CheckpointMetadata, load_state_dict, save_checkpoint
+from subct.model.checkpoint import load_state_dict, save_checkpoint
 from subct.model.losses import build_loss, class_weights
 from subct.model.networks import build_network, freeze_encoder
 from subct.model.runtime import resolve_precision, torch_dtype
 from subct.training import data as training_data
 from subct.training.config import TrainingConfig
 from subct.training.distributed import DistributedContext, single_process
-
-STATE_FILE = "last_state.pt"
-LOG_FILE = "training_log.csv"
-CURVES_FILE = "training_curves.png"
-BEST_CHECKPOINT = "best.safetensors"
-LAST_CHECKPOINT = "last.safetensors"
-
-
-@dataclass
-class EpochRecord:
-    """One row of the training log."""
-
-    epoch: int
-    train_loss: float
-    val_loss: float
-    mean_dice: float
-    lr: float
-    seconds: float
-    dice: dict[str, float] = field(default_factory=dict)
-
-
-@dataclass
-class TrainingResult:
-    """What :func:`train` produced."""
-
-    output_dir: Path
-    history: list[EpochRecord]
-    best_checkpoint: Path | None
-    last_checkpoint: Path
-    step_losses: list[float]
-    stopped_early: bool
-    network: nn.Module
-    evaluation_csv: Path | None = None
-
+from subct.training.evaluate import evaluate_checkpoint_on_test
+from subct.training.records import (
+    BEST_CHECKPOINT,
+    CURVES_FILE,
+    LAST_CHECKPOINT,
+    LOG_FILE,
+    STATE_FILE,
+    EpochRecord,
+    TrainingResult,
+    make_metadata,
+    network_kwargs,
+    plot_curves,
+    save_state,
+    structure_names,
+    write_log,
+)
 
 # ----------------------------------------------------------------------------- precision
 
@@ -107,80 +82,6 @@ def _autocast(device: torch.device, dtype: torch.dtype | None) -> AbstractContex
     if dtype is None:
         return nullcontext()
     return torch.autocast(device_type=device.type, dtype=dtype)
-
-
-# ------------------------------------------------------------------------------- helpers
-
-
-def structure_names(scheme: str) -> list[str]:
-    """Structure name of every foreground channel (channel i+1 ↔ name i)."""
-    names = scheme_names(scheme)
-    return [names[value] for value in scheme_labels(scheme)]
-
-
-def network_kwargs(config: TrainingConfig) -> dict[str, Any]:
-    """``build_network`` keyword arguments, incl. channels (stored in checkpoints)."""
-    return {"in_channels": 1, "out_channels": config.num_classes, **config.network.kwargs}
-
-
-def make_metadata(config: TrainingConfig, epoch: int, best: float | None,
-                  dice: dict[str, float]) -> CheckpointMetadata:
-    """Checkpoint metadata: enough for inference without the YAML file."""
-    return CheckpointMetadata(
-        network_name=config.network.name, network_kwargs=network_kwargs(config),
-        label_scheme=config.label_scheme, spacing_mm=config.preprocessing.spacing_mm,
-        hu_window=config.preprocessing.hu_window, patch_size=config.data.patch_size,
-        skull_strip=config.preprocessing.skull_strip, subct_version=__version__,
-        training_config=config.model_dump(mode="json"), epoch=epoch, best_metric=best,
-        validation_dice=dice)
-
-
-def _atomic_torch_save(obj: Any, path: Path) -> None:
-    with atomic_output(path) as temporary:
-        torch.save(obj, temporary)
-
-
-def _write_log(path: Path, history: list[EpochRecord], names: list[str]) -> None:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(["epoch", "train_loss", "val_loss", "mean_dice", "lr", "seconds",
-                     *[f"dice_{n}" for n in names]])
-    for record in history:
-        writer.writerow([record.epoch, f"{record.train_loss:.6f}", f"{record.val_loss:.6f}",
-                         f"{record.mean_dice:.4f}", f"{record.lr:.3g}", f"{record.seconds:.1f}",
-                         *[f"{record.dice.get(n, math.nan):.4f}" for n in names]])
-    atomic_write_text(path, buffer.getvalue())
-
-
-def plot_curves(path: Path, history: list[EpochRecord]) -> None:
-    """PNG of training/validation loss and mean validation Dice per epoch."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    epochs = [r.epoch for r in history]
-    figure, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
-    left.plot(epochs, [r.train_loss for r in history], "o-", label="train")
-    left.plot(epochs, [r.val_loss for r in history], "o-", label="validation")
-    left.set_xlabel("epoch")
-    left.set_ylabel("loss")
-    left.legend()
-    right.plot(epochs, [r.mean_dice for r in history], "o-", color="C2")
-    right.set_xlabel("epoch")
-    right.set_ylabel("mean validation Dice")
-    right.set_ylim(0, 1)
-    figure.tight_layout()
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png",
-                                         dir=str(path.parent))
-    os.close(handle)
-    try:
-        figure.savefig(temporary, dpi=100)
-        os.replace(temporary, path)
-    finally:
-        plt.close(figure)
-        if os.path.exists(temporary):
-            os.unlink(temporary)
 
 
 def _prepare(batch: torch.Tensor, device: torch.device, channels_last: bool) -> torch.Tensor:
@@ -265,33 +166,32 @@ def _progress(enabled: bool) -> Any:
                     TextColumn("ETA"), TimeRemainingColumn(), transient=False)
 
 
-def train(config: TrainingConfig, *, resume: bool = False,
-          context: DistributedContext | None = None,
-          on_step: Callable[[int, float], None] | None = None) -> TrainingResult:
-    """Train the configured network; see the module docstring for what is written.
+@dataclass
+class _Run:
+    """What one training run builds and updates, epoch after epoch."""
 
-    Args:
-        config: validated training configuration.
-        resume: continue from ``last_state.pt`` + ``last.safetensors`` in the output folder.
-        context: distributed context (``None``: single process).
-        on_step: called with (global step, loss) after every optimiser step.
+    network: nn.Module
+    model: nn.Module
+    trainable: list[nn.Parameter]
+    optimiser: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.ReduceLROnPlateau
+    scaler: torch.amp.GradScaler
+    loss_fn: nn.Module
+    dtype: torch.dtype | None
+    channels_last: bool
+    history: list[EpochRecord] = field(default_factory=list)
+    start_epoch: int = 0
+    best_loss: float = math.inf
+    best_dice: float | None = None
+    epochs_without_improvement: int = 0
+    global_step: int = 0
+    step_losses: list[float] = field(default_factory=list)
 
-    Raises:
-        SubctInputError / SubctConfigError: bad data, paths or settings.
-    """
-    context = context or single_process()
+
+def _build_run(config: TrainingConfig, context: DistributedContext,
+               real_train: Any, bank: Any) -> _Run:
+    """Network (initial weights, frozen encoder), optimiser, LR schedule and loss."""
     device = context.device
-    output = config.output_path
-    if context.is_main:
-        output.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(config.seed)
-    names = structure_names(config.label_scheme)
-
-    real_train, real_val, test_cases = training_data.load_real_cases(config)
-    synthetic = config.data.synthetic
-    bank = training_data.build_label_bank(config, synthetic.label_maps) if synthetic else None
-    validation = training_data.build_validation_set(config, real_val)
-
     network = build_network(config.network.name, **network_kwargs(config))
     if config.transfer.init_checkpoint:
         _load_initial_weights(network, config)
@@ -314,123 +214,169 @@ def train(config: TrainingConfig, *, resume: bool = False,
     dtype = autocast_dtype(config, device)
     scaler = torch.amp.GradScaler("cuda", enabled=(dtype == torch.float16
                                                     and device.type == "cuda"))
-
     weights = None
     if config.loss.class_weights != "none":
         maps = training_data.training_label_counts_source(config, real_train, bank)
         weights = class_weights(maps, config.num_classes, mode=config.loss.class_weights)
     loss_fn = build_loss(config.loss.name, weights).to(device)
+    return _Run(network, model, trainable, optimiser, scheduler, scaler, loss_fn, dtype,
+                channels_last)
 
-    history: list[EpochRecord] = []
-    start_epoch = 0
-    best_loss = math.inf
-    best_dice: float | None = None
-    epochs_without_improvement = 0
-    global_step = 0
+
+def _restore(run: _Run, output: Path, device: torch.device) -> None:
+    """Continue a run from ``last_state.pt`` + ``last.safetensors`` in ``output``."""
+    state_path = output / STATE_FILE
+    if not state_path.is_file() or not (output / LAST_CHECKPOINT).is_file():
+        raise SubctInputError(state_path, "nothing to resume (no last_state.pt/last "
+                                          "checkpoint in the output folder)")
+    state = torch.load(state_path, map_location="cpu", weights_only=True)
+    run.network.load_state_dict(load_state_dict(output / LAST_CHECKPOINT, device))
+    run.optimiser.load_state_dict(state["optimiser"])
+    run.scheduler.load_state_dict(state["scheduler"])
+    run.scaler.load_state_dict(state["scaler"])
+    torch.set_rng_state(state["torch_rng"])
+    run.start_epoch = int(state["epoch"])
+    run.best_loss = float(state["best_loss"])
+    run.best_dice = None if state["best_dice"] is None else float(state["best_dice"])
+    run.epochs_without_improvement = int(state["epochs_without_improvement"])
+    run.global_step = int(state["global_step"])
+    run.history = [EpochRecord(**record) for record in json.loads(state["history_json"])]
+
+
+def _train_epoch(run: _Run, loader: DataLoader[Any], config: TrainingConfig,
+                 device: torch.device, on_step: Callable[[int, float], None] | None,
+                 on_batch: Callable[[float], None]) -> list[float]:
+    """One pass over the epoch's patches; returns the loss of every optimiser step."""
+    run.model.train()
+    losses: list[float] = []
+    for batch in loader:
+        image = _prepare(batch["image"], device, run.channels_last)
+        label = batch["label"].to(device)
+        run.optimiser.zero_grad(set_to_none=True)
+        with _autocast(device, run.dtype):
+            logits = run.model(image)
+        loss = run.loss_fn(logits.float(), label)
+        run.scaler.scale(loss).backward()
+        if config.optimiser.grad_clip_norm is not None:
+            run.scaler.unscale_(run.optimiser)
+            torch.nn.utils.clip_grad_norm_(run.trainable, config.optimiser.grad_clip_norm)
+        run.scaler.step(run.optimiser)
+        run.scaler.update()
+        value = float(loss.detach())
+        losses.append(value)
+        run.step_losses.append(value)
+        run.global_step += 1
+        if on_step is not None:
+            on_step(run.global_step, value)
+        on_batch(value)
+    return losses
+
+
+def _close_epoch(run: _Run, epoch: int, train_loss: float, validation: list[Any],
+                 config: TrainingConfig, device: torch.device, seconds: float
+                 ) -> tuple[EpochRecord, bool]:
+    """Validate, step the LR schedule, update the best loss; returns the log record and
+    whether the validation loss improved."""
+    if validation:
+        val_loss, dice = validate(run.network, run.loss_fn, validation, config, device)
+    else:
+        val_loss, dice = train_loss, {}
+    run.scheduler.step(val_loss)
+    improved = val_loss < run.best_loss
+    if improved:
+        run.best_loss = val_loss
+        run.best_dice = _mean(dice) if dice else None
+        run.epochs_without_improvement = 0
+    else:
+        run.epochs_without_improvement += 1
+    record = EpochRecord(epoch + 1, train_loss, val_loss, _mean(dice),
+                         float(run.optimiser.param_groups[0]["lr"]), seconds, dice)
+    run.history.append(record)
+    return record, improved
+
+
+def _save_epoch(run: _Run, config: TrainingConfig, output: Path, record: EpochRecord,
+                improved: bool) -> None:
+    """Checkpoints (last, best, per epoch), resumable state, CSV log and curves."""
+    metadata = make_metadata(config, record.epoch, run.best_dice, record.dice)
+    save_checkpoint(output / LAST_CHECKPOINT, run.network, metadata)
+    if improved:
+        save_checkpoint(output / BEST_CHECKPOINT, run.network, metadata)
+    if config.keep_epoch_checkpoints:
+        save_checkpoint(output / f"epoch_{record.epoch:03d}.safetensors", run.network, metadata)
+    save_state({
+        "epoch": record.epoch, "optimiser": run.optimiser.state_dict(),
+        "scheduler": run.scheduler.state_dict(), "scaler": run.scaler.state_dict(),
+        "torch_rng": torch.get_rng_state(), "best_loss": run.best_loss,
+        "best_dice": run.best_dice,
+        "epochs_without_improvement": run.epochs_without_improvement,
+        "global_step": run.global_step,
+        "history_json": json.dumps([entry.__dict__ for entry in run.history]),
+    }, output / STATE_FILE)
+    write_log(output / LOG_FILE, run.history, structure_names(config.label_scheme))
+    plot_curves(output / CURVES_FILE, run.history)
+
+
+def train(config: TrainingConfig, *, resume: bool = False,
+          context: DistributedContext | None = None,
+          on_step: Callable[[int, float], None] | None = None) -> TrainingResult:
+    """Train the configured network; see the module docstring for what is written.
+
+    Args:
+        config: validated training configuration.
+        resume: continue from ``last_state.pt`` + ``last.safetensors`` in the output folder.
+        context: distributed context (``None``: single process).
+        on_step: called with (global step, loss) after every optimiser step.
+
+    Raises:
+        SubctInputError / SubctConfigError: bad data, paths or settings.
+    """
+    context = context or single_process()
+    device = context.device
+    output = config.output_path
+    if context.is_main:
+        output.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(config.seed)
+    real_train, real_val, test_cases = training_data.load_real_cases(config)
+    synthetic = config.data.synthetic
+    bank = training_data.build_label_bank(config, synthetic.label_maps) if synthetic else None
+    validation = training_data.build_validation_set(config, real_val)
+    run = _build_run(config, context, real_train, bank)
     if resume:
-        state_path = output / STATE_FILE
-        if not state_path.is_file() or not (output / LAST_CHECKPOINT).is_file():
-            raise SubctInputError(state_path, "nothing to resume (no last_state.pt/last "
-                                              "checkpoint in the output folder)")
-        state = torch.load(state_path, map_location="cpu", weights_only=True)
-        network.load_state_dict(load_state_dict(output / LAST_CHECKPOINT, device))
-        optimiser.load_state_dict(state["optimiser"])
-        scheduler.load_state_dict(state["scheduler"])
-        scaler.load_state_dict(state["scaler"])
-        torch.set_rng_state(state["torch_rng"])
-        start_epoch = int(state["epoch"])
-        best_loss = float(state["best_loss"])
-        best_dice = None if state["best_dice"] is None else float(state["best_dice"])
-        epochs_without_improvement = int(state["epochs_without_improvement"])
-        global_step = int(state["global_step"])
-        history = [EpochRecord(**record) for record in json.loads(state["history_json"])]
+        _restore(run, output, device)
 
     stream = training_data.PatchStream(
         config, real_train, bank, samples=max(1, config.data.samples_per_epoch
                                               // context.world_size), rank=context.rank)
     steps_per_epoch = math.ceil(len(stream) / config.data.batch_size)
-    step_losses: list[float] = []
     stopped_early = False
     progress = _progress(config.progress_bar and context.is_main)
     if progress is not None:
         progress.start()
     try:
-        total_task = None
-        if progress is not None:
-            total_task = progress.add_task(
-                "training", total=config.schedule.epochs * steps_per_epoch,
-                completed=start_epoch * steps_per_epoch, status="")
+        task = None if progress is None else progress.add_task(
+            "training", total=config.schedule.epochs * steps_per_epoch,
+            completed=run.start_epoch * steps_per_epoch, status="")
         started = time.perf_counter()
-        for epoch in range(start_epoch, config.schedule.epochs):
+        for epoch in range(run.start_epoch, config.schedule.epochs):
             clock = time.perf_counter()
             stream.set_epoch(epoch)
             loader = DataLoader(stream, batch_size=config.data.batch_size,
-                                num_workers=config.data.num_workers,
-                                persistent_workers=False)
-            model.train()
-            epoch_losses: list[float] = []
-            for batch in loader:
-                image = _prepare(batch["image"], device, channels_last)
-                label = batch["label"].to(device)
-                optimiser.zero_grad(set_to_none=True)
-                with _autocast(device, dtype):
-                    logits = model(image)
-                loss = loss_fn(logits.float(), label)
-                scaler.scale(loss).backward()
-                if config.optimiser.grad_clip_norm is not None:
-                    scaler.unscale_(optimiser)
-                    torch.nn.utils.clip_grad_norm_(trainable, config.optimiser.grad_clip_norm)
-                scaler.step(optimiser)
-                scaler.update()
-                value = float(loss.detach())
-                epoch_losses.append(value)
-                step_losses.append(value)
-                global_step += 1
-                if on_step is not None:
-                    on_step(global_step, value)
-                if progress is not None and total_task is not None:
-                    progress.update(total_task, advance=1,
-                                    status=f"epoch {epoch + 1} loss {value:.4f}")
-            train_loss = float(np.mean(epoch_losses)) if epoch_losses else math.nan
-            train_loss = context.mean(train_loss)
-            if validation:
-                val_loss, dice = validate(network, loss_fn, validation, config, device)
-            else:
-                val_loss, dice = train_loss, {}
-            scheduler.step(val_loss)
-            improved = val_loss < best_loss
-            if improved:
-                best_loss = val_loss
-                best_dice = _mean(dice) if dice else None
-                epochs_without_improvement = 0
-            else:
-                epochs_without_improvement += 1
-            record = EpochRecord(epoch + 1, train_loss, val_loss, _mean(dice),
-                                 float(optimiser.param_groups[0]["lr"]),
-                                 time.perf_counter() - clock, dice)
-            history.append(record)
+                                num_workers=config.data.num_workers, persistent_workers=False)
+
+            def advance(loss: float, epoch: int = epoch) -> None:
+                if progress is not None and task is not None:
+                    progress.update(task, advance=1, status=f"epoch {epoch + 1} loss {loss:.4f}")
+
+            losses = _train_epoch(run, loader, config, device, on_step, advance)
+            train_loss = context.mean(float(np.mean(losses)) if losses else math.nan)
+            record, improved = _close_epoch(run, epoch, train_loss, validation, config,
+                                            device, time.perf_counter() - clock)
             if context.is_main:
-                metadata = make_metadata(config, epoch + 1, best_dice, dice)
-                save_checkpoint(output / LAST_CHECKPOINT, network, metadata)
-                if improved:
-                    save_checkpoint(output / BEST_CHECKPOINT, network, metadata)
-                if config.keep_epoch_checkpoints:
-                    save_checkpoint(output / f"epoch_{epoch + 1:03d}.safetensors", network,
-                                    metadata)
-                _atomic_torch_save({
-                    "epoch": epoch + 1, "optimiser": optimiser.state_dict(),
-                    "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
-                    "torch_rng": torch.get_rng_state(), "best_loss": best_loss,
-                    "best_dice": best_dice,
-                    "epochs_without_improvement": epochs_without_improvement,
-                    "global_step": global_step,
-                    "history_json": json.dumps([record.__dict__ for record in history]),
-                }, output / STATE_FILE)
-                _write_log(output / LOG_FILE, history, names)
-                plot_curves(output / CURVES_FILE, history)
+                _save_epoch(run, config, output, record, improved)
             context.barrier()
             patience = config.schedule.early_stopping_patience
-            if patience is not None and epochs_without_improvement >= patience:
+            if patience is not None and run.epochs_without_improvement >= patience:
                 stopped_early = True
                 break
             budget = config.schedule.max_minutes
@@ -441,11 +387,10 @@ def train(config: TrainingConfig, *, resume: bool = False,
             progress.stop()
 
     best_path = output / BEST_CHECKPOINT
-    result = TrainingResult(output, history, best_path if best_path.exists() else None,
-                            output / LAST_CHECKPOINT, step_losses, stopped_early, network)
+    result = TrainingResult(output, run.history, best_path if best_path.exists() else None,
+                            output / LAST_CHECKPOINT, run.step_losses, stopped_early,
+                            run.network)
     if context.is_main and config.evaluate_after_training and result.best_checkpoint:
-        from subct.training.evaluate import evaluate_checkpoint_on_test
-
         result.evaluation_csv = evaluate_checkpoint_on_test(config, result.best_checkpoint,
                                                             test_cases)
     return result
