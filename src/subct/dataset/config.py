@@ -6,12 +6,14 @@ from __future__ import annotations
 import math
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
+
+from subct.config import StrictConfig
 
 DONE_MARKER = "done.json"
 
 
-class BuildConfig(BaseModel):
+class BuildConfig(StrictConfig):
     """Settings of :func:`build_dataset` (the CLI options of ``subct build-dataset``).
 
     Attributes:
@@ -40,7 +42,6 @@ class BuildConfig(BaseModel):
         dataset_name: nnU-Net dataset name written into ``dataset.json``.
     """
 
-    model_config = ConfigDict(extra="forbid")
 
     tools: tuple[str, ...] = Field(min_length=1)
     fusion: Literal["consensus", "majority", "weighted", "staple"] = "majority"

@@ -10,6 +10,7 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy import ndimage
 
+from subct.image.resample import smooth_for_downsampling
 from subct.image.volume import Geometry, Volume
 from subct.inference.config import OUTSIDE_FOV_HU
 
@@ -75,12 +76,8 @@ def resample_to_crop(hu: Volume, grid: CropGrid, hu_offset: float = 0.0) -> NDAr
     sub = np.asarray(hu.array[block], dtype=np.float32)
     if hu_offset:
         sub = sub - np.float32(hu_offset)
-    native_spacing = np.asarray(hu.spacing)
     crop_spacing = float(np.min(np.sqrt((grid.affine[:3, :3] ** 2).sum(axis=0))))
-    factors = crop_spacing / native_spacing
-    sigma = np.where(factors > 1.2, (factors - 1.0) / 2.0, 0.0)
-    if np.any(sigma > 0):
-        sub = ndimage.gaussian_filter(sub, sigma=sigma, mode="nearest")
+    sub = smooth_for_downsampling(sub, hu.spacing, crop_spacing)
     start = np.array([block[0].start, block[1].start, block[2].start], dtype=np.float64)
     matrix = crop_to_native[:3, :3]
     offset = crop_to_native[:3, 3] - start

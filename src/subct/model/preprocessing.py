@@ -10,8 +10,9 @@ from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 from numpy.typing import NDArray
-from pydantic import BaseModel, ConfigDict
 
+from subct.config import StrictConfig
+from subct.image.resample import resample_to_spacing
 from subct.image.volume import Volume
 
 if TYPE_CHECKING:  # torch is not imported here: ONNX Runtime inference runs without it
@@ -50,19 +51,20 @@ def to_network_grid(
     """Reorient ``volume`` to RAS and resample it to ``spacing_mm`` (mm per voxel).
 
     Label maps use nearest-neighbour interpolation (no blended labels), CT linear
-    interpolation in HU. Volumes already at the spacing (within 1e-3 mm) are only
-    reoriented, so 1 mm conformed label maps are not interpolated at all.
+    interpolation in HU after the same anti-aliasing as inference's crop
+    (:func:`subct.image.resample.smooth_for_downsampling`). Volumes already at the
+    spacing (within 1e-3 mm) are only reoriented, so 1 mm conformed label maps are not
+    interpolated at all.
     """
-    from subct.image.resample import resample_to_spacing
-
     ras = volume.reoriented(NETWORK_ORIENTATION)
     if np.allclose(ras.spacing, spacing_mm, atol=1e-3):
         return ras
     return resample_to_spacing(ras, tuple(float(s) for s in spacing_mm),  # type: ignore[arg-type]
-                               interpolation="nearest" if is_label else "linear")
+                               interpolation="nearest" if is_label else "linear",
+                               antialias=not is_label)
 
 
-class GeometryConfig(BaseModel):
+class GeometryConfig(StrictConfig):
     """Grid and intensity preprocessing shared by training and inference.
 
     Attributes:
@@ -73,7 +75,6 @@ class GeometryConfig(BaseModel):
             merged with :func:`subct.labels.merge_left_right` (paper 4.2 option).
     """
 
-    model_config = ConfigDict(extra="forbid")
 
     spacing_mm: tuple[float, float, float] = (1.0, 1.0, 1.0)
     hu_window: tuple[float, float] = DEFAULT_HU_WINDOW

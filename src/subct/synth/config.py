@@ -13,15 +13,15 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
+from subct.config import StrictConfig
 from subct.model.preprocessing import DEFAULT_HU_WINDOW
 
 Range = tuple[float, float]
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+_Strict = StrictConfig
 
 
 class SpatialConfig(_Strict):

@@ -16,15 +16,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
+from subct.config import StrictConfig
 from subct.errors import SubctConfigError, SubctInputError
 from subct.labels.schemes import scheme_labels
 from subct.model.preprocessing import GeometryConfig
 
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+_Strict = StrictConfig
 
 
 class RealDataConfig(_Strict):
@@ -177,6 +176,10 @@ class TrainingConfig(_Strict):
     def _consistent(self) -> TrainingConfig:
         if self.preprocessing.merge_left_right and self.label_scheme == "canonical":
             raise ValueError("preprocessing.merge_left_right needs label_scheme 'merged'")
+        if self.data.synthetic is not None and any(
+                abs(float(s) - 1.0) > 1e-6 for s in self.preprocessing.spacing_mm):
+            raise ValueError("synthetic images are drawn on the label maps' 1 mm grid: "
+                             "preprocessing.spacing_mm must be [1, 1, 1] with data.synthetic")
         return self
 
     @property

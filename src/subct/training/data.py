@@ -23,7 +23,7 @@ import torch
 from numpy.typing import NDArray
 from torch.utils.data import IterableDataset, get_worker_info
 
-from subct.errors import SubctInputError
+from subct.errors import SubctConfigError, SubctInputError
 from subct.io.readers import load_volume
 from subct.io.writers import atomic_output, atomic_write_text
 from subct.model.preprocessing import preprocess_ct, to_network_grid
@@ -230,7 +230,9 @@ def synth_config_for(config: TrainingConfig, extra: dict[str, Any] | None = None
     """The :class:`subct.synth.SynthConfig` of this training run.
 
     Output shape defaults to the patch size and the target scheme to the training
-    scheme; the HU window of the synthetic images is the training window.
+    scheme. The HU window of the synthetic images is ``preprocessing.hu_window``, the
+    one home of that number (checkpoints record it and inference applies it): a
+    different ``synth.ct.window`` is an error, not a second truth.
     """
     from subct.synth import SynthConfig
 
@@ -239,6 +241,14 @@ def synth_config_for(config: TrainingConfig, extra: dict[str, Any] | None = None
     values.setdefault("output_shape", list(config.data.patch_size))
     values.setdefault("target_scheme", config.label_scheme)
     values.update(extra or {})
+    window = [float(v) for v in config.preprocessing.hu_window]
+    ct = dict(values.get("ct") or {})
+    if "window" in ct and [float(v) for v in ct["window"]] != window:
+        raise SubctConfigError(
+            f"data.synthetic.synth.ct.window {list(ct['window'])} differs from "
+            f"preprocessing.hu_window {window}: set the HU window once, in preprocessing")
+    ct["window"] = window
+    values["ct"] = ct
     return SynthConfig.from_dict(values)
 
 
