@@ -40,10 +40,10 @@ from typing import Any
 
 from subct.dataset.case import _read_marker, process_case
 from subct.dataset.config import DONE_MARKER, BuildConfig
-from subct.dataset.nnunet import nnunet_dataset_json
+from subct.dataset.nnunet import dataset_json
 from subct.dataset.quality import flag_outliers, write_qc_table
 from subct.dataset.sources import CaseSpec, discover_cases
-from subct.dataset.splits import make_splits
+from subct.dataset.splits import make_splits, write_splits
 from subct.io.writers import atomic_write_text
 from subct.runner import CaseOutcome, run_cases
 
@@ -82,12 +82,23 @@ def finalise_dataset(output: Path, config: BuildConfig, cases: Sequence[CaseSpec
     atomic_write_text(output / "dataset.json",
                       json.dumps(nnunet_dataset_json(config, len(rows)), indent=2) + "\n")
     splits = make_splits(sites, config.split_fractions, config.split_seed, config.site_split)
-    atomic_write_text(output / "splits.json", json.dumps(
-        splits | {"seed": config.split_seed, "fractions": list(config.split_fractions),
-                  "site_split": config.site_split if any(sites.values()) else "none"},
-        indent=2) + "\n")
+    write_splits(output, splits, {"seed": config.split_seed,
+                                  "fractions": list(config.split_fractions),
+                                  "site_split": config.site_split if any(sites.values())
+                                  else "none"})
     write_qc_table(rows, output / "qc.csv")
     return rows
+
+
+def nnunet_dataset_json(config: BuildConfig, num_training: int) -> dict[str, Any]:
+    """nnU-Net v2 ``dataset.json`` of a built dataset: the one ``dataset.json`` writer
+    (:func:`subct.dataset.nnunet.dataset_json`, canonical scheme) plus how it was made."""
+    meta = dataset_json("canonical", num_training, config.dataset_name,
+                        "CT subcortical labels transferred from fused MRI segmentations "
+                        f"({config.fusion} of {', '.join(config.tools)})")
+    meta.update({"spacing_mm": [config.target_spacing_mm] * 3, "tools": list(config.tools),
+                 "fusion": config.fusion})
+    return meta
 
 
 def build_dataset(

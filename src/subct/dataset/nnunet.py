@@ -34,7 +34,7 @@ import numpy as np
 from pydantic import Field
 
 from subct.config import StrictConfig
-from subct.dataset.config import BuildConfig
+from subct.dataset.splits import random_validation_split, write_splits
 from subct.errors import SubctConfigError, SubctInputError
 from subct.image.volume import Volume
 from subct.io.files import case_name, iter_volume_files
@@ -42,9 +42,6 @@ from subct.io.readers import load_volume
 from subct.io.writers import atomic_write_text, save_volume
 from subct.labels.convert import convert_to_canonical
 from subct.labels.schemes import (
-    CANONICAL_LABELS,
-    CANONICAL_NAMES,
-    indices_to_labels,
     labels_to_indices,
     merge_left_right,
     scheme_labels,
@@ -121,14 +118,8 @@ def _write_dataset_files(config: NnunetExportConfig, cases: list[str], descripti
     folder = config.dataset_dir
     atomic_write_text(folder / "dataset.json", json.dumps(dataset_json(
         config.label_scheme, len(cases), config.dataset_name, description), indent=2) + "\n")
-    order = list(cases)
-    np.random.default_rng(config.seed).shuffle(order)
-    n_val = max(1, round(config.validation_fraction * len(order))) if len(order) > 1 else 0
-    val, train = sorted(order[:n_val]), sorted(order[n_val:])
-    atomic_write_text(folder / "splits.json",
-                      json.dumps({"train": train, "val": val, "test": []}, indent=2) + "\n")
-    atomic_write_text(folder / "splits_final.json",
-                      json.dumps([{"train": train, "val": val}], indent=2) + "\n")
+    write_splits(folder, random_validation_split(cases, config.validation_fraction,
+                                                 config.seed))
 
 
 def _save_case(config: NnunetExportConfig, case: str, hu: Volume, indices: np.ndarray) -> None:
@@ -308,27 +299,3 @@ def nnunet_predictions_to_labels(predictions_dir: str | Path, dataset_json_path:
         except SubctInputError as error:
             failures.append(str(error))
     return written, failures
-
-
-def nnunet_dataset_json(config: BuildConfig, num_training: int) -> dict[str, Any]:
-    """nnU-Net v2 ``dataset.json``: CT channel, consecutive labels 0..17, FreeSurfer IDs."""
-    labels = {"background": 0}
-    freesurfer = {"0": 0}
-    for index, label in enumerate(CANONICAL_LABELS, start=1):
-        labels[CANONICAL_NAMES[label]] = index
-        freesurfer[str(index)] = label
-    assert list(indices_to_labels(np.arange(1, len(CANONICAL_LABELS) + 1))) == list(
-        CANONICAL_LABELS)
-    return {
-        "name": config.dataset_name,
-        "description": "CT subcortical labels transferred from fused MRI segmentations "
-                       f"({config.fusion} of {', '.join(config.tools)})",
-        "channel_names": {"0": "CT"},
-        "labels": labels,
-        "numTraining": num_training,
-        "file_ending": ".nii.gz",
-        "freesurfer_ids_by_class": freesurfer,
-        "spacing_mm": [config.target_spacing_mm] * 3,
-        "tools": list(config.tools),
-        "fusion": config.fusion,
-    }

@@ -9,13 +9,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from subct.errors import SubctInputError
+from subct.io.files import VOLUME_SUFFIXES, case_name, is_volume_file
 
 #: SynthRAD2023 case IDs: task (1 MRI→CT, 2 CBCT→CT), region (B brain, P pelvis),
 #: centre (A, B, C) and a number, e.g. ``1BA001``.
 SYNTHRAD_CASE_ID = re.compile(r"(?P<task>[12])(?P<region>[BP])(?P<centre>[A-E])\d{3}")
 
 
-VOLUME_GLOBS = ("*.nii.gz", "*.nii", "*.mgz", "*.nrrd", "*.mha")
 
 
 @dataclass(frozen=True)
@@ -38,7 +38,7 @@ def _case_id(text: str) -> str:
 
 
 def _find_volume(folder: Path, stem: str) -> Path | None:
-    for suffix in (".nii.gz", ".nii", ".mgz", ".nrrd", ".mha"):
+    for suffix in VOLUME_SUFFIXES:
         candidate = folder / f"{stem}{suffix}"
         if candidate.is_file():
             return candidate
@@ -46,15 +46,8 @@ def _find_volume(folder: Path, stem: str) -> Path | None:
 
 
 def _precomputed_in(folder: Path) -> dict[str, Path]:
-    found: dict[str, Path] = {}
-    for pattern in VOLUME_GLOBS:
-        for path in sorted(folder.glob(f"seg_{pattern}")):
-            name = path.name[len("seg_"):]
-            for suffix in (".nii.gz", ".nii", ".mgz", ".nrrd", ".mha"):
-                if name.endswith(suffix):
-                    found[name[: -len(suffix)]] = path
-                    break
-    return found
+    return {case_name(path)[len("seg_"):]: path for path in sorted(folder.glob("seg_*"))
+            if is_volume_file(path)}
 
 
 def discover_cases(source: str | Path) -> list[CaseSpec]:

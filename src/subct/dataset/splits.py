@@ -1,14 +1,21 @@
-"""Train/validation/test splits that keep a site's cases together.
+"""Train/validation/test splits, and the one writer of the split files.
+
+``splits.json`` (``{"train", "val", "test"}`` lists, read by ``subct train``) and
+``splits_final.json`` (nnU-Net's fold list: one fold with the same train/val cases).
 """
 
 from __future__ import annotations
 
+import json
 import random
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from subct.errors import SubctConfigError
+from subct.io.writers import atomic_write_text
 
 
 def make_splits(case_sites: dict[str, str], fractions: Sequence[float] = (0.7, 0.15, 0.15),
@@ -53,3 +60,23 @@ def make_splits(case_sites: dict[str, str], fractions: Sequence[float] = (0.7, 0
     else:
         raise SubctConfigError(f"unknown site split mode {site_mode!r}")
     return {name: sorted(cases) for name, cases in splits.items()}
+
+
+def random_validation_split(cases: Sequence[str], validation_fraction: float, seed: int
+                            ) -> dict[str, list[str]]:
+    """Seeded train/val split without test cases (at least one validation case when
+    there are two or more cases)."""
+    order = list(cases)
+    np.random.default_rng(seed).shuffle(order)
+    n_val = max(1, round(validation_fraction * len(order))) if len(order) > 1 else 0
+    return {"train": sorted(order[n_val:]), "val": sorted(order[:n_val]), "test": []}
+
+
+def write_splits(folder: Path, splits: dict[str, list[str]],
+                 details: dict[str, Any] | None = None) -> None:
+    """Write ``splits.json`` (with ``details`` such as seed and fractions) and nnU-Net's
+    ``splits_final.json`` into ``folder``."""
+    atomic_write_text(folder / "splits.json",
+                      json.dumps(splits | (details or {}), indent=2) + "\n")
+    atomic_write_text(folder / "splits_final.json", json.dumps(
+        [{"train": splits["train"], "val": splits["val"]}], indent=2) + "\n")

@@ -29,7 +29,7 @@ from numpy.typing import NDArray
 from subct.config import StrictConfig
 from subct.errors import SubctConfigError, SubctError, SubctInputError
 from subct.evaluation.metrics import METRIC_UNITS, CaseMetrics, label_map_metrics
-from subct.image.sitk_bridge import itk_geometry_to_affine
+from subct.image.sitk_bridge import sitk_geometry, sitk_to_array
 from subct.image.volume import Volume
 from subct.io.files import FREESURFER_SUFFIXES, NIFTI_SUFFIXES, case_name, iter_volume_files
 from subct.io.readers import load_volume
@@ -151,10 +151,8 @@ def _load_constant_image(path: Path) -> Volume:
         import SimpleITK as sitk
 
         itk_image = sitk.ReadImage(str(path))
-        array = np.transpose(sitk.GetArrayFromImage(itk_image), (2, 1, 0))
-        affine = itk_geometry_to_affine(
-            itk_image.GetSpacing(), itk_image.GetOrigin(), itk_image.GetDirection(), 3
-        )
+        array = sitk_to_array(itk_image, contiguous=False)
+        affine = sitk_geometry(itk_image)
     if array.ndim == 4 and array.shape[3] == 1:
         array = array[..., 0]
     return Volume(array=array, affine=affine, path=path)

@@ -20,7 +20,7 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy import ndimage
 
-from subct.image.sitk_bridge import _itk_image, affine_to_itk_geometry
+from subct.image.sitk_bridge import affine_to_itk_geometry, array_to_sitk, sitk_to_array
 from subct.image.volume import Geometry, Volume, is_orthogonal_affine
 
 Interpolation = Literal["nearest", "linear"] | int
@@ -155,7 +155,7 @@ def _resample_simpleitk(
         source = source.astype(np.uint8)
     if order == 1 and not np.issubdtype(source.dtype, np.floating):
         source = source.astype(np.float32)
-    image = _itk_image(source, volume.affine)
+    image = array_to_sitk(source, volume.affine)
     spacing, origin, direction = affine_to_itk_geometry(np.asarray(geometry.affine))
     resampler = sitk.ResampleImageFilter()
     resampler.SetSize([int(size) for size in geometry.shape])
@@ -165,8 +165,7 @@ def _resample_simpleitk(
     resampler.SetInterpolator(sitk.sitkNearestNeighbor if order == 0 else sitk.sitkLinear)
     resampler.SetDefaultPixelValue(fill)
     resampler.SetOutputPixelType(image.GetPixelID())
-    result = sitk.GetArrayFromImage(resampler.Execute(image))
-    return np.ascontiguousarray(np.transpose(result, (2, 1, 0))).astype(dtype, copy=False)
+    return sitk_to_array(resampler.Execute(image)).astype(dtype, copy=False)
 
 
 def geometry_with_spacing(

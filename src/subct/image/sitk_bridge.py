@@ -42,26 +42,62 @@ def affine_to_itk_geometry(
     )
 
 
-def volume_to_sitk(volume: Volume, dtype: Any = np.float32) -> sitk.Image:
-    """A :class:`Volume` as a SimpleITK image with the same world geometry (LPS inside)."""
-    array = np.asarray(volume.array, dtype=dtype)
-    image = sitk.GetImageFromArray(np.ascontiguousarray(np.transpose(array, (2, 1, 0))))
-    spacing, origin, direction = affine_to_itk_geometry(volume.affine)
+def set_sitk_geometry(image: sitk.Image, affine: NDArray[np.float64]) -> sitk.Image:
+    """Give ``image`` the world geometry of the RAS+ ``affine`` (spacing, origin and
+    direction in ITK's LPS convention); returns the same image."""
+    spacing, origin, direction = affine_to_itk_geometry(np.asarray(affine, dtype=np.float64))
     image.SetSpacing(spacing)
     image.SetOrigin(origin)
     image.SetDirection(direction)
     return image
 
 
-def sitk_to_array(image: sitk.Image) -> NDArray[Any]:
-    """Voxel array of a SimpleITK image in (i, j, k) order, matching :func:`sitk_to_volume`."""
-    return np.ascontiguousarray(np.transpose(sitk.GetArrayFromImage(image), (2, 1, 0)))
+def array_to_sitk(array: NDArray[Any], affine: NDArray[np.float64] | None = None
+                  ) -> sitk.Image:
+    """A voxel array in (i, j, k) order as a SimpleITK image (ITK keeps (k, j, i)).
+
+    With ``affine`` the image gets that world geometry; without, ITK's defaults (for
+    filters where only the voxel values matter, such as STAPLE).
+    """
+    values = np.asarray(array)
+    image = sitk.GetImageFromArray(np.ascontiguousarray(np.transpose(values, (2, 1, 0))))
+    return set_sitk_geometry(image, affine) if affine is not None else image
+
+
+def volume_to_sitk(volume: Volume, dtype: Any = np.float32) -> sitk.Image:
+    """A :class:`Volume` as a SimpleITK image with the same world geometry (LPS inside)."""
+    return array_to_sitk(np.asarray(volume.array, dtype=dtype), volume.affine)
+
+
+def empty_sitk_image(shape: tuple[int, ...], affine: NDArray[np.float64],
+                     pixel_type: int = sitk.sitkUInt8) -> sitk.Image:
+    """A zero image of ``shape`` (i, j, k voxels) on the grid of ``affine`` (e.g. the
+    reference grid of a resampling)."""
+    return set_sitk_geometry(sitk.Image([int(s) for s in shape], pixel_type), affine)
+
+
+def sitk_to_array(image: sitk.Image, *, contiguous: bool = True) -> NDArray[Any]:
+    """Voxel array of a SimpleITK image in (i, j, k) order, matching :func:`sitk_to_volume`.
+
+    Vector images keep their components last: (i, j, k, component). ``contiguous=False``
+    returns a transposed view (no copy) of ITK's array.
+    """
+    values = sitk.GetArrayFromImage(image)
+    spatial = image.GetDimension()
+    order = tuple(range(spatial))[::-1] + tuple(range(spatial, values.ndim))
+    values = np.transpose(values, order)
+    return np.ascontiguousarray(values) if contiguous else values
+
+
+def sitk_geometry(image: sitk.Image) -> NDArray[np.float64]:
+    """The RAS+ affine of a SimpleITK image (any dimension ≤ 3 embedded in 3D)."""
+    return itk_geometry_to_affine(image.GetSpacing(), image.GetOrigin(), image.GetDirection(),
+                                  image.GetDimension())
 
 
 def sitk_to_volume(image: sitk.Image) -> Volume:
     """A SimpleITK image as a :class:`Volume` (RAS+ affine)."""
-    affine = itk_geometry_to_affine(image.GetSpacing(), image.GetOrigin(), image.GetDirection())
-    return Volume(sitk_to_array(image), affine)
+    return Volume(sitk_to_array(image), sitk_geometry(image))
 
 
 def rigid_ras_to_itk(matrix_ras: NDArray[np.floating]) -> sitk.AffineTransform:
@@ -71,14 +107,3 @@ def rigid_ras_to_itk(matrix_ras: NDArray[np.floating]) -> sitk.AffineTransform:
     transform.SetMatrix(tuple(float(v) for v in lps[:3, :3].ravel()))
     transform.SetTranslation(tuple(float(v) for v in lps[:3, 3]))
     return transform
-
-
-def _itk_image(array: NDArray[Any], affine: NDArray[np.float64]) -> Any:
-    import SimpleITK as sitk
-
-    image = sitk.GetImageFromArray(np.ascontiguousarray(np.transpose(array, (2, 1, 0))))
-    spacing, origin, direction = affine_to_itk_geometry(affine)
-    image.SetSpacing(spacing)
-    image.SetOrigin(origin)
-    image.SetDirection(direction)
-    return image

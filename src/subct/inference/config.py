@@ -76,8 +76,6 @@ NO_TTA_NOTE = ("run without left/right test-time augmentation (--fast): on real 
                "structures down to 0.88); use the default settings for study volumes")
 
 
-#: HU given to box voxels outside the scanned field of view (air).
-OUTSIDE_FOV_HU = -1024.0
 
 
 class InferenceConfig(StrictConfig):

@@ -12,7 +12,7 @@ from scipy import ndimage
 
 from subct.image.resample import smooth_for_downsampling
 from subct.image.volume import Geometry, Volume
-from subct.inference.config import OUTSIDE_FOV_HU
+from subct.io.hounsfield import OUTSIDE_FOV_HU
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,9 @@ def check_ct_range(array: NDArray[Any], path: str | Path) -> None:
         )
 
 
+#: HU given to voxels outside the scanned field of view (air).
+OUTSIDE_FOV_HU = -1024.0
+
 #: Offset of CT stored as unsigned "HU + 1024" (air = 0 instead of -1024 HU).
 UNSIGNED_CT_OFFSET = 1024.0
 
@@ -73,7 +76,7 @@ def ensure_hounsfield(volume: Volume) -> Volume:
     returned unchanged. Values already in HU (air ≈ −1000) are never touched.
     """
     array = volume.array
-    if float(array.min()) < 0.0 or not looks_like_offset_ct(array):
+    if detect_hu_offset(volume) == 0.0:
         return volume
     shifted: NDArray[Any]
     if np.issubdtype(array.dtype, np.integer) and float(array.max()) <= 32767 + 1024:

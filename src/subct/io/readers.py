@@ -13,7 +13,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from subct.errors import SubctInputError
-from subct.image.sitk_bridge import itk_geometry_to_affine
+from subct.image.sitk_bridge import sitk_geometry, sitk_to_array
 from subct.image.volume import Volume
 from subct.io.files import (
     FREESURFER_SUFFIXES,
@@ -59,7 +59,6 @@ def _nifti_orientation_notes(image: nib.Nifti1Image) -> dict[str, Any]:
 
 
 def _from_simpleitk(path: Path) -> tuple[NDArray[Any], NDArray[np.float64], dict[str, Any]]:
-    import SimpleITK as sitk
 
     metadata: dict[str, Any] = {"format": "ITK"}
     try:
@@ -72,11 +71,8 @@ def _from_simpleitk(path: Path) -> tuple[NDArray[Any], NDArray[np.float64], dict
         )
     if image.GetNumberOfComponentsPerPixel() != 1:
         raise SubctInputError(path, "image has vector/colour pixels; expected a scalar volume")
-    array = sitk.GetArrayFromImage(image)
-    array = np.transpose(array, tuple(range(array.ndim))[::-1])  # ITK (z,y,x) -> (i,j,k)
-    affine = itk_geometry_to_affine(
-        image.GetSpacing(), image.GetOrigin(), image.GetDirection(), image.GetDimension()
-    )
+    array = sitk_to_array(image, contiguous=False)
+    affine = sitk_geometry(image)
     return array, affine, metadata
 
 

@@ -14,7 +14,7 @@ import nibabel as nib
 import numpy as np
 
 from subct.errors import SubctInputError
-from subct.image.sitk_bridge import affine_to_itk_geometry
+from subct.image.sitk_bridge import array_to_sitk
 from subct.image.volume import Volume, is_orthogonal_affine
 from subct.io.files import FREESURFER_SUFFIXES, NIFTI_SUFFIXES, VOLUME_SUFFIXES
 
@@ -57,11 +57,7 @@ def save_volume(volume: Volume, path: str | Path, dtype: Any = None) -> Path:
         else:
             import SimpleITK as sitk
 
-            itk_image = sitk.GetImageFromArray(np.transpose(array, (2, 1, 0)).copy())
-            spacing, origin, direction = affine_to_itk_geometry(volume.affine)
-            itk_image.SetSpacing(spacing)
-            itk_image.SetOrigin(origin)
-            itk_image.SetDirection(direction)
+            itk_image = array_to_sitk(array, volume.affine)
             sitk.WriteImage(itk_image, str(temporary), useCompression=True)
     return path
 

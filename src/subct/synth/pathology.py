@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from subct.io.hounsfield import OUTSIDE_FOV_HU
 from subct.synth.config import PathologyConfig, ScannerConfig
 from subct.synth.intensity import smooth_random_field
 from subct.synth.resolution import gaussian_blur_along_axis
@@ -44,8 +45,6 @@ BRAIN = (2, 3, 41, 42, 10, 11, 12, 13, 17, 18, 26, 28, 49, 50, 51, 52, 53, 54, 5
 #: The 17 target structures: where the CSF core of an infarct relabels tissue.
 TARGETS = (4, 43, 10, 49, 11, 50, 12, 51, 13, 52, 17, 53, 18, 54, 26, 58, 16)
 SKULL = (515, 599)
-#: HU of voxels outside the scanned field of view (as :mod:`subct.inference` fills them).
-OUTSIDE_FOV_HU = -1024.0
 
 
 class LabelGroups:

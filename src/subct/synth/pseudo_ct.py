@@ -3,16 +3,17 @@
 Registration accuracy can only be measured when the true transform is known. No
 public paired MRI/CT of one head is available here, so the CT side of a test pair is
 synthesised from a real T1 and its FreeSurfer aseg by giving each tissue class a
-typical Hounsfield value (contrast *inverted* relative to T1 where CT inverts it):
+typical Hounsfield value from :data:`subct.synth.tissues.CT_TISSUE_HU` (contrast
+*inverted* relative to T1 where CT inverts it):
 
 =====================  ===========================  =========
 tissue                 how it is found              HU
 =====================  ===========================  =========
 air                    outside the filled head mask −1000
 CSF, ventricles        aseg 4/43/5/44/14/15/24/...  8
-white matter           aseg 2/41/7/46/16/28/60/...  28
-grey matter            other aseg labels            40
-bone (skull)           dark T1 outside the brain    900
+white matter           aseg 2/41/7/46/16/28/60/...  27
+grey matter            other aseg labels            38
+bone (skull)           dark T1 outside the brain    1300
 fat (scalp, orbit)     bright T1 outside the brain  −90
 other soft tissue      remaining head voxels        45
 =====================  ===========================  =========
@@ -32,6 +33,7 @@ from scipy import ndimage
 from subct.errors import SubctInputError
 from subct.image.masks import largest_component
 from subct.image.volume import Volume
+from subct.synth.tissues import CT_TISSUE_HU
 
 #: FreeSurfer aseg IDs treated as CSF (ventricles, CSF, choroid plexus, vessel).
 CSF_LABELS: tuple[int, ...] = (4, 5, 14, 15, 24, 31, 43, 44, 63, 72)
@@ -42,10 +44,8 @@ WHITE_MATTER_LABELS: tuple[int, ...] = (2, 7, 16, 28, 41, 46, 60, 77, 85, 251, 2
                                         254, 255)
 
 
-AIR_HU, CSF_HU, WHITE_HU, GREY_HU = -1000.0, 8.0, 28.0, 40.0
 
 
-BONE_HU, FAT_HU, SOFT_TISSUE_HU = 900.0, -90.0, 45.0
 
 
 def head_mask_from_t1(
@@ -76,14 +76,14 @@ def pseudo_ct_from_t1(t1: Volume, aseg: Volume, seed: int = 0, noise_hu: float =
     brain = labels > 0
     white_level = float(np.median(intensity[np.isin(labels, (2, 41))])) if np.isin(
         labels, (2, 41)).any() else float(np.percentile(intensity[head], 90))
-    hu = np.full(intensity.shape, AIR_HU, dtype=np.float32)
+    hu = np.full(intensity.shape, CT_TISSUE_HU["air"], dtype=np.float32)
     outside_brain = head & ~brain
-    hu[outside_brain] = SOFT_TISSUE_HU
-    hu[outside_brain & (intensity < 0.45 * white_level)] = BONE_HU
-    hu[outside_brain & (intensity > 1.05 * white_level)] = FAT_HU
-    hu[brain] = GREY_HU
-    hu[np.isin(labels, WHITE_MATTER_LABELS)] = WHITE_HU
-    hu[np.isin(labels, CSF_LABELS)] = CSF_HU
+    hu[outside_brain] = CT_TISSUE_HU["soft_tissue"]
+    hu[outside_brain & (intensity < 0.45 * white_level)] = CT_TISSUE_HU["cortical_bone"]
+    hu[outside_brain & (intensity > 1.05 * white_level)] = CT_TISSUE_HU["fat"]
+    hu[brain] = CT_TISSUE_HU["grey_matter"]
+    hu[np.isin(labels, WHITE_MATTER_LABELS)] = CT_TISSUE_HU["white_matter"]
+    hu[np.isin(labels, CSF_LABELS)] = CT_TISSUE_HU["csf"]
     spacing = np.asarray(t1.spacing)
     hu = ndimage.gaussian_filter(hu, sigma=0.6 / spacing).astype(np.float32)
     rng = np.random.default_rng(seed)

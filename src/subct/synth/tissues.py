@@ -17,7 +17,10 @@ skull base), see :func:`subct.synth.label_maps.split_skull`.
 
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the tables are read by configs that must not pay for torch
+    import torch
 
 #: Tissue names used by the CT priors (:func:`subct.synth.config.default_tissue_priors`).
 TISSUES: tuple[str, ...] = (
@@ -25,6 +28,19 @@ TISSUES: tuple[str, ...] = (
     "white_matter_lesion", "grey_matter", "deep_grey", "brainstem", "blood", "eye",
     "cancellous_bone", "cortical_bone",
 )
+
+#: Typical non-contrast head-CT attenuation of each tissue (HU, 120 kVp): the one CT
+#: tissue table of subct. The synthesis priors are centred on it
+#: (:func:`subct.synth.config.default_tissue_priors` adds spreads and textures) and the
+#: pseudo-CT from T1 + aseg (:mod:`subct.synth.pseudo_ct`) paints with it. Brain values
+#: from the usual radiology ranges (CSF 0–15, white matter 20–30, grey matter 35–45,
+#: blood 40–60); bone, fat and air from standard CT tables.
+CT_TISSUE_HU: dict[str, float] = {
+    "air": -1000.0, "internal_air": -900.0, "fat": -90.0, "soft_tissue": 45.0,
+    "scalp": 20.0, "csf": 8.0, "white_matter": 27.0, "white_matter_lesion": 20.0,
+    "grey_matter": 38.0, "deep_grey": 36.0, "brainstem": 31.0, "blood": 50.0, "eye": 12.0,
+    "cancellous_bone": 650.0, "cortical_bone": 1300.0,
+}
 
 #: Label of the skull (SynthSeg extra-cerebral ID) and the synthetic ID of its interior.
 SKULL_LABEL = 515

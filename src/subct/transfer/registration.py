@@ -34,7 +34,7 @@ from subct.config import StrictConfig
 from subct.errors import SubctConfigError, SubctInputError
 from subct.image.masks import _dilated, head_mask
 from subct.image.sitk_bridge import (
-    affine_to_itk_geometry,
+    empty_sitk_image,
     sitk_to_array,
     volume_to_sitk,
 )
@@ -223,12 +223,7 @@ class RegistrationResult:
         }
 
     def _reference(self) -> sitk.Image:
-        reference = sitk.Image([int(s) for s in self.fixed_shape], sitk.sitkUInt8)
-        spacing, origin, direction = affine_to_itk_geometry(self.fixed_geometry_affine)
-        reference.SetSpacing(spacing)
-        reference.SetOrigin(origin)
-        reference.SetDirection(direction)
-        return reference
+        return empty_sitk_image(tuple(self.fixed_shape), self.fixed_geometry_affine)
 
 
 def _to_working_resolution(image: sitk.Image, spacing_mm: float | None) -> sitk.Image:
@@ -420,8 +415,8 @@ def mean_displacement_error_mm(
         converter = sitk.TransformToDisplacementFieldFilter()
         converter.SetReferenceImage(reference)
         converter.SetOutputPixelType(sitk.sitkVectorFloat64)
-        fields.append(sitk.GetArrayFromImage(converter.Execute(transform)))
-    inside = np.transpose(np.asarray(region.array) != 0, (2, 1, 0))
+        fields.append(sitk_to_array(converter.Execute(transform)))
+    inside = np.asarray(region.array) != 0
     if not inside.any():
         raise SubctInputError(region.path, "evaluation region is empty")
     difference = np.linalg.norm(fields[0][inside] - fields[1][inside], axis=-1)

@@ -6,6 +6,8 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import NDArray
 
+from subct.image.sitk_bridge import array_to_sitk, sitk_to_array
+
 
 def _vote_bounding_box(stack: list[NDArray[np.int16]]) -> tuple[slice, ...] | None:
     """Bounding box (+1 voxel) of every voxel any map labels; ``None`` if all background."""
@@ -135,11 +137,11 @@ def _staple_simpleitk(stack: list[NDArray[np.int16]], max_iterations: int) -> ND
                         [BACKGROUND])
     lookup = np.zeros(int(values.max()) + 1, dtype=np.uint16)
     lookup[values] = np.arange(len(values), dtype=np.uint16)
-    images = [sitk.GetImageFromArray(lookup[labels[box]]) for labels in stack]
+    images = [array_to_sitk(lookup[labels[box]]) for labels in stack]
     staple = sitk.MultiLabelSTAPLEImageFilter()
     staple.SetLabelForUndecidedPixels(len(values))
     staple.SetMaximumNumberOfIterations(max_iterations)
-    indices = sitk.GetArrayFromImage(staple.Execute(images)).astype(np.int64)
+    indices = sitk_to_array(staple.Execute(images)).astype(np.int64)
     back = np.append(values, BACKGROUND).astype(np.int16)  # undecided → background
     fused[box] = back[indices]
     return fused
