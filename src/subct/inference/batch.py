@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
-from subct.inference.model import SegmentationModel
+from subct.inference.model import SegmentationModel, cached_model
 from subct.inference.outputs import (
     BatchConfig,
     CaseInput,
@@ -37,6 +37,7 @@ from subct.inference.outputs import (
     write_batch_files,
     write_case_outputs,
 )
+from subct.inference.pipeline import segment_volume
 from subct.io.files import (
     LIST_SUFFIXES,
     VOLUME_SUFFIXES,
@@ -114,7 +115,6 @@ def expand_inputs(inputs: Iterable[str | Path]) -> tuple[list[CaseInput], list[C
 def process_case(case: CaseInput, model: SegmentationModel, config: BatchConfig
                  ) -> CaseOutcome:
     """Segment one case and write its outputs; errors become a failed outcome."""
-    from subct.inference.pipeline import segment_volume  # torch-free engines import less
 
     def task() -> CaseOutcome:
         start = time.perf_counter()
@@ -137,7 +137,6 @@ def _process_on_worker(case: CaseInput, config: BatchConfig) -> CaseOutcome:
     ``nthreads``), not every core of the machine: several workers on one machine would
     otherwise each start a pool of all cores and oversubscribe it.
     """
-    from subct.inference.model import cached_model
 
     if config.inference.threads is None:
         config = config.replace(
@@ -169,7 +168,6 @@ def run_batch(inputs: Iterable[str | Path], config: BatchConfig,
             once per Dask worker with ``config.scheduler``).
         progress: called with each case's outcome as it finishes.
     """
-    from subct.inference.model import cached_model
 
     Path(config.output_dir).mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(Path(config.output_dir))

@@ -8,7 +8,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from subct.errors import SubctConfigError, SubctInputError
+from subct.model.checkpoint import load_checkpoint, read_checkpoint_metadata, size_divisor
 from subct.model.engines import Engine, TorchEngine
+from subct.model.graphs import graph_engine_for_checkpoint
+from subct.model.registry import resolve_model_path
 from subct.model.runtime import (
     ResolvedBackend,
     ResolvedPrecision,
@@ -73,7 +76,6 @@ class SegmentationModel:
     @property
     def size_divisor(self) -> int:
         """Network input sides must be multiples of this."""
-        from subct.model.checkpoint import size_divisor
 
         return size_divisor(self.metadata.network_name, **self.metadata.network_kwargs)
 
@@ -88,7 +90,6 @@ class SegmentationModel:
                 raise SubctConfigError("this model has no PyTorch network to run")
             import torch
 
-            from subct.model.checkpoint import load_checkpoint
 
             self.network = load_checkpoint(self.path, torch.device(self.device)).network
         return self.network
@@ -134,8 +135,6 @@ def load_model(model: str | Path | None = None, device: str = "auto",
         SubctInputError: no model installed, unknown name, missing or invalid file.
         SubctConfigError: an unknown or impossible device/precision/backend choice.
     """
-    from subct.model.checkpoint import read_checkpoint_metadata
-    from subct.model.registry import resolve_model_path
 
     path = resolve_model_path(model)
     metadata = read_checkpoint_metadata(path)
@@ -144,7 +143,6 @@ def load_model(model: str | Path | None = None, device: str = "auto",
     engine_name, resolved_precision = resolve_engine(backend, precision, device_type)
     thread_count = threads or default_threads()
     if engine_name != "torch":
-        from subct.model.graphs import graph_engine_for_checkpoint
 
         _check_orientation(metadata, path)
         engine = graph_engine_for_checkpoint(path, engine_name, thread_count,
@@ -153,7 +151,6 @@ def load_model(model: str | Path | None = None, device: str = "auto",
                                  thread_count)
     import torch
 
-    from subct.model.checkpoint import load_checkpoint
 
     if device_type == "cpu":
         torch.set_num_threads(thread_count)

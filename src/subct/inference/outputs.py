@@ -20,6 +20,8 @@ from subct.config import StrictConfig
 from subct.inference.config import InferenceConfig
 from subct.inference.pipeline import SegmentationResult
 from subct.io.writers import atomic_output, atomic_write_text, save_volume
+from subct.labels.schemes import scheme_structure_names
+from subct.qc.report import render_segmentation_index
 
 if TYPE_CHECKING:
     from subct.runner import CaseOutcome
@@ -106,6 +108,7 @@ def write_case_outputs(case: CaseInput, ct_hu_source: Any, result: SegmentationR
                        config: BatchConfig, model_description: str,
                        seconds: float) -> dict[str, Path]:
     """Write one case's files atomically; the QC JSON goes last (marks completion)."""
+    # lazy: loads matplotlib, which the rest of this module does not need
     from subct.qc.overlay import OverlayConfig, save_overlay
 
     outputs = case_outputs(config, case.name)
@@ -151,7 +154,6 @@ def _load_records(config: BatchConfig, names: Sequence[str]) -> list[dict[str, A
 
 def volumes_csv_text(records: Sequence[dict[str, Any]]) -> str:
     """``volumes.csv``: case, each structure's volume (mm³), ICV (mm³), QC flag."""
-    from subct.labels.schemes import scheme_structure_names
 
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
@@ -171,7 +173,6 @@ def volumes_csv_text(records: Sequence[dict[str, Any]]) -> str:
 def write_batch_files(config: BatchConfig, names: Sequence[str],
                       failures: Sequence[CaseOutcome]) -> tuple[Path, Path]:
     """(Re)write ``volumes.csv`` and ``index.html`` from the cases' QC JSON files."""
-    from subct.qc.report import render_segmentation_index
 
     records = _load_records(config, names)
     folder = Path(config.output_dir)

@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import NDArray
 
+from subct.image.masks import locate_intracranial, skull_strip_mask
 from subct.image.volume import Volume
 from subct.io.readers import load_volume
 from subct.labels.schemes import (
@@ -48,6 +49,7 @@ from subct.labels.schemes import (
     scheme_names,
 )
 from subct.model.preprocessing import ct_window_normalise
+from subct.qc.checks import QcFlag, assess_input, build_qc_report
 
 if TYPE_CHECKING:
 
@@ -134,8 +136,6 @@ def segment_volume(image: str | Path | Volume, model: SegmentationModel,
     Raises:
         SubctInputError: the file cannot be read, or no head could be found in it.
     """
-    from subct.image.masks import locate_intracranial
-    from subct.qc.checks import QcFlag, assess_input, build_qc_report
 
     config = config or InferenceConfig()
     timings: dict[str, float] = {}
@@ -153,7 +153,6 @@ def segment_volume(image: str | Path | Volume, model: SegmentationModel,
     grid = crop_grid(center, model.spacing_mm, config.crop_size_mm, model.size_divisor)
     crop_hu = resample_to_crop(volume, grid, hu_offset)
     if model.metadata.skull_strip:  # the model was trained on skull-stripped inputs
-        from subct.image.masks import skull_strip_mask
 
         brain = skull_strip_mask(crop_hu, model.spacing_mm)
         crop_hu = np.where(brain, crop_hu, np.float32(model.metadata.hu_window[0]))

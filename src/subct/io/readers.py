@@ -15,6 +15,7 @@ from numpy.typing import NDArray
 from subct.errors import SubctInputError
 from subct.image.sitk_bridge import sitk_geometry, sitk_to_array
 from subct.image.volume import Volume
+from subct.io.dicom import load_dicom_series
 from subct.io.files import (
     FREESURFER_SUFFIXES,
     ITK_SUFFIXES,
@@ -59,7 +60,6 @@ def _nifti_orientation_notes(image: nib.Nifti1Image) -> dict[str, Any]:
 
 
 def _from_simpleitk(path: Path) -> tuple[NDArray[Any], NDArray[np.float64], dict[str, Any]]:
-
     metadata: dict[str, Any] = {"format": "ITK"}
     try:
         image = _read_itk_quietly(path)
@@ -209,7 +209,6 @@ def load_volume(path: str | Path, *, expect_ct: bool = False, series: str | None
     if not path.exists():
         raise SubctInputError(path, "no such file or folder")
     if path.is_dir():
-        from subct.io.dicom import load_dicom_series
 
         volume = load_dicom_series(path, series=series)
     else:

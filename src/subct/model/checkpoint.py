@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from subct import __version__
-from subct.errors import SubctInputError
+from subct.errors import SubctConfigError, SubctInputError
 from subct.io.writers import atomic_output
 from subct.labels.schemes import scheme_labels
 
@@ -199,7 +199,7 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Loa
         SubctInputError: missing file, not safetensors, no subct metadata, or weights
             that do not fit the network the metadata describes.
     """
-    from subct.errors import SubctConfigError
+    # lazy: loads torch, which the rest of this module does not need
     from subct.model.networks import build_network
 
     path = Path(path)

@@ -10,7 +10,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from subct.errors import SubctInputError
-from subct.model.runtime import ResolvedPrecision
+from subct.model.runtime import ResolvedPrecision, autocast
 
 if TYPE_CHECKING:
     import torch
@@ -158,7 +158,6 @@ class TorchEngine:
         """Run the network on a float32 batch."""
         import torch
 
-        from subct.model.runtime import autocast
 
         tensor = torch.from_numpy(np.ascontiguousarray(batch, np.float32)).to(self.device)
         if self.channels_last:

@@ -32,6 +32,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from subct.errors import SubctConfigError, SubctInputError
+from subct.io.writers import atomic_output
+from subct.model.checkpoint import load_checkpoint
 from subct.model.runtime import ResolvedPrecision
 
 if TYPE_CHECKING:
@@ -127,7 +129,6 @@ def export_to_cache(sha256: str, export: Callable[[Path], None], prefix: str = "
     Raises:
         SubctConfigError: the cache folder cannot be written.
     """
-    from subct.io.writers import atomic_output
 
     cached = cached_graph_path(sha256, prefix)
     try:
@@ -172,7 +173,6 @@ def export_network(network: torch.nn.Module, in_channels: int, target: Path) -> 
 def _export_checkpoint(checkpoint: Path, target: Path) -> None:
     import torch
 
-    from subct.model.checkpoint import load_checkpoint
 
     loaded = load_checkpoint(checkpoint, torch.device("cpu"))
     in_channels = int(loaded.metadata.network_kwargs.get("in_channels", 1))
@@ -188,7 +188,6 @@ def export_checkpoint_graph(checkpoint: str | Path, output: str | Path | None = 
     Raises:
         SubctInputError: unreadable checkpoint, or an output equal to the checkpoint.
     """
-    from subct.io.writers import atomic_output
 
     checkpoint = Path(checkpoint)
     target = Path(output) if output is not None else shipped_graph_path(checkpoint)

@@ -14,6 +14,7 @@ from numpy.typing import NDArray
 from subct.config import StrictConfig
 from subct.image.resample import resample_to_spacing
 from subct.image.volume import Volume
+from subct.labels.schemes import labels_to_indices, merge_left_right
 
 if TYPE_CHECKING:  # torch is not imported here: ONNX Runtime inference runs without it
     import torch
@@ -104,7 +105,6 @@ def preprocess_labels(volume: Volume, config: GeometryConfig, scheme: str = "can
     With ``merge_left_right`` the canonical map is first merged (right IDs → left IDs)
     and ``scheme`` must be ``"merged"``.
     """
-    from subct.labels.schemes import labels_to_indices, merge_left_right
 
     grid = to_network_grid(volume, config.spacing_mm, is_label=True)
     values = np.asarray(grid.array)

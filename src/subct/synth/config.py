@@ -17,7 +17,7 @@ from pydantic import Field, field_validator, model_validator
 
 from subct.config import StrictConfig
 from subct.model.preprocessing import DEFAULT_HU_WINDOW
-from subct.synth.tissues import CT_TISSUE_HU
+from subct.synth.tissues import CT_TISSUE_HU, TISSUES
 
 Range = tuple[float, float]
 
@@ -166,8 +166,6 @@ class CTIntensityConfig(_Strict):
 
     @model_validator(mode="after")
     def _known_tissues(self) -> CTIntensityConfig:
-        from subct.synth.tissues import TISSUES
-
         missing = set(TISSUES) - set(self.tissues)
         if missing:
             raise ValueError(f"tissue priors missing for: {', '.join(sorted(missing))}")

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from subct.synth.config import GenericIntensityConfig
+from subct.synth.spatial import upsample_linear
 from subct.synth.tissues import generic_class_of, lookup
 
 
@@ -47,7 +48,6 @@ def smooth_random_field(
     device: torch.device,
 ) -> torch.Tensor:
     """Gaussian noise N(0, std²) on a small ``grid``, upsampled trilinearly to ``shape``."""
-    from subct.synth.spatial import upsample_linear
 
     coarse = torch.randn((1, *grid), generator=generator, device=device) * std
     return upsample_linear(coarse, shape)[0]

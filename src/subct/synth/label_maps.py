@@ -22,6 +22,7 @@ from subct.errors import SubctInputError
 from subct.image.volume import Volume
 from subct.io.readers import load_volume
 from subct.labels.schemes import CANONICAL_LABELS
+from subct.synth.background import embed_in_head
 from subct.synth.tissues import CANCELLOUS_LABEL, SKULL_LABEL
 
 LabelMapSource = Path | str | Volume
@@ -144,7 +145,6 @@ class LabelBank:
                         "label map holds only subcortical structures and no surrounding "
                         "tissue; give a whole-head background map (--background)",
                     )
-                from subct.synth.background import embed_in_head
 
                 labels, affine = embed_in_head(labels, affine, *background_map[:2])
             raw.append((split_skull(labels), affine, name))

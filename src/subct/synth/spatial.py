@@ -19,6 +19,7 @@ from numpy.typing import NDArray
 
 from subct.synth.config import SpatialConfig
 from subct.synth.label_maps import StoredLabelMap
+from subct.synth.resolution import linear_resampling_matrix
 
 
 def rotation_matrix(angles_rad: NDArray[np.float64]) -> NDArray[np.float64]:
@@ -86,7 +87,6 @@ def upsample_linear(field: torch.Tensor, shape: tuple[int, int, int]) -> torch.T
     Done as three separable matrix products, which on CPU is faster than
     ``F.interpolate`` and gives the same values.
     """
-    from subct.synth.resolution import linear_resampling_matrix
 
     result = field
     for axis, size in enumerate(shape):

@@ -22,6 +22,7 @@ from subct.config import StrictConfig
 from subct.errors import SubctConfigError, SubctInputError
 from subct.labels.schemes import scheme_labels
 from subct.model.preprocessing import GeometryConfig
+from subct.paths import shared_data_dir
 
 _Strict = StrictConfig
 
@@ -189,7 +190,6 @@ class TrainingConfig(_Strict):
 
     def resolve_path(self, value: str) -> Path:
         """Expand ``{shared}`` and make relative paths relative to :attr:`base_dir`."""
-        from subct.paths import shared_data_dir
 
         expanded = Path(value.replace("{shared}", str(shared_data_dir()))).expanduser()
         return expanded if expanded.is_absolute() else (Path(self.base_dir) / expanded).resolve()

@@ -27,6 +27,7 @@ from subct.errors import SubctConfigError, SubctInputError
 from subct.io.readers import load_volume
 from subct.io.writers import atomic_output, atomic_write_text
 from subct.model.preprocessing import preprocess_ct, to_network_grid
+from subct.synth import LabelBank, SynthConfig, SynthGenerator
 from subct.training.config import TrainingConfig
 
 Sample = dict[str, torch.Tensor]
@@ -234,7 +235,6 @@ def synth_config_for(config: TrainingConfig, extra: dict[str, Any] | None = None
     one home of that number (checkpoints record it and inference applies it): a
     different ``synth.ct.window`` is an error, not a second truth.
     """
-    from subct.synth import SynthConfig
 
     synthetic = config.data.synthetic
     values: dict[str, Any] = dict(synthetic.synth) if synthetic is not None else {}
@@ -297,7 +297,6 @@ class PatchStream(IterableDataset[Sample]):
         rng = np.random.default_rng(_seed(self.config.seed, self.epoch, self.rank, 2, worker))
         generator = None
         if self.bank is not None and plan.any():
-            from subct.synth import SynthGenerator
 
             generator = SynthGenerator(self.bank, self.synth_config,
                                        seed=_seed(self.config.seed, self.epoch, self.rank, 3,
@@ -325,7 +324,6 @@ def build_label_bank(config: TrainingConfig, entries: list[str]) -> Any:
     """A :class:`subct.synth.LabelBank` of the label maps ``entries`` (None when empty)."""
     if not entries:
         return None
-    from subct.synth import LabelBank
 
     return LabelBank(config.resolve_label_maps(entries))
 
@@ -335,7 +333,6 @@ def build_validation_set(config: TrainingConfig, val_cases: list[CasePair]) -> l
     samples: list[Sample] = []
     synthetic = config.data.synthetic
     if synthetic is not None and synthetic.validation_label_maps:
-        from subct.synth import SynthGenerator
 
         bank = build_label_bank(config, synthetic.validation_label_maps)
         generator = SynthGenerator(bank, synth_config_for(config),
@@ -371,7 +368,6 @@ def training_label_counts_source(config: TrainingConfig, real_cases: list[CasePa
     """
     maps: list[NDArray[np.integer]] = [np.asarray(case.label) for case in real_cases]
     if bank is not None:
-        from subct.synth import SynthGenerator
 
         generator = SynthGenerator(bank, synth_config_for(config).without_randomness(),
                                    seed=_seed(config.seed, 7))

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from subct.image.volume import Volume
+from subct.transfer.registration import register
 
 if TYPE_CHECKING:  # torch (meshnet) is heavy: import it only when a MeshNet runs
     from subct.transfer.registration import RegistrationConfig
@@ -33,7 +34,6 @@ class AtlasSegmenter(Segmenter):
 
     def segment(self, mri: Volume) -> Volume:
         """Register the MNI152 template to ``mri`` and warp the atlas labels onto it."""
-        from subct.transfer.registration import register
 
         template, atlas = harvard_oxford_subcortical(self.min_probability_percent)
         result = register(mri, template, self.transform, self.registration)  # type: ignore[arg-type]

@@ -38,6 +38,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from subct.errors import SubctConfigError, SubctInputError
+from subct.io.readers import load_volume
+from subct.io.writers import save_volume
 from subct.transfer.staple import BACKGROUND, _disagreement, _present_labels, _staple
 
 FusionMethod = Literal["consensus", "majority", "weighted", "staple"]
@@ -320,8 +322,6 @@ def fuse_files(
         SubctInputError: a map is unreadable or on a different grid (message names it),
             or an output path equals an input.
     """
-    from subct.io.readers import load_volume
-    from subct.io.writers import save_volume
 
     paths = [Path(p) for p in map_paths]
     outputs = [Path(output_path)] + ([Path(agreement_path)] if agreement_path else [])

@@ -39,6 +39,15 @@ from subct.labels.convert import (
     convert_to_canonical,
     load_class_names,
 )
+from subct.model.engines import (
+    OnnxRuntimeEngine,
+    OpenVinoEngine,
+    TorchEngine,
+    onnx_session,
+    read_openvino_model,
+)
+from subct.model.graphs import cached_graph_path, export_network, export_to_cache
+from subct.model.runtime import default_threads, resolve_engine
 from subct.transfer.meshnet_network import (
     CONFORMED_ORIENTATION,
     CONFORMED_SIZE,
@@ -203,16 +212,12 @@ def _predict_classes(network: MeshNet, image: NDArray[np.float32],
     The arg-max is taken while the engine's output buffer is alive, so the logits (18
     float32 channels of the whole head box, about 1 GB) are never copied.
     """
-    from subct.model.engines import OnnxRuntimeEngine, TorchEngine, onnx_session
-    from subct.model.graphs import export_network
-    from subct.model.runtime import default_threads, resolve_engine
 
     device = torch.device(config.device)
     threads = config.threads or default_threads()
     backend, precision = resolve_engine(config.backend, config.precision, device.type,
                                         cpu_bf16_pays=False)
     if backend == "openvino":
-        from subct.model.engines import OpenVinoEngine, read_openvino_model
 
         graph = meshnet_graph(network, export_network)
         engine = OpenVinoEngine(read_openvino_model(graph), threads, precision)
@@ -231,7 +236,6 @@ def meshnet_graph(network: MeshNet, export: Any) -> Path:
     """The ONNX graph of ``network``, cached by a hash of its layer list and weights."""
     import hashlib
 
-    from subct.model.graphs import cached_graph_path, export_to_cache
 
     digest = hashlib.sha256(repr(network.spec).encode())
     for name, tensor in sorted(network.state_dict().items()):
@@ -330,5 +334,4 @@ class MeshNetSegmenter(Segmenter):
 
 @lru_cache(maxsize=4)
 def _cached_network(folder: str) -> Any:
-
     return load_meshnet(folder)

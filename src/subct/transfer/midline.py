@@ -12,6 +12,8 @@ from numpy.typing import NDArray
 
 from subct.config import StrictConfig
 from subct.errors import SubctConfigError, SubctError
+from subct.image.masks import head_mask
+from subct.image.sitk_bridge import volume_to_sitk
 from subct.image.volume import Volume
 from subct.labels.schemes import LEFT_RIGHT_PAIRS, remap
 
@@ -104,8 +106,6 @@ def _mirror_plane(
 ) -> MidsagittalPlane:
     import SimpleITK as sitk
 
-    from subct.image.masks import head_mask
-    from subct.image.sitk_bridge import volume_to_sitk
 
     config = config or MirrorRegistrationConfig()
     centre_voxel = (np.asarray(mri.shape, dtype=np.float64) - 1) / 2

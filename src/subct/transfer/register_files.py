@@ -14,6 +14,8 @@ from subct.image.sitk_bridge import (
     sitk_to_array,
     volume_to_sitk,
 )
+from subct.io.readers import load_volume
+from subct.io.writers import atomic_write_text, save_volume
 from subct.transfer.registration import (
     RegistrationConfig,
     RegistrationResult,
@@ -55,8 +57,7 @@ def register_files(
     """
     import json
 
-    from subct.io.readers import load_volume
-    from subct.io.writers import atomic_write_text, save_volume
+    # lazy: loads matplotlib, which the rest of this module does not need
     from subct.qc.figures import label_contour_figure
 
     output = Path(output_dir)

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from subct.errors import SubctError, SubctInputError
+from subct.image.resample import resample_to_geometry
 from subct.image.volume import Geometry, Volume
 from subct.labels.convert import convert_to_canonical
 
@@ -37,7 +38,6 @@ class Segmenter(ABC):
 
 def canonical_on_grid(labels: Volume, target: Geometry, tool: str) -> Volume:
     """Convert a tool's label map to canonical IDs and put it on ``target`` (nearest)."""
-    from subct.image.resample import resample_to_geometry
 
     array = np.asarray(labels.array)
     if not np.issubdtype(array.dtype, np.integer):
