@@ -1,7 +1,7 @@
 """Benchmark: ``build_dataset`` throughput on full-size (256³, 1 mm) paired cases.
 
 Generates ``--cases`` MRI/CT pairs from the real fsaverage T1 and a pseudo-CT of the
-same head (:mod:`subct.pseudo_ct`): even cases pre-registered (same grid, as
+same head (:mod:`subct.synth.pseudo_ct`): even cases pre-registered (same grid, as
 SynthRAD2023), odd cases shifted/rotated so that registration runs. The aseg is
 supplied as precomputed FreeSurfer/SynthSeg output; ``atlas-ho`` (and any other
 ``--tools``) run for real. Reports seconds per case and for the whole run.

@@ -13,7 +13,7 @@ Engines:
   autocast, with OpenMP's default wait policy (``OMP_WAIT_POLICY`` empty) or
   ``PASSIVE`` (what ``import subct`` sets unless the user set it);
 * ``onnxruntime``: ONNX Runtime's CPU provider on the graph subct exports from the
-  checkpoint (:mod:`subct.engine`), thread spinning on or off;
+  checkpoint (:mod:`subct.model.engines`), thread spinning on or off;
 * ``openvino``: OpenVINO's CPU plugin on the same ONNX graph (fp32, and its bf16
   execution hint on CPUs with native bf16).
 

@@ -7,7 +7,7 @@ their label maps are fused with consensus, majority, weighted (leave-one-out wei
 each segmenter's per-structure Dice against the majority of the others, no ground
 truth used) and STAPLE (also checked voxel for voxel against SimpleITK's
 ``MultiLabelSTAPLEImageFilter``, with both run times); everything is scored against
-fsaverage's own ``aseg.mgz`` with :func:`subct.metrics.label_map_metrics` over the 17
+fsaverage's own ``aseg.mgz`` with :func:`subct.evaluation.metrics.label_map_metrics` over the 17
 canonical structures.
 
 Columns: DSC (mean over structures), HD95 (mm = voxels here, mean over structures with

@@ -3,7 +3,7 @@
 Issue 3 asks that fusing 5 maps of 256³ stays under 2 GB and takes under 2 s. Each
 (scenario, method) runs in a fresh Python process, which loads the five ``int16`` maps
 (5 × 32 MiB) from ``.npy`` files, records its RSS, fuses (labels + agreement map) and
-records the peak RSS (``ru_maxrss``) and the wall-clock time of :func:`subct.fusion.fuse`
+records the peak RSS (``ru_maxrss``) and the wall-clock time of :func:`subct.transfer.fusion.fuse`
 (best of ``--repeats``), and its CPU time (``time.process_time``; fusion is
 single-threaded numpy, so on an idle machine CPU ≈ wall time, while on this shared
 2-core machine the wall time mostly measures waiting for a core). "Peak RSS" is the

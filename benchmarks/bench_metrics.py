@@ -11,8 +11,8 @@ Run (from the repository root)::
 
     python benchmarks/bench_metrics.py --repeats 5
 
-It prints the timing of :func:`subct.metrics.label_map_metrics` (all metrics, 17
-structures) and of :func:`subct.evaluation.evaluate_case` (adds scheme conversion),
+It prints the timing of :func:`subct.evaluation.metrics.label_map_metrics` (all metrics, 17
+structures) and of :func:`subct.evaluation.evaluate.evaluate_case` (adds scheme conversion),
 median and best of the repeats, plus the machine load (``os.getloadavg``).
 """
 

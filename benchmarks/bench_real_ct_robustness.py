@@ -14,7 +14,7 @@ perturbed copies of the same scan:
   central slice's labels): the best a perfect segmenter could reach on 5 mm slices.
 
 It also lists the clean run's volumes against the adult normative ranges of
-:func:`subct.qc.normal_range_mm3`. The robust-model issue's targets: self-Dice ≥ 0.93
+:func:`subct.qc.checks.normal_range_mm3`. The robust-model issue's targets: self-Dice ≥ 0.93
 under noise and pitch with no structure below 0.85, and at 5 mm within 0.03 of the grid
 limit.
 

@@ -1,10 +1,10 @@
 """Benchmark: MRI → CT registration accuracy and speed on a known rigid misalignment.
 
 Data: the real fsaverage T1 (256³, 1 mm) and a CT-like image of the same head
-synthesised from the T1 and its aseg (:func:`subct.pseudo_ct.pseudo_ct_from_t1`). The
+synthesised from the T1 and its aseg (:func:`subct.synth.pseudo_ct.pseudo_ct_from_t1`). The
 T1 is moved by known rigid transforms (rotations 5–10°, shifts 5–10 mm, random axes,
 seeded) by rewriting its affine, so the truth is exact. For each setting this reports
-the wall-clock time of :func:`subct.registration.register` and the mean displacement
+the wall-clock time of :func:`subct.transfer.registration.register` and the mean displacement
 error (mm) between the recovered and the true transform over all head voxels
 (CT > −500 HU).
 

@@ -5,7 +5,7 @@ rigid transform of 5–10° / 5–10 mm, registered to a pseudo-CT of the same h
 with each backend that is importable, rigid only, with each tool's standard
 multi-resolution mutual-information recipe:
 
-* ``simpleitk``: :func:`subct.registration.register` (the project's backend).
+* ``simpleitk``: :func:`subct.transfer.registration.register` (the project's backend).
 * ``elastix``: ``itk.elastix_registration_method`` with elastix's default ``rigid``
   parameter map (AdvancedMattesMutualInformation, 4 resolutions, ASGD), as used by
   the ensemble label-transfer paper.

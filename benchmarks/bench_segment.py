@@ -102,7 +102,7 @@ def realistic_postprocess_seconds(ct_path: Path) -> float:
     """Seconds of the native-grid label step for anatomically realistic labels.
 
     A random-weight network labels the whole crop box in fragments, the worst case for
-    the boundary interpolation; this times :func:`subct.inference.labels_to_native` and
+    the boundary interpolation; this times :func:`subct.inference.crop.labels_to_native` and
     the largest-component step on the Harvard-Oxford labels of the demo in the crop box.
     """
     from subct.evaluation.demo import build_demo_ct

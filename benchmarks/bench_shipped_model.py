@@ -14,7 +14,7 @@ This script:
 2. **1 mm**: the synthetic 1 mm RAS CT as it comes out of the generator;
    **5 mm**: the same 1 mm CT averaged over 5 consecutive axial slices (a boxcar slice
    profile of 5 mm thickness, 5 mm spacing, no gap) onto a 1 × 1 × 5 mm grid, then
-   stored in scanner LPS voxel order (:meth:`subct.io.Volume.reoriented`). Its reference
+   stored in scanner LPS voxel order (:meth:`subct.image.volume.Volume.reoriented`). Its reference
    labels are the 1 mm labels of each slab's central slice. This tests the full
    native-geometry path of ``subct segment`` (anisotropic, non-RAS input);
 3. segments each CT with :func:`subct.segment` (brain location, crop, flip TTA,
@@ -23,7 +23,7 @@ This script:
    pipeline with its crop moved onto the true intracranial centroid (from the labels)
    through ``crop_offset_mm``, which separates network errors from brain-location errors;
 4. scores the prediction against the deformed label map (converted to canonical IDs)
-   on the CT's own grid with :func:`subct.metrics.label_map_metrics`: per-structure
+   on the CT's own grid with :func:`subct.evaluation.metrics.label_map_metrics`: per-structure
    Dice, HD95 (mm), absolute volume difference (mm³) and ASSD (mm).
 
 Prints one table per resolution (mean over cases) plus mean Dice and worst structure,
@@ -197,7 +197,7 @@ def score_case(case: EvaluationCase, model: SegmentationModel, tta: bool,
     (:func:`oracle_crop_offset_mm`) instead of the located one. With ``single_pass``
     the whole crop box goes through the network at once instead of the default
     training-patch windows (a diagnostic). ``options`` are further
-    :class:`subct.inference.InferenceConfig` fields (window overlap, component rule).
+    :class:`subct.inference.config.InferenceConfig` fields (window overlap, component rule).
     """
     from subct.evaluation.metrics import label_map_metrics
     from subct.inference.config import DEFAULT_CROP_OFFSET_MM, InferenceConfig

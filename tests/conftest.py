@@ -8,7 +8,7 @@ shared_data"`` deselects them).
 
 The session runs at fp32 (``SUBCT_PRECISION=fp32``) so that no test depends on which
 CPU it runs on: on CPUs without native bf16, bf16 is emulated and ~70× slower. The
-bf16 path itself is tested explicitly on tiny inputs (``tests/test_runtime.py``).
+bf16 path itself is tested explicitly on tiny inputs (``tests/model/test_runtime.py``).
 Derived ONNX graphs go to a per-session cache folder, never to the user's cache.
 """
 

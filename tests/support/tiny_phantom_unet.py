@@ -22,7 +22,6 @@ NETWORK_KWARGS = {"in_channels": 1, "out_channels": 10, "channels": [8, 16, 32]}
 def train_tiny_phantom_unet(path: Path = FIXTURE) -> Path:
     """Train the fixture network and save it as a subct checkpoint at ``path``."""
     import torch
-    from tests.support.phantom import analytic_head_phantom
 
     from subct.image.masks import locate_intracranial
     from subct.image.resample import resample_to_geometry
@@ -32,6 +31,7 @@ def train_tiny_phantom_unet(path: Path = FIXTURE) -> Path:
     from subct.model.checkpoint import CheckpointMetadata, save_checkpoint
     from subct.model.networks import build_network
     from subct.model.preprocessing import ct_window_normalise
+    from tests.support.phantom import analytic_head_phantom
 
     torch.manual_seed(0)
     phantom = analytic_head_phantom(spacing_mm=2.0)

@@ -1,6 +1,6 @@
 """``subct build-dataset SOURCE -o DATASET --tools a,b,c --fusion majority``.
 
-Thin layer over :func:`subct.dataset_builder.build_dataset`: paired MRI/CT cases →
+Thin layer over :func:`subct.dataset.build.build_dataset`: paired MRI/CT cases →
 nnU-Net v2 raw dataset with transferred, fused MRI labels, splits and a QC table, run
 on dask.distributed. Exit code 2 when any case failed (the others are still written).
 """

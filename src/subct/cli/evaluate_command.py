@@ -1,6 +1,6 @@
 """``subct evaluate PRED REF``: score predicted label maps against reference maps.
 
-A thin layer over :func:`subct.evaluation.evaluate_paths`: PRED and REF are two files
+A thin layer over :func:`subct.evaluation.evaluate.evaluate_paths`: PRED and REF are two files
 or two folders (matched by case name; ``<case>_labels.nii.gz`` also matches
 ``<case>.nii.gz``). Writes a long CSV (case, structure, metric, value) with ``-o`` and
 prints a summary table (mean ± sd per structure and overall). Cases that fail are

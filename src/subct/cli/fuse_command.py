@@ -1,6 +1,6 @@
 """``subct fuse MAP... -o OUT --method ...``: fuse label maps of several segmenters.
 
-Thin layer over :func:`subct.fusion.fuse_files` (consensus, majority, weighted, STAPLE;
+Thin layer over :func:`subct.transfer.fusion.fuse_files` (consensus, majority, weighted, STAPLE;
 optional per-voxel agreement map for QC).
 """
 

@@ -1,6 +1,6 @@
 """``subct mri-seg MRI -o OUT --tool NAME [--from FILE]``: one MRI segmenter.
 
-Thin layer over :func:`subct.segmenters.segment_file`: writes a label map with the 17
+Thin layer over :func:`subct.transfer.registry.segment_file`: writes a label map with the 17
 canonical FreeSurfer IDs on the MRI's own grid.
 """
 

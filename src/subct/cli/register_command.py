@@ -1,6 +1,6 @@
 """``subct register --fixed CT --moving MRI [--labels L] -o OUT``: MRI → CT registration.
 
-Thin layer over :func:`subct.registration.register_files`: writes the transform,
+Thin layer over :func:`subct.transfer.register_files.register_files`: writes the transform,
 the MRI and its labels moved onto the CT grid, a QC figure and the Mattes mutual
 information before/after (printed and saved as ``registration.json``).
 """

@@ -1,6 +1,6 @@
 """``subct segment INPUT... -o OUT``: segment the 17 subcortical structures of head CTs.
 
-A thin layer over :func:`subct.batch.run_batch` (Python: ``subct.segment`` for one image
+A thin layer over :func:`subct.inference.batch.run_batch` (Python: ``subct.segment`` for one image
 in memory). Prints one line per case; failed cases are listed at the end and make
 the exit code 1 (the other cases still finish). A missing model or bad option is a
 one-line error with exit code 2.
@@ -31,7 +31,7 @@ def register(app: typer.Typer) -> None:
                       "or text files listing paths."),
         output: Path = typer.Option(..., "-o", "--output", help="Output folder."),  # noqa: B008
         model: str | None = typer.Option(
-            None, "--model", help="Model name (see subct.models) or checkpoint path from "
+            None, "--model", help="Model name (see subct.model.registry) or checkpoint path from "
                                   "`subct train`; default: the shipped model."),
         scheme: str = typer.Option(
             "canonical", "--scheme", help="Label scheme of the written labels: canonical "

@@ -1,8 +1,8 @@
 """Build an nnU-Net v2 CT training set from paired MRI/CT scans (ensemble label transfer).
 
 For every MRI/CT pair (paper sections 3.1–3.4): run the chosen MRI segmenters, fuse
-their label maps (:mod:`subct.fusion`), register the MRI to the CT
-(:mod:`subct.registration`; skipped for pre-registered pairs such as SynthRAD2023),
+their label maps (:mod:`subct.transfer.fusion`), register the MRI to the CT
+(:mod:`subct.transfer.registration`; skipped for pre-registered pairs such as SynthRAD2023),
 carry the fused labels onto the CT with nearest neighbour, bring CT and labels to the
 paper's grid (1 mm isotropic, RAS, at most 256³: cropped/padded around the head), and
 write them in nnU-Net v2's raw layout::

@@ -17,7 +17,7 @@ class BuildConfig(StrictConfig):
     """Settings of :func:`build_dataset` (the CLI options of ``subct build-dataset``).
 
     Attributes:
-        tools: segmenter registry names (:func:`subct.segmenters.get_segmenter`).
+        tools: segmenter registry names (:func:`subct.transfer.registry.get_segmenter`).
         fusion: ``consensus``, ``majority``, ``weighted`` or ``staple``.
         fusion_weights: per-segmenter weights for ``weighted``.
         segmenter_options: extra options per tool name, passed to ``get_segmenter``.

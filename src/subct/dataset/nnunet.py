@@ -15,7 +15,7 @@ Two sources:
   generator's HU image (before windowing) is written, so nnU-Net's own CT
   normalisation sees bone and air as in a real scan.
 * **paired** CT + label-map folders (matched by case name); label maps in FreeSurfer
-  IDs (or any tool :func:`subct.labels.convert_to_canonical` knows) are converted to
+  IDs (or any tool :func:`subct.labels.convert.convert_to_canonical` knows) are converted to
   the scheme's class indices.
 
 Besides the nnU-Net files, ``splits.json`` (subct's train/val lists, read by

@@ -2,11 +2,11 @@
 
 This is the Python API behind ``subct evaluate``: it loads label maps, converts both
 into one label scheme, checks (or resamples) the voxel grids, computes
-:mod:`subct.metrics` per structure, and writes a long CSV (case, structure, metric,
+:mod:`subct.evaluation.metrics` per structure, and writes a long CSV (case, structure, metric,
 value).
 
 Matching in folders: a prediction matches the reference with the same case name
-(file name without volume suffix, :func:`subct.io.case_name`). A prediction named
+(file name without volume suffix, :func:`subct.io.files.case_name`). A prediction named
 ``<case>_labels``, ``<case>_label``, ``<case>_seg``, ``<case>_segmentation``,
 ``<case>_pred`` or ``<case>_prediction`` also matches ``<case>``. References without a
 prediction and predictions without a reference are reported, not fatal; a case that
@@ -116,7 +116,7 @@ def load_label_map(path: str | Path) -> Volume:
     """Read an integer label map (NIfTI/MGZ/NRRD/MHA), allowing an all-background map.
 
     An empty prediction is a valid (bad) segmentation, so unlike
-    :func:`subct.io.load_volume` a constant image is accepted here.
+    :func:`subct.io.readers.load_volume` a constant image is accepted here.
 
     Raises:
         SubctInputError: missing/unreadable file, or non-integer label values.
@@ -330,7 +330,7 @@ def write_long_csv(cases: Iterable[CaseMetrics], path: str | Path) -> Path:
     """Write the long CSV (case, structure, metric, value) atomically.
 
     NaN (structure absent from both maps) is written ``nan``; a structure missing
-    from one map has distances ``inf``. Units: see :data:`subct.metrics.METRIC_UNITS`
+    from one map has distances ``inf``. Units: see :data:`subct.evaluation.metrics.METRIC_UNITS`
     (metric names carry their unit: ``_mm``, ``_mm3``, ``_voxels``).
     """
     buffer = io.StringIO()

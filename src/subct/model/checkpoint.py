@@ -46,10 +46,10 @@ class CheckpointMetadata(BaseModel):
     """What a checkpoint says about itself; enough to run inference with no config file.
 
     Attributes:
-        network_name: registry name for :func:`subct.networks.build_network`.
+        network_name: registry name for :func:`subct.model.networks.build_network`.
         network_kwargs: keyword arguments of ``build_network`` (incl. in/out channels).
         label_scheme: ``canonical`` (17 structures), ``merged`` (9) or ``paper7`` (7);
-            output channel i+1 ↔ ``subct.labels.scheme_labels(scheme)[i]``.
+            output channel i+1 ↔ ``subct.labels.schemes.scheme_labels(scheme)[i]``.
         spacing_mm: voxel size (mm) of the grid the network was trained on, RAS axes.
         orientation: axis codes of that grid (always ``"RAS"``).
         hu_window: HU range mapped onto [0, 1] by ``ct_window_normalise``.
@@ -86,7 +86,7 @@ class CheckpointMetadata(BaseModel):
         return len(scheme_labels(self.label_scheme)) + 1
 
 
-#: Channel list of the default CT UNet (``unet3d``), mirrored in :mod:`subct.networks`.
+#: Channel list of the default CT UNet (``unet3d``), mirrored in :mod:`subct.model.networks`.
 DEFAULT_UNET_CHANNELS: tuple[int, ...] = (16, 32, 64, 128, 256)
 
 
@@ -94,7 +94,7 @@ def size_divisor(name: str, **kwargs: Any) -> int:
     """Patch sides (voxels) must be multiples of this for the network ``name``.
 
     Inference pads the crop up to a multiple of it; training patch sizes must be
-    multiples of it. Lives here, not in :mod:`subct.networks`, because inference needs
+    multiples of it. Lives here, not in :mod:`subct.model.networks`, because inference needs
     it without importing torch.
     """
     if name == "swinunetr":

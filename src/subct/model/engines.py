@@ -137,7 +137,7 @@ class TorchEngine:
     Args:
         network: the module, in eval mode (or with dropout switched on for MC dropout).
         device: where it runs.
-        precision: resolved precision (:func:`subct.runtime.resolve_precision`).
+        precision: resolved precision (:func:`subct.model.runtime.resolve_precision`).
     """
 
     name = "torch"

@@ -1,7 +1,7 @@
 """Inference engines: run a network on numpy arrays with OpenVINO, ONNX Runtime or PyTorch.
 
 subct's CPU default is OpenVINO (chosen by ``benchmarks/bench_engines.py`` and
-``benchmarks/bench_segment.py``; see :func:`subct.runtime.resolve_engine`): its oneDNN
+``benchmarks/bench_segment.py``; see :func:`subct.model.runtime.resolve_engine`): its oneDNN
 3D convolutions are as fast as PyTorch's and faster than ONNX Runtime's, and it starts
 in a fraction of a second where ``import torch`` + ``import monai`` cost seconds.
 ONNX Runtime is the alternative graph engine (``--backend onnxruntime``; the steadiest

@@ -73,7 +73,7 @@ class GeometryConfig(StrictConfig):
         hu_window: HU range mapped onto [0, 1].
         skull_strip: set voxels outside :func:`skull_strip_mask` to the window minimum.
         merge_left_right: train on/predict the merged (9-structure) scheme; labels are
-            merged with :func:`subct.labels.merge_left_right` (paper 4.2 option).
+            merged with :func:`subct.labels.schemes.merge_left_right` (paper 4.2 option).
     """
 
 
@@ -87,7 +87,7 @@ def preprocess_ct(volume: Volume, config: GeometryConfig) -> tuple[Volume, NDArr
     """CT in HU on any grid → (HU volume on the network grid, network input in [0, 1]).
 
     The returned volume carries the RAS grid's affine so that predictions can be mapped
-    back to the input grid with :func:`subct.resample.resample_to_geometry`.
+    back to the input grid with :func:`subct.image.resample.resample_to_geometry`.
     """
     grid = to_network_grid(volume, config.spacing_mm, is_label=False)
     hu = np.asarray(grid.array, dtype=np.float32)

@@ -1,6 +1,6 @@
 """Where subct's shipped segmentation models live, and how ``--model NAME|PATH`` resolves.
 
-The shipped CT model is a single ``.safetensors`` checkpoint (see :mod:`subct.checkpoint`)
+The shipped CT model is a single ``.safetensors`` checkpoint (see :mod:`subct.model.checkpoint`)
 inside this package folder, so it installs with ``pip install subct`` and needs no
 download. Other checkpoints (any file written by ``subct train``) are used by passing
 their path.

@@ -14,7 +14,7 @@ benchmarks:
   environment.
 
 The inference engine is chosen here too (``--backend`` or ``SUBCT_BACKEND``): see
-:func:`resolve_engine`; the engines themselves live in :mod:`subct.engine`.
+:func:`resolve_engine`; the engines themselves live in :mod:`subct.model.engines`.
 
 This module imports neither torch nor onnxruntime at import time (start-up time):
 :func:`autocast` imports torch when it is called.

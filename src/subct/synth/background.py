@@ -7,7 +7,8 @@ The simplest honest option, chosen here, is to **embed them into a real whole-he
 label map** (the *background*, e.g. a SynthSeg training map):
 
 1. the 7-class values are converted to FreeSurfer IDs and split into left and right
-   at the midline (:func:`subct.labels.from_paper7`, :func:`subct.labels.split_left_right`);
+   at the midline (:func:`subct.labels.schemes.from_paper7`,
+   :func:`subct.labels.schemes.split_left_right`);
 2. a similarity transform (rotation, isotropic scale, translation; Umeyama 1991) is
    fitted between the centroids of the structures present in both maps, which aligns
    the subcortical map to the head in world space;

@@ -330,7 +330,7 @@ class SynthConfig(_Strict):
 
     ``mode="ct"`` draws Hounsfield units from tissue priors and returns the image
     already windowed and normalised exactly as inference does
-    (:func:`subct.preprocessing.ct_window_normalise`); ``mode="generic"`` draws a
+    (:func:`subct.model.preprocessing.ct_window_normalise`); ``mode="generic"`` draws a
     fully random Gaussian-mixture contrast in [0, 1] (SynthSeg).
     """
 

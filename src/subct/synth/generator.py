@@ -13,7 +13,7 @@ SynthSeg (Billot et al. 2023, section 3.1) with CT physics added:
 4. slice thickness/spacing simulation, with CT projection noise applied to the
    low-resolution slices when selected;
 5. CT: HU windowing and normalisation with the very function inference uses
-   (:func:`subct.preprocessing.ct_window_normalise`).
+   (:func:`subct.model.preprocessing.ct_window_normalise`).
 
 All work is float32 torch on ``device``, so the same code runs on CPU and GPU.
 """
@@ -93,7 +93,7 @@ class SynthGenerator:
     """Draws synthetic (image, target) pairs from whole-head label maps.
 
     Args:
-        label_maps: files / :class:`~subct.io.Volume` objects, or an already built
+        label_maps: files / :class:`~subct.image.volume.Volume` objects, or an already built
             :class:`~subct.synth.label_maps.LabelBank` (to share maps between generators).
         config: generative model; defaults to :class:`SynthConfig` () (CT mode, 160³).
         device: torch device for all computation ("cpu", "cuda", ...).

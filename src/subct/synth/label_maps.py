@@ -117,7 +117,7 @@ class LabelBank:
     """All training maps, loaded once, sharing one compact label coding.
 
     Args:
-        sources: label-map files or :class:`~subct.io.Volume` objects (FreeSurfer IDs
+        sources: label-map files or :class:`~subct.image.volume.Volume` objects (FreeSurfer IDs
             plus extra-cerebral 502–530, any orientation and voxel size).
         background: optional whole-head map used for maps that hold only subcortical
             structures (see :func:`subct.synth.background.embed_in_head`).

@@ -86,7 +86,7 @@ class DataConfig(_Strict):
 
 
 class NetworkConfig(_Strict):
-    """Network registry name (:mod:`subct.networks`) and its architecture options."""
+    """Network registry name (:mod:`subct.model.networks`) and its architecture options."""
 
     name: str = "unet3d"
     kwargs: dict[str, Any] = Field(default_factory=dict)

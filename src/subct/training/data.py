@@ -2,7 +2,7 @@
 
 Every sample is a dict ``{"image": float32 [1, X, Y, Z] in [0, 1], "label": int64
 [X, Y, Z] class indices}`` on the network grid (RAS, training spacing), produced by
-the same preprocessing as inference (:mod:`subct.preprocessing`).
+the same preprocessing as inference (:mod:`subct.model.preprocessing`).
 
 Determinism: the stream of an epoch depends only on (seed, epoch, rank, worker), so a
 resumed run sees exactly the patches the uninterrupted run would have seen, and DDP

@@ -8,7 +8,7 @@ default :class:`~subct.inference.config.InferenceConfig`: Gaussian sliding windo
 largest component per structure) and scored with
 :func:`subct.evaluation.metrics.label_map_metrics` (per-structure Dice, HD95, ASSD,
 absolute volume difference ...). Results go to ``<checkpoint stem>_test_metrics.csv`` (long CSV
-of :func:`subct.evaluation.write_long_csv`) next to the checkpoint.
+of :func:`subct.evaluation.evaluate.write_long_csv`) next to the checkpoint.
 
 Test sources: real cases listed under ``"test"`` in the splits file (read from
 ``imagesTs``/``labelsTs`` when present there, else ``imagesTr``/``labelsTr``), and

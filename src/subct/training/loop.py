@@ -58,7 +58,7 @@ from subct.training.records import (
 
 
 def autocast_dtype(config: TrainingConfig, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype for ``device`` (None = fp32), from :mod:`subct.runtime`'s policy.
+    """The autocast dtype for ``device`` (None = fp32), from :mod:`subct.model.runtime`'s policy.
 
     ``auto`` follows the one policy of inference and MeshNet (bf16 only on CPUs with
     native bf16, AMP on CUDA; ``SUBCT_PRECISION`` overrides it), ``off`` is fp32, and

@@ -22,9 +22,9 @@ class AtlasSegmenter(Segmenter):
     """Harvard-Oxford subcortical atlas registered to the MRI (labels: nearest neighbour).
 
     Attributes:
-        transform: ``rigid``, ``affine`` or ``deformable`` (see :mod:`subct.registration`).
+        transform: ``rigid``, ``affine`` or ``deformable`` (see :mod:`subct.transfer.registration`).
         min_probability_percent: atlas probability needed for a structure label.
-        registration: optional :class:`subct.registration.RegistrationConfig`.
+        registration: optional :class:`subct.transfer.registration.RegistrationConfig`.
     """
 
     name: str = "atlas-ho"

@@ -28,7 +28,7 @@ class ExternalToolSpec:
     Attributes:
         name: registry name.
         executable: program looked up on ``PATH``.
-        label_convention: key for :func:`subct.labels.convert_to_canonical`.
+        label_convention: key for :func:`subct.labels.convert.convert_to_canonical`.
         build_command: (input NIfTI, work folder, threads) → argument list.
         output: work folder → the label map the tool writes.
         install_hint: how to get the tool.

@@ -132,7 +132,7 @@ class MeshNetRunConfig(StrictConfig):
     Attributes:
         device: torch device string (``cpu``, ``cuda``).
         precision: ``auto`` (fp32 on CPU, AMP on CUDA), ``fp32`` or ``bf16``; None reads
-            ``SUBCT_PRECISION`` (:mod:`subct.runtime`). bf16 never pays for MeshNet on a
+            ``SUBCT_PRECISION`` (:mod:`subct.model.runtime`). bf16 never pays for MeshNet on a
             CPU: on an AMX CPU meshnet-subcortical took 110 s in bf16 against 49 s in
             fp32 (``benchmarks/bench_meshnet.py``), and on a CPU without native bf16 it
             is ~70× slower and asked for a 27 GB buffer on a 256³ T1.

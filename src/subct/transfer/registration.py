@@ -17,7 +17,7 @@ Conventions: :attr:`RegistrationResult.transform` is a SimpleITK transform in IT
 **LPS+** physical coordinates (mm) that maps a point of the *fixed* image (the CT)
 to the corresponding point of the *moving* image (the MRI), which is what resampling
 the moving image onto the fixed grid needs. :meth:`RegistrationResult.map_points_ras`
-applies it to RAS+ points (the convention of :class:`subct.io.Volume`).
+applies it to RAS+ points (the convention of :class:`subct.image.volume.Volume`).
 """
 
 from __future__ import annotations

@@ -49,7 +49,7 @@ def get_segmenter(name: str, **options: Any) -> Segmenter:
 
     Options (by kind): external tools ``from_file``, ``threads``, ``work_dir``,
     ``timeout_s``; ``quicknat`` ``command``, ``from_file``, ``label_convention``;
-    MeshNet ``model_dir``, ``midline``, ``run`` (:class:`subct.meshnet.MeshNetRunConfig`);
+    MeshNet ``model_dir``, ``midline``, ``run`` (:class:`subct.transfer.meshnet.MeshNetRunConfig`);
     ``atlas-ho`` ``transform``, ``min_probability_percent``, ``registration``.
 
     Raises:

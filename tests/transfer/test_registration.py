@@ -1,7 +1,7 @@
 """MRI → CT registration: known-answer recovery, skipping aligned pairs, label resampling.
 
 The known answer: the real fsaverage T1 and a CT-like image of the same head
-(:func:`subct.pseudo_ct.pseudo_ct_from_t1`, from the T1 and its aseg), with the T1
+(:func:`subct.synth.pseudo_ct.pseudo_ct_from_t1`, from the T1 and its aseg), with the T1
 moved by a known rigid transform (7°/−5°/6°, 6/−8/5 mm) by rewriting its affine
 (no resampling, so the truth is exact). Data are reduced to 2 mm to keep the test
 fast; the 1 mm timing is measured by ``benchmarks/bench_registration.py``.

@@ -1,7 +1,7 @@
 """End-to-end ``build-dataset`` on a tiny generated paired set on a 2-worker Dask cluster.
 
 Cases are made from the real fsaverage T1 (4 mm, 64³) and a pseudo-CT of the same
-head (:mod:`subct.pseudo_ct`): one pair already aligned (same grid, as SynthRAD2023),
+head (:mod:`subct.synth.pseudo_ct`): one pair already aligned (same grid, as SynthRAD2023),
 one misaligned by a known shift (registration needed), one with a corrupt CT (must be
 reported while the others finish). Segmenters: the real built-in Harvard-Oxford atlas
 (``atlas-ho``, registered to each MRI) and FreeSurfer/SynthSeg outputs supplied as

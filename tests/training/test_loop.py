@@ -20,7 +20,7 @@ from subct.training.config import (
 )
 from subct.training.loop import TrainingResult, train
 
-REPOSITORY = Path(__file__).resolve().parents[1]
+REPOSITORY = Path(__file__).resolve().parents[2]
 
 
 def tiny_config(shared: Path, output: Path, **changes: Any) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""Inference engines (:mod:`subct.engine`): the numpy sliding window reproduces MONAI,
+"""Inference engines (:mod:`subct.model.engines`): the numpy sliding window reproduces MONAI,
 exported graphs equal PyTorch within the stated tolerance, graphs are tied to their
 checkpoint by hash, and the graph engines run without importing torch."""
 
@@ -12,7 +12,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from tests.support.tiny_phantom_unet import FIXTURE
 
 from subct.errors import SubctInputError
 from subct.inference.window import (
@@ -32,6 +31,7 @@ from subct.model.graphs import (
 )
 from subct.model.networks import build_network
 from subct.model.registry import default_model_path
+from tests.support.tiny_phantom_unet import FIXTURE
 
 
 def _small_network(seed: int = 0) -> torch.nn.Module:

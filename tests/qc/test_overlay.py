@@ -8,10 +8,10 @@ from pathlib import Path
 import matplotlib.image
 import numpy as np
 import pytest
-from tests.support.phantom import analytic_head_phantom
 
 from subct.image.volume import Volume
 from subct.qc.overlay import FREESURFER_COLOURS, OverlayConfig, render_overlay, save_overlay
+from tests.support.phantom import analytic_head_phantom
 
 
 def _left_only_labels(ct: Volume) -> Volume:

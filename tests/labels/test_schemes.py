@@ -224,3 +224,27 @@ def test_paper7_maps_use_values_0_to_7(shared_data):
     assert set(np.unique(labels).tolist()) <= {0, *PAPER7_NAMES}
     merged = from_paper7(labels)
     assert set(np.unique(merged).tolist()) <= {0, *MERGED_LABELS}
+
+
+def test_label_scheme_objects_are_the_one_source_of_scheme_facts() -> None:
+    from subct.errors import SubctConfigError
+    from subct.labels.schemes import CANONICAL, MERGED, PAPER7, LabelScheme, get_scheme
+
+    assert get_scheme("canonical") is CANONICAL and get_scheme(MERGED) is MERGED
+    with pytest.raises(SubctConfigError, match="canonical, merged, paper7"):
+        get_scheme("aseg")
+    assert (CANONICAL.num_classes, MERGED.num_classes, PAPER7.num_classes) == (18, 10, 8)
+    labels = np.array([0, 4, 43, 16, 58, 999], dtype=np.int16)
+    assert list(CANONICAL.convert_canonical(labels)) == [0, 4, 43, 16, 58, 0]
+    assert list(MERGED.convert_canonical(labels)) == [0, 4, 4, 16, 26, 0]
+    assert list(PAPER7.convert_canonical(labels)) == [0, 1, 1, 7, 0, 0]
+    for scheme in (CANONICAL, MERGED, PAPER7):
+        assert isinstance(scheme, LabelScheme)
+        values = np.array((0,) + scheme.labels)
+        assert np.array_equal(scheme.from_indices(scheme.to_indices(values)), values)
+    # left/right permutation: channel of Left-Thalamus (10) ↔ Right-Thalamus (49)
+    permutation = CANONICAL.left_right_permutation()
+    channel = {value: index for index, value in enumerate((0,) + CANONICAL.labels)}
+    assert permutation[channel[10]] == channel[49] and permutation[channel[16]] == channel[16]
+    assert sorted(permutation) == list(range(18))
+    assert MERGED.left_right_permutation() == list(range(10))

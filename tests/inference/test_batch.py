@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from tests.support.phantom import analytic_head_phantom
 
 from subct.inference.batch import expand_inputs, run_batch
 from subct.inference.config import InferenceConfig
@@ -20,6 +19,7 @@ from subct.io.readers import load_volume
 from subct.io.writers import save_volume
 from subct.model.checkpoint import CheckpointMetadata, save_checkpoint
 from subct.model.networks import build_network
+from tests.support.phantom import analytic_head_phantom
 
 
 def make_checkpoint(path: Path) -> Path:

@@ -6,13 +6,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from tests.support.phantom import analytic_head_phantom
 
 from subct.cli import main
 from subct.io.writers import save_volume
 from subct.model.checkpoint import CheckpointMetadata, save_checkpoint
 from subct.model.networks import build_network
 from subct.model.registry import default_model_path
+from tests.support.phantom import analytic_head_phantom
 
 
 def _run(argv: list[str]) -> int:

@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from tests.support.phantom import analytic_head_phantom
 
 from subct.errors import SubctConfigError, SubctInputError
 from subct.image.masks import locate_intracranial
@@ -24,6 +23,7 @@ from subct.labels.schemes import LR_SWAP, lr_swap_permutation, scheme_labels
 from subct.model.checkpoint import CheckpointMetadata, save_checkpoint
 from subct.model.networks import build_network
 from subct.model.registry import resolve_model_path
+from tests.support.phantom import analytic_head_phantom
 
 
 def make_checkpoint(path: Path, dropout: float = 0.2, seed: int = 0) -> Path:

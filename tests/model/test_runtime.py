@@ -1,4 +1,4 @@
-"""The one precision / engine / thread policy (:mod:`subct.runtime`)."""
+"""The one precision / engine / thread policy (:mod:`subct.model.runtime`)."""
 
 from __future__ import annotations
 

@@ -58,12 +58,9 @@ def test_network_grid_is_ras_at_training_spacing_and_labels_stay_labels() -> Non
 
 def test_foreground_oversampling_centres_small_structures_and_cache_is_reused(
         tmp_path: Path) -> None:
-    import sys
-
-    sys.path.insert(0, str(Path(__file__).parent))
     from subct.training.config import training_config_from_dict
     from subct.training.data import class_locations, load_case, sample_patch
-    from test_training_distributed import make_tiny_nnunet_dataset
+    from tests.support.datasets import make_tiny_nnunet_dataset
 
     label = np.zeros((40, 40, 40), dtype=np.uint8)
     label[2:4, 30:32, 5:7] = 7      # 8 voxels: a tiny structure in a corner

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from tests.support.phantom import analytic_head_phantom
-from tests.support.tiny_phantom_unet import FIXTURE
 
 from subct.image.volume import Volume
 from subct.inference.config import InferenceConfig
 from subct.inference.model import load_model
 from subct.inference.pipeline import segment_volume
 from subct.labels.schemes import to_scheme
+from tests.support.phantom import analytic_head_phantom
+from tests.support.tiny_phantom_unet import FIXTURE
 
 
 def _dice(a: np.ndarray, b: np.ndarray) -> float:
