@@ -14,8 +14,7 @@ from typing import TYPE_CHECKING
 import typer
 from rich.console import Console
 
-from subct.errors import SubctConfigError
-from subct.labels.schemes import SCHEMES
+from subct.labels.schemes import get_scheme
 
 if TYPE_CHECKING:
     from subct.inference.batch import CaseOutcome
@@ -68,8 +67,7 @@ def register(app: typer.Typer) -> None:
         from subct.inference.outputs import BatchConfig
         from subct.model.registry import resolve_model_path
 
-        if scheme not in SCHEMES:
-            raise SubctConfigError(f"--scheme must be one of {', '.join(SCHEMES)}")
+        get_scheme(scheme)  # an unknown name is a one-line error (exit 2)
         model_path = resolve_model_path(model)  # fail fast (exit 2) when no model exists
         settings = {"scheme": scheme, "device": device, "threads": threads,
                     "mc_dropout_samples": qc, "precision": precision, "backend": backend}

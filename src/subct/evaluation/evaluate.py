@@ -36,7 +36,7 @@ from subct.io.files import FREESURFER_SUFFIXES, NIFTI_SUFFIXES, case_name, iter_
 from subct.io.readers import load_volume
 from subct.io.writers import atomic_write_text
 from subct.labels.convert import convert_to_canonical
-from subct.labels.schemes import SCHEMES, remap, scheme_names, to_scheme
+from subct.labels.schemes import get_scheme, remap, scheme_names, to_scheme
 
 #: How the values of an input label map are to be read.
 #: ``freesurfer``: FreeSurfer IDs (canonical, aseg, SynthSeg...; non-targets ignored);
@@ -71,10 +71,7 @@ class EvaluationConfig(StrictConfig):
     resample: bool = False
 
     def model_post_init(self, context: Any, /) -> None:
-        if self.scheme not in SCHEMES:
-            raise SubctConfigError(
-                f"unknown label scheme {self.scheme!r}; choose one of {', '.join(SCHEMES)}"
-            )
+        get_scheme(self.scheme)  # raises for an unknown name
         for option, value in (("prediction", self.pred_labels), ("reference", self.ref_labels)):
             if value not in INPUT_LABELS:
                 raise SubctConfigError(

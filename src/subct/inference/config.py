@@ -37,7 +37,7 @@ from typing import Any
 from subct.config import StrictConfig
 from subct.errors import SubctConfigError
 from subct.labels.schemes import (
-    SCHEMES,
+    get_scheme,
 )
 from subct.model.runtime import (
     Backend,
@@ -146,10 +146,7 @@ class InferenceConfig(StrictConfig):
     hu_offset: float | None = None
 
     def model_post_init(self, context: Any, /) -> None:
-        if self.scheme not in SCHEMES:
-            raise SubctConfigError(
-                f"unknown label scheme {self.scheme!r}; choose one of {', '.join(SCHEMES)}"
-            )
+        get_scheme(self.scheme)  # raises for an unknown name
         if self.mc_dropout_samples < 0 or self.mc_dropout_samples == 1:
             raise SubctConfigError("--qc needs 0 (off) or at least 2 Monte-Carlo samples")
         parse_device(self.device)
