@@ -46,7 +46,10 @@ def test_run_cases_on_a_local_dask_cluster(tmp_path: Path) -> None:
     assert by_id["case-5"].status == "failed"
 
 
-def test_unreachable_scheduler_is_a_clear_input_error() -> None:
+def test_unreachable_scheduler_is_a_clear_input_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    import subct.runner
+
+    monkeypatch.setattr(subct.runner, "SCHEDULER_CONNECT_TIMEOUT_S", 1.0)
     with pytest.raises(SubctInputError, match="cannot connect to Dask scheduler"):
         run_cases(partial(_square_or_fail, folder=Path(".")), [1], ["case1"],
                   scheduler="tcp://127.0.0.1:9")

@@ -20,6 +20,9 @@ from typing import Any, Literal, TypeVar
 from subct.errors import SubctError, SubctInputError
 
 CaseStatus = Literal["done", "skipped", "failed"]
+
+#: Seconds to wait for a Dask scheduler before giving up with a clear error.
+SCHEDULER_CONNECT_TIMEOUT_S = 30.0
 Case = TypeVar("Case")
 
 
@@ -126,7 +129,7 @@ def _run_on_dask(process: Callable[[Case], CaseOutcome], cases: Sequence[Case],
     cluster = None
     try:
         if scheduler is not None:
-            client = Client(scheduler, timeout=30)
+            client = Client(scheduler, timeout=SCHEDULER_CONNECT_TIMEOUT_S)
         else:
             for name in ("OMP", "MKL", "OPENBLAS", "ITK_GLOBAL_DEFAULT"):
                 os.environ.setdefault(f"{name}_NUM_THREADS", str(case_threads))

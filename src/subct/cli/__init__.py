@@ -97,22 +97,53 @@ def main(argv: list[str] | None = None) -> None:
     except SubctError as error:
         if debug:
             raise
-        error_console.print(f"[bold red]error:[/] {error}", markup=True)
+        error_console.print(f"[bold red]error:[/] {error}", markup=True, highlight=False)
         sys.exit(2)
     except KeyboardInterrupt:
         error_console.print("interrupted")
         sys.exit(130)
-    except typer.Exit as exit_:
-        sys.exit(exit_.exit_code)
-    except typer.Abort:
-        sys.exit(1)
-    except Exception as error:  # click usage errors carry their own exit code
-        import click
-
-        if isinstance(error, click.ClickException):
-            error.show()
-            sys.exit(2)
-        if isinstance(error, click.exceptions.Exit):
-            sys.exit(error.exit_code)
-        raise
+    except Exception as error:
+        sys.exit(_exit_code_for(error, debug))
     sys.exit(exit_code if isinstance(exit_code, int) else 0)
+
+
+def _click_kind(error: BaseException) -> str | None:
+    """``usage``, ``exit`` or ``abort`` for click's exceptions, whichever click raised them
+    (typer ≥ 0.29 ships its own copy of click as ``typer._click``, so classes of the
+    separate ``click`` package do not match); None for anything else."""
+    names = {cls.__name__ for cls in type(error).__mro__}
+    if "ClickException" in names:
+        return "usage"
+    if "Exit" in names:
+        return "exit"
+    if "Abort" in names:
+        return "abort"
+    return None
+
+
+def _exit_code_for(error: Exception, debug: bool) -> int:
+    """Report ``error`` in one line (a traceback with ``--debug``); return the exit code.
+
+    Usage errors (missing or unknown option, bad value, unknown command) exit 2 like
+    every other mistake of the user's; a bug exits 1 with one line that says how to get
+    the traceback.
+    """
+    kind = _click_kind(error)
+    if kind == "exit":
+        return int(getattr(error, "exit_code", 0) or 0)
+    if kind == "abort":
+        error_console.print("aborted")
+        return 1
+    if kind == "usage":
+        context = getattr(error, "ctx", None)
+        usage = context.command_path if context is not None else "subct"
+        message = error.format_message() if hasattr(error, "format_message") else str(error)
+        error_console.print(f"[bold red]error:[/] {usage}: {message} "
+                            f"(see {usage} --help)", markup=True, highlight=False)
+        return 2
+    if debug:
+        raise error
+    error_console.print(f"[bold red]internal error:[/] {type(error).__name__}: {error} "
+                        "(rerun with --debug for the traceback, and please report it)",
+                        markup=True, highlight=False)
+    return 1

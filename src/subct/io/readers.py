@@ -25,10 +25,42 @@ from subct.io.files import (
 )
 from subct.io.hounsfield import check_ct_range, ensure_hounsfield
 
+#: Largest volume read (voxels) and largest size along one axis: anything beyond is not
+#: a head scan and would only exhaust memory (a 1024 × 1024 × 1500 CT has 1.6 G voxels).
+MAX_VOXELS = 1_600_000_000
+MAX_AXIS_VOXELS = 4096
+
+
+def check_dimensions(path: Path, shape: tuple[int, ...]) -> None:
+    """Refuse absurd image sizes before the voxels are read (no huge allocation)."""
+    spatial = tuple(int(n) for n in shape[:3])
+    if any(n > MAX_AXIS_VOXELS for n in spatial) or int(np.prod(spatial, dtype=np.int64)) \
+            > MAX_VOXELS:
+        raise SubctInputError(path, f"image size {' x '.join(map(str, shape))} voxels is "
+                                    "beyond any head scan; refusing to read it")
+
+
+def check_voxel_type(path: Path, array: NDArray[Any]) -> None:
+    """Refuse voxel types that cannot be Hounsfield units or labels: complex values
+    (would lose the imaginary part), RGB/vector pixels, text or objects."""
+    kind = array.dtype.kind
+    if array.dtype.names is not None:
+        raise SubctInputError(path, f"voxels are records ({', '.join(array.dtype.names)}), "
+                                    "e.g. RGB colour; expected one scalar per voxel")
+    if kind == "c":
+        raise SubctInputError(path, "voxels are complex numbers; expected real scalars "
+                                    "(a CT in HU or a label map)")
+    if kind not in "biuf":
+        raise SubctInputError(path, f"voxel type {array.dtype} is not numeric")
+
 
 def _from_nibabel(path: Path) -> tuple[NDArray[Any], NDArray[np.float64], dict[str, Any]]:
     try:
         image = nib.load(str(path))
+    except Exception as error:  # nibabel raises many types for corrupt files
+        raise SubctInputError(path, f"cannot read image ({_short(error)})") from error
+    check_dimensions(path, tuple(image.shape))  # type: ignore[attr-defined]
+    try:
         array = np.asanyarray(image.dataobj)  # type: ignore[attr-defined]
     except Exception as error:  # nibabel raises many types for corrupt files
         raise SubctInputError(path, f"cannot read image ({_short(error)})") from error
@@ -51,6 +83,7 @@ def _nifti_orientation_notes(image: nib.Nifti1Image) -> dict[str, Any]:
             "NIfTI header has neither qform nor sform: orientation unknown, "
             "nibabel's default (voxel sizes only, x flipped) assumed"
         )
+        notes["orientation_unknown"] = True
     elif (
         qform_code and sform_code and qform is not None and sform is not None
         and not np.allclose(qform, sform, atol=1e-3)
@@ -69,6 +102,7 @@ def _from_simpleitk(path: Path) -> tuple[NDArray[Any], NDArray[np.float64], dict
             "header gives 'spacings' but no 'space directions': "
             "identity direction assumed (orientation not recorded in the file)"
         )
+        metadata["orientation_unknown"] = True
     if image.GetNumberOfComponentsPerPixel() != 1:
         raise SubctInputError(path, "image has vector/colour pixels; expected a scalar volume")
     array = sitk_to_array(image, contiguous=False)
@@ -209,7 +243,6 @@ def load_volume(path: str | Path, *, expect_ct: bool = False, series: str | None
     if not path.exists():
         raise SubctInputError(path, "no such file or folder")
     if path.is_dir():
-
         volume = load_dicom_series(path, series=series)
     else:
         if _has_suffix(path, NIFTI_SUFFIXES + FREESURFER_SUFFIXES):
@@ -222,6 +255,7 @@ def load_volume(path: str | Path, *, expect_ct: bool = False, series: str | None
                 "unknown image format; expected one of " + ", ".join(VOLUME_SUFFIXES)
                 + " or a DICOM folder",
             )
+        check_voxel_type(path, array)
         array = _squeeze_to_3d(path, array)
         volume = Volume(array=array, affine=affine, path=path, metadata=meta)
     if expect_ct:
