@@ -38,6 +38,8 @@ class CaseOutcome:
         source: the case's input (file or folder), when it has one.
         outputs: files written for the case (role → path).
         details: per-case figures worth keeping (e.g. the dataset QC row).
+        internal: for a failed case, True when the cause was a bug or a library
+            failure rather than a problem of the input the user can fix.
     """
 
     case_id: str
@@ -47,6 +49,7 @@ class CaseOutcome:
     source: Path | None = None
     outputs: dict[str, Path] = field(default_factory=dict)
     details: dict[str, Any] = field(default_factory=dict)
+    internal: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         """Plain-JSON form (paths as strings)."""
@@ -65,6 +68,7 @@ def guarded(case_id: str, task: Callable[[], CaseOutcome], source: Path | None =
     ``unexpected error`` with its type (the full traceback is not needed to go on).
     """
     started = time.perf_counter()
+    internal = False
     try:
         return task()
     except SubctError as error:
@@ -73,8 +77,11 @@ def guarded(case_id: str, task: Callable[[], CaseOutcome], source: Path | None =
         detail = traceback.format_exception_only(type(error), error)[-1].strip()
         where = f"{source}: " if source is not None else f"{case_id}: "
         message = f"{where}unexpected error: {detail}"
+        internal = True
+        if os.environ.get("SUBCT_DEBUG"):
+            traceback.print_exc()
     return CaseOutcome(case_id, "failed", error=message, source=source,
-                       seconds=time.perf_counter() - started)
+                       seconds=time.perf_counter() - started, internal=internal)
 
 
 def run_cases(
@@ -151,7 +158,8 @@ def _run_on_dask(process: Callable[[Case], CaseOutcome], cases: Sequence[Case],
             except Exception as error:  # the worker died (memory, killed...)
                 outcome = CaseOutcome(futures[future], "failed",
                                       error=f"{futures[future]}: Dask task failed "
-                                            f"({type(error).__name__}: {error})")
+                                            f"({type(error).__name__}: {error})",
+                                      internal=True)
             outcomes.append(outcome)
             if on_outcome is not None:
                 on_outcome(outcome)

@@ -216,8 +216,11 @@ def test_result_records_what_ran(tiny_model: SegmentationModel, phantom: Volume)
 
 def test_non_ct_input_is_flagged(tiny_model: SegmentationModel, phantom: Volume) -> None:
     mri_like = phantom.with_array(np.clip(phantom.array.astype(np.float32) + 1000.0, 0, 400))
-    result = segment_volume(mri_like, tiny_model, InferenceConfig(tta=False, hu_offset=0.0))
-    assert not result.qc.input.looks_like_head_ct
+    with pytest.raises(SubctInputError, match="does not look like a head CT .*--force"):
+        segment_volume(mri_like, tiny_model, InferenceConfig(tta=False, hu_offset=0.0))
+    result = segment_volume(mri_like, tiny_model,
+                            InferenceConfig(tta=False, hu_offset=0.0, force=True))
+    assert not result.qc.input.looks_like_head_ct  # segmented on request, still flagged
     assert {"no_air", "no_bone"} & {flag.code for flag in result.qc.flags}
 
 

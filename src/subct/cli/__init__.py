@@ -8,6 +8,7 @@ print one line and exit with code 2; ``--debug`` shows the traceback instead.
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 
 import typer
@@ -89,6 +90,8 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``subct`` executable."""
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args
+    if debug:  # per-case unexpected errors of batches print their traceback too
+        os.environ["SUBCT_DEBUG"] = "1"
     command = _invoked_command(args)
     register_commands([command] if command else None)
     try:

@@ -55,6 +55,12 @@ def register(app: typer.Typer) -> None:
                                         help="Also write softmax maps (crop grid)."),
         overwrite: bool = typer.Option(False, "--overwrite",
                                        help="Redo cases whose outputs are complete."),
+        force: bool = typer.Option(False, "--force", help="Segment inputs that fail the "
+                                   "head-CT gate (not a head CT, no orientation); the QC "
+                                   "flags stay."),
+        assume_orientation: str | None = typer.Option(
+            None, "--assume-orientation", help="Axis codes (RAS, LPS, LIA...) for files that "
+                                               "record no orientation."),
         scheduler: str | None = typer.Option(
             None, "--scheduler", help="Dask scheduler address (tcp://host:8786) to spread "
                                       "the batch over; default: in this process."),
@@ -70,7 +76,8 @@ def register(app: typer.Typer) -> None:
         get_scheme(scheme)  # an unknown name is a one-line error (exit 2)
         model_path = resolve_model_path(model)  # fail fast (exit 2) when no model exists
         settings = {"scheme": scheme, "device": device, "threads": threads,
-                    "mc_dropout_samples": qc, "precision": precision, "backend": backend}
+                    "mc_dropout_samples": qc, "precision": precision, "backend": backend,
+                    "force": force, "assume_orientation": assume_orientation}
         inference = (InferenceConfig.fast(**settings) if fast
                      else InferenceConfig(tta=not no_tta, **settings))  # type: ignore[arg-type]
         config = BatchConfig(output_dir=output, model=model_path, inference=inference,
@@ -85,13 +92,27 @@ def register(app: typer.Typer) -> None:
             elif outcome.status == "skipped":
                 console.print(f"skipped {outcome.case_id} (complete; --overwrite redoes it)")
             else:
-                console.print(f"done    {outcome.case_id} ({outcome.seconds:.1f} s)")
+                warnings = outcome.details.get("qc_warnings", [])
+                note = f", [yellow]{len(warnings)} QC warning(s)[/]" if warnings else ""
+                console.print(f"done    {outcome.case_id} ({outcome.seconds:.1f} s){note}")
+                for warning in warnings:
+                    console.print(f"        [yellow]![/] {warning}")
 
         summary = run_batch(inputs, config, progress=report)
+        if summary.redone:
+            console.print(f"redone {len(summary.redone)} case(s) finished earlier with another "
+                          f"model or label settings: {', '.join(summary.redone)}")
+        flagged = [o.case_id for o in summary.cases if o.details.get("qc_warnings")]
+        if flagged:
+            console.print(f"[yellow]{len(flagged)} of {len(summary.cases)} case(s) flagged by "
+                          f"QC[/] ({', '.join(flagged)}): check them before using their "
+                          "volumes (docs/segment.md explains each flag)")
         console.print(f"outputs in {output} (volumes.csv, index.html)")
         if summary.failures:
-            errors.print(f"[red]{len(summary.failures)} of {len(summary.cases)} case(s) "
-                         "failed:[/]")
-            for outcome in summary.failures:
-                errors.print(f"  {outcome.error}")
-            raise typer.Exit(1)
+            if len(summary.cases) > 1:
+                errors.print(f"[red]{len(summary.failures)} of {len(summary.cases)} "
+                             "case(s) failed:[/]")
+                for outcome in summary.failures:
+                    errors.print(f"  {outcome.error}")
+            # 2: every failure is the input's (fixable by the user); 1: a bug somewhere
+            raise typer.Exit(1 if any(o.internal for o in summary.failures) else 2)

@@ -23,17 +23,20 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 from subct.inference.model import SegmentationModel, cached_model
 from subct.inference.outputs import (
     BatchConfig,
     CaseInput,
     case_outputs,
+    check_output_dir,
     is_complete,
     remove_stale_temporaries,
+    resume_key,
     write_batch_files,
     write_case_outputs,
 )
@@ -47,6 +50,10 @@ from subct.io.files import (
     is_volume_file,
 )
 from subct.io.readers import load_volume
+from subct.io.writers import folder_lock
+from subct.model.graphs import file_sha256
+from subct.model.registry import resolve_model_path
+from subct.qc.gate import check_orientation
 from subct.runner import CaseOutcome, guarded, run_cases
 
 
@@ -57,6 +64,7 @@ class BatchSummary:
     cases: list[CaseOutcome]
     volumes_csv: Path | None
     index_html: Path | None
+    redone: list[str] = field(default_factory=list)
 
     @property
     def failures(self) -> list[CaseOutcome]:
@@ -112,25 +120,31 @@ def expand_inputs(inputs: Iterable[str | Path]) -> tuple[list[CaseInput], list[C
     return unique, problems
 
 
-def process_case(case: CaseInput, model: SegmentationModel, config: BatchConfig
-                 ) -> CaseOutcome:
+def process_case(case: CaseInput, model: SegmentationModel, config: BatchConfig,
+                 key: dict[str, Any] | None = None) -> CaseOutcome:
     """Segment one case and write its outputs; errors become a failed outcome."""
 
     def task() -> CaseOutcome:
         start = time.perf_counter()
         inference = config.inference.replace(keep_posteriors=config.write_posteriors)
-        volume = load_volume(case.path)
+        # the stated orientation applies to the labels and to the overlay alike
+        volume = check_orientation(load_volume(case.path), inference.assume_orientation,
+                                   inference.force)
         result = segment_volume(volume, model, inference)
         description = str(model.path) if model.path is not None else "in-memory model"
         outputs = write_case_outputs(case, volume, result, config, description,
-                                     time.perf_counter() - start)
+                                     time.perf_counter() - start, key)
+        warnings = [f"{flag.code}: {flag.message}" for flag in result.qc.flags
+                    if flag.severity == "warning"]
         return CaseOutcome(case.name, "done", seconds=time.perf_counter() - start,
-                           source=case.path, outputs=outputs)
+                           source=case.path, outputs=outputs,
+                           details={"qc_warnings": warnings})
 
     return guarded(case.name, task, source=case.path)
 
 
-def _process_on_worker(case: CaseInput, config: BatchConfig) -> CaseOutcome:
+def _process_on_worker(case: CaseInput, config: BatchConfig,
+                       key: dict[str, Any] | None = None) -> CaseOutcome:
     """Dask task: load the model once per worker process, then process the case.
 
     Without ``--threads`` the network gets the worker's own thread budget (its
@@ -141,7 +155,7 @@ def _process_on_worker(case: CaseInput, config: BatchConfig) -> CaseOutcome:
     if config.inference.threads is None:
         config = config.replace(
             inference=config.inference.replace(threads=_worker_thread_budget()))
-    return process_case(case, cached_model(config.model, config.inference), config)
+    return process_case(case, cached_model(config.model, config.inference), config, key)
 
 
 def _worker_thread_budget() -> int | None:
@@ -168,35 +182,52 @@ def run_batch(inputs: Iterable[str | Path], config: BatchConfig,
             once per Dask worker with ``config.scheduler``).
         progress: called with each case's outcome as it finishes.
     """
+    input_paths = [Path(item) for item in inputs]
+    check_output_dir(Path(config.output_dir), input_paths)
+    with folder_lock(config.output_dir, "subct segment"):
+        return _run_locked(input_paths, config, model, progress)
 
-    Path(config.output_dir).mkdir(parents=True, exist_ok=True)
+
+def _run_locked(inputs: list[Path], config: BatchConfig, model: SegmentationModel | None,
+                progress: Callable[[CaseOutcome], None] | None) -> BatchSummary:
+    # holding the folder lock: every temporary file here is a dead run's
     remove_stale_temporaries(Path(config.output_dir))
     cases, outcomes = expand_inputs(inputs)
     for outcome in outcomes:
         if progress:
             progress(outcome)
+    key = resume_key(config, _model_sha256(config, model))
     todo: list[CaseInput] = []
+    redone: list[str] = []
     for case in cases:
-        if not config.overwrite and is_complete(config, case.name):
+        if not config.overwrite and is_complete(config, case.name, key):
             outcome = CaseOutcome(case.name, "skipped", source=case.path,
                                   outputs=case_outputs(config, case.name))
             outcomes.append(outcome)
             if progress:
                 progress(outcome)
         else:
+            if not config.overwrite and is_complete(config, case.name):
+                redone.append(case.name)  # finished, but with another model or settings
             todo.append(case)
     if todo:
         if config.scheduler:
             process: Callable[[CaseInput], CaseOutcome] = partial(_process_on_worker,
-                                                                  config=config)
+                                                                  config=config, key=key)
         else:
             process = partial(process_case, model=model or cached_model(config.model,
                                                                         config.inference),
-                              config=config)
+                              config=config, key=key)
         outcomes.extend(run_cases(process, todo, [case.name for case in todo],
                                   scheduler=config.scheduler, on_outcome=progress))
     order = {case.name: index for index, case in enumerate(cases)}
     outcomes.sort(key=lambda o: order.get(o.case_id, -1))
     failures = [o for o in outcomes if o.status == "failed"]
-    csv_path, html_path = write_batch_files(config, [c.name for c in cases], failures)
-    return BatchSummary(outcomes, csv_path, html_path)
+    csv_path, html_path = write_batch_files(config, failures)
+    return BatchSummary(outcomes, csv_path, html_path, redone)
+
+
+def _model_sha256(config: BatchConfig, model: SegmentationModel | None) -> str:
+    """SHA-256 of the weights the batch uses (part of the resume key)."""
+    path = model.path if model is not None else resolve_model_path(config.model)
+    return file_sha256(path) if path is not None else "in-memory model"

@@ -126,6 +126,12 @@ class InferenceConfig(StrictConfig):
         crop_offset_mm: box centre relative to the intracranial centroid, RAS mm.
         hu_offset: value subtracted from the stored intensities to get HU; ``None``
             detects HU+1024 storage automatically.
+        force: segment even an input that fails the head-CT gate (not a head CT, no
+            orientation, deep brain outside the field of view); the QC flags remain.
+        assume_orientation: axis codes (``RAS``, ``LPS``, ``LIA``…) of a file that
+            records no orientation (NIfTI qform/sform code 0, NRRD without space
+            directions): voxel axis i, j, k point to the first, second, third letter.
+            Without it such files are refused, because left and right cannot be told.
     """
 
     tta: bool = True
@@ -144,6 +150,8 @@ class InferenceConfig(StrictConfig):
     crop_size_mm: tuple[float, float, float] = DEFAULT_CROP_SIZE_MM
     crop_offset_mm: tuple[float, float, float] = DEFAULT_CROP_OFFSET_MM
     hu_offset: float | None = None
+    force: bool = False
+    assume_orientation: str | None = None
 
     def model_post_init(self, context: Any, /) -> None:
         get_scheme(self.scheme)  # raises for an unknown name
@@ -158,6 +166,14 @@ class InferenceConfig(StrictConfig):
             raise SubctConfigError("component_min_fraction must be in (0, 1]")
         if self.threads is not None and self.threads < 1:
             raise SubctConfigError("--threads must be at least 1")
+        if self.assume_orientation is not None:
+            codes = self.assume_orientation.upper()
+            axes = {"L": "x", "R": "x", "A": "y", "P": "y", "S": "z", "I": "z"}
+            if len(codes) != 3 or any(c not in axes for c in codes) or \
+                    len({axes[c] for c in codes}) != 3:
+                raise SubctConfigError(f"--assume-orientation {self.assume_orientation!r}: "
+                                       "give three axis codes, one of L/R, A/P and S/I "
+                                       "each (e.g. RAS, LPS, LIA)")
 
     @classmethod
     def fast(cls, **overrides: Any) -> InferenceConfig:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,7 @@ from pydantic import Field
 
 from subct import __version__
 from subct.config import StrictConfig
+from subct.errors import SubctInputError
 from subct.inference.config import InferenceConfig
 from subct.inference.pipeline import SegmentationResult
 from subct.io.writers import atomic_output, atomic_write_text, save_volume
@@ -26,10 +28,30 @@ from subct.qc.report import render_segmentation_index
 if TYPE_CHECKING:
     from subct.runner import CaseOutcome
 
+QC_SUFFIX = "_qc.json"
+LABELS_SUFFIX = "_labels.nii.gz"
+OVERLAY_SUFFIX = "_overlay.png"
+POSTERIORS_SUFFIX = "_posteriors.nii.gz"
 
-def is_complete(config: BatchConfig, name: str) -> bool:
-    """True when every output of the case exists and its QC JSON marks it complete
-    with the same label scheme."""
+#: Inference settings that change the labels: a finished case is redone when one of
+#: them (or the model's weights) differs from the run that wrote it.
+LABEL_SETTINGS = ("scheme", "tta", "sliding_window_overlap", "max_single_pass_voxels",
+                  "mask_below_window", "largest_component", "component_min_fraction",
+                  "crop_size_mm", "crop_offset_mm", "hu_offset", "force",
+                  "assume_orientation")
+
+
+def resume_key(config: BatchConfig, model_sha256: str) -> dict[str, Any]:
+    """What a finished case must have been computed with to be skipped on a rerun: the
+    model's SHA-256 and every label-changing setting (:data:`LABEL_SETTINGS`)."""
+    settings = config.inference.model_dump(mode="json", include=set(LABEL_SETTINGS))
+    return {"model_sha256": model_sha256, **dict(sorted(settings.items()))}
+
+
+def is_complete(config: BatchConfig, name: str, key: dict[str, Any] | None = None) -> bool:
+    """True when every output of the case exists, its QC JSON marks it complete, and it
+    was computed with the same label scheme (and, given ``key``, the same
+    :func:`resume_key`: model weights and label-changing settings)."""
     outputs = case_outputs(config, name)
     if not all(path.is_file() for path in outputs.values()):
         return False
@@ -37,7 +59,38 @@ def is_complete(config: BatchConfig, name: str) -> bool:
         record = json.loads(outputs["qc"].read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return False
-    return bool(record.get("complete")) and record.get("scheme") == config.inference.scheme
+    if not record.get("complete") or record.get("scheme") != config.inference.scheme:
+        return False
+    return key is None or record.get("resume_key") == key
+
+
+def check_output_dir(output_dir: Path, inputs: Sequence[Path]) -> None:
+    """Refuse output folders that would overwrite or re-read inputs, or cannot be written.
+
+    Raises:
+        SubctInputError: ``-o`` names a volume file, an existing file, an input or a
+            folder inside an input folder, or a folder that cannot be created/written.
+    """
+    output = Path(output_dir).expanduser().resolve()
+    if output.suffix.lower() in (".nii", ".gz", ".mgz", ".mgh", ".nrrd", ".nhdr", ".mha",
+                                 ".mhd", ".csv", ".json", ".png", ".html"):
+        raise SubctInputError(output_dir, "-o names the output folder, but this looks like "
+                                          "a file name; give a folder (e.g. results/)")
+    if output.exists() and not output.is_dir():
+        raise SubctInputError(output_dir, "-o must be a folder, and this is an existing file")
+    for item in inputs:
+        source = Path(item).expanduser().resolve()
+        if output == source or (source.is_dir() and source in output.parents):
+            raise SubctInputError(output_dir, f"-o is the input {item} or inside it: the "
+                                              "outputs would be read as inputs on a rerun; "
+                                              "choose another folder")
+    try:
+        output.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise SubctInputError(output_dir, f"cannot create the output folder ({error.strerror})"
+                              ) from error
+    if not os.access(output, os.W_OK | os.X_OK):
+        raise SubctInputError(output_dir, "the output folder is not writable")
 
 
 def case_outputs(config: BatchConfig, name: str) -> dict[str, Path]:
@@ -81,18 +134,6 @@ class CaseInput:
     name: str
     path: Path
 
-QC_SUFFIX = "_qc.json"
-
-
-LABELS_SUFFIX = "_labels.nii.gz"
-
-
-OVERLAY_SUFFIX = "_overlay.png"
-
-
-POSTERIORS_SUFFIX = "_posteriors.nii.gz"
-
-
 def _save_posteriors(result: SegmentationResult, path: Path) -> None:
     import nibabel as nib
 
@@ -106,7 +147,7 @@ def _save_posteriors(result: SegmentationResult, path: Path) -> None:
 
 def write_case_outputs(case: CaseInput, ct_hu_source: Any, result: SegmentationResult,
                        config: BatchConfig, model_description: str,
-                       seconds: float) -> dict[str, Path]:
+                       seconds: float, key: dict[str, Any] | None = None) -> dict[str, Path]:
     """Write one case's files atomically; the QC JSON goes last (marks completion)."""
     # lazy: loads matplotlib, which the rest of this module does not need
     from subct.qc.overlay import OverlayConfig, save_overlay
@@ -134,22 +175,27 @@ def write_case_outputs(case: CaseInput, ct_hu_source: Any, result: SegmentationR
                       "sliding_window_overlap": config.inference.sliding_window_overlap,
                       "mc_dropout_samples": config.inference.mc_dropout_samples},
         "runtime": result.runtime,
-        "outputs": {key: path.name for key, path in outputs.items()},
+        "outputs": {role: path.name for role, path in outputs.items()},
+        "resume_key": key,
     }
     atomic_write_text(outputs["qc"], json.dumps(record, indent=2, allow_nan=True) + "\n")
     return outputs
 
 
-def _load_records(config: BatchConfig, names: Sequence[str]) -> list[dict[str, Any]]:
+def _load_records(config: BatchConfig) -> list[dict[str, Any]]:
+    """QC records of every complete case in the output folder (whichever run wrote them)
+    in this batch's label scheme, sorted by case name."""
     records = []
-    for name in names:
-        path = case_outputs(config, name)["qc"]
-        if path.is_file():
-            try:
-                records.append(json.loads(path.read_text(encoding="utf-8")))
-            except ValueError:
-                continue
-    return records
+    for path in sorted(Path(config.output_dir).glob(f"*{QC_SUFFIX}")):
+        if path.name.startswith("."):
+            continue
+        try:
+            record = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if record.get("complete") and record.get("scheme") == config.inference.scheme:
+            records.append(record)
+    return sorted(records, key=lambda record: str(record.get("case", "")))
 
 
 def volumes_csv_text(records: Sequence[dict[str, Any]]) -> str:
@@ -170,11 +216,11 @@ def volumes_csv_text(records: Sequence[dict[str, Any]]) -> str:
     return buffer.getvalue()
 
 
-def write_batch_files(config: BatchConfig, names: Sequence[str],
+def write_batch_files(config: BatchConfig,
                       failures: Sequence[CaseOutcome]) -> tuple[Path, Path]:
-    """(Re)write ``volumes.csv`` and ``index.html`` from the cases' QC JSON files."""
-
-    records = _load_records(config, names)
+    """(Re)write ``volumes.csv`` and ``index.html`` from the QC JSON files of every
+    complete case in the output folder, so that several runs into one folder add up."""
+    records = _load_records(config)
     folder = Path(config.output_dir)
     csv_path = atomic_write_text(folder / "volumes.csv", volumes_csv_text(records))
     failed = [(outcome.case_id, outcome.error) for outcome in failures]

@@ -50,6 +50,7 @@ from subct.labels.schemes import (
 )
 from subct.model.preprocessing import ct_window_normalise
 from subct.qc.checks import QcFlag, assess_input, build_qc_report
+from subct.qc.gate import check_head_ct, check_orientation, check_size
 
 if TYPE_CHECKING:
 
@@ -134,19 +135,23 @@ def segment_volume(image: str | Path | Volume, model: SegmentationModel,
     """Segment one head CT with an already loaded ``model`` (nothing written to disk).
 
     Raises:
-        SubctInputError: the file cannot be read, or no head could be found in it.
+        SubctInputError: the file cannot be read, no head could be found in it, or it
+            fails the head-CT gate (:mod:`subct.qc.gate`; ``config.force`` overrides).
     """
 
     config = config or InferenceConfig()
     timings: dict[str, float] = {}
     clock = time.perf_counter()
     volume = _as_volume(image)
+    volume = check_orientation(volume, config.assume_orientation, config.force)
+    check_size(volume, config.force)
     hu_offset = detect_hu_offset(volume) if config.hu_offset is None else config.hu_offset
     timings["read"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
     location = locate_intracranial(volume, hu_offset=hu_offset)
     input_check = assess_input(volume, location, hu_offset=hu_offset)
+    check_head_ct(volume, input_check, config.force)
     # Rounded to 0.01 mm so that float noise in the centroid cannot make runs on
     # mirrored or re-ordered copies of an image sample the crop at different points.
     center = np.round(location.centroid_ras_mm + np.asarray(config.crop_offset_mm), 2)

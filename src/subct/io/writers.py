@@ -110,3 +110,41 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     with atomic_output(path) as temporary:
         temporary.write_bytes(data)
     return path
+
+
+LOCK_FILE = ".subct.lock"
+
+
+@contextmanager
+def folder_lock(folder: str | Path, purpose: str) -> Iterator[Path]:
+    """Hold an exclusive lock on ``folder`` (``.subct.lock``, an OS file lock) while
+    writing into it; a second process asking for it gets a one-line error.
+
+    The lock dies with its process (kill -9 included), so a killed run never blocks the
+    next one, and a run holding it knows that temporary files in the folder are not
+    another live run's.
+
+    Raises:
+        SubctInputError: another process holds the lock (its PID is named).
+    """
+    import fcntl  # POSIX only; imported here so that importing subct works elsewhere
+
+    folder = Path(folder)
+    lock_path = folder / LOCK_FILE
+    handle = open(lock_path, "a+", encoding="utf-8")  # noqa: SIM115 (held while yielding)
+    try:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            owner = handle.read().strip() or "unknown"
+            raise SubctInputError(folder, f"another {purpose} (pid {owner}) is writing into "
+                                          "this folder; wait for it to finish or choose "
+                                          "another output folder") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        yield lock_path
+    finally:
+        handle.close()

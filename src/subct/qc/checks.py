@@ -114,11 +114,20 @@ def assess_input(volume: Volume, location: IntracranialLocation,
     if hu_offset:
         flags.append(QcFlag("hu_offset", f"intensities looked like HU+{hu_offset:g} (no "
                             "negative values); shifted to HU", "info"))
-    if "nrrd_header_note" in volume.metadata:
+    if volume.metadata.get("orientation_unknown"):
         flags.append(QcFlag("orientation_unknown", "the file records no anatomical "
-                            "orientation (identity assumed): labels may be mirrored or "
-                            "upside down; check the overlay"))
+                            "orientation (segmented with --force): labels may be mirrored "
+                            "or upside down; check the overlay"))
+    if volume.metadata.get("orientation_assumed"):
+        flags.append(QcFlag("orientation_assumed", "the file records no orientation; "
+                            f"{volume.metadata['orientation_assumed']} was assumed as asked "
+                            "(--assume-orientation)", "info"))
     low = float(np.min(volume.array)) - hu_offset
+    high = float(np.max(volume.array)) - hu_offset
+    if low < -4000.0 or high > 40000.0:
+        not_ct = True
+        flags.append(QcFlag("hu_range", f"values {low:g}..{high:g} are outside any CT range "
+                            "in Hounsfield units (-1024..about 30000)"))
     if low > -500.0:
         not_ct = True
         flags.append(QcFlag("no_air", f"lowest value {low:g} is far above air (-1000 HU); "
