@@ -38,7 +38,7 @@ POSTERIORS_SUFFIX = "_posteriors.nii.gz"
 LABEL_SETTINGS = ("scheme", "tta", "sliding_window_overlap", "max_single_pass_voxels",
                   "mask_below_window", "largest_component", "component_min_fraction",
                   "crop_size_mm", "crop_offset_mm", "hu_offset", "force",
-                  "assume_orientation")
+                  "assume_orientation", "restrict_to_intracranial")
 
 
 def resume_key(config: BatchConfig, model_sha256: str) -> dict[str, Any]:
