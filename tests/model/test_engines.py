@@ -36,7 +36,7 @@ from tests.support.tiny_phantom_unet import FIXTURE
 
 def _small_network(seed: int = 0) -> torch.nn.Module:
     torch.manual_seed(seed)
-    return build_network("unet3d", in_channels=1, out_channels=5, channels=[4, 8, 16]).eval()
+    return build_network("unet3d", in_channels=1, out_channels=8, channels=[4, 8, 16]).eval()
 
 
 @pytest.mark.parametrize("overlap", [0.0, 0.25, 0.5])
@@ -101,7 +101,7 @@ def test_graph_engines_equal_pytorch_within_tolerance(backend: str) -> None:
 def _tiny_checkpoint(path: Path, seed: int) -> Path:
     network = _small_network(seed)
     metadata = CheckpointMetadata(network_name="unet3d", network_kwargs={
-        "in_channels": 1, "out_channels": 5, "channels": [4, 8, 16]},
+        "in_channels": 1, "out_channels": 8, "channels": [4, 8, 16]},
         label_scheme="paper7", spacing_mm=(4.0, 4.0, 4.0), patch_size=(32, 32, 32))
     return save_checkpoint(path, network, metadata)
 

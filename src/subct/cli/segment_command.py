@@ -107,7 +107,8 @@ def register(app: typer.Typer) -> None:
             console.print(f"[yellow]{len(flagged)} of {len(summary.cases)} case(s) flagged by "
                           f"QC[/] ({', '.join(flagged)}): check them before using their "
                           "volumes (docs/segment.md explains each flag)")
-        console.print(f"outputs in {output} (volumes.csv, index.html)")
+        if summary.volumes_csv is not None:
+            console.print(f"outputs in {output} (volumes.csv, index.html)")
         if summary.failures:
             if len(summary.cases) > 1:
                 errors.print(f"[red]{len(summary.failures)} of {len(summary.cases)} "

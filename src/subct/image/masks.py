@@ -37,8 +37,6 @@ class IntracranialLocation:
             soft-tissue blob) or ``head`` (fallback: whole head mask).
         histogram: fractions of head voxels that are air (< −500 HU), fat (−200..−15),
             soft tissue (−15..100) and bone (> 250); brain HU mode inside the skull.
-        mask: the intracranial mask on the locator's working grid (RAS, about 2 mm),
-            used to keep labels inside the skull; None when built by hand.
     """
 
     centroid_ras_mm: NDArray[np.float64]
@@ -46,7 +44,6 @@ class IntracranialLocation:
     head_extent_mm: tuple[float, float, float]
     method: str
     histogram: dict[str, float] = field(default_factory=dict)
-    mask: Volume | None = None
 
 
 def largest_component(mask: NDArray[np.bool_], *, full_connectivity: bool = False,
@@ -169,7 +166,6 @@ def locate_intracranial(volume: Volume, hu_offset: float = 0.0,
         head_extent_mm=(float(extent[0]), float(extent[1]), float(extent[2])),
         method=method,
         histogram=histogram,
-        mask=Volume(intracranial, sub_affine, None, f"intracranial mask ({method})"),
     )
 
 

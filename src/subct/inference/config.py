@@ -128,9 +128,6 @@ class InferenceConfig(StrictConfig):
             detects HU+1024 storage automatically.
         force: segment even an input that fails the head-CT gate (not a head CT, no
             orientation, deep brain outside the field of view); the QC flags remain.
-        restrict_to_intracranial: no structure label outside the skull-enclosed space
-            found by the locator (widened by 6 mm) or on bone (> 600 HU); removed
-            labels are reported in QC (``labels_outside_skull``).
         assume_orientation: axis codes (``RAS``, ``LPS``, ``LIA``…) of a file that
             records no orientation (NIfTI qform/sform code 0, NRRD without space
             directions): voxel axis i, j, k point to the first, second, third letter.
@@ -155,7 +152,6 @@ class InferenceConfig(StrictConfig):
     hu_offset: float | None = None
     force: bool = False
     assume_orientation: str | None = None
-    restrict_to_intracranial: bool = True
 
     def model_post_init(self, context: Any, /) -> None:
         get_scheme(self.scheme)  # raises for an unknown name

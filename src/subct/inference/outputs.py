@@ -38,7 +38,7 @@ POSTERIORS_SUFFIX = "_posteriors.nii.gz"
 LABEL_SETTINGS = ("scheme", "tta", "sliding_window_overlap", "max_single_pass_voxels",
                   "mask_below_window", "largest_component", "component_min_fraction",
                   "crop_size_mm", "crop_offset_mm", "hu_offset", "force",
-                  "assume_orientation", "restrict_to_intracranial")
+                  "assume_orientation")
 
 
 def resume_key(config: BatchConfig, model_sha256: str) -> dict[str, Any]:
@@ -217,10 +217,13 @@ def volumes_csv_text(records: Sequence[dict[str, Any]]) -> str:
 
 
 def write_batch_files(config: BatchConfig,
-                      failures: Sequence[CaseOutcome]) -> tuple[Path, Path]:
+                      failures: Sequence[CaseOutcome]) -> tuple[Path | None, Path | None]:
     """(Re)write ``volumes.csv`` and ``index.html`` from the QC JSON files of every
-    complete case in the output folder, so that several runs into one folder add up."""
+    complete case in the output folder, so that several runs into one folder add up.
+    Nothing is written while the folder holds no complete case (no empty tables)."""
     records = _load_records(config)
+    if not records:
+        return None, None
     folder = Path(config.output_dir)
     csv_path = atomic_write_text(folder / "volumes.csv", volumes_csv_text(records))
     failed = [(outcome.case_id, outcome.error) for outcome in failures]

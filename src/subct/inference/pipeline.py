@@ -60,9 +60,8 @@ from subct.inference.crop import CropGrid, crop_grid, labels_to_native, resample
 from subct.inference.model import SegmentationModel, cached_model
 from subct.inference.postprocess import (
     _convert_scheme,
-    intracranial_on_grid,
     keep_largest_components,
-    restrict_to_anatomy,
+    remove_labels_on_bone,
 )
 from subct.inference.predict import mc_dropout_volumes, predict_probabilities
 from subct.io.hounsfield import detect_hu_offset
@@ -115,8 +114,8 @@ def _as_volume(image: str | Path | Volume) -> Volume:
     return load_volume(image)
 
 
-#: Labels removed outside the skull (cm³ → mm³) above which the case is flagged.
-LABELS_OUTSIDE_SKULL_WARN_MM3 = 1000.0
+#: Volume of labels removed on bone (mm³) above which the case is flagged.
+LABELS_ON_BONE_WARN_MM3 = 500.0
 
 
 def crop_class_indices(probabilities: NDArray[np.float32], image_01: NDArray[np.float32],
@@ -186,10 +185,7 @@ def segment_volume(image: str | Path | Volume, model: SegmentationModel,
     clock = time.perf_counter()
     num_classes = int(probabilities.shape[0])
     indices = crop_class_indices(probabilities, image_01, config)
-    removed_voxels = 0
-    if config.restrict_to_intracranial:
-        indices, removed_voxels = restrict_to_anatomy(
-            indices, crop_hu, intracranial_on_grid(location, grid))
+    indices, removed_voxels = remove_labels_on_bone(indices, crop_hu)
     native_indices = labels_to_native(indices, grid, volume.geometry, num_classes,
                                       probabilities)
     # Class index → output label through a tiny look-up table (one pass over the
@@ -214,12 +210,11 @@ def segment_volume(image: str | Path | Volume, model: SegmentationModel,
     if not config.tta:
         qc.flags.append(QcFlag("no_tta", NO_TTA_NOTE, "info"))
     removed_mm3 = removed_voxels * crop_voxel_mm3
-    qc.input.facts["labels_removed_outside_skull_mm3"] = round(removed_mm3, 1)
-    if removed_mm3 > LABELS_OUTSIDE_SKULL_WARN_MM3:
-        qc.flags.append(QcFlag("labels_outside_skull", f"{removed_mm3 / 1000:.1f} cm3 of "
-                               "structure labels lay outside the skull or on bone and were "
-                               "removed: the brain may be mislocated or cut by the field of "
-                               "view; check the overlay"))
+    qc.input.facts["labels_removed_on_bone_mm3"] = round(removed_mm3, 1)
+    if removed_mm3 > LABELS_ON_BONE_WARN_MM3:
+        qc.flags.append(QcFlag("labels_on_bone", f"{removed_mm3 / 1000:.1f} cm3 of structure "
+                               "labels lay on bone (> 600 HU) and were removed: the brain may "
+                               "be mislocated or cut by the field of view; check the overlay"))
     posteriors = None
     if config.keep_posteriors:
         posteriors = Posteriors(probabilities.astype(np.float32, copy=False), grid,

@@ -8,9 +8,8 @@ from numpy.typing import NDArray
 from scipy import ndimage
 
 from subct.errors import SubctConfigError
-from subct.image.masks import IntracranialLocation, largest_component
+from subct.image.masks import largest_component
 from subct.image.volume import Volume
-from subct.inference.crop import CropGrid
 from subct.labels.schemes import (
     to_scheme,
 )
@@ -48,44 +47,18 @@ def _convert_scheme(labels: NDArray[np.integer], network_scheme: str, output_sch
     )
 
 
-#: Labels stay inside the skull: the locator's intracranial mask, widened by this margin
-#: (mm; its 2 mm grid and the partial-volumed inner table of the skull), holes filled.
-INTRACRANIAL_MARGIN_MM = 6.0
 #: No structure on bone: crop voxels above this HU are background. Calcified pallidum,
 #: choroid plexus and pineal (100–400 HU) stay below it and keep their anatomy's label.
 BONE_HU = 600.0
 
 
-def intracranial_on_grid(location: IntracranialLocation, grid: CropGrid
-                         ) -> NDArray[np.bool_] | None:
-    """The widened, hole-filled intracranial mask on the crop grid (None: no skull-based
-    mask, e.g. when the locator fell back to the soft tissue or the whole head)."""
-    if location.mask is None or location.method != "skull":
-        return None
-    mask = np.asarray(location.mask.array, dtype=bool)
-    spacing = np.asarray(location.mask.spacing)
-    radius = np.maximum(1, np.round(INTRACRANIAL_MARGIN_MM / spacing)).astype(int)
-    grid_axes = np.ogrid[tuple(slice(-r, r + 1) for r in radius)]
-    ball = sum((axis / r) ** 2 for axis, r in zip(grid_axes, radius, strict=True)) <= 1.0
-    widened = ndimage.binary_fill_holes(ndimage.binary_dilation(mask, structure=ball))
-    crop_to_mask = np.linalg.inv(location.mask.affine) @ grid.affine
-    on_grid = ndimage.affine_transform(widened.astype(np.uint8), crop_to_mask[:3, :3],
-                                       offset=crop_to_mask[:3, 3], output_shape=grid.shape,
-                                       order=0, mode="constant", cval=0)
-    return np.asarray(on_grid, dtype=bool)
-
-
-def restrict_to_anatomy(indices: NDArray[np.int64], crop_hu: NDArray[np.float32],
-                        intracranial: NDArray[np.bool_] | None) -> tuple[NDArray[np.int64], int]:
-    """Background outside the intracranial mask and on bone (> :data:`BONE_HU`).
-
-    Returns the labels and how many labelled crop voxels were removed (reported in QC).
-    """
-    outside = crop_hu > BONE_HU
-    if intracranial is not None:
-        outside |= ~intracranial
-    removed = int(np.count_nonzero(indices[outside]))
+def remove_labels_on_bone(indices: NDArray[np.int64], crop_hu: NDArray[np.float32]
+                          ) -> tuple[NDArray[np.int64], int]:
+    """Background on bone (> :data:`BONE_HU`); returns the labels and how many labelled
+    crop voxels were removed (reported in QC)."""
+    bone = crop_hu > BONE_HU
+    removed = int(np.count_nonzero(indices[bone]))
     if removed:
         indices = indices.copy()
-        indices[outside] = 0
+        indices[bone] = 0
     return indices, removed

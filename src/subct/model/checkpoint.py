@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from subct import __version__
 from subct.errors import SubctConfigError, SubctInputError
@@ -84,6 +84,30 @@ class CheckpointMetadata(BaseModel):
     def num_classes(self) -> int:
         """Output channels including background."""
         return len(scheme_labels(self.label_scheme)) + 1
+
+    @model_validator(mode="after")
+    def _plausible(self) -> CheckpointMetadata:
+        """Refuse metadata no subct network can have been trained with, before any
+        network is built from it (the schema of issue 11)."""
+        if not all(0.3 <= s <= 6.0 for s in self.spacing_mm):  # up to thick-slice grids
+            raise ValueError(f"spacing_mm {list(self.spacing_mm)} is outside 0.3-6 mm")
+        if not all(8 <= n <= 512 for n in self.patch_size):
+            raise ValueError(f"patch_size {list(self.patch_size)} is outside 8-512 voxels")
+        low, high = self.hu_window
+        if not (-1100.0 <= low < high <= 4000.0):
+            raise ValueError(f"hu_window {[low, high]} is not an increasing HU range")
+        kwargs = self.network_kwargs
+        if kwargs.get("in_channels", 1) != 1:
+            raise ValueError(f"network_kwargs.in_channels is {kwargs['in_channels']}; a CT "
+                             "network has one input channel")
+        if kwargs.get("out_channels", self.num_classes) != self.num_classes:
+            raise ValueError(f"network_kwargs.out_channels is {kwargs['out_channels']}, but "
+                             f"scheme {self.label_scheme} has {self.num_classes} classes")
+        channels = kwargs.get("channels", DEFAULT_UNET_CHANNELS)
+        if not isinstance(channels, (list, tuple)) or not all(
+                isinstance(c, int) and 1 <= c <= 1024 for c in channels):
+            raise ValueError(f"network_kwargs.channels {channels!r} must be 1-1024 each")
+        return self
 
 
 #: Channel list of the default CT UNet (``unet3d``), mirrored in :mod:`subct.model.networks`.
@@ -177,6 +201,11 @@ def read_checkpoint_metadata(path: str | Path) -> CheckpointMetadata:
                                     "not a subct checkpoint")
     try:
         return CheckpointMetadata.model_validate(json.loads(header[METADATA_KEY]))
+    except ValidationError as error:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in item['loc']) or 'metadata'}: "
+            f"{item['msg'].removeprefix('Value error, ')}" for item in error.errors())
+        raise SubctInputError(path, f"invalid checkpoint metadata ({problems})") from error
     except (ValueError, TypeError) as error:
         raise SubctInputError(path, f"invalid checkpoint metadata ({error})") from error
 
@@ -200,6 +229,8 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Loa
             that do not fit the network the metadata describes.
     """
     # lazy: loads torch, which the rest of this module does not need
+    import torch
+
     from subct.model.networks import build_network
 
     path = Path(path)
@@ -210,6 +241,9 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Loa
         raise SubctInputError(path, f"checkpoint describes an unusable network ({error})"
                               ) from error
     state = load_state_dict(path, device)
+    for name, tensor in state.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise SubctInputError(path, f"weights {name} hold NaN or infinite values")
     try:
         network.load_state_dict(state, strict=True)
     except RuntimeError as error:

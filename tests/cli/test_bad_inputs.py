@@ -1,0 +1,291 @@
+"""Every mistake a user can make on the command line: one line naming the file (or the
+option) and the problem, exit code 2, no traceback, the input unchanged and no partial
+output left behind (issue 11)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import struct
+from collections.abc import Callable
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+
+from subct.cli import main
+from subct.io.writers import folder_lock, save_volume
+from subct.model.checkpoint import METADATA_KEY, CheckpointMetadata, save_checkpoint
+from subct.model.networks import build_network
+from tests.support.phantom import analytic_head_phantom
+from tests.support.tiny_phantom_unet import FIXTURE
+
+AFFINE_2MM = np.diag([2.0, 2.0, 2.0, 1.0])
+
+
+def _nifti(path: Path, array: np.ndarray, affine: np.ndarray = AFFINE_2MM) -> Path:
+    nib.save(nib.Nifti1Image(array, affine), str(path))
+    return path
+
+
+def _head(tmp: Path) -> Path:
+    return save_volume(analytic_head_phantom(spacing_mm=4.0).ct, tmp / "head.nii.gz")
+
+
+def _no_orientation(tmp: Path) -> Path:
+    ct = analytic_head_phantom(spacing_mm=4.0).ct
+    image = nib.Nifti1Image(np.asarray(ct.array), ct.affine)
+    image.set_qform(None, code=0)
+    image.set_sform(None, code=0)
+    nib.save(image, str(tmp / "no_orientation.nii.gz"))
+    return tmp / "no_orientation.nii.gz"
+
+
+def _mri_like(tmp: Path) -> Path:
+    ct = np.asarray(analytic_head_phantom(spacing_mm=4.0).ct.array, dtype=np.float32)
+    return _nifti(tmp / "t1.nii.gz", np.clip(ct + 1000.0, 0, 400).astype(np.float32))
+
+
+def _water_cylinder(tmp: Path) -> Path:
+    x, y, _ = np.meshgrid(*(np.arange(48) - 23.5 for _ in range(3)), indexing="ij")
+    phantom = np.where(x ** 2 + y ** 2 < 20 ** 2, 0.0, -1000.0).astype(np.float32)
+    return _nifti(tmp / "water.nii.gz", phantom + np.random.default_rng(0).normal(0, 5, (48,) * 3)
+                  .astype(np.float32), np.diag([4.0, 4.0, 4.0, 1.0]))
+
+
+def _label_map(tmp: Path) -> Path:
+    labels = np.zeros((48, 48, 48), dtype=np.int16)
+    labels[10:30, 10:30, 10:30] = 17
+    labels[20:40, 20:40, 20:40] = 53
+    return _nifti(tmp / "labels.nii.gz", labels, np.diag([4.0, 4.0, 4.0, 1.0]))
+
+
+def _bad_checkpoint(tmp: Path, kind: str) -> Path:
+    torch.manual_seed(0)
+    kwargs = {"in_channels": 1, "out_channels": 18, "channels": [4, 8, 16]}
+    network = build_network("unet3d", **kwargs)
+    metadata = CheckpointMetadata(network_name="unet3d", network_kwargs=kwargs,
+                                  spacing_mm=(4.0, 4.0, 4.0), patch_size=(32, 32, 32))
+    path = tmp / f"{kind}.safetensors"
+    if kind == "nan_weights":
+        with torch.no_grad():
+            next(network.parameters()).fill_(float("nan"))
+        return save_checkpoint(path, network, metadata)
+    save_checkpoint(path, network, metadata)
+    data = path.read_bytes()
+    length = struct.unpack("<Q", data[:8])[0]
+    header = json.loads(data[8:8 + length])
+    meta = json.loads(header["__metadata__"][METADATA_KEY])
+    meta["spacing_mm"] = [50.0, 50.0, 50.0]
+    header["__metadata__"][METADATA_KEY] = json.dumps(meta)
+    text = json.dumps(header).encode()
+    text += b" " * ((8 - len(text) % 8) % 8)
+    path.write_bytes(struct.pack("<Q", len(text)) + text + data[8 + length:])
+    return path
+
+
+# name → (build the input in tmp → argv tail, words the one error line must contain)
+Case = Callable[[Path], list[str]]
+CASES: dict[str, tuple[Case, tuple[str, ...]]] = {
+    "missing file": (lambda t: [str(t / "nope.nii.gz")], ("nope.nii.gz", "no such file")),
+    "empty file": (lambda t: [str(_touch(t / "empty.nii.gz"))], ("empty.nii.gz", "cannot read")),
+    "corrupt nifti": (lambda t: [str(_write(t / "bad.nii.gz", b"\x1f\x8bnot gzip"))],
+                      ("bad.nii.gz", "cannot read")),
+    "not an image": (lambda t: [str(_write(t / "notes.doc", b"hello"))],
+                     ("notes.doc", "not a volume")),
+    "list of missing files": (lambda t: [str(_write(t / "cases.txt", b"a.nii.gz\n"))],
+                              ("a.nii.gz", "no such file")),
+    "empty folder": (lambda t: [str(_mkdir(t / "empty_folder"))],
+                     ("empty_folder", "no volume files")),
+    "T1 MRI": (lambda t: [str(_mri_like(t))], ("t1.nii.gz", "does not look like a head CT")),
+    "label map": (lambda t: [str(_label_map(t))], ("labels.nii.gz", "head CT")),
+    "water cylinder": (lambda t: [str(_water_cylinder(t))], ("water.nii.gz", "head CT")),
+    "5 voxel cube": (lambda t: [str(_nifti(t / "tiny.nii.gz", np.random.default_rng(0)
+                                           .normal(0, 500, (5, 5, 5)).astype(np.float32)))],
+                     ("tiny.nii.gz", "too small")),
+    "uint8 volume": (lambda t: [str(_nifti(t / "u8.nii.gz", np.random.default_rng(0)
+                                           .integers(0, 255, (40, 40, 40)).astype(np.uint8)))],
+                     ("u8.nii.gz", "head CT")),
+    "complex voxels": (lambda t: [str(_nifti(t / "c.nii.gz", (np.ones((20, 20, 20)) * (1 + 2j))
+                                             .astype(np.complex64)))], ("c.nii.gz", "complex")),
+    "RGB voxels": (lambda t: [str(_rgb(t))], ("rgb.nii.gz", "RGB")),
+    "1e30 values": (lambda t: [str(_nifti(t / "huge.nii.gz", np.random.default_rng(0).uniform(
+        -1e30, 1e30, (40, 40, 40)).astype(np.float32), np.diag([5.0, 5.0, 5.0, 1.0])))],
+                    ("huge.nii.gz", "CT")),
+    "NaN voxels": (lambda t: [str(_nifti(t / "nan.nii.gz", np.full((20, 20, 20), np.nan,
+                                                                    np.float32)))],
+                   ("nan.nii.gz", "NaN")),
+    "constant volume": (lambda t: [str(_nifti(t / "flat.nii.gz", np.zeros((20, 20, 20),
+                                                                           np.float32)))],
+                        ("flat.nii.gz", "same value")),
+    "2D image": (lambda t: [str(_nifti(t / "slice.nii.gz", np.zeros((64, 64), np.float32)))],
+                 ("slice.nii.gz", "2D")),
+    "4D series": (lambda t: [str(_nifti(t / "four.nii.gz", np.zeros((8, 8, 8, 3), np.float32)))],
+                  ("four.nii.gz", "4D")),
+    "no orientation": (lambda t: [str(_no_orientation(t))],
+                       ("no_orientation.nii.gz", "--assume-orientation")),
+    "bad --assume-orientation": (lambda t: [str(_head(t)), "--assume-orientation", "XYZ"],
+                                 ("--assume-orientation", "axis codes")),
+    "bad --scheme": (lambda t: [str(_head(t)), "--scheme", "aseg"], ("aseg", "label scheme")),
+    "bad --device": (lambda t: [str(_head(t)), "--device", "tpu"], ("tpu",)),
+    "--qc 1": (lambda t: [str(_head(t)), "--qc", "1"], ("--qc",)),
+    "missing model": (lambda t: [str(_head(t)), "--model", str(t / "none.safetensors")],
+                      ("none.safetensors",)),
+    "model not safetensors": (lambda t: [str(_head(t)), "--model",
+                                         str(_write(t / "m.safetensors", b"PK\x03\x04zip"))],
+                              ("m.safetensors", "not a safetensors")),
+    "model with NaN weights": (lambda t: [str(_head(t)), "--model",
+                                          str(_bad_checkpoint(t, "nan_weights")), "--backend",
+                                          "torch"], ("nan_weights.safetensors", "NaN")),
+    "model with 50 mm spacing": (lambda t: [str(_head(t)), "--model",
+                                            str(_bad_checkpoint(t, "bad_meta"))],
+                                 ("bad_meta.safetensors", "spacing_mm")),
+}
+
+
+def _touch(path: Path) -> Path:
+    path.write_bytes(b"")
+    return path
+
+
+def _write(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
+
+
+def _mkdir(path: Path) -> Path:
+    path.mkdir()
+    return path
+
+
+def _rgb(tmp: Path) -> Path:
+    rgb = np.zeros((20, 20, 20), dtype=[("R", "u1"), ("G", "u1"), ("B", "u1")])
+    return _nifti(tmp / "rgb.nii.gz", rgb)
+
+
+def _snapshot(folder: Path) -> dict[str, str]:
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    captured = capsys.readouterr()
+    return int(exit_info.value.code or 0), captured.out, captured.err
+
+
+def _check_one_line(code: int, out: str, err: str, words: tuple[str, ...]) -> None:
+    assert code == 2, (code, out, err)
+    assert "Traceback" not in out + err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1, err
+    for word in words:
+        assert word.lower() in lines[0].lower(), (word, lines[0])
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_bad_segment_input(name: str, tmp_path: Path,
+                           capsys: pytest.CaptureFixture[str]) -> None:
+    build, words = CASES[name]
+    inputs = tmp_path / "inputs"
+    inputs.mkdir()
+    tail = build(inputs)
+    before = _snapshot(inputs)
+    out = tmp_path / "out"
+    argv = ["segment", *tail, "-o", str(out), "--fast", "--threads", "1"]
+    if "--model" not in tail:
+        argv += ["--model", str(FIXTURE)]
+    code, stdout, stderr = _run(argv, capsys)
+    _check_one_line(code, stdout, stderr, words)
+    assert _snapshot(inputs) == before  # inputs never modified
+    leftovers = [p.name for p in out.rglob("*") if p.is_file() and p.name != ".subct.lock"] \
+        if out.exists() else []
+    assert not leftovers  # no partial outputs
+
+
+@pytest.mark.parametrize(("argv", "words"), [
+    (["segment", "x.nii.gz"], ("missing option", "-o")),
+    (["segment", "x.nii.gz", "-o", "o", "--threads", "abc"], ("--threads",)),
+    (["segment", "x.nii.gz", "-o", "o", "--bogus"], ("--bogus",)),
+    (["segmnet", "x.nii.gz"], ("segmnet",)),
+    (["synth", "-n", "0", "-o", "o"], ("-n",)),
+    (["evaluate"], ("missing",)),
+])
+def test_usage_errors_are_one_line_and_exit_2(argv: list[str], words: tuple[str, ...],
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = _run(argv, capsys)
+    _check_one_line(code, out, err, words)
+
+
+def test_output_folder_mistakes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    head = _head(tmp_path)
+    base = ["--model", str(FIXTURE), "--fast", "--threads", "1"]
+    cases = [
+        (["segment", str(head), "-o", str(head)], ("head.nii.gz", "file")),
+        (["segment", str(tmp_path), "-o", str(tmp_path / "results")], ("inside",)),
+        (["segment", str(head), "-o", str(tmp_path / "out.nii.gz")], ("out.nii.gz", "folder")),
+        (["segment", str(head), "-o", str(head / "sub")], ("sub", "output folder")),
+    ]
+    before = _snapshot(tmp_path)
+    for argv, words in cases:
+        code, out, err = _run(argv + base, capsys)
+        _check_one_line(code, out, err, words)
+    assert _snapshot(tmp_path) == before
+
+
+def test_a_second_run_on_a_busy_folder_is_refused(tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    head = _head(tmp_path)
+    out = tmp_path / "out"
+    out.mkdir()
+    with folder_lock(out, "test run"):
+        code, stdout, stderr = _run(["segment", str(head), "-o", str(out), "--model",
+                                     str(FIXTURE), "--fast", "--threads", "1"], capsys)
+    _check_one_line(code, stdout, stderr, ("out", "another", "pid"))
+    assert not list(out.glob("*_labels.nii.gz"))
+
+
+def test_force_segments_what_the_gate_refuses(tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    mri = _mri_like(tmp_path)
+    code, out, err = _run(["segment", str(mri), "-o", str(tmp_path / "out"), "--model",
+                           str(FIXTURE), "--fast", "--threads", "1", "--force", "--scheme",
+                           "merged"], capsys)
+    assert code == 0, err
+    record = json.loads((tmp_path / "out" / "t1_qc.json").read_text())
+    assert not record["qc"]["looks_like_head_ct"] and record["qc"]["flagged"]
+    assert "QC warning" in out  # the console shows it, not only qc.json
+
+
+def test_assumed_orientation_is_applied_and_recorded(tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    path = _no_orientation(tmp_path)
+    code, _, err = _run(["segment", str(path), "-o", str(tmp_path / "out"), "--model",
+                         str(FIXTURE), "--fast", "--threads", "1", "--assume-orientation",
+                         "RAS", "--scheme", "merged"], capsys)
+    assert code == 0, err
+    labels = nib.load(str(tmp_path / "out" / "no_orientation_labels.nii.gz"))
+    assert nib.aff2axcodes(labels.affine) == ("R", "A", "S")
+    record = json.loads((tmp_path / "out" / "no_orientation_qc.json").read_text())
+    assert "orientation_assumed" in {flag["code"] for flag in record["qc"]["flags"]}
+
+
+def test_rerun_with_another_model_recomputes(tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    head = _head(tmp_path)
+    out = tmp_path / "out"
+    common = ["segment", str(head), "-o", str(out), "--threads", "1", "--scheme", "merged"]
+    assert _run(common + ["--fast", "--model", str(FIXTURE)], capsys)[0] == 0
+    copy = tmp_path / "copy.safetensors"
+    copy.write_bytes(FIXTURE.read_bytes())
+    code, stdout, _ = _run(common + ["--fast", "--model", str(copy)], capsys)
+    assert code == 0 and "skipped" in stdout  # same weights (same SHA-256): skipped
+    code, stdout, _ = _run(common + ["--no-tta", "--model", str(FIXTURE)], capsys)
+    assert code == 0 and "skipped" in stdout  # --no-tta labels like --fast
+    code, stdout, _ = _run(common + ["--model", str(FIXTURE)], capsys)
+    assert code == 0 and "redone 1 case" in stdout  # TTA on changes labels: recomputed
+    record = json.loads((out / "head_qc.json").read_text())
+    assert record["resume_key"]["tta"] is True
