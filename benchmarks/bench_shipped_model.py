@@ -219,7 +219,14 @@ def score_case(case: EvaluationCase, model: SegmentationModel, tta: bool,
         case=f"{case.name}_{case.resolution}",
         voxel_volume_mm3=ct.voxel_volume_mm3,
     )
+    warnings = sorted({flag.code for flag in result.qc.flags if flag.severity == "warning"})
+    QC_WARNINGS[f"{case.name}_{case.resolution}"] = warnings
     return metrics, result.labels, seconds
+
+
+#: QC warning codes of every segmented case (printed at the end: false alarms on heads
+#: without pathology, caught problems on heads with it).
+QC_WARNINGS: dict[str, list[str]] = {}
 
 
 def summarise(all_metrics: list[CaseMetrics], resolution: str) -> dict[str, object]:
@@ -406,8 +413,13 @@ def main() -> None:
         "synthesis_seconds": synth_seconds,
         "locator_error_mm": locator_errors,
         "load_average": os.getloadavg(),
+        "qc_warnings": QC_WARNINGS,
     }
     write_outputs(args.out, by_resolution, summaries, info)
+    flagged = {case: codes for case, codes in QC_WARNINGS.items() if codes}
+    print(f"\nQC: {len(flagged)} of {len(QC_WARNINGS)} segmentations flagged")
+    for case, codes in flagged.items():
+        print(f"  {case}: {' '.join(codes)}")
     print(f"\nsegment mean s: {info['segment_seconds_mean']}; load average "
           f"{os.getloadavg()[0]:.1f}; results in {args.out}")
 

@@ -206,13 +206,18 @@ def volumes_csv_text(records: Sequence[dict[str, Any]]) -> str:
     scheme = records[0]["scheme"] if records else "canonical"
     names = scheme_structure_names(scheme)
     writer.writerow(["case", *(f"{name}_mm3" for name in names), "intracranial_volume_mm3",
-                     "qc_flagged"])
+                     "qc_flagged", "qc_flags"])
     for record in records:
         volumes = record.get("volumes_mm3", {})
         icv = record.get("intracranial_volume_mm3")
-        writer.writerow([record["case"], *(f"{float(volumes.get(n, 0.0)):.1f}" for n in names),
+        qc = record.get("qc", {})
+        codes = sorted({flag["code"] for flag in qc.get("flags", [])
+                        if flag.get("severity") == "warning"})
+        writer.writerow([record["case"], *("" if volumes.get(n, 0.0) is None
+                                           else f"{float(volumes.get(n, 0.0)):.1f}"
+                                           for n in names),
                          "" if icv is None else f"{float(icv):.0f}",
-                         int(bool(record.get("qc", {}).get("flagged")))])
+                         int(bool(qc.get("flagged"))), " ".join(codes)])
     return buffer.getvalue()
 
 

@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import NDArray
 
+from subct.errors import SubctInputError
 from subct.image.masks import locate_intracranial, skull_strip_mask
 from subct.image.volume import Volume
 from subct.io.readers import load_volume
@@ -49,6 +50,12 @@ from subct.labels.schemes import (
     scheme_names,
 )
 from subct.model.preprocessing import ct_window_normalise
+from subct.qc.anatomy import (
+    AnatomyReport,
+    check_asymmetry,
+    check_coverage,
+    check_intensities,
+)
 from subct.qc.checks import QcFlag, assess_input, build_qc_report
 from subct.qc.gate import check_head_ct, check_orientation, check_size
 
@@ -87,7 +94,8 @@ class SegmentationResult:
     Attributes:
         labels: label map on the input's own grid (same shape and affine), values in
             ``scheme`` (FreeSurfer IDs for ``canonical``).
-        volumes_mm3: structure name → volume in mm³, measured on ``labels``.
+        volumes_mm3: structure name → volume in mm³, measured on ``labels``; None for a
+            structure outside the scanned field of view (``not_in_field_of_view``).
         intracranial_volume_mm3: ICV estimated from the CT (None when not found).
         qc: quality report (MC-dropout CV, volume plausibility, input checks).
         scheme: label scheme of ``labels``.
@@ -98,7 +106,7 @@ class SegmentationResult:
     """
 
     labels: Volume
-    volumes_mm3: dict[str, float]
+    volumes_mm3: dict[str, float | None]
     intracranial_volume_mm3: float | None
     qc: QcReport
     scheme: str
@@ -136,6 +144,15 @@ def crop_class_indices(probabilities: NDArray[np.float32], image_01: NDArray[np.
     if config.largest_component:
         indices = keep_largest_components(indices, num_classes, config.component_min_fraction)
     return np.asarray(indices, dtype=np.int64)
+
+
+def _blank_outside_view(volumes: dict[str, float], not_in_view: list[str]
+                        ) -> dict[str, float | None]:
+    """Volumes with None (unknown, not 0) for structures outside the field of view; a
+    merged structure is unknown when both its sides are."""
+    outside = set(not_in_view)
+    return {name: None if name in outside or {f"Left-{name}", f"Right-{name}"} <= outside
+            else value for name, value in volumes.items()}
 
 
 def segment_volume(image: str | Path | Volume, model: SegmentationModel,
@@ -196,17 +213,29 @@ def segment_volume(image: str | Path | Volume, model: SegmentationModel,
     labels = volume.with_array(output, description="subct segment labels")
     names = scheme_names(config.scheme)
     class_counts = np.bincount(native_indices[native_indices > 0], minlength=num_classes)
-    volumes_mm3 = {name: 0.0 for name in names.values()}
+    volumes: dict[str, float] = {name: 0.0 for name in names.values()}
     for index in range(1, num_classes):
         value = int(lookup[index])
         if value in names:
-            volumes_mm3[names[value]] += float(class_counts[index]) * volume.voxel_volume_mm3
+            volumes[names[value]] += float(class_counts[index]) * volume.voxel_volume_mm3
     timings["postprocess"] = time.perf_counter() - clock
 
     mc_names = [scheme_names(model.network_scheme)[v] for v in scheme_labels(model.network_scheme)]
+    anatomy = AnatomyReport()
+    check_coverage(indices, crop_hu, mc_names, anatomy)
+    if not anatomy.reaches_basal_ganglia and not config.force:
+        raise SubctInputError(volume.path, "the scan does not reach the basal ganglia "
+                                           "(thalamus, caudate and putamen are outside or cut "
+                                           "by the field of view); use --force to segment "
+                                           "anyway")
+    check_intensities(indices, crop_hu, mc_names, anatomy)
+    volumes_mm3 = _blank_outside_view(volumes, anatomy.not_in_view)
+    check_asymmetry(volumes_mm3, anatomy)
     qc = build_qc_report(volumes_mm3, config.scheme, input_check, location,
                          mc_volumes=mc_volumes, mc_structure_names=mc_names,
                          mc_requested=config.mc_dropout_samples)
+    qc.flags.extend(anatomy.flags)
+    qc.input.facts["anatomy"] = anatomy.facts
     if not config.tta:
         qc.flags.append(QcFlag("no_tta", NO_TTA_NOTE, "info"))
     removed_mm3 = removed_voxels * crop_voxel_mm3

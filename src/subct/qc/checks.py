@@ -232,7 +232,7 @@ class QcReport:
         }
 
 
-def check_volumes(volumes_mm3: dict[str, float], scheme: str
+def check_volumes(volumes_mm3: dict[str, float | None], scheme: str
                   ) -> tuple[list[QcFlag], dict[str, tuple[float, float]]]:
     """Flag structures whose volume is outside :data:`NORMAL_ADULT_RANGES_MM3`."""
     flags: list[QcFlag] = []
@@ -242,6 +242,8 @@ def check_volumes(volumes_mm3: dict[str, float], scheme: str
         if bounds is None:
             continue
         ranges[name] = bounds
+        if value is None:  # outside the field of view: flagged by the coverage check
+            continue
         if value == 0.0:
             flags.append(QcFlag("structure_missing", f"{name}: not found"))
         elif not bounds[0] <= value <= bounds[1]:
@@ -250,7 +252,7 @@ def check_volumes(volumes_mm3: dict[str, float], scheme: str
     return flags, ranges
 
 
-def build_qc_report(volumes_mm3: dict[str, float], scheme: str, input_check: InputCheck,
+def build_qc_report(volumes_mm3: dict[str, float | None], scheme: str, input_check: InputCheck,
                     location: IntracranialLocation, *, mc_volumes: NDArray[np.float64] | None,
                     mc_structure_names: list[str], mc_requested: int) -> QcReport:
     """Combine input checks, volume plausibility and MC-dropout CV into one report."""

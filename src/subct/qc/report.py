@@ -66,7 +66,8 @@ def render_segmentation_index(records: Sequence[dict[str, object]],
         mc_text = f"{mc['mean_cv_percent']:.2f}" if isinstance(mc, dict) else "–"
         volumes = record.get("volumes_mm3") if isinstance(record.get("volumes_mm3"), dict) else {}
         assert isinstance(volumes, dict)
-        cells = "".join(f"<td>{float(volumes.get(n, 0.0)):.0f}</td>" for n in names)
+        cells = "".join("<td>–</td>" if volumes.get(n, 0.0) is None
+                        else f"<td>{float(volumes.get(n, 0.0)):.0f}</td>" for n in names)
         status = "<td class='flag'>flagged</td>" if is_flagged else "<td class='ok'>ok</td>"
         parts.append(f"<tr id='{esc(record['case'])}'><td class='l'>{esc(record['case'])}</td>"
                      f"<td>{thumb}</td>{status}<td>{icv_text}</td><td>{mc_text}</td>{cells}</tr>")

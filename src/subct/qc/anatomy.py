@@ -1,0 +1,144 @@
+"""Anatomical checks of a segmentation on the network's crop (1 mm RAS grid, HU).
+
+Each finding is a named QC flag (``<case>_qc.json``, the console, ``volumes.csv``'s
+``qc_flags`` column); see ``docs/segment.md`` for what to do about each.
+
+- **Field of view** (:func:`check_coverage`): where the scan stops inside the deep-brain
+  box, a structure with no voxel is reported as *not in the field of view* (its volume is
+  left empty, never 0) and one that touches the edge as *cut* (its volume is a lower
+  bound). A scan in which the thalamus, caudate and putamen are all missing or cut does
+  not reach the basal ganglia and is refused (``--force`` overrides).
+- **Intensities** (:func:`check_intensities`): a lateral ventricle whose voxels are mostly
+  denser than CSF sits on brain tissue; deep grey matter with many voxels at blood or
+  calcium density holds a haemorrhage or calcification, and its volume is unreliable.
+- **Left/right asymmetry** (:func:`check_asymmetry`): AI = |L − R| / mean(L, R) above
+  1.5 × the 90th percentile of 20 real manual label maps
+  (``benchmarks/bench_asymmetry_norms.py``) points at a lesion, atrophy, or an error.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from numpy.typing import NDArray
+from scipy import ndimage
+
+from subct.io.hounsfield import OUTSIDE_FOV_HU
+from subct.labels.schemes import CANONICAL_NAMES, LEFT_RIGHT_PAIRS
+from subct.qc.checks import QcFlag
+
+#: Lateralised structures: base name → (left ID, right ID).
+LEFT_RIGHT_STRUCTURES: dict[str, tuple[int, int]] = {
+    CANONICAL_NAMES[left].removeprefix("Left-"): (left, right) for left, right in LEFT_RIGHT_PAIRS
+}
+
+#: Asymmetry index limits (percent): 1.5 × the 90th percentile over the 20 SynthSeg
+#: label maps (medians 5–13 %, 90th percentiles 10–43 %).
+ASYMMETRY_LIMIT_PERCENT: dict[str, float] = {
+    "Lateral-Ventricle": 64.0, "Thalamus": 22.0, "Caudate": 15.0, "Putamen": 19.0,
+    "Pallidum": 57.0, "Hippocampus": 23.0, "Amygdala": 38.0, "Accumbens-area": 40.0,
+}
+
+#: CSF is 0–15 HU; a ventricle with more than this share of voxels above
+#: :data:`DENSER_THAN_CSF_HU` lies on brain tissue (grey 35–45 HU, white 20–30 HU).
+VENTRICLE_DENSE_FRACTION = 0.4
+DENSER_THAN_CSF_HU = 22.0
+#: Fresh blood is 50–90 HU, calcification 100–400 HU, deep grey matter 30–45 HU.
+BLOOD_OR_CALCIUM_HU = 60.0
+DENSE_FRACTION = 0.08
+#: Deep-brain structures that show the scan reaches the basal ganglia.
+BASAL_GANGLIA = ("Thalamus", "Caudate", "Putamen")
+#: Voxels of the crop within this distance of the scan's edge count as at the edge.
+EDGE_VOXELS = 2
+
+
+@dataclass
+class AnatomyReport:
+    """Flags of the anatomical checks and what they were based on."""
+
+    flags: list[QcFlag] = field(default_factory=list)
+    not_in_view: list[str] = field(default_factory=list)
+    cut_by_view: list[str] = field(default_factory=list)
+    reaches_basal_ganglia: bool = True
+    facts: dict[str, object] = field(default_factory=dict)
+
+
+def check_coverage(indices: NDArray[np.integer], crop_hu: NDArray[np.float32],
+                   names: list[str], report: AnatomyReport) -> None:
+    """Structures outside or cut by the scanned field of view (see module docstring).
+
+    ``names[c - 1]`` is the structure of class ``c``.
+    """
+    in_view = crop_hu > OUTSIDE_FOV_HU + 0.5
+    fraction = float(in_view.mean())
+    report.facts["crop_fraction_in_field_of_view"] = round(fraction, 4)
+    if fraction > 0.999:
+        return
+    edge = ndimage.binary_dilation(~in_view, iterations=EDGE_VOXELS)
+    counts = np.bincount(np.asarray(indices).ravel(), minlength=len(names) + 1)
+    at_edge = np.bincount(np.asarray(indices)[edge], minlength=len(names) + 1)
+    for index, name in enumerate(names, start=1):
+        if counts[index] == 0:
+            report.not_in_view.append(name)
+        elif at_edge[index] > 0:
+            report.cut_by_view.append(name)
+    if report.not_in_view:
+        report.flags.append(QcFlag("not_in_field_of_view", "not in the scanned field of "
+                                   f"view (volume left empty): {', '.join(report.not_in_view)}"))
+    if report.cut_by_view:
+        report.flags.append(QcFlag("cut_by_field_of_view", "cut by the edge of the scan "
+                                   "(volume is a lower bound): "
+                                   f"{', '.join(report.cut_by_view)}"))
+    whole = [n for n in names if n not in report.not_in_view and n not in report.cut_by_view]
+    report.reaches_basal_ganglia = any(
+        name.removeprefix("Left-").removeprefix("Right-") in BASAL_GANGLIA for name in whole)
+
+
+def check_intensities(indices: NDArray[np.integer], crop_hu: NDArray[np.float32],
+                      names: list[str], report: AnatomyReport) -> None:
+    """Ventricles on tissue; deep grey matter on blood or calcium (see module docstring)."""
+    flat_indices = np.asarray(indices).ravel()
+    flat_hu = np.asarray(crop_hu).ravel()
+    order = np.argsort(flat_indices, kind="stable")
+    bounds = np.searchsorted(flat_indices[order], np.arange(len(names) + 2))
+    dense: dict[str, float] = {}
+    for index, name in enumerate(names, start=1):
+        values = flat_hu[order[bounds[index]:bounds[index + 1]]]
+        if values.size < 20:
+            continue
+        if "Ventricle" in name:
+            share = float(np.mean(values > DENSER_THAN_CSF_HU))
+            dense[name] = round(share, 3)
+            if share > VENTRICLE_DENSE_FRACTION:
+                report.flags.append(QcFlag("ventricle_on_tissue", f"{name}: {share:.0%} of "
+                                           f"its voxels are denser than CSF (> "
+                                           f"{DENSER_THAN_CSF_HU:g} HU); the label may cover "
+                                           "brain tissue"))
+        elif name != "Brain-Stem":
+            share = float(np.mean(values > BLOOD_OR_CALCIUM_HU))
+            dense[name] = round(share, 3)
+            if share > DENSE_FRACTION:
+                report.flags.append(QcFlag("dense_in_structure", f"{name}: {share:.0%} of "
+                                           f"its voxels are above {BLOOD_OR_CALCIUM_HU:g} HU "
+                                           "(blood or calcification); its volume is "
+                                           "unreliable"))
+    report.facts["dense_voxel_fraction"] = dense
+
+
+def check_asymmetry(volumes_mm3: dict[str, float | None], report: AnatomyReport) -> None:
+    """Left/right asymmetry beyond :data:`ASYMMETRY_LIMIT_PERCENT` (canonical names)."""
+    indices: dict[str, float] = {}
+    for base, limit in ASYMMETRY_LIMIT_PERCENT.items():
+        left, right = volumes_mm3.get(f"Left-{base}"), volumes_mm3.get(f"Right-{base}")
+        if not left or not right:
+            continue
+        asymmetry = 100.0 * abs(left - right) / ((left + right) / 2.0)
+        indices[base] = round(asymmetry, 1)
+        if asymmetry > limit:
+            larger = "left" if left > right else "right"
+            report.flags.append(QcFlag("asymmetry", f"{base}: left {left / 1000:.1f} vs right "
+                                       f"{right / 1000:.1f} cm3 ({asymmetry:.0f} % asymmetry, "
+                                       f"{larger} larger; normal up to {limit:.0f} %): a "
+                                       "lesion, atrophy or a segmentation error"))
+    report.facts["asymmetry_percent"] = indices
