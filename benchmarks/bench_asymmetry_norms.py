@@ -28,7 +28,8 @@ def main() -> None:
             a, b = counts[left], counts[right]
             indices[name].append(100.0 * abs(a - b) / ((a + b) / 2.0))
     print(f"{len(paths)} label maps")
-    print(f"{'structure':20s} {'median':>7s} {'p90':>7s} {'max':>7s} {'1.5 x p90':>10s} {'limit':>7s}")
+    print(f"{'structure':20s} {'median':>7s} {'p90':>7s} {'max':>7s} "
+          f"{'1.5 x p90':>10s} {'limit':>7s}")
     for name, values in indices.items():
         v = np.asarray(values)
         print(f"{name:20s} {np.median(v):7.1f} {np.percentile(v, 90):7.1f} {v.max():7.1f} "
