@@ -122,6 +122,10 @@ def _as_volume(image: str | Path | Volume) -> Volume:
     return load_volume(image)
 
 
+#: Dice between the plain and mirrored passes' labels below which a structure is
+#: flagged ``low_reliability`` (chosen on held-out and real heads: see docs/segment.md).
+TTA_AGREEMENT_WARN = 0.8
+
 #: Volume of labels removed on bone (mm³) above which the case is flagged.
 LABELS_ON_BONE_WARN_MM3 = 500.0
 
@@ -190,7 +194,8 @@ def segment_volume(image: str | Path | Volume, model: SegmentationModel,
     timings["locate_and_resample"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
-    probabilities = predict_probabilities(model, image_01, config)
+    agreement: dict[int, float] = {}
+    probabilities = predict_probabilities(model, image_01, config, agreement=agreement)
     timings["network"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
@@ -234,6 +239,15 @@ def segment_volume(image: str | Path | Volume, model: SegmentationModel,
     qc = build_qc_report(volumes_mm3, config.scheme, input_check, location,
                          mc_volumes=mc_volumes, mc_structure_names=mc_names,
                          mc_requested=config.mc_dropout_samples)
+    reliability = {mc_names[index - 1]: round(score, 3) for index, score in agreement.items()}
+    qc.input.facts["tta_agreement_dice"] = reliability
+    unreliable = [f"{name} {score:.2f}" for name, score in reliability.items()
+                  if score < TTA_AGREEMENT_WARN]
+    if unreliable:
+        qc.flags.append(QcFlag("low_reliability", "the labels of the plain and left/right "
+                               "mirrored network passes disagree (Dice below "
+                               f"{TTA_AGREEMENT_WARN:g}): {', '.join(unreliable)}; treat "
+                               "these volumes with caution"))
     qc.flags.extend(anatomy.flags)
     qc.input.facts["anatomy"] = anatomy.facts
     if not config.tta:

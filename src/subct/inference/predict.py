@@ -24,13 +24,18 @@ from subct.labels.schemes import lr_swap_permutation
 
 def predict_probabilities(model: SegmentationModel, image: NDArray[np.float32],
                           config: InferenceConfig, flip_lr: bool | None = None,
-                          engine: Engine | None = None) -> NDArray[np.float32]:
+                          engine: Engine | None = None,
+                          agreement: dict[int, float] | None = None) -> NDArray[np.float32]:
     """Softmax of the network on a normalised crop ``image`` (X, Y, Z) → (C, X, Y, Z).
 
     With ``flip_lr=None`` the test-time augmentation follows ``config.tta``: the image
     and its left/right mirror run together (one batch of two per window place), the
     mirrored output is mirrored back with left and right channels swapped, and the two
     softmax maps are averaged. ``True``/``False`` force the mirrored-only or plain pass.
+
+    ``agreement``, when given and both passes ran, receives per class index the Dice
+    between the plain and the mirrored pass's labels: how much the structure depends on
+    which way round the network saw the head (a per-structure reliability figure).
     """
     engine = engine or model.engine
     plain = not flip_lr if flip_lr is not None else True
@@ -50,11 +55,28 @@ def predict_probabilities(model: SegmentationModel, image: NDArray[np.float32],
     if mirrored:
         flipped = probabilities[-1][lr_swap_permutation(model.network_scheme), ::-1]
         if plain:
+            if agreement is not None:
+                agreement.update(_pass_agreement(probabilities[0], flipped))
             probabilities[0] += flipped
             probabilities[0] *= np.float32(0.5)
             return probabilities[0]
         return np.ascontiguousarray(flipped)
     return probabilities[0]
+
+
+def _pass_agreement(first: NDArray[np.float32], second: NDArray[np.float32]
+                    ) -> dict[int, float]:
+    """Dice per foreground class between the argmax labels of two softmax maps."""
+    classes = first.shape[0]
+    a = first.argmax(axis=0).ravel()
+    b = second.argmax(axis=0).ravel()
+    joint = np.bincount(a * classes + b, minlength=classes * classes).reshape(classes, classes)
+    scores = {}
+    for index in range(1, classes):
+        total = joint[index, :].sum() + joint[:, index].sum()
+        if total:
+            scores[index] = float(2.0 * joint[index, index] / total)
+    return scores
 
 
 def has_dropout(network: torch.nn.Module) -> bool:
