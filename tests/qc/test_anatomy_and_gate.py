@@ -1,0 +1,118 @@
+"""subct.qc.gate (refuse what is not a head CT) and subct.qc.anatomy (coverage,
+intensities, asymmetry) on small arrays with known answers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from subct.errors import SubctInputError
+from subct.image.volume import Volume
+from subct.inference.predict import _pass_agreement
+from subct.io.hounsfield import OUTSIDE_FOV_HU
+from subct.qc.anatomy import (
+    ASYMMETRY_LIMIT_PERCENT,
+    AnatomyReport,
+    check_asymmetry,
+    check_coverage,
+    check_intensities,
+)
+from subct.qc.gate import check_orientation, check_size, with_assumed_orientation
+
+NAMES = ["Left-Lateral-Ventricle", "Left-Thalamus", "Left-Putamen", "Brain-Stem"]
+
+
+def _crop() -> tuple[np.ndarray, np.ndarray]:
+    indices = np.zeros((40, 40, 40), dtype=np.int64)
+    hu = np.full((40, 40, 40), 30.0, dtype=np.float32)
+    indices[5:15, 5:15, 5:15] = 1      # ventricle
+    hu[5:15, 5:15, 5:15] = 8.0         # at CSF density
+    indices[20:30, 20:30, 20:30] = 2   # thalamus
+    indices[20:30, 5:15, 20:30] = 3    # putamen
+    indices[30:38, 30:38, 2:10] = 4    # brainstem, low in the box
+    return indices, hu
+
+
+def test_full_field_of_view_needs_no_coverage_flag() -> None:
+    indices, hu = _crop()
+    report = AnatomyReport()
+    check_coverage(indices, hu, NAMES, report)
+    assert not report.flags and report.reaches_basal_ganglia
+
+
+def test_structures_outside_or_cut_by_the_scan_are_reported() -> None:
+    indices, hu = _crop()
+    hu[:, :, :12] = OUTSIDE_FOV_HU           # the scan starts above z = 12
+    indices[:, :, :12] = 0                   # (the network sees nothing there)
+    report = AnatomyReport()
+    check_coverage(indices, hu, NAMES, report)
+    assert report.not_in_view == ["Brain-Stem"]
+    assert report.cut_by_view == ["Left-Lateral-Ventricle"]
+    assert {f.code for f in report.flags} == {"not_in_field_of_view", "cut_by_field_of_view"}
+    assert report.reaches_basal_ganglia      # thalamus and putamen are whole
+
+
+def test_a_scan_that_misses_the_basal_ganglia() -> None:
+    indices, hu = _crop()
+    hu[:, :, 16:] = OUTSIDE_FOV_HU
+    indices[:, :, 16:] = 0
+    report = AnatomyReport()
+    check_coverage(indices, hu, NAMES, report)
+    assert not report.reaches_basal_ganglia
+
+
+def test_ventricle_on_tissue_and_blood_in_deep_grey() -> None:
+    indices, hu = _crop()
+    report = AnatomyReport()
+    check_intensities(indices, hu, NAMES, report)
+    assert not report.flags
+    hu[5:15, 5:15, 5:15] = 35.0                   # the "ventricle" lies on grey matter
+    hu[20:30, 20:30, 20:24] = 70.0                # a haematoma in the thalamus (40 %)
+    report = AnatomyReport()
+    check_intensities(indices, hu, NAMES, report)
+    messages = {f.code: f.message for f in report.flags}
+    assert set(messages) == {"ventricle_on_tissue", "dense_in_structure"}
+    assert "Left-Thalamus" in messages["dense_in_structure"]
+    assert "Left-Putamen" not in messages["dense_in_structure"]
+
+
+def test_asymmetry_limits() -> None:
+    report = AnatomyReport()
+    limit = ASYMMETRY_LIMIT_PERCENT["Hippocampus"]
+    check_asymmetry({"Left-Hippocampus": 3400.0, "Right-Hippocampus": 3300.0,
+                     "Left-Thalamus": 7000.0, "Right-Thalamus": None}, report)
+    assert not report.flags and report.facts["asymmetry_percent"]["Hippocampus"] < limit
+    check_asymmetry({"Left-Hippocampus": 2400.0, "Right-Hippocampus": 3400.0}, report)
+    assert [f.code for f in report.flags] == ["asymmetry"]
+    assert "right larger" in report.flags[0].message
+
+
+def test_tta_agreement_is_dice_of_the_two_passes() -> None:
+    first = np.zeros((3, 10, 10, 10), dtype=np.float32)
+    first[0] = 1.0
+    first[1, :5], first[0, :5] = 2.0, 0.0     # class 1 in the first half
+    second = first.copy()
+    second[1, 4], second[2, 4] = 0.0, 3.0     # one slab moves from class 1 to class 2
+    scores = _pass_agreement(first, second)
+    assert scores[1] == pytest.approx(2 * 400 / (500 + 400))
+    assert scores[2] == 0.0
+
+
+def test_gate_size_and_orientation() -> None:
+    tiny = Volume(np.zeros((5, 5, 5), np.float32), np.eye(4), None)
+    with pytest.raises(SubctInputError, match="too small"):
+        check_size(tiny, force=False)
+    check_size(tiny, force=True)  # forced: no error
+    unknown = Volume(np.zeros((20, 30, 40), np.int16), np.diag([-2.0, 2.0, 3.0, 1.0]), None,
+                     metadata={"orientation_unknown": True})
+    with pytest.raises(SubctInputError, match="--assume-orientation"):
+        check_orientation(unknown, None, force=False)
+    assert check_orientation(unknown, None, force=True) is unknown
+    stated = check_orientation(unknown, "LPS", force=False)
+    assert stated.orientation == "LPS"
+    np.testing.assert_allclose(stated.spacing, (2.0, 2.0, 3.0))
+    assert stated.metadata["orientation_assumed"] == "LPS"
+    assert "orientation_unknown" not in stated.metadata
+    centre = stated.affine @ np.append((np.asarray(stated.shape) - 1) / 2.0, 1.0)
+    np.testing.assert_allclose(centre[:3], 0.0, atol=1e-9)
+    assert with_assumed_orientation(unknown, "ras").orientation == "RAS"
