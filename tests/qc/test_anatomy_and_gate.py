@@ -116,3 +116,14 @@ def test_gate_size_and_orientation() -> None:
     centre = stated.affine @ np.append((np.asarray(stated.shape) - 1) / 2.0, 1.0)
     np.testing.assert_allclose(centre[:3], 0.0, atol=1e-9)
     assert with_assumed_orientation(unknown, "ras").orientation == "RAS"
+
+
+def test_a_lost_structure_whose_mirror_is_whole_is_not_blamed_on_the_field_of_view() -> None:
+    names = ["Left-Pallidum", "Right-Pallidum"]
+    indices = np.zeros((40, 40, 40), dtype=np.int64)
+    hu = np.full((40, 40, 40), 30.0, dtype=np.float32)
+    hu[:, :, :5] = OUTSIDE_FOV_HU                 # the scan is cut far below
+    indices[25:30, 20:25, 20:25] = 2              # right pallidum whole, left one lost
+    report = AnatomyReport()
+    check_coverage(indices, hu, names, report)
+    assert report.not_in_view == [] and report.cut_by_view == []

@@ -80,9 +80,16 @@ def check_coverage(indices: NDArray[np.integer], crop_hu: NDArray[np.float32],
     edge = ndimage.binary_dilation(~in_view, iterations=EDGE_VOXELS)
     counts = np.bincount(np.asarray(indices).ravel(), minlength=len(names) + 1)
     at_edge = np.bincount(np.asarray(indices)[edge], minlength=len(names) + 1)
+    missing = {name for index, name in enumerate(names, start=1) if counts[index] == 0}
     for index, name in enumerate(names, start=1):
-        if counts[index] == 0:
-            report.not_in_view.append(name)
+        if name in missing:
+            # a lateralised structure whose mirror image is there whole was lost to the
+            # segmentation (a lesion, calcification...), not to the field of view
+            partner = _partner(name)
+            partner_whole = (partner in names and partner not in missing
+                             and at_edge[names.index(partner) + 1] == 0)
+            if not partner_whole:
+                report.not_in_view.append(name)
         elif at_edge[index] > 0:
             report.cut_by_view.append(name)
     if report.not_in_view:
@@ -95,6 +102,14 @@ def check_coverage(indices: NDArray[np.integer], crop_hu: NDArray[np.float32],
     whole = [n for n in names if n not in report.not_in_view and n not in report.cut_by_view]
     report.reaches_basal_ganglia = any(
         name.removeprefix("Left-").removeprefix("Right-") in BASAL_GANGLIA for name in whole)
+
+
+def _partner(name: str) -> str:
+    if name.startswith("Left-"):
+        return "Right-" + name.removeprefix("Left-")
+    if name.startswith("Right-"):
+        return "Left-" + name.removeprefix("Right-")
+    return name
 
 
 def check_intensities(indices: NDArray[np.integer], crop_hu: NDArray[np.float32],
