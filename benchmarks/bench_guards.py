@@ -89,7 +89,8 @@ def main() -> None:
         for keep in ("neck", "vertex"):
             run(f"{name} ({keep} only)", partial(ct, keep), model)
     map_paths = held_out_map_paths([19])
-    for pathology in ("", "infarct", "haemorrhage", "calcification", "ventricle_enlargement"):
+    for pathology in ("", "infarct", "haemorrhage", "calcification", "ventricle_enlargement",
+                      "sulcal_widening", "clinical"):
         for case in generate_cases(map_paths, 1, 2024, (192, 240, 240), pathology or None):
             if case.resolution != "1mm":
                 continue

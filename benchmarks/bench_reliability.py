@@ -47,7 +47,7 @@ def main() -> None:
     paths = held_out_map_paths(args.maps, tuning=True)
     for pathology in (None, "clinical"):
         for case in generate_cases(paths, 1, 2024, (192, 240, 240), pathology):
-            config = InferenceConfig(mc_dropout_samples=args.mc)
+            config = InferenceConfig(mc_dropout_samples=args.mc, force=True)
             result = segment_volume(case.ct, model, config)
             metrics = label_map_metrics(np.asarray(result.labels.array),
                                         np.asarray(case.reference.array), case.ct.spacing,

@@ -158,6 +158,7 @@ def locate_intracranial(volume: Volume, hu_offset: float = 0.0,
     if inside.size:
         counts, edges = np.histogram(inside, bins=np.arange(-15.0, 101.0, 2.0))
         histogram["brain_hu_mode"] = float(edges[int(np.argmax(counts))] + 1.0)
+        histogram["brain_density_fraction"] = float(np.mean((inside >= 20.0) & (inside <= 50.0)))
     centroid_index = np.argwhere(intracranial).mean(axis=0)
     centroid = sub_affine[:3, :3] @ centroid_index + sub_affine[:3, 3]
     return IntracranialLocation(

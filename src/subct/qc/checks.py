@@ -29,6 +29,10 @@ from numpy.typing import NDArray
 from subct.image.masks import IntracranialLocation
 from subct.image.volume import Volume
 
+#: Share of intracranial soft tissue at brain density (20–50 HU) that makes a CT with a
+#: CSF-dominated histogram (hydrocephalus) still a head CT.
+BRAIN_DENSITY_MIN_SHARE = 0.25
+
 #: MC-dropout warning threshold for CT (mean CV of structure volumes, percent).
 MC_DROPOUT_CV_WARN_PERCENT = 2.5
 
@@ -137,10 +141,19 @@ def assess_input(volume: Volume, location: IntracranialLocation,
         flags.append(QcFlag("no_bone", "under 1 % of the head is above 250 HU: no skull "
                             "(not a head CT, or skull-stripped)"))
     mode = hist.get("brain_hu_mode")
-    if mode is None or not 10.0 <= mode <= 60.0:
+    brain_share = float(hist.get("brain_density_fraction", 0.0))
+    # The mode alone is not enough: with hydrocephalus or severe atrophy CSF (0-15 HU)
+    # outweighs the brain, yet a quarter of the intracranial tissue is still at brain
+    # density (20-50 HU); an MRI or a phantom has neither.
+    if mode is None or (not 10.0 <= mode <= 60.0 and brain_share < BRAIN_DENSITY_MIN_SHARE):
         not_ct = True
-        flags.append(QcFlag("brain_hu", f"intracranial soft tissue peaks at {mode} HU; "
+        flags.append(QcFlag("brain_hu", f"intracranial soft tissue peaks at {mode} HU and "
+                            f"only {brain_share:.0%} of it is at brain density (20-50 HU); "
                             "brain is expected at about 20-45 HU"))
+    elif not 10.0 <= mode <= 60.0:
+        flags.append(QcFlag("csf_dominant", f"intracranial tissue peaks at {mode} HU (CSF), "
+                            f"{brain_share:.0%} at brain density: hydrocephalus, severe "
+                            "atrophy or a large CSF space; check the overlay"))
     extent = location.head_extent_mm
     if max(extent[0], extent[1]) > 300.0:
         flags.append(QcFlag("fov_large", f"head mask spans {extent[0]:.0f}x{extent[1]:.0f} mm "
