@@ -207,8 +207,10 @@ def score_case(case: EvaluationCase, model: SegmentationModel, tta: bool,
     offset = oracle_crop_offset_mm(case) if oracle_crop else DEFAULT_CROP_OFFSET_MM
     start = time.perf_counter()
     single_pass_limit = 160**3 if single_pass else InferenceConfig().max_single_pass_voxels
+    # force: the benchmark scores the network on every head; the gate's verdict is kept
+    # in the QC warnings it prints
     result = segment(case.ct, model=model, tta=tta, crop_offset_mm=offset,
-                     max_single_pass_voxels=single_pass_limit, **(options or {}))
+                     max_single_pass_voxels=single_pass_limit, force=True, **(options or {}))
     seconds = time.perf_counter() - start
     ct = case.ct
     if not result.labels.geometry.same_grid(ct.geometry):
