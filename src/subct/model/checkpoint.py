@@ -228,10 +228,10 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Loa
         SubctInputError: missing file, not safetensors, no subct metadata, or weights
             that do not fit the network the metadata describes.
     """
-    # lazy: loads torch, which the rest of this module does not need
+    # lazy: torch and the networks (torch) are needed only to rebuild a network here
     import torch
 
-    from subct.model.networks import build_network
+    from subct.model.networks import build_network  # lazy: see above
 
     path = Path(path)
     metadata = read_checkpoint_metadata(path)
