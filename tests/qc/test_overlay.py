@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from subct.image.volume import Volume
-from subct.qc.overlay import FREESURFER_COLOURS, OverlayConfig, render_overlay, save_overlay
+from subct.labels.colours import FREESURFER_COLOURS
+from subct.qc.overlay import OverlayConfig, render_overlay, save_overlay
 from tests.support.phantom import analytic_head_phantom
 
 

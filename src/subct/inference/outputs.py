@@ -22,6 +22,7 @@ from subct.errors import SubctInputError
 from subct.inference.config import InferenceConfig
 from subct.inference.pipeline import SegmentationResult
 from subct.io.writers import atomic_output, atomic_write_text, save_volume
+from subct.labels.colours import write_colour_tables
 from subct.labels.schemes import scheme_structure_names
 from subct.qc.report import render_segmentation_index
 
@@ -230,6 +231,7 @@ def write_batch_files(config: BatchConfig,
     if not records:
         return None, None
     folder = Path(config.output_dir)
+    write_colour_tables(folder, config.inference.scheme)  # names + colours for viewers
     csv_path = atomic_write_text(folder / "volumes.csv", volumes_csv_text(records))
     failed = [(outcome.case_id, outcome.error) for outcome in failures]
     html_path = atomic_write_text(folder / "index.html",

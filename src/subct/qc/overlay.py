@@ -22,25 +22,8 @@ from numpy.typing import NDArray
 from subct.config import StrictConfig
 from subct.image.volume import Volume
 from subct.io.writers import atomic_write_bytes
+from subct.labels.colours import label_colour
 from subct.labels.schemes import scheme_names
-
-#: FreeSurfer colour table (FreeSurferColorLUT.txt) RGB of the 17 structures.
-FREESURFER_COLOURS: dict[int, tuple[int, int, int]] = {
-    4: (120, 18, 134), 43: (120, 18, 134),
-    10: (0, 118, 14), 49: (0, 118, 14),
-    11: (122, 186, 220), 50: (122, 186, 220),
-    12: (236, 13, 176), 51: (236, 13, 176),
-    13: (12, 48, 255), 52: (13, 48, 255),
-    17: (220, 216, 20), 53: (220, 216, 20),
-    18: (103, 255, 255), 54: (103, 255, 255),
-    26: (255, 165, 0), 58: (255, 165, 0),
-    16: (119, 159, 176),
-}
-
-
-#: paper7 classes 1..7 drawn with the colour of the FreeSurfer structure they stand for.
-_PAPER7_AS_FREESURFER = {1: 4, 2: 10, 3: 11, 4: 12, 5: 13, 6: 17, 7: 16}
-
 
 Convention = Literal["radiological", "neurological"]
 
@@ -63,13 +46,6 @@ class OverlayConfig(StrictConfig):
     scheme: str = "canonical"
     dpi: int = 100
     title: str = ""
-
-
-def label_colour(label: int, scheme: str = "canonical") -> tuple[int, int, int]:
-    """RGB (0..255) of a label value of ``scheme``."""
-    if scheme == "paper7":
-        label = _PAPER7_AS_FREESURFER.get(label, 0)
-    return FREESURFER_COLOURS.get(label, (255, 255, 255))
 
 
 def _centre_index(labels: NDArray[Any]) -> tuple[int, int, int]:
