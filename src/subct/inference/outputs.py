@@ -169,6 +169,11 @@ def write_case_outputs(case: CaseInput, ct_hu_source: Any, result: SegmentationR
         "scheme": result.scheme,
         "subct_version": __version__,
         "volumes_mm3": result.volumes_mm3,
+        "statistics": {name: {"volume_mm3": None if volume is None else round(volume, 1),
+                              **result.hu_statistics.get(name, {}),
+                              "tta_agreement_dice": result.qc.input.facts.get(
+                                  "tta_agreement_dice", {}).get(name)}
+                       for name, volume in result.volumes_mm3.items()},
         "intracranial_volume_mm3": result.intracranial_volume_mm3,
         "qc": result.qc.to_json_dict(),
         "timings_s": {**result.timings_s, "total": seconds},
@@ -222,6 +227,29 @@ def volumes_csv_text(records: Sequence[dict[str, Any]]) -> str:
     return buffer.getvalue()
 
 
+#: Columns of ``statistics.csv`` (one row per case and structure).
+STATISTICS_COLUMNS = ("case", "structure", "volume_mm3", "mean_hu", "sd_hu",
+                      "tta_agreement_dice", "qc_flags")
+
+
+def statistics_csv_text(records: Sequence[dict[str, Any]]) -> str:
+    """``statistics.csv``: per case and structure its volume (mm³; empty outside the
+    field of view), the mean and standard deviation of its HU, the agreement of the
+    plain and mirrored network passes (Dice), and the case's QC warning codes."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(STATISTICS_COLUMNS)
+    for record in records:
+        qc = record.get("qc", {})
+        codes = " ".join(sorted({flag["code"] for flag in qc.get("flags", [])
+                                 if flag.get("severity") == "warning"}))
+        for name, row in (record.get("statistics") or {}).items():
+            cells = [row.get(key) for key in STATISTICS_COLUMNS[2:6]]
+            writer.writerow([record["case"], name, *("" if v is None else v for v in cells),
+                             codes])
+    return buffer.getvalue()
+
+
 def write_batch_files(config: BatchConfig,
                       failures: Sequence[CaseOutcome]) -> tuple[Path | None, Path | None]:
     """(Re)write ``volumes.csv`` and ``index.html`` from the QC JSON files of every
@@ -233,6 +261,7 @@ def write_batch_files(config: BatchConfig,
     folder = Path(config.output_dir)
     write_colour_tables(folder, config.inference.scheme)  # names + colours for viewers
     csv_path = atomic_write_text(folder / "volumes.csv", volumes_csv_text(records))
+    atomic_write_text(folder / "statistics.csv", statistics_csv_text(records))
     failed = [(outcome.case_id, outcome.error) for outcome in failures]
     html_path = atomic_write_text(folder / "index.html",
                                   render_segmentation_index(records, failed))

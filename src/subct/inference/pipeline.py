@@ -103,6 +103,8 @@ class SegmentationResult:
         posteriors: softmax maps on ``crop`` when asked for.
         timings_s: seconds spent per step.
         runtime: what ran the network (CPU model and flags, precision, engine, threads).
+        hu_statistics: structure name → mean and standard deviation of its voxels' HU
+            on the input grid (TotalSegmentator's ``--statistics`` intensities).
     """
 
     labels: Volume
@@ -114,6 +116,7 @@ class SegmentationResult:
     posteriors: Posteriors | None = None
     timings_s: dict[str, float] = field(default_factory=dict)
     runtime: dict[str, Any] = field(default_factory=dict)
+    hu_statistics: dict[str, dict[str, float | None]] = field(default_factory=dict)
 
 
 def _as_volume(image: str | Path | Volume) -> Volume:
@@ -148,6 +151,15 @@ def crop_class_indices(probabilities: NDArray[np.float32], image_01: NDArray[np.
     if config.largest_component:
         indices = keep_largest_components(indices, num_classes, config.component_min_fraction)
     return np.asarray(indices, dtype=np.int64)
+
+
+def _mean_sd(count: float, total: float, squares: float) -> dict[str, float | None]:
+    """Mean and standard deviation (HU) from a voxel count, sum and sum of squares."""
+    if count < 1:
+        return {"mean_hu": None, "sd_hu": None}
+    mean = total / count
+    variance = max(squares / count - mean * mean, 0.0)
+    return {"mean_hu": round(mean, 1), "sd_hu": round(float(np.sqrt(variance)), 1)}
 
 
 def _blank_outside_view(volumes: dict[str, float], not_in_view: list[str]
@@ -217,12 +229,23 @@ def segment_volume(image: str | Path | Volume, model: SegmentationModel,
     output = lookup[native_indices]
     labels = volume.with_array(output, description="subct segment labels")
     names = scheme_names(config.scheme)
-    class_counts = np.bincount(native_indices[native_indices > 0], minlength=num_classes)
+    labelled = native_indices > 0
+    classes_here = native_indices[labelled]
+    class_counts = np.bincount(classes_here, minlength=num_classes)
+    hu_here = np.asarray(volume.array)[labelled].astype(np.float64) - hu_offset
+    hu_sums = np.bincount(classes_here, weights=hu_here, minlength=num_classes)
+    hu_squares = np.bincount(classes_here, weights=hu_here * hu_here, minlength=num_classes)
     volumes: dict[str, float] = {name: 0.0 for name in names.values()}
+    sums: dict[str, list[float]] = {name: [0.0, 0.0, 0.0] for name in names.values()}
     for index in range(1, num_classes):
         value = int(lookup[index])
         if value in names:
             volumes[names[value]] += float(class_counts[index]) * volume.voxel_volume_mm3
+            totals = sums[names[value]]
+            totals[0] += float(class_counts[index])
+            totals[1] += float(hu_sums[index])
+            totals[2] += float(hu_squares[index])
+    hu_statistics = {name: _mean_sd(*totals) for name, totals in sums.items()}
     timings["postprocess"] = time.perf_counter() - clock
 
     mc_names = [scheme_names(model.network_scheme)[v] for v in scheme_labels(model.network_scheme)]
@@ -272,6 +295,7 @@ def segment_volume(image: str | Path | Volume, model: SegmentationModel,
         posteriors=posteriors,
         timings_s=timings,
         runtime=model.runtime(),
+        hu_statistics=hu_statistics,
     )
 
 
