@@ -27,6 +27,8 @@ def test_demo_ct_looks_like_head_ct(demo_case) -> None:  # type: ignore[no-untyp
     thalamus = np.median(hu[labels.array == 10])
     ventricle = np.median(hu[labels.array == 4])
     assert 25 < thalamus < 50 and ventricle < 15  # grey matter brighter than CSF
+    ventricles = np.isin(labels.array, (4, 43))
+    assert not (hu[ventricles] > 100).any()  # no bone or skin painted inside the brain
     assert (hu > 700).mean() > 0.01 and hu.min() < -900  # skull and air
     location = locate_intracranial(ct)
     assert location.method == "skull"
@@ -53,6 +55,7 @@ def test_shipped_model_segments_the_demo_ct(tmp_path: Path) -> None:
     for name in ("demo_ct_labels.nii.gz", "demo_ct_qc.json", "demo_ct_overlay.png",
                  "volumes.csv", "index.html"):
         assert (tmp_path / "demo" / name).is_file(), name
-    assert result.mean_dice >= 0.55, result.dice
-    for name in ("Left-Thalamus", "Right-Thalamus", "Left-Putamen", "Right-Putamen"):
+    assert result.mean_dice >= 0.65, result.dice  # measured 0.719 (docs/benchmarks.md)
+    for name in ("Left-Thalamus", "Right-Thalamus", "Left-Putamen", "Right-Putamen",
+                 "Left-Lateral-Ventricle", "Right-Lateral-Ventricle"):
         assert result.dice[name] >= 0.7, (name, result.dice[name])

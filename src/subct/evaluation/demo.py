@@ -66,11 +66,14 @@ def build_demo_ct(seed: int = 0, noise_hu: float = 4.0) -> DemoCase:
     t1, affine = _load(folder / "templates" / "MNI152_T1_1mm_brain.nii.gz")
     shape = (int(t1.shape[0]), int(t1.shape[1]), int(t1.shape[2]))
     labels = atlas_labels(affine, shape)
-    brain = t1 > 0
+    # The template is brain-extracted: the brain is the non-zero voxels, but 10,714 zero
+    # voxels lie inside it (mostly in the ventricles); filling the holes keeps bone, fat
+    # and skin out of the brain (they became CSF-dark tissue, ≈ 4 HU, below).
+    brain = ndimage.binary_fill_holes(t1 > 0)
     inside = t1[brain]
     # T1 → HU, piecewise linear through tissue anchors: dark T1 = CSF, mid = grey matter,
     # bright = white matter (CT: GM ≈ 40 HU brighter than WM ≈ 28 HU).
-    anchors_t1 = np.percentile(inside, [2.0, 15.0, 45.0, 85.0])
+    anchors_t1 = np.percentile(t1[t1 > 0], [2.0, 15.0, 45.0, 85.0])
     anchors_hu = np.array([4.0, 12.0, 40.0, 28.0])
     hu = np.full(shape, -1000.0, dtype=np.float32)
     hu[brain] = np.asarray(np.interp(inside, anchors_t1, anchors_hu), dtype=np.float32)
