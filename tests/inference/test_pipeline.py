@@ -175,6 +175,8 @@ def test_mc_dropout_qc_and_scheme(tiny_model: SegmentationModel, phantom: Volume
     assert mc is not None and mc.samples == 3
     assert mc.cv_percent and all(value >= 0.0 for value in mc.cv_percent.values())
     assert mc.mean_cv_percent == pytest.approx(np.mean(list(mc.cv_percent.values())))
+    assert mc.uncertain == [n for n, cv in mc.cv_percent.items() if cv > mc.threshold_percent]
+    assert mc.warn == bool(mc.uncertain)
     assert set(np.unique(result.labels.array)) <= {0, 4, 10, 11, 12, 13, 16, 17, 18, 26}
     assert "Thalamus" in result.volumes_mm3
     assert not tiny_model.network.training  # dropout switched back off

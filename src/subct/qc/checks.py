@@ -7,10 +7,10 @@ Three kinds of checks, all reported in ``<case>_qc.json`` and the batch report:
   tissue and bone, the intracranial soft tissue must peak at brain HU (≈ 20–45 HU), the
   field of view must be head-sized, and the intracranial volume plausible.
 - **Monte-Carlo dropout** (multimodal 3D UNet paper, ``../shared/papers``): N stochastic
-  passes (N = 15 there) give each structure's volume N times; the coefficient of
-  variation CV_s = σ_s / μ_s, averaged over structures, correlated with Dice at
-  r = −0.98 for CT in the paper, which warns above 2.5 % for CT. We use the same
-  threshold.
+  passes (N = 15 there) give each structure's volume N times; its coefficient of
+  variation CV_s = σ_s / μ_s is flagged above :data:`MC_DROPOUT_CV_WARN_PERCENT`,
+  calibrated on this model's validation heads (the paper's 2.5 % on the mean CV fired
+  on every case here).
 - **Volumes** (:data:`NORMAL_ADULT_RANGES_MM3`): structure volumes far outside normal
   adult ranges are flagged.
 
@@ -33,8 +33,13 @@ from subct.image.volume import Volume
 #: CSF-dominated histogram (hydrocephalus) still a head CT.
 BRAIN_DENSITY_MIN_SHARE = 0.25
 
-#: MC-dropout warning threshold for CT (mean CV of structure volumes, percent).
-MC_DROPOUT_CV_WARN_PERCENT = 2.5
+#: MC-dropout warning threshold, per structure (CV of its volume over the passes, %).
+#: Calibrated on the validation heads (maps 17–18, 1 mm and 5 mm, clean and with the
+#: clinical pathology mix; 136 structures, 26 with true Dice < 0.7;
+#: ``benchmarks/bench_reliability.py --mc 15``): above 10 % catches 19 of the 26 poor
+#: structures and 7 of the 110 good ones. The 3D UNet paper's 2.5 % on the mean CV,
+#: taken from another model, flagged 68 of the 110 good structures (every case).
+MC_DROPOUT_CV_WARN_PERCENT = 10.0
 
 
 #: Generous normal adult ranges of structure volumes (mm³, per hemisphere for paired
@@ -188,9 +193,14 @@ class McDropoutQc:
     threshold_percent: float = MC_DROPOUT_CV_WARN_PERCENT
 
     @property
+    def uncertain(self) -> list[str]:
+        """Structures whose volume CV exceeds the calibrated threshold."""
+        return [name for name, cv in self.cv_percent.items() if cv > self.threshold_percent]
+
+    @property
     def warn(self) -> bool:
-        """True when the mean CV exceeds the paper's CT threshold."""
-        return self.mean_cv_percent > self.threshold_percent
+        """True when any structure's CV exceeds :data:`MC_DROPOUT_CV_WARN_PERCENT`."""
+        return bool(self.uncertain)
 
 
 def mc_dropout_cv(volumes: NDArray[np.float64], names: list[str]) -> McDropoutQc:
@@ -232,7 +242,8 @@ class QcReport:
                   "cv_percent": self.mc_dropout.cv_percent,
                   "mean_cv_percent": self.mc_dropout.mean_cv_percent,
                   "threshold_percent": self.mc_dropout.threshold_percent,
-                  "warn": self.mc_dropout.warn}
+                  "warn": self.mc_dropout.warn,
+                  "uncertain_structures": self.mc_dropout.uncertain}
         return {
             "flagged": self.flagged,
             "looks_like_head_ct": self.input.looks_like_head_ct,
@@ -277,9 +288,10 @@ def build_qc_report(volumes_mm3: dict[str, float | None], scheme: str, input_che
     if mc_volumes is not None:
         mc = mc_dropout_cv(mc_volumes, mc_structure_names)
         if mc.warn:
-            flags.append(QcFlag("mc_dropout_cv", f"mean MC-dropout CV of volumes "
-                                f"{mc.mean_cv_percent:.2f} % > {mc.threshold_percent} %: "
-                                "segmentation uncertain"))
+            listed = ", ".join(f"{name} {mc.cv_percent[name]:.0f} %" for name in mc.uncertain)
+            flags.append(QcFlag("mc_dropout_cv", "MC-dropout variation of the volume above "
+                                f"{mc.threshold_percent:g} %: {listed}; these volumes are "
+                                "uncertain"))
     elif mc_requested >= 2:
         note = "the model has no dropout layers; Monte-Carlo dropout QC is not available"
         flags.append(QcFlag("mc_dropout_unavailable", note, "info"))

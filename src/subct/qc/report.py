@@ -73,5 +73,6 @@ def render_segmentation_index(records: Sequence[dict[str, object]],
                      f"<td>{thumb}</td>{status}<td>{icv_text}</td><td>{mc_text}</td>{cells}</tr>")
     parts.append("</table><p>Volumes are measured on the written label maps (input grid). "
                  "QC flags: input not like head CT, volumes outside normal adult ranges, "
-                 "MC-dropout CV above 2.5 %. See each case's _qc.json.</p></body></html>\n")
+                 "MC-dropout CV above 10 % per structure. See each case's _qc.json and "
+                 "docs/segment.md.</p></body></html>\n")
     return "\n".join(parts)
