@@ -98,7 +98,25 @@ def register(app: typer.Typer) -> None:
                 for warning in warnings:
                     console.print(f"        [yellow]![/] {warning}")
 
-        summary = run_batch(inputs, config, progress=report)
+        # a live status line on a terminal: which case, which step, how many done
+        status = errors.status("loading the model") if errors.is_terminal else None
+        finished = [0]
+
+        def step(case: str, name: str) -> None:
+            if status is not None:
+                status.update(f"[{finished[0]} done] {case}: {name}")
+
+        def report_and_count(outcome: CaseOutcome) -> None:
+            finished[0] += 1
+            report(outcome)
+
+        if status is not None:
+            status.start()
+        try:
+            summary = run_batch(inputs, config, progress=report_and_count, on_step=step)
+        finally:
+            if status is not None:
+                status.stop()
         if summary.redone:
             console.print(f"redone {len(summary.redone)} case(s) finished earlier with another "
                           f"model or label settings: {', '.join(summary.redone)}")

@@ -121,7 +121,8 @@ def expand_inputs(inputs: Iterable[str | Path]) -> tuple[list[CaseInput], list[C
 
 
 def process_case(case: CaseInput, model: SegmentationModel, config: BatchConfig,
-                 key: dict[str, Any] | None = None) -> CaseOutcome:
+                 key: dict[str, Any] | None = None,
+                 on_step: Callable[[str, str], None] | None = None) -> CaseOutcome:
     """Segment one case and write its outputs; errors become a failed outcome."""
 
     def task() -> CaseOutcome:
@@ -130,7 +131,11 @@ def process_case(case: CaseInput, model: SegmentationModel, config: BatchConfig,
         # the stated orientation applies to the labels and to the overlay alike
         volume = check_orientation(load_volume(case.path), inference.assume_orientation,
                                    inference.force)
-        result = segment_volume(volume, model, inference)
+        result = segment_volume(volume, model, inference,
+                                on_step=(lambda step: on_step(case.name, step))
+                                if on_step else None)
+        if on_step:
+            on_step(case.name, "writing outputs")
         description = str(model.path) if model.path is not None else "in-memory model"
         outputs = write_case_outputs(case, volume, result, config, description,
                                      time.perf_counter() - start, key)
@@ -172,7 +177,8 @@ def _worker_thread_budget() -> int | None:
 
 def run_batch(inputs: Iterable[str | Path], config: BatchConfig,
               model: SegmentationModel | None = None,
-              progress: Callable[[CaseOutcome], None] | None = None) -> BatchSummary:
+              progress: Callable[[CaseOutcome], None] | None = None,
+              on_step: Callable[[str, str], None] | None = None) -> BatchSummary:
     """Segment every input; go on past failures; write per-case and batch outputs.
 
     Args:
@@ -181,15 +187,18 @@ def run_batch(inputs: Iterable[str | Path], config: BatchConfig,
         model: an already loaded model (else ``config.model`` is loaded once here, or
             once per Dask worker with ``config.scheduler``).
         progress: called with each case's outcome as it finishes.
+        on_step: called with (case, step) as each step of a case starts (in-process
+            batches only; Dask workers report outcomes only).
     """
     input_paths = [Path(item) for item in inputs]
     check_output_dir(Path(config.output_dir), input_paths)
     with folder_lock(config.output_dir, "subct segment"):
-        return _run_locked(input_paths, config, model, progress)
+        return _run_locked(input_paths, config, model, progress, on_step)
 
 
 def _run_locked(inputs: list[Path], config: BatchConfig, model: SegmentationModel | None,
-                progress: Callable[[CaseOutcome], None] | None) -> BatchSummary:
+                progress: Callable[[CaseOutcome], None] | None,
+                on_step: Callable[[str, str], None] | None = None) -> BatchSummary:
     # holding the folder lock: every temporary file here is a dead run's
     remove_stale_temporaries(Path(config.output_dir))
     cases, outcomes = expand_inputs(inputs)
@@ -217,7 +226,7 @@ def _run_locked(inputs: list[Path], config: BatchConfig, model: SegmentationMode
         else:
             process = partial(process_case, model=model or cached_model(config.model,
                                                                         config.inference),
-                              config=config, key=key)
+                              config=config, key=key, on_step=on_step)
         outcomes.extend(run_cases(process, todo, [case.name for case in todo],
                                   scheduler=config.scheduler, on_outcome=progress))
     order = {case.name: index for index, case in enumerate(cases)}

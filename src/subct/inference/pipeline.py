@@ -33,6 +33,7 @@ reruns the network with dropout active, as in the multimodal 3D UNet paper (N = 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -174,17 +175,23 @@ def _blank_outside_view(volumes: dict[str, float], not_in_view: list[str]
 
 
 def segment_volume(image: str | Path | Volume, model: SegmentationModel,
-                   config: InferenceConfig | None = None) -> SegmentationResult:
+                   config: InferenceConfig | None = None,
+                   on_step: Callable[[str], None] | None = None) -> SegmentationResult:
     """Segment one head CT with an already loaded ``model`` (nothing written to disk).
+
+    ``on_step`` is called with the name of each step as it starts (``checking input``,
+    ``locating the brain``, ``network``, ``MC dropout``, ``post-processing``), for a
+    progress display.
 
     Raises:
         SubctInputError: the file cannot be read, no head could be found in it, or it
             fails the head-CT gate (:mod:`subct.qc.gate`; ``config.force`` overrides).
     """
-
+    step = on_step or (lambda name: None)
     config = config or InferenceConfig()
     timings: dict[str, float] = {}
     clock = time.perf_counter()
+    step("checking input")
     volume = _as_volume(image)
     volume = check_orientation(volume, config.assume_orientation, config.force)
     check_size(volume, config.force)
@@ -192,6 +199,7 @@ def segment_volume(image: str | Path | Volume, model: SegmentationModel,
     timings["read"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
+    step("locating the brain")
     location = locate_intracranial(volume, hu_offset=hu_offset)
     input_check = assess_input(volume, location, hu_offset=hu_offset)
     check_head_ct(volume, input_check, config.force)
@@ -201,24 +209,27 @@ def segment_volume(image: str | Path | Volume, model: SegmentationModel,
     grid = crop_grid(center, model.spacing_mm, config.crop_size_mm, model.size_divisor)
     crop_hu = resample_to_crop(volume, grid, hu_offset)
     if model.metadata.skull_strip:  # the model was trained on skull-stripped inputs
-
         brain = skull_strip_mask(crop_hu, model.spacing_mm)
         crop_hu = np.where(brain, crop_hu, np.float32(model.metadata.hu_window[0]))
     image_01 = ct_window_normalise(crop_hu, tuple(model.metadata.hu_window))  # type: ignore[arg-type]
     timings["locate_and_resample"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
+    step("network")
     agreement: dict[int, float] = {}
     probabilities = predict_probabilities(model, image_01, config, agreement=agreement)
     timings["network"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
+    if config.mc_dropout_samples >= 2:
+        step("MC dropout")
     crop_voxel_mm3 = float(np.prod(model.spacing_mm))
     mc_volumes = mc_dropout_volumes(model, image_01, config, crop_voxel_mm3)
     if config.mc_dropout_samples >= 2:
         timings["mc_dropout"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
+    step("post-processing")
     num_classes = int(probabilities.shape[0])
     indices = crop_class_indices(probabilities, image_01, config)
     indices, removed_voxels = remove_labels_on_bone(indices, crop_hu)
