@@ -8,6 +8,7 @@ print one line and exit with code 2; ``--debug`` shows the traceback instead.
 from __future__ import annotations
 
 import importlib
+import inspect
 import os
 import sys
 
@@ -76,6 +77,34 @@ def register_commands(names: list[str] | None = None) -> None:
         if module not in _registered:
             importlib.import_module(module).register(app)
             _registered.add(module)
+    for command in app.registered_commands:
+        _plain_metavars(command.callback)
+
+
+def _metavar(annotation: object) -> str:
+    """What ``--help`` shows after an option: nothing for flags, else the kind of value."""
+    text = str(annotation)
+    if "bool" in text:
+        return ""
+    for kind, shown in (("int", "N"), ("float", "X"), ("Path", "PATH"), ("str", "TEXT")):
+        if kind in text:
+            return shown
+    return "VALUE"
+
+
+def _plain_metavars(callback: object) -> None:
+    """Give every option without one a plain metavar: typer ≥ 0.29 otherwise prints the
+    Python type (``--fast <bool>``, ``<list[Path]>``), which users of other tools misread."""
+    if not callable(callback):
+        return
+    for parameter in inspect.signature(callback).parameters.values():
+        info = parameter.default
+        if isinstance(info, typer.models.OptionInfo | typer.models.ArgumentInfo) \
+                and info.metavar is None:
+            kind = _metavar(parameter.annotation)
+            if isinstance(info, typer.models.ArgumentInfo):
+                kind = parameter.name.upper().removesuffix("S") or kind
+            info.metavar = kind
 
 
 def _invoked_command(args: list[str]) -> str | None:
