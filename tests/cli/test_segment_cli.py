@@ -70,3 +70,22 @@ def test_segment_writes_outputs_and_reports_failures(files: dict[str, Path], tmp
     assert _run(["segment", str(files["ct"]), "-o", str(out), "--model",
                  str(files["checkpoint"]), "--fast"]) == 0
     assert "skipped head" in capsys.readouterr().out
+
+
+def test_segment_no_overlay_and_volumes_copy(files: dict[str, Path], tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    copy = tmp_path / "elsewhere" / "vols.csv"
+    assert _run(["segment", str(files["ct"]), "-o", str(out), "--model",
+                 str(files["checkpoint"]), "--fast", "--threads", "1", "--no-overlay",
+                 "--vol", str(copy)]) == 0
+    assert not (out / "head_overlay.png").exists()
+    assert copy.read_text() == (out / "volumes.csv").read_text()
+    for name in ("labels_freesurfer_lut.txt", "labels_itksnap.txt", "labels_slicer.ctbl",
+                 "statistics.csv"):
+        assert (out / name).is_file(), name
+    import json
+
+    record = json.loads((out / "head_qc.json").read_text())
+    assert record["timings_s"]["read"] > 0.0
+    assert set(record["statistics"]["Left-Thalamus"]) == {"volume_mm3", "mean_hu", "sd_hu",
+                                                          "tta_agreement_dice"}

@@ -61,6 +61,14 @@ def register(app: typer.Typer) -> None:
         assume_orientation: str | None = typer.Option(
             None, "--assume-orientation", help="Axis codes (RAS, LPS, LIA...) for files that "
                                                "record no orientation."),
+        series: str | None = typer.Option(
+            None, "--series", help="For DICOM folders with several series: the series "
+                                   "number or part of its description (default: the "
+                                   "largest axial CT series)."),
+        no_overlay: bool = typer.Option(False, "--no-overlay",
+                                        help="Do not draw the overlay PNGs."),
+        vol: Path | None = typer.Option(  # noqa: B008
+            None, "--vol", help="Also write volumes.csv to this file (SynthSeg's --vol)."),
         scheduler: str | None = typer.Option(
             None, "--scheduler", help="Dask scheduler address (tcp://host:8786) to spread "
                                       "the batch over; default: in this process."),
@@ -82,7 +90,8 @@ def register(app: typer.Typer) -> None:
                      else InferenceConfig(tta=not no_tta, **settings))  # type: ignore[arg-type]
         config = BatchConfig(output_dir=output, model=model_path, inference=inference,
                              overwrite=overwrite, write_posteriors=posteriors,
-                             scheduler=scheduler)
+                             scheduler=scheduler, series=series,
+                             write_overlay=not no_overlay, volumes_copy=vol)
         console = Console(highlight=False, soft_wrap=True)
         errors = Console(stderr=True, highlight=False, soft_wrap=True)
 

@@ -129,11 +129,15 @@ def process_case(case: CaseInput, model: SegmentationModel, config: BatchConfig,
         start = time.perf_counter()
         inference = config.inference.replace(keep_posteriors=config.write_posteriors)
         # the stated orientation applies to the labels and to the overlay alike
-        volume = check_orientation(load_volume(case.path), inference.assume_orientation,
-                                   inference.force)
+        read_clock = time.perf_counter()
+        volume = check_orientation(load_volume(case.path, series=config.series
+                                               if case.path.is_dir() else None),
+                                   inference.assume_orientation, inference.force)
+        read_seconds = time.perf_counter() - read_clock
         result = segment_volume(volume, model, inference,
                                 on_step=(lambda step: on_step(case.name, step))
                                 if on_step else None)
+        result.timings_s["read"] = result.timings_s.get("read", 0.0) + read_seconds
         if on_step:
             on_step(case.name, "writing outputs")
         description = str(model.path) if model.path is not None else "in-memory model"

@@ -117,6 +117,9 @@ class BatchConfig(StrictConfig):
         write_posteriors: write ``<case>_posteriors.nii.gz`` (crop grid).
         scheduler: address of a running Dask scheduler (``tcp://host:8786``); None runs
             in this process.
+        series: for DICOM folders holding several series, the one to read (number or
+            part of its description); default: the largest axial CT series.
+        volumes_copy: also write ``volumes.csv`` to this path (SynthSeg's ``--vol``).
     """
 
     output_dir: Path
@@ -126,6 +129,8 @@ class BatchConfig(StrictConfig):
     write_overlay: bool = True
     write_posteriors: bool = False
     scheduler: str | None = None
+    series: str | None = None
+    volumes_copy: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -262,6 +267,8 @@ def write_batch_files(config: BatchConfig,
     write_colour_tables(folder, config.inference.scheme)  # names + colours for viewers
     csv_path = atomic_write_text(folder / "volumes.csv", volumes_csv_text(records))
     atomic_write_text(folder / "statistics.csv", statistics_csv_text(records))
+    if config.volumes_copy is not None:
+        atomic_write_text(config.volumes_copy, csv_path.read_text(encoding="utf-8"))
     failed = [(outcome.case_id, outcome.error) for outcome in failures]
     html_path = atomic_write_text(folder / "index.html",
                                   render_segmentation_index(records, failed))
