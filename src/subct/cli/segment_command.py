@@ -67,6 +67,9 @@ def register(app: typer.Typer) -> None:
                                    "largest axial CT series)."),
         no_overlay: bool = typer.Option(False, "--no-overlay",
                                         help="Do not draw the overlay PNGs."),
+        dicom_seg: bool = typer.Option(
+            False, "--dicom-seg", help="For DICOM series inputs, also write a DICOM SEG "
+                                       "on the original slices (<case>_seg.dcm)."),
         vol: Path | None = typer.Option(  # noqa: B008
             None, "--vol", help="Also write volumes.csv to this file (SynthSeg's --vol)."),
         scheduler: str | None = typer.Option(
@@ -91,7 +94,8 @@ def register(app: typer.Typer) -> None:
         config = BatchConfig(output_dir=output, model=model_path, inference=inference,
                              overwrite=overwrite, write_posteriors=posteriors,
                              scheduler=scheduler, series=series,
-                             write_overlay=not no_overlay, volumes_copy=vol)
+                             write_overlay=not no_overlay, volumes_copy=vol,
+                             write_dicom_seg=dicom_seg)
         console = Console(highlight=False, soft_wrap=True)
         errors = Console(stderr=True, highlight=False, soft_wrap=True)
 

@@ -120,6 +120,8 @@ class BatchConfig(StrictConfig):
         series: for DICOM folders holding several series, the one to read (number or
             part of its description); default: the largest axial CT series.
         volumes_copy: also write ``volumes.csv`` to this path (SynthSeg's ``--vol``).
+        write_dicom_seg: for DICOM series inputs, also write ``<case>_seg.dcm``, a DICOM
+            SEG on the original slices (:mod:`subct.io.dicom_seg`).
     """
 
     output_dir: Path
@@ -131,6 +133,7 @@ class BatchConfig(StrictConfig):
     scheduler: str | None = None
     series: str | None = None
     volumes_copy: Path | None = None
+    write_dicom_seg: bool = False
 
 
 @dataclass(frozen=True)
@@ -166,6 +169,13 @@ def write_case_outputs(case: CaseInput, ct_hu_source: Any, result: SegmentationR
                      hu_offset=result.qc.input.hu_offset)
     if "posteriors" in outputs:
         _save_posteriors(result, outputs["posteriors"])
+    if config.write_dicom_seg and Path(case.path).is_dir():
+        # lazy: pydicom/highdicom are optional and only DICOM inputs need them
+        from subct.io.dicom_seg import write_dicom_seg
+
+        outputs["dicom_seg"] = write_dicom_seg(
+            result.labels, case.path, Path(config.output_dir) / f"{case.name}_seg.dcm",
+            result.scheme, config.series)
     record = {
         "complete": True,
         "case": case.name,
