@@ -25,6 +25,7 @@ from subct.io.writers import atomic_output, atomic_write_text, save_volume
 from subct.labels.colours import write_colour_tables
 from subct.labels.schemes import scheme_structure_names
 from subct.qc.report import render_segmentation_index
+from subct.qc.viewer import install_viewer, write_case_view
 
 if TYPE_CHECKING:
     from subct.runner import CaseOutcome
@@ -167,6 +168,8 @@ def write_case_outputs(case: CaseInput, ct_hu_source: Any, result: SegmentationR
         save_overlay(ct_hu_source, result.labels, outputs["overlay"],
                      OverlayConfig(scheme=result.scheme, title=case.name),
                      hu_offset=result.qc.input.hu_offset)
+        outputs["view"] = write_case_view(config.output_dir, case.name, ct_hu_source,
+                                          result.labels, result.qc.input.hu_offset)
     if "posteriors" in outputs:
         _save_posteriors(result, outputs["posteriors"])
     if config.write_dicom_seg and Path(case.path).is_dir():
@@ -280,6 +283,7 @@ def write_batch_files(config: BatchConfig,
     if config.volumes_copy is not None:
         atomic_write_text(config.volumes_copy, csv_path.read_text(encoding="utf-8"))
     failed = [(outcome.case_id, outcome.error) for outcome in failures]
+    install_viewer(folder)
     html_path = atomic_write_text(folder / "index.html",
                                   render_segmentation_index(records, failed))
     return csv_path, html_path

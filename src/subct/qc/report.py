@@ -5,6 +5,52 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from subct.qc.viewer import label_lut_json
+
+#: The page script: NiiVue on the canvas, the selected case's CT and labels.
+_VIEWER_SCRIPT = """<script>
+const SUBCT_LUT = %(lut)s;
+const nv = new niivue.Niivue({backColor: [0, 0, 0, 1], show3Dcrosshair: false});
+async function subctShow(name) {
+  const data = window.SUBCT_CASES[name];
+  const ct = await niivue.NVImage.loadFromBase64({base64: data.ct,
+    name: name + '_ct.nii.gz', colormap: 'gray', cal_min: -10, cal_max: 90});
+  const labels = await niivue.NVImage.loadFromBase64({base64: data.labels,
+    name: name + '_labels.nii.gz', opacity: 0.6});
+  labels.setColormapLabel(SUBCT_LUT);
+  while (nv.volumes.length) { nv.removeVolume(nv.volumes[0]); }
+  nv.addVolume(ct);
+  nv.addVolume(labels);
+  nv.setSliceType(nv.sliceTypeMultiplanar);
+  document.title = 'subct: ' + name;
+}
+nv.attachTo('subct-viewer').then(() => subctShow(%(first)s));
+document.getElementById('subct-case').onchange = (e) => subctShow(e.target.value);
+</script>"""
+
+
+def _viewer_section(records: Sequence[dict[str, object]], scheme: str) -> list[str]:
+    """A NiiVue slice viewer of the CT with its labels, one case at a time (the cases'
+    ``viewer/<case>.js`` data scripts and the bundled ``viewer/niivue.umd.js``)."""
+    import html
+    import json
+
+    cases = [str(r["case"]) for r in records
+             if isinstance(r.get("outputs"), dict)
+             and "view" in r["outputs"]]  # type: ignore[operator]
+    if not cases:
+        return []
+    options = "".join(f"<option>{html.escape(c)}</option>" for c in cases)
+    scripts = "".join(f"<script src='viewer/{html.escape(c)}.js'></script>" for c in cases)
+    return [
+        "<h2>Viewer</h2><p>Case <select id='subct-case'>" + options + "</select> "
+        "(click a slice to move the cross; labels in FreeSurfer colours)</p>",
+        "<div style='width:960px;height:420px;background:#000'>"
+        "<canvas id='subct-viewer'></canvas></div>",
+        "<script src='viewer/niivue.umd.js'></script>" + scripts,
+        _VIEWER_SCRIPT % {"lut": label_lut_json(scheme), "first": json.dumps(cases[0])},
+    ]
+
 
 def render_segmentation_index(records: Sequence[dict[str, object]],
                               failures: Sequence[tuple[str, str]] = ()) -> str:
@@ -35,6 +81,8 @@ def render_segmentation_index(records: Sequence[dict[str, object]],
         "th{background:#eee}.flag{background:#fdd}.ok{background:#dfd}img{width:360px}"
         "td.l{text-align:left}</style></head><body>",
         f"<h1>subct segment: {len(records)} case(s)</h1>",
+        *_viewer_section(records, str(records[0].get("scheme", "canonical"))
+                         if records else "canonical"),
         f"<h2>Flagged cases ({len(flagged)})</h2><ul>",
     ]
     for record in flagged:
