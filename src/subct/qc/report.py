@@ -52,6 +52,101 @@ def _viewer_section(records: Sequence[dict[str, object]], scheme: str) -> list[s
     ]
 
 
+#: What a user should do about each QC flag (the table of docs/segment.md, short form).
+FLAG_ADVICE: dict[str, str] = {
+    "no_air": "check this is the head CT you meant; do not use the volumes",
+    "no_bone": "check this is the head CT you meant; do not use the volumes",
+    "brain_hu": "check this is the head CT you meant; do not use the volumes",
+    "fov_large": "a body CT? crop it to the head",
+    "hu_range": "the values are not Hounsfield units; check the file",
+    "orientation_unknown": "find the true orientation and rerun with --assume-orientation",
+    "fov_thin": "expect missing structures",
+    "no_skull_ring": "the crop may be misplaced: check the viewer",
+    "icv_range": "partial coverage or an unusual head: check the viewer",
+    "csf_dominant": "hydrocephalus or severe atrophy: expect large ventricles",
+    "not_in_field_of_view": "use only the structures present",
+    "cut_by_field_of_view": "these volumes are lower bounds",
+    "labels_on_bone": "the brain may be mislocated: check the viewer",
+    "ventricle_on_tissue": "the ventricle label covers brain; its volume is too large",
+    "dense_in_structure": "haemorrhage or calcification: that volume is unreliable",
+    "asymmetry": "a lesion, unilateral atrophy or an error: look at the viewer",
+    "low_reliability": "treat those volumes with caution",
+    "mc_dropout_cv": "treat those volumes as uncertain",
+    "structure_missing": "the segmentation failed there",
+    "volume_range": "look at the case (ranges are not age/sex/ICV-adjusted)",
+}
+
+#: Click-to-sort for the batch table (numbers as numbers, text as text).
+_SORT_SCRIPT = """<script>
+document.querySelectorAll('table.sortable th').forEach((th, column) => {
+  th.style.cursor = 'pointer';
+  th.onclick = () => {
+    const body = th.closest('table').tBodies[0];
+    const rows = Array.from(body.rows);
+    const up = th.dataset.up !== '1';
+    th.dataset.up = up ? '1' : '0';
+    const key = (row) => {
+      const text = row.cells[column].innerText.trim();
+      const number = parseFloat(text);
+      return isNaN(number) ? text : number;
+    };
+    rows.sort((a, b) => (key(a) > key(b) ? 1 : key(a) < key(b) ? -1 : 0) * (up ? 1 : -1));
+    rows.forEach((row) => body.appendChild(row));
+  };
+});
+</script>"""
+
+
+def _case_panels(records: Sequence[dict[str, object]]) -> list[str]:
+    """Per case: the QC flags in plain words with what to do, and each structure's
+    volume against its normal adult range (a bar; flagged ones red) and reliability."""
+    import html
+    import typing
+
+    def esc(value: object) -> str:
+        return html.escape(str(value))
+
+    parts = ["<h2>Cases</h2>"]
+    for record in records:
+        qc = typing.cast(dict[str, typing.Any], record.get("qc") or {})
+        flags = [f for f in qc.get("flags", []) if f.get("severity") == "warning"]
+        ranges = qc.get("normal_volume_ranges_mm3", {})
+        statistics = typing.cast(dict[str, typing.Any], record.get("statistics") or {})
+        title = f"{esc(record['case'])}: " + (f"{len(flags)} QC warning(s)" if flags
+                                              else "no QC warning")
+        parts.append(f"<details id='panel-{esc(record['case'])}'><summary>{title}</summary>")
+        if flags:
+            parts.append("<ul>" + "".join(
+                f"<li><b>{esc(f['code'])}</b>: {esc(f['message'])} — "
+                f"<i>{esc(FLAG_ADVICE.get(f['code'], 'see docs/segment.md'))}</i></li>"
+                for f in flags) + "</ul>")
+        parts.append("<table><tr><th>structure</th><th>volume (cm³)</th><th>normal range "
+                     "(cm³)</th><th>within the range</th><th>mean HU</th>"
+                     "<th>TTA agreement</th></tr>")
+        for name, row in statistics.items():
+            volume = row.get("volume_mm3")
+            low_high = ranges.get(name)
+            bar = ""
+            if volume is not None and low_high:
+                low, high = low_high
+                position = (volume - low) / (high - low) if high > low else 0.5
+                outside = not 0.0 <= position <= 1.0
+                left = min(max(position, 0.0), 1.0) * 100
+                colour = "#c00" if outside else "#080"
+                bar = (f"<div class='bar'><div class='dot' style='left:{left:.0f}%;"
+                       f"background:{colour}'></div></div>")
+            volume_text = "–" if volume is None else f"{volume / 1000:.2f}"
+            range_text = ("" if not low_high
+                          else f"{low_high[0] / 1000:.1f}–{low_high[1] / 1000:.1f}")
+            agreement = row.get("tta_agreement_dice")
+            parts.append(f"<tr><td class='l'>{esc(name)}</td><td>{volume_text}</td>"
+                         f"<td>{range_text}</td><td>{bar}</td>"
+                         f"<td>{'' if row.get('mean_hu') is None else row['mean_hu']}</td>"
+                         f"<td>{'' if agreement is None else f'{agreement:.2f}'}</td></tr>")
+        parts.append("</table></details>")
+    return parts
+
+
 def render_segmentation_index(records: Sequence[dict[str, object]],
                               failures: Sequence[tuple[str, str]] = ()) -> str:
     """The batch ``index.html`` of ``subct segment``: one self-contained HTML page.
@@ -78,8 +173,10 @@ def render_segmentation_index(records: Sequence[dict[str, object]],
         "<!DOCTYPE html><html><head><meta charset='utf-8'><title>subct segment report</title>",
         "<style>body{font-family:sans-serif;margin:1em}table{border-collapse:collapse}"
         "td,th{border:1px solid #ccc;padding:3px 6px;font-size:12px;text-align:right}"
-        "th{background:#eee}.flag{background:#fdd}.ok{background:#dfd}img{width:360px}"
-        "td.l{text-align:left}</style></head><body>",
+        "th{background:#eee}.flag{background:#fdd}.ok{background:#dfd}img{width:240px}"
+        "td.l{text-align:left}.bar{position:relative;width:160px;height:8px;"
+        "background:#dfe;border:1px solid #9a9}.dot{position:absolute;top:-3px;"
+        "width:6px;height:12px;margin-left:-3px}details{margin:4px 0}</style></head><body>",
         f"<h1>subct segment: {len(records)} case(s)</h1>",
         *_viewer_section(records, str(records[0].get("scheme", "canonical"))
                          if records else "canonical"),
@@ -96,9 +193,11 @@ def render_segmentation_index(records: Sequence[dict[str, object]],
         parts.append(f"<h2>Failed cases ({len(failures)})</h2><ul>")
         parts.extend(f"<li>{esc(name)}: {esc(error)}</li>" for name, error in failures)
         parts.append("</ul>")
-    parts.append("<h2>Volumes (mm³)</h2><table><tr><th>case</th><th>overlay</th><th>QC</th>"
+    parts.extend(_case_panels(records))
+    parts.append("<h2>Volumes (mm³; click a column to sort)</h2><table class='sortable'>"
+                 "<thead><tr><th>case</th><th>overlay</th><th>QC</th>"
                  "<th>ICV (cm³)</th><th>MC-dropout CV (%)</th>"
-                 + "".join(f"<th>{esc(n)}</th>" for n in names) + "</tr>")
+                 + "".join(f"<th>{esc(n)}</th>" for n in names) + "</tr></thead><tbody>")
     for record in records:
         qc = record.get("qc") if isinstance(record.get("qc"), dict) else {}
         assert isinstance(qc, dict)
@@ -119,7 +218,8 @@ def render_segmentation_index(records: Sequence[dict[str, object]],
         status = "<td class='flag'>flagged</td>" if is_flagged else "<td class='ok'>ok</td>"
         parts.append(f"<tr id='{esc(record['case'])}'><td class='l'>{esc(record['case'])}</td>"
                      f"<td>{thumb}</td>{status}<td>{icv_text}</td><td>{mc_text}</td>{cells}</tr>")
-    parts.append("</table><p>Volumes are measured on the written label maps (input grid). "
+    parts.append("</tbody></table>" + _SORT_SCRIPT
+                 + "<p>Volumes are measured on the written label maps (input grid). "
                  "QC flags: input not like head CT, volumes outside normal adult ranges, "
                  "MC-dropout CV above 10 % per structure. See each case's _qc.json and "
                  "docs/segment.md.</p></body></html>\n")
