@@ -89,3 +89,29 @@ def test_segment_no_overlay_and_volumes_copy(files: dict[str, Path], tmp_path: P
     assert record["timings_s"]["read"] > 0.0
     assert set(record["statistics"]["Left-Thalamus"]) == {"volume_mm3", "mean_hu", "sd_hu",
                                                           "tta_agreement_dice"}
+
+
+def test_segment_masks_and_roi_subset(files: dict[str, Path], tmp_path: Path,
+                                      capsys: pytest.CaptureFixture[str]) -> None:
+    import numpy as np
+
+    from subct.io.readers import load_volume
+
+    out = tmp_path / "out"
+    base = ["segment", str(files["ct"]), "-o", str(out), "--model", str(files["checkpoint"]),
+            "--fast", "--threads", "1"]
+    assert _run(base + ["--masks"]) == 0
+    full = np.asarray(load_volume(out / "head_labels.nii.gz").array)
+    masks = sorted(p.name for p in (out / "head_masks").iterdir())
+    assert len(masks) == 17 and "Left-Thalamus.nii.gz" in masks
+    thalamus = np.asarray(load_volume(out / "head_masks" / "Left-Thalamus.nii.gz").array)
+    assert np.array_equal(thalamus.astype(bool), full == 10)
+    assert _run(base + ["--masks", "--roi-subset", "Left-Thalamus,Brain-Stem"]) == 0
+    assert "done" in capsys.readouterr().out  # a different subset recomputes the case
+    subset = np.asarray(load_volume(out / "head_labels.nii.gz").array)
+    assert sorted(p.name for p in (out / "head_masks").iterdir()) == [
+        "Brain-Stem.nii.gz", "Left-Thalamus.nii.gz"]
+    assert set(np.unique(subset)) <= {0, 10, 16}
+    assert np.array_equal(subset == 10, full == 10)
+    assert _run(base + ["--roi-subset", "Left-Thalamus,Nucleus"]) == 2
+    assert "Nucleus" in capsys.readouterr().err

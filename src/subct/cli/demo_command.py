@@ -17,7 +17,8 @@ def register(app: typer.Typer) -> None:
         output: Path = typer.Option(..., "-o", "--output", help="Output folder."),  # noqa: B008
         model: str | None = typer.Option(None, "--model", help="Model name or checkpoint path."),
         no_tta: bool = typer.Option(False, "--no-tta", help="Skip left/right flip averaging."),
-        threads: int | None = typer.Option(None, "--threads", help="CPU threads for torch."),
+        threads: int | None = typer.Option(None, "--threads", help="CPU threads of the network."),
+        device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
     ) -> None:
         """Build a synthetic head CT from real anatomy, segment it, print Dice per structure."""
         from subct.evaluation.demo import run_demo
@@ -26,7 +27,7 @@ def register(app: typer.Typer) -> None:
         resolve_model_path(model)
         console = Console(highlight=False, soft_wrap=True)
         console.print("building a synthetic head CT from MNI152 + Harvard-Oxford ...")
-        result = run_demo(output, model=model, tta=not no_tta, threads=threads)
+        result = run_demo(output, model=model, tta=not no_tta, threads=threads, device=device)
         console.print(f"CT: {result.ct_path}")
         console.print(f"reference labels: {result.reference_path}")
         console.print("Dice against the atlas labels:")

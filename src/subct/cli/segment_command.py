@@ -70,6 +70,11 @@ def register(app: typer.Typer) -> None:
         dicom_seg: bool = typer.Option(
             False, "--dicom-seg", help="For DICOM series inputs, also write a DICOM SEG "
                                        "on the original slices (<case>_seg.dcm)."),
+        masks: bool = typer.Option(False, "--masks", help="Also write one binary mask per "
+                                   "structure, <case>_masks/<structure>.nii.gz."),
+        roi_subset: str | None = typer.Option(
+            None, "--roi-subset", help="Comma-separated structure names to keep in the "
+                                       "label map and masks (default: all)."),
         vol: Path | None = typer.Option(  # noqa: B008
             None, "--vol", help="Also write volumes.csv to this file (SynthSeg's --vol)."),
         scheduler: str | None = typer.Option(
@@ -95,7 +100,10 @@ def register(app: typer.Typer) -> None:
                              overwrite=overwrite, write_posteriors=posteriors,
                              scheduler=scheduler, series=series,
                              write_overlay=not no_overlay, volumes_copy=vol,
-                             write_dicom_seg=dicom_seg)
+                             write_dicom_seg=dicom_seg, write_masks=masks,
+                             roi_subset=None if roi_subset is None else tuple(
+                                 name.strip() for name in roi_subset.split(",")
+                                 if name.strip()))
         console = Console(highlight=False, soft_wrap=True)
         errors = Console(stderr=True, highlight=False, soft_wrap=True)
 

@@ -109,13 +109,13 @@ class DemoResult:
 
 
 def run_demo(output_dir: str | Path, model: str | Path | None = None,
-             tta: bool = True, threads: int | None = None) -> DemoResult:
+             tta: bool = True, threads: int | None = None,
+             device: str = "auto") -> DemoResult:
     """Build the demo CT, segment it with ``subct segment``'s batch runner, score it.
 
     Writes ``demo_ct.nii.gz``, ``demo_reference_labels.nii.gz`` and every ``subct
     segment`` output (labels, QC, overlay, volumes.csv, index.html) into ``output_dir``.
     """
-
     output = Path(output_dir)
     output.mkdir(parents=True, exist_ok=True)
     case = build_demo_ct()
@@ -123,7 +123,7 @@ def run_demo(output_dir: str | Path, model: str | Path | None = None,
     ct_path = save_volume(case.ct, inputs_dir / "demo_ct.nii.gz")
     reference_path = save_volume(case.labels, output / "demo_reference_labels.nii.gz")
     config = BatchConfig(output_dir=output, model=model, overwrite=True,
-                         inference=InferenceConfig(tta=tta, threads=threads))
+                         inference=InferenceConfig(tta=tta, threads=threads, device=device))
     summary = run_batch([ct_path], config)
     if summary.failures:
         raise SubctInputError(ct_path, f"demo segmentation failed: {summary.failures[0].error}")

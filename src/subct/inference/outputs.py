@@ -18,12 +18,12 @@ from pydantic import Field
 
 from subct import __version__
 from subct.config import StrictConfig
-from subct.errors import SubctInputError
+from subct.errors import SubctConfigError, SubctInputError
 from subct.inference.config import InferenceConfig
 from subct.inference.pipeline import SegmentationResult
 from subct.io.writers import atomic_output, atomic_write_text, save_volume
 from subct.labels.colours import write_colour_tables
-from subct.labels.schemes import scheme_structure_names
+from subct.labels.schemes import get_scheme, scheme_structure_names
 from subct.qc.report import render_segmentation_index
 from subct.qc.viewer import install_viewer, write_case_view
 
@@ -47,6 +47,7 @@ def resume_key(config: BatchConfig, model_sha256: str) -> dict[str, Any]:
     """What a finished case must have been computed with to be skipped on a rerun: the
     model's SHA-256 and every label-changing setting (:data:`LABEL_SETTINGS`)."""
     settings = config.inference.model_dump(mode="json", include=set(LABEL_SETTINGS))
+    settings["roi_subset"] = None if config.roi_subset is None else list(config.roi_subset)
     return {"model_sha256": model_sha256, **dict(sorted(settings.items()))}
 
 
@@ -123,6 +124,10 @@ class BatchConfig(StrictConfig):
         volumes_copy: also write ``volumes.csv`` to this path (SynthSeg's ``--vol``).
         write_dicom_seg: for DICOM series inputs, also write ``<case>_seg.dcm``, a DICOM
             SEG on the original slices (:mod:`subct.io.dicom_seg`).
+        write_masks: also write one binary mask per structure,
+            ``<case>_masks/<structure>.nii.gz`` (as TotalSegmentator does).
+        roi_subset: structure names of the scheme to keep in the label map and masks
+            (``None``: all); volumes and QC still cover every structure.
     """
 
     output_dir: Path
@@ -135,6 +140,17 @@ class BatchConfig(StrictConfig):
     series: str | None = None
     volumes_copy: Path | None = None
     write_dicom_seg: bool = False
+    write_masks: bool = False
+    roi_subset: tuple[str, ...] | None = None
+
+    def model_post_init(self, context: Any, /) -> None:
+        if self.roi_subset is not None:
+            names = set(get_scheme(self.inference.scheme).names.values())
+            unknown = [name for name in self.roi_subset if name not in names]
+            if unknown:
+                raise SubctConfigError(f"--roi-subset: unknown structure(s) "
+                                       f"{', '.join(unknown)}; choose from "
+                                       f"{', '.join(sorted(names))}")
 
 
 @dataclass(frozen=True)
@@ -155,6 +171,28 @@ def _save_posteriors(result: SegmentationResult, path: Path) -> None:
         nib.save(image, str(temporary))
 
 
+def _subset(labels: Any, scheme: str, roi_subset: tuple[str, ...] | None) -> Any:
+    """The label map with only the ``roi_subset`` structures (all when None)."""
+    if roi_subset is None:
+        return labels
+    keep = [value for value, name in get_scheme(scheme).names.items() if name in roi_subset]
+    array = np.asarray(labels.array)
+    return labels.with_array(np.where(np.isin(array, keep), array, 0).astype(array.dtype))
+
+
+def _save_masks(labels: Any, scheme: str, roi_subset: tuple[str, ...] | None,
+                folder: Path) -> Path:
+    """One uint8 mask per structure in ``folder`` (``<structure>.nii.gz``)."""
+    array = np.asarray(labels.array)
+    for value, name in get_scheme(scheme).names.items():
+        path = folder / f"{name}.nii.gz"
+        if roi_subset is None or name in roi_subset:
+            save_volume(labels.with_array((array == value).astype(np.uint8)), path)
+        else:
+            path.unlink(missing_ok=True)  # left by an earlier run with another subset
+    return folder
+
+
 def write_case_outputs(case: CaseInput, ct_hu_source: Any, result: SegmentationResult,
                        config: BatchConfig, model_description: str,
                        seconds: float, key: dict[str, Any] | None = None) -> dict[str, Path]:
@@ -163,7 +201,11 @@ def write_case_outputs(case: CaseInput, ct_hu_source: Any, result: SegmentationR
     from subct.qc.overlay import OverlayConfig, save_overlay
 
     outputs = case_outputs(config, case.name)
-    save_volume(result.labels, outputs["labels"])
+    labels = _subset(result.labels, result.scheme, config.roi_subset)
+    save_volume(labels, outputs["labels"])
+    if config.write_masks:
+        outputs["masks"] = _save_masks(labels, result.scheme, config.roi_subset,
+                                       Path(config.output_dir) / f"{case.name}_masks")
     if "overlay" in outputs:
         save_overlay(ct_hu_source, result.labels, outputs["overlay"],
                      OverlayConfig(scheme=result.scheme, title=case.name),
