@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import typer
 from rich.console import Console
 
+from subct.errors import SubctConfigError
 from subct.labels.schemes import get_scheme
 
 if TYPE_CHECKING:
@@ -25,10 +26,13 @@ def register(app: typer.Typer) -> None:
 
     @app.command("segment")
     def segment(
-        inputs: list[Path] = typer.Argument(  # noqa: B008
-            ..., help="NIfTI/MGZ/NRRD files, DICOM series folders, folders of such files, "
-                      "or text files listing paths."),
+        inputs: list[Path] | None = typer.Argument(  # noqa: B008
+            None, help="NIfTI/MGZ/NRRD files, DICOM series folders, folders of such files, "
+                       "or text files listing paths."),
         output: Path = typer.Option(..., "-o", "--output", help="Output folder."),  # noqa: B008
+        input_option: list[Path] | None = typer.Option(  # noqa: B008
+            None, "-i", "--input", help="An input, as SynthSeg's and TotalSegmentator's -i "
+                                        "(repeatable; same as a positional input)."),
         model: str | None = typer.Option(
             None, "--model", help="Model name (see subct.model.registry) or checkpoint path from "
                                   "`subct train`; default: the shipped model."),
@@ -89,6 +93,9 @@ def register(app: typer.Typer) -> None:
         from subct.inference.outputs import BatchConfig
         from subct.model.registry import resolve_model_path
 
+        inputs = [*(inputs or []), *(input_option or [])]
+        if not inputs:
+            raise SubctConfigError("no input: give files or folders (positional or -i)")
         get_scheme(scheme)  # an unknown name is a one-line error (exit 2)
         model_path = resolve_model_path(model)  # fail fast (exit 2) when no model exists
         settings = {"scheme": scheme, "device": device, "threads": threads,
