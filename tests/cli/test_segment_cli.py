@@ -115,3 +115,24 @@ def test_segment_masks_and_roi_subset(files: dict[str, Path], tmp_path: Path,
     assert np.array_equal(subset == 10, full == 10)
     assert _run(base + ["--roi-subset", "Left-Thalamus,Nucleus"]) == 2
     assert "Nucleus" in capsys.readouterr().err
+
+
+def test_posteriors_on_the_input_grid(files: dict[str, Path], tmp_path: Path) -> None:
+    import nibabel as nib
+    import numpy as np
+
+    from subct.io.readers import load_volume
+
+    out = tmp_path / "out"
+    assert _run(["segment", str(files["ct"]), "-o", str(out), "--model",
+                 str(files["checkpoint"]), "--fast", "--threads", "1", "--posteriors",
+                 "--posteriors-grid", "input"]) == 0
+    labels = load_volume(out / "head_labels.nii.gz")
+    posteriors = nib.load(str(out / "head_posteriors.nii.gz"))
+    assert posteriors.shape == (*labels.shape, 18)
+    np.testing.assert_allclose(posteriors.affine, labels.affine, atol=1e-4)
+    values = np.asarray(posteriors.dataobj)
+    total = values.astype(np.int32).sum(axis=-1)
+    assert np.abs(total - 255).max() <= 18  # each voxel's probabilities sum to 1 (±rounding)
+    assert _run(["segment", str(files["ct"]), "-o", str(tmp_path / "o2"), "--model",
+                 str(files["checkpoint"]), "--posteriors-grid", "native"]) == 2

@@ -55,6 +55,9 @@ def register(app: typer.Typer) -> None:
         no_tta: bool = typer.Option(False, "--no-tta", help="Skip left/right flip averaging."),
         qc: int = typer.Option(0, "--qc", help="Monte-Carlo dropout passes for QC "
                                                "(15 in the 3D UNet paper; 0 = off)."),
+        posteriors_grid: str = typer.Option(
+            "crop", "--posteriors-grid", help="Grid of --posteriors: crop (the network's "
+                                              "1 mm box) or input (the labels' grid)."),
         posteriors: bool = typer.Option(False, "--posteriors",
                                         help="Also write softmax maps (crop grid)."),
         overwrite: bool = typer.Option(False, "--overwrite",
@@ -105,6 +108,7 @@ def register(app: typer.Typer) -> None:
                      else InferenceConfig(tta=not no_tta, **settings))  # type: ignore[arg-type]
         config = BatchConfig(output_dir=output, model=model_path, inference=inference,
                              overwrite=overwrite, write_posteriors=posteriors,
+                             posteriors_on_input_grid=_posteriors_grid(posteriors_grid),
                              scheduler=scheduler, series=series,
                              write_overlay=not no_overlay, volumes_copy=vol,
                              write_dicom_seg=dicom_seg, write_masks=masks,
@@ -163,3 +167,10 @@ def register(app: typer.Typer) -> None:
                     errors.print(f"  {outcome.error}")
             # 2: every failure is the input's (fixable by the user); 1: a bug somewhere
             raise typer.Exit(1 if any(o.internal for o in summary.failures) else 2)
+
+
+def _posteriors_grid(name: str) -> bool:
+    """True for ``input``, False for ``crop``; anything else is a one-line error."""
+    if name not in ("crop", "input"):
+        raise SubctConfigError(f"--posteriors-grid {name!r}: choose crop or input")
+    return name == "input"

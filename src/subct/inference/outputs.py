@@ -14,7 +14,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from numpy.typing import NDArray
 from pydantic import Field
+from scipy import ndimage
 
 from subct import __version__
 from subct.config import StrictConfig
@@ -48,6 +50,7 @@ def resume_key(config: BatchConfig, model_sha256: str) -> dict[str, Any]:
     model's SHA-256 and every label-changing setting (:data:`LABEL_SETTINGS`)."""
     settings = config.inference.model_dump(mode="json", include=set(LABEL_SETTINGS))
     settings["roi_subset"] = None if config.roi_subset is None else list(config.roi_subset)
+    settings["posteriors_on_input_grid"] = config.posteriors_on_input_grid
     return {"model_sha256": model_sha256, **dict(sorted(settings.items()))}
 
 
@@ -124,6 +127,8 @@ class BatchConfig(StrictConfig):
         volumes_copy: also write ``volumes.csv`` to this path (SynthSeg's ``--vol``).
         write_dicom_seg: for DICOM series inputs, also write ``<case>_seg.dcm``, a DICOM
             SEG on the original slices (:mod:`subct.io.dicom_seg`).
+        posteriors_on_input_grid: write the posteriors on the label map's grid (the
+            input's) instead of the network's crop grid.
         write_masks: also write one binary mask per structure,
             ``<case>_masks/<structure>.nii.gz`` (as TotalSegmentator does).
         roi_subset: structure names of the scheme to keep in the label map and masks
@@ -141,6 +146,7 @@ class BatchConfig(StrictConfig):
     volumes_copy: Path | None = None
     write_dicom_seg: bool = False
     write_masks: bool = False
+    posteriors_on_input_grid: bool = False
     roi_subset: tuple[str, ...] | None = None
 
     def model_post_init(self, context: Any, /) -> None:
@@ -160,12 +166,33 @@ class CaseInput:
     name: str
     path: Path
 
-def _save_posteriors(result: SegmentationResult, path: Path) -> None:
+def posteriors_on_input_grid(result: SegmentationResult) -> NDArray[np.uint8]:
+    """The crop-grid softmax carried onto the label map's (the input's) grid, channel by
+    channel (trilinear; outside the crop: background 1, structures 0), as uint8 p × 255
+    with the channel last (SynthSeg's ``--post`` convention)."""
+    assert result.posteriors is not None
+    probabilities = result.posteriors.probabilities
+    native_to_crop = np.linalg.inv(result.posteriors.grid.affine) @ result.labels.affine
+    shape = result.labels.shape
+    out = np.empty((*shape, probabilities.shape[0]), dtype=np.uint8)
+    for channel, values in enumerate(probabilities):
+        sampled = ndimage.affine_transform(
+            np.asarray(values, dtype=np.float32), native_to_crop[:3, :3],
+            offset=native_to_crop[:3, 3], output_shape=shape, order=1, mode="constant",
+            cval=1.0 if channel == 0 else 0.0, prefilter=False)
+        out[..., channel] = np.clip(np.rint(sampled * 255.0), 0, 255).astype(np.uint8)
+    return out
+
+
+def _save_posteriors(result: SegmentationResult, path: Path, on_input_grid: bool) -> None:
     import nibabel as nib
 
     assert result.posteriors is not None
-    scaled = np.round(np.moveaxis(result.posteriors.probabilities, 0, -1) * 255.0)
-    image = nib.Nifti1Image(scaled.astype(np.uint8), result.posteriors.grid.affine)
+    if on_input_grid:
+        image = nib.Nifti1Image(posteriors_on_input_grid(result), result.labels.affine)
+    else:
+        scaled = np.round(np.moveaxis(result.posteriors.probabilities, 0, -1) * 255.0)
+        image = nib.Nifti1Image(scaled.astype(np.uint8), result.posteriors.grid.affine)
     image.header["descrip"] = b"subct posteriors x/255; channel 0 background"
     with atomic_output(path, suffix=".nii.gz") as temporary:
         nib.save(image, str(temporary))
@@ -213,7 +240,7 @@ def write_case_outputs(case: CaseInput, ct_hu_source: Any, result: SegmentationR
         outputs["view"] = write_case_view(config.output_dir, case.name, ct_hu_source,
                                           result.labels, result.qc.input.hu_offset)
     if "posteriors" in outputs:
-        _save_posteriors(result, outputs["posteriors"])
+        _save_posteriors(result, outputs["posteriors"], config.posteriors_on_input_grid)
     if config.write_dicom_seg and Path(case.path).is_dir():
         # lazy: pydicom/highdicom are optional and only DICOM inputs need them
         from subct.io.dicom_seg import write_dicom_seg
