@@ -1,33 +1,7 @@
-"""The segmentation pipeline behind ``subct segment`` and :func:`subct.segment`.
+"""Options of ``subct segment`` for one case (:class:`InferenceConfig`) and the constants
+they default to: the deep-brain crop's size and offset and the ``--fast`` note.
 
-Steps, for one head CT (a :class:`~subct.image.volume.Volume` in Hounsfield units):
-
-1. **Intensities.** CT stored as HU+1024 (unsigned, e.g. old VTK/NRRD exports) is
-   detected and shifted back to HU.
-2. **Locate the brain** (:func:`subct.image.masks.locate_intracranial`): skull rings in axial
-   slices of the RAS-reoriented image enclose the intracranial soft tissue; its
-   centroid places a fixed deep-brain box (:data:`DEFAULT_CROP_SIZE_MM`) and its
-   volume is the intracranial volume (ICV) reported for normalisation.
-3. **Resample** only that box, from the input's native grid through the full affines
-   (oblique and tilted grids included), onto an axis-aligned RAS grid at the model's
-   spacing, with Gaussian anti-aliasing when downsampling. The network never sees
-   the rest of the field of view.
-4. **Network**: Gaussian-blended sliding windows of the training patch size
-   (:func:`subct.inference.window.sliding_window_logits`, MONAI's placement and weights), or
-   one pass when the box fits the patch or ``max_single_pass_voxels``. The engine
-   and precision follow :mod:`subct.model.runtime`: OpenVINO fp32 on CPU by default,
-   PyTorch (bf16 autocast + channels-last on CPUs with native bf16) when asked for,
-   PyTorch AMP on CUDA. Voxels below the HU window (air, fat) are forced to background.
-5. **Left/right flip TTA**: the box is mirrored along x, the output mirrored back and
-   its left/right channels swapped, and the two softmax maps averaged. The plain and
-   mirrored windows at each place run as one batch of two.
-6. **Largest connected component** per structure.
-7. **Back to the native grid**: each structure's mask is linearly interpolated onto the
-   input's own voxel grid (≥ 0.5 wins, ties to the strongest), so the label map has
-   the input's exact shape and affine and overlays it in any viewer.
-
-The optional Monte-Carlo dropout QC (:class:`InferenceConfig.mc_dropout_samples`)
-reruns the network with dropout active, as in the multimodal 3D UNet paper (N = 15).
+The steps these options steer are described in :mod:`subct.inference.pipeline`.
 """
 
 from __future__ import annotations

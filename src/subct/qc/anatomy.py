@@ -114,33 +114,36 @@ def _partner(name: str) -> str:
 
 def check_intensities(indices: NDArray[np.integer], crop_hu: NDArray[np.float32],
                       names: list[str], report: AnatomyReport) -> None:
-    """Ventricles on tissue; deep grey matter on blood or calcium (see module docstring)."""
+    """Ventricles on tissue; deep grey matter on blood or calcium (see module docstring).
+
+    One pass over the crop for the voxel counts and the dense-voxel counts of every
+    structure; only the ventricles' voxels are gathered (for their median).
+    """
     flat_indices = np.asarray(indices).ravel()
     flat_hu = np.asarray(crop_hu).ravel()
-    order = np.argsort(flat_indices, kind="stable")
-    bounds = np.searchsorted(flat_indices[order], np.arange(len(names) + 2))
-    dense: dict[str, float] = {}
+    size = len(names) + 1
+    counts = np.bincount(flat_indices, minlength=size)
+    dense_counts = np.bincount(flat_indices[flat_hu > BLOOD_OR_CALCIUM_HU], minlength=size)
+    figures: dict[str, float] = {}
     for index, name in enumerate(names, start=1):
-        values = flat_hu[order[bounds[index]:bounds[index + 1]]]
-        if values.size < 20:
+        if counts[index] < 20 or name == "Brain-Stem":
             continue
         if "Ventricle" in name:
-            median = float(np.median(values))
-            dense[name] = round(median, 1)
+            median = float(np.median(flat_hu[flat_indices == index]))
+            figures[name] = round(median, 1)
             if median > DENSER_THAN_CSF_HU:
                 report.flags.append(QcFlag("ventricle_on_tissue", f"{name}: median "
                                            f"{median:.0f} HU, denser than CSF (0-15 HU); the "
                                            "label covers brain tissue and its volume is too "
                                            "large"))
-        elif name != "Brain-Stem":
-            share = float(np.mean(values > BLOOD_OR_CALCIUM_HU))
-            dense[name] = round(share, 3)
-            if share > DENSE_FRACTION:
-                report.flags.append(QcFlag("dense_in_structure", f"{name}: {share:.0%} of "
-                                           f"its voxels are above {BLOOD_OR_CALCIUM_HU:g} HU "
-                                           "(blood or calcification); its volume is "
-                                           "unreliable"))
-    report.facts["ventricle_median_hu_and_dense_fraction"] = dense
+            continue
+        share = float(dense_counts[index] / counts[index])
+        figures[name] = round(share, 3)
+        if share > DENSE_FRACTION:
+            report.flags.append(QcFlag("dense_in_structure", f"{name}: {share:.0%} of its "
+                                       f"voxels are above {BLOOD_OR_CALCIUM_HU:g} HU (blood "
+                                       "or calcification); its volume is unreliable"))
+    report.facts["ventricle_median_hu_and_dense_fraction"] = figures
 
 
 def check_asymmetry(volumes_mm3: dict[str, float | None], report: AnatomyReport) -> None:
