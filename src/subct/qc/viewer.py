@@ -57,13 +57,15 @@ def write_case_view(folder: str | Path, case: str, ct: Volume, labels: Volume,
 
 
 def install_viewer(folder: str | Path) -> Path:
-    """Copy the bundled NiiVue script into ``<folder>/viewer/`` (once)."""
+    """Copy the bundled NiiVue script and its licence into ``<folder>/viewer/`` (once)."""
     target = Path(folder) / VIEWER_FOLDER / NIIVUE_SCRIPT
-    if not target.is_file():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        source = files("subct.qc").joinpath("assets", NIIVUE_SCRIPT)
-        with source.open("rb") as stream, open(target, "wb") as out:
-            shutil.copyfileobj(stream, out)
+    for name in (NIIVUE_SCRIPT, "NIIVUE_LICENSE.txt"):
+        copy = target.parent / name
+        if not copy.is_file():
+            copy.parent.mkdir(parents=True, exist_ok=True)
+            source = files("subct.qc").joinpath("assets", name)
+            with source.open("rb") as stream, open(copy, "wb") as out:
+                shutil.copyfileobj(stream, out)
     return target
 
 
