@@ -8,7 +8,11 @@ top only), it reports:
 
 - the QC warnings raised, or the one-line refusal;
 - labelled voxels on bone (> 600 HU) or air (< −100 HU) on the input grid (target 0);
-- the intracranial volume at native slices and at 5 mm (target: within 3 %).
+- for synthetic heads, labelled voxels outside the TRUE intracranial space (the brain
+  and CSF labels of the map, FreeSurfer IDs 1–499; target 0) — an independent check of
+  the locator's mask that the pipeline cuts the labels with;
+- the intracranial volume at native slices and at 5 mm (target: within 3 %), and for
+  synthetic heads against the true volume.
 
 Usage: ``python benchmarks/bench_guards.py [--model PATH]``
 """
@@ -53,13 +57,16 @@ def partial(volume: Volume, keep: str) -> Volume:
     return Volume(np.ascontiguousarray(np.moveaxis(array[keep_slices], 0, axis)), affine)
 
 
-def run(name: str, ct: Volume, model: object) -> tuple[str, float | None]:
-    """Segment ``ct``; print one row; return the outcome text and the ICV (cm³)."""
+def run(name: str, ct: Volume, model: object,
+        intracranial: np.ndarray | None = None) -> tuple[str, float | None]:
+    """Segment ``ct``; print one row; return the outcome text and the ICV (cm³).
+
+    ``intracranial``: the true intracranial space on ``ct``'s grid (synthetic heads)."""
     try:
         result = segment_volume(ct, model, InferenceConfig())  # type: ignore[arg-type]
     except SubctError as error:
         text = str(error).split(": ", 1)[-1]
-        print(f"| {name} | refused: {text[:110]} | – | – |")
+        print(f"| {name} | refused: {text[:110]} | – | – | – |")
         return "refused", None
     labels = np.asarray(result.labels.array) > 0
     hu = np.asarray(ct.array, dtype=np.float32)
@@ -67,7 +74,13 @@ def run(name: str, ct: Volume, model: object) -> tuple[str, float | None]:
     codes = sorted({flag.code for flag in result.qc.flags if flag.severity == "warning"})
     icv = result.intracranial_volume_mm3
     icv_text = "–" if icv is None else f"{icv / 1000:.0f}"
-    print(f"| {name} | {' '.join(codes) or 'none'} | {off_tissue} | {icv_text} |")
+    outside_text = "–"
+    if intracranial is not None:
+        outside_text = str(int(np.count_nonzero(labels & ~intracranial)))
+        voxel_cm3 = abs(float(np.linalg.det(ct.affine[:3, :3]))) / 1000.0
+        icv_text += f" (true {np.count_nonzero(intracranial) * voxel_cm3:.0f})"
+    print(f"| {name} | {' '.join(codes) or 'none'} | {off_tissue} | {outside_text} "
+          f"| {icv_text} |")
     return " ".join(codes), None if icv is None else icv / 1000.0
 
 
@@ -77,8 +90,9 @@ def main() -> None:
     args = parser.parse_args()
     print(cpu_line())
     model = load_model(args.model, "cpu")
-    print("| case | QC warnings (or refusal) | labelled voxels on bone/air | ICV cm³ |")
-    print("|---|---|---|---|")
+    print("| case | QC warnings (or refusal) | labelled voxels on bone/air "
+          "| labelled voxels outside the true intracranial space | ICV cm³ |")
+    print("|---|---|---|---|---|")
     icv_pairs: list[tuple[str, float | None, float | None]] = []
     for name, ct in real_cts().items():
         _, native = run(f"{name} (native)", ct, model)
@@ -89,15 +103,21 @@ def main() -> None:
         for keep in ("neck", "vertex"):
             run(f"{name} ({keep} only)", partial(ct, keep), model)
     map_paths = held_out_map_paths([19])
+    synthetic_icv: dict[str, dict[str, float | None]] = {}
     for pathology in ("", "infarct", "haemorrhage", "calcification", "ventricle_enlargement",
                       "sulcal_widening", "clinical"):
         for case in generate_cases(map_paths, 1, 2024, (192, 240, 240), pathology or None):
-            if case.resolution != "1mm":
+            if case.resolution != "1mm" and pathology:
                 continue
-            run(f"synthetic {case.name} {pathology or 'no pathology'}", case.ct, model)
+            _, icv = run(f"synthetic {case.name} {case.resolution} "
+                         f"{pathology or 'no pathology'}", case.ct, model, case.intracranial)
             if not pathology:
+                synthetic_icv.setdefault(f"synthetic {case.name}", {})[case.resolution] = icv
+            if not pathology and case.resolution == "1mm":
                 for keep in ("neck", "vertex"):
                     run(f"synthetic {case.name} ({keep} only)", partial(case.ct, keep), model)
+    for name, by_resolution in synthetic_icv.items():
+        icv_pairs.append((name, by_resolution.get("1mm"), by_resolution.get("5mm")))
     print("\n| CT | ICV native cm³ | ICV 5 mm cm³ | difference |")
     print("|---|---|---|---|")
     for name, native, thick in icv_pairs:

@@ -106,7 +106,7 @@ def realistic_postprocess_seconds(ct_path: Path) -> float:
     the largest-component step on the Harvard-Oxford labels of the demo in the crop box.
     """
     from subct.evaluation.demo import build_demo_ct
-    from subct.image.masks import locate_intracranial
+    from subct.image.intracranial import locate_intracranial
     from subct.image.resample import resample_to_geometry
     from subct.inference.config import DEFAULT_CROP_OFFSET_MM, DEFAULT_CROP_SIZE_MM
     from subct.inference.crop import crop_grid, labels_to_native

@@ -71,6 +71,8 @@ class EvaluationCase:
     ct: Volume
     reference: Volume
     intracranial_centroid_mm: NDArray[np.float64]
+    #: True intracranial space (brain + CSF labels, FreeSurfer IDs 1-499) on ``ct``'s grid
+    intracranial: NDArray[np.bool_] | None = None
 
 
 def held_out_map_paths(map_numbers: list[int], tuning: bool = False) -> list[Path]:
@@ -154,10 +156,13 @@ def generate_cases(map_paths: list[Path], samples_per_map: int, seed: int,
             brain_labels = sample.labels_fs.numpy()
             inside = np.argwhere((brain_labels > 0) & (brain_labels < 500)).mean(axis=0)
             centroid = sample.affine[:3, :3] @ inside + sample.affine[:3, 3]
-            cases.append(EvaluationCase(name, "1mm", ct, reference, centroid))
+            inside_mask = (brain_labels > 0) & (brain_labels < 500)
+            cases.append(EvaluationCase(name, "1mm", ct, reference, centroid, inside_mask))
             ct_thick, ref_thick = axial_slab_average(ct, reference, SLICE_THICKNESS_MM)
+            _, inside_thick = axial_slab_average(
+                ct, Volume(inside_mask.astype(np.int16), ct.affine.copy()), SLICE_THICKNESS_MM)
             cases.append(EvaluationCase(name, f"{SLICE_THICKNESS_MM}mm", ct_thick, ref_thick,
-                                        centroid))
+                                        centroid, np.asarray(inside_thick.array) > 0))
     return cases
 
 
@@ -177,7 +182,7 @@ def oracle_crop_offset_mm(case: EvaluationCase) -> tuple[float, float, float]:
     offset moves the crop onto the true intracranial centroid from the labels. This
     isolates the network from brain-location errors.
     """
-    from subct.image.masks import locate_intracranial
+    from subct.image.intracranial import locate_intracranial
     from subct.inference.config import DEFAULT_CROP_OFFSET_MM
     from subct.io.hounsfield import detect_hu_offset
 

@@ -25,18 +25,18 @@ from pathlib import Path
 STEPS: list[tuple[str, str, str]] = [
     ("whole run (in Python, after interpreter start)", "subct/__main__.py", "<module>"),
     ("imports (all modules, cumulative)", "<frozen importlib._bootstrap>", "_find_and_load"),
-    ("read the CT (load_volume)", "subct/io.py", "load_volume"),
-    ("locate the brain (skull, ICV)", "subct/qc.py", "locate_intracranial"),
-    ("resample the crop box", "subct/inference.py", "resample_to_crop"),
-    ("network step (predict_probabilities)", "subct/inference.py", "predict_probabilities"),
-    ("  engine calls (the network itself)", "subct/engine.py", "logits"),
-    ("  sliding-window blend (minus engine)", "subct/engine.py", "sliding_window_logits"),
-    ("  softmax", "subct/engine.py", "softmax"),
-    ("largest components", "subct/inference.py", "keep_largest_components"),
-    ("labels onto the native grid", "subct/inference.py", "labels_to_native"),
-    ("write labels (NIfTI)", "subct/io.py", "save_volume"),
-    ("write overlay PNG", "subct/overlay.py", "save_overlay"),
-    ("write volumes.csv + index.html", "subct/batch.py", "write_batch_files"),
+    ("read the CT (load_volume)", "subct/io/readers.py", "load_volume"),
+    ("locate the brain (skull, ICV)", "subct/image/intracranial.py", "locate_intracranial"),
+    ("resample the crop box", "subct/inference/crop.py", "resample_to_crop"),
+    ("network step (predict_probabilities)", "subct/inference/predict.py", "predict_probabilities"),
+    ("  engine calls (the network itself)", "subct/model/engines.py", "logits"),
+    ("  sliding-window blend (minus engine)", "subct/inference/window.py", "sliding_window_logits"),
+    ("  softmax", "subct/inference/window.py", "softmax"),
+    ("largest components", "subct/inference/postprocess.py", "keep_largest_components"),
+    ("labels onto the native grid", "subct/inference/crop.py", "labels_to_native"),
+    ("write labels (NIfTI)", "subct/io/writers.py", "save_volume"),
+    ("write overlay PNG", "subct/qc/overlay.py", "save_overlay"),
+    ("write volumes.csv + index.html", "subct/inference/outputs.py", "write_batch_files"),
 ]
 
 
@@ -69,7 +69,7 @@ def main() -> None:
             if function == wanted and filename.endswith(suffix):
                 key = (suffix, wanted)
                 totals[key] = max(totals.get(key, 0.0), cumulative)
-    engine = totals.get(("subct/engine.py", "logits"), 0.0)
+    engine = totals.get(("subct/model/engines.py", "logits"), 0.0)
     print(f"\n`subct segment {name} {' '.join(args.extra)}` under cProfile "
           "(cProfile adds some overhead to Python-heavy steps)\n")
     print("| step | seconds (cumulative) |")

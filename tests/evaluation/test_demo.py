@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from subct.evaluation.demo import build_demo_ct, run_demo
-from subct.image.masks import locate_intracranial
+from subct.image.intracranial import locate_intracranial
 from subct.labels.schemes import CANONICAL_LABELS
 
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from subct.errors import SubctConfigError, SubctInputError
-from subct.image.masks import locate_intracranial
+from subct.image.intracranial import locate_intracranial
 from subct.image.volume import Volume
 from subct.inference.config import InferenceConfig
 from subct.inference.crop import CropGrid, crop_grid, labels_to_native, resample_to_crop

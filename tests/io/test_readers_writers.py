@@ -273,7 +273,7 @@ def test_headsq_nrrd_loads_and_is_rescaled_to_hounsfield(shared_data: Path) -> N
     summary = summarise_volume(ct)
     assert summary.shape == (64, 64, 93) and summary.minimum == -1024
     # QC warns that the orientation is a guess (the header records none)
-    from subct.image.masks import locate_intracranial
+    from subct.image.intracranial import locate_intracranial
     from subct.qc.checks import assess_input
 
     check = assess_input(ct, locate_intracranial(ct))

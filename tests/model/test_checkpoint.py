@@ -99,6 +99,28 @@ def test_average_checkpoints_is_the_mean_of_the_weights(tmp_path: Path) -> None:
         average_checkpoints(paths, paths[0])
 
 
+def test_weighted_average_interpolates_between_two_checkpoints(tmp_path: Path) -> None:
+    meta = _metadata()
+    networks, paths = [], []
+    for seed in range(2):
+        torch.manual_seed(seed)
+        networks.append(build_network(meta.network_name, **meta.network_kwargs))
+        paths.append(save_checkpoint(tmp_path / f"w{seed}.safetensors", networks[-1],
+                                     meta.model_copy(update={"epoch": seed})))
+    out = average_checkpoints(paths, tmp_path / "wise.safetensors", weights=[3.0, 1.0])
+    for name, tensor in load_checkpoint(out).network.state_dict().items():
+        expected = (0.75 * networks[0].state_dict()[name].double()
+                    + 0.25 * networks[1].state_dict()[name].double())
+        assert torch.allclose(tensor.double(), expected, atol=1e-6), name
+    with safe_open(str(out), framework="pt") as reader:
+        header = json.loads(reader.metadata()["subct"])
+    assert [entry["weight"] for entry in header["averaged_from"]] == [0.75, 0.25]
+    with pytest.raises(SubctInputError, match="one positive weight per checkpoint"):
+        average_checkpoints(paths, tmp_path / "bad.safetensors", weights=[1.0])
+    with pytest.raises(SubctInputError, match="one positive weight per checkpoint"):
+        average_checkpoints(paths, tmp_path / "bad.safetensors", weights=[1.0, -1.0])
+
+
 def test_cli_average_checkpoints(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from subct.cli import main
 

@@ -23,7 +23,7 @@ def train_tiny_phantom_unet(path: Path = FIXTURE) -> Path:
     """Train the fixture network and save it as a subct checkpoint at ``path``."""
     import torch
 
-    from subct.image.masks import locate_intracranial
+    from subct.image.intracranial import locate_intracranial
     from subct.image.resample import resample_to_geometry
     from subct.inference.config import DEFAULT_CROP_OFFSET_MM, DEFAULT_CROP_SIZE_MM
     from subct.inference.crop import crop_grid, resample_to_crop

@@ -16,9 +16,14 @@ def register(app: typer.Typer) -> None:
             ..., help="Two or more checkpoints of one training run (e.g. its last epochs)."),
         output: Path = typer.Option(..., "-o", "--output",
                                     help="Averaged checkpoint to write (.safetensors)."),
+        weight: list[float] | None = typer.Option(
+            None, "--weight", metavar="W",
+            help="One per checkpoint, in order (normalised to sum 1): a weighted mean, "
+                 "e.g. --weight 0.5 --weight 0.5 between a model and its fine-tuned "
+                 "descendant (WiSE-FT). Default: equal weights."),
     ) -> None:
         """Average the weights of checkpoints of the same network (stochastic weight averaging)."""
         from subct.model.checkpoint import average_checkpoints
 
-        path = average_checkpoints(list(checkpoints), output)
+        path = average_checkpoints(list(checkpoints), output, weights=weight or None)
         typer.echo(f"averaged {len(checkpoints)} checkpoints into {path}")

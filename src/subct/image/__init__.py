@@ -11,7 +11,8 @@ import importlib
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from subct.image.masks import largest_component, locate_intracranial
+    from subct.image.intracranial import locate_intracranial
+    from subct.image.masks import largest_component
     from subct.image.resample import conformed_geometry, resample_to_geometry, resample_to_spacing
     from subct.image.volume import Geometry, Volume
 
@@ -20,7 +21,7 @@ _EXPORTS: dict[str, str] = {
     "Volume": "subct.image.volume",
     "conformed_geometry": "subct.image.resample",
     "largest_component": "subct.image.masks",
-    "locate_intracranial": "subct.image.masks",
+    "locate_intracranial": "subct.image.intracranial",
     "resample_to_geometry": "subct.image.resample",
     "resample_to_spacing": "subct.image.resample",
 }

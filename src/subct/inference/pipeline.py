@@ -4,10 +4,11 @@ Steps, for one head CT (a :class:`~subct.image.volume.Volume` in Hounsfield unit
 
 1. **Intensities.** CT stored as HU+1024 (unsigned, e.g. old VTK/NRRD exports) is
    detected and shifted back to HU.
-2. **Locate the brain** (:func:`subct.image.masks.locate_intracranial`): skull rings in axial
-   slices of the RAS-reoriented image enclose the intracranial soft tissue; its
-   centroid places a fixed deep-brain box (:data:`DEFAULT_CROP_SIZE_MM`) and its
-   volume is the intracranial volume (ICV) reported for normalisation.
+2. **Locate the brain** (:func:`subct.image.intracranial.locate_intracranial`): soft
+   tissue that the skull surrounds (rays cast from it meet bone before outside air) is
+   the intracranial space; its centroid places a fixed deep-brain box
+   (:data:`DEFAULT_CROP_SIZE_MM`), its volume is the intracranial volume (ICV) reported
+   for normalisation, and no structure label is kept outside it.
 3. **Resample** only that box, from the input's native grid through the full affines
    (oblique and tilted grids included), onto an axis-aligned RAS grid at the model's
    spacing, with Gaussian anti-aliasing when downsampling. The network never sees
@@ -42,7 +43,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from subct.errors import SubctInputError
-from subct.image.masks import locate_intracranial, skull_strip_mask
+from subct.image.intracranial import locate_intracranial
+from subct.image.masks import skull_strip_mask
 from subct.image.volume import Volume
 from subct.io.readers import load_volume
 from subct.labels.schemes import (
@@ -70,6 +72,7 @@ from subct.inference.postprocess import (
     _convert_scheme,
     keep_largest_components,
     remove_labels_on_bone,
+    remove_labels_outside,
 )
 from subct.inference.predict import mc_dropout_volumes, predict_probabilities
 from subct.io.hounsfield import detect_hu_offset
@@ -134,6 +137,12 @@ TTA_AGREEMENT_WARN = 0.75
 
 #: Volume of labels removed on bone (mm³) above which the case is flagged.
 LABELS_ON_BONE_WARN_MM3 = 500.0
+#: Labels are kept up to this far (mm) outside the intracranial mask: the mask is found on
+#: a 2 mm grid and its edge against the skull base is uncertain by about one voxel.
+INTRACRANIAL_MARGIN_MM = 2.0
+#: Volume of labels removed outside the intracranial mask (mm³) above which the case is
+#: flagged (a few voxels at the skull base are expected; more means a mislocated brain).
+LABELS_OUTSIDE_WARN_MM3 = 200.0
 
 
 def crop_class_indices(probabilities: NDArray[np.float32], image_01: NDArray[np.float32],
@@ -233,6 +242,10 @@ def segment_volume(image: str | Path | Volume, model: SegmentationModel,
     num_classes = int(probabilities.shape[0])
     indices = crop_class_indices(probabilities, image_01, config)
     indices, removed_voxels = remove_labels_on_bone(indices, crop_hu)
+    outside_voxels = 0
+    if location.method == "skull":  # only a skull-enclosed mask is trusted to cut labels
+        inside = location.mask_on(grid.geometry, margin_mm=INTRACRANIAL_MARGIN_MM)
+        indices, outside_voxels = remove_labels_outside(indices, inside)
     native_indices = labels_to_native(indices, grid, volume.geometry, num_classes,
                                       probabilities)
     # Class index → output label through a tiny look-up table (one pass over the
@@ -294,6 +307,13 @@ def segment_volume(image: str | Path | Volume, model: SegmentationModel,
         qc.flags.append(QcFlag("labels_on_bone", f"{removed_mm3 / 1000:.1f} cm3 of structure "
                                "labels lay on bone (> 600 HU) and were removed: the brain may "
                                "be mislocated or cut by the field of view; check the overlay"))
+    outside_mm3 = outside_voxels * crop_voxel_mm3
+    qc.input.facts["labels_removed_outside_intracranial_mm3"] = round(outside_mm3, 1)
+    if outside_mm3 > LABELS_OUTSIDE_WARN_MM3:
+        qc.flags.append(QcFlag("labels_outside_skull", f"{outside_mm3 / 1000:.1f} cm3 of "
+                               "structure labels lay outside the skull-enclosed space and "
+                               "were removed: the brain may be mislocated, or the skull "
+                               "open (craniectomy); check the overlay"))
     posteriors = None
     if config.keep_posteriors:
         posteriors = Posteriors(probabilities.astype(np.float32, copy=False), grid,

@@ -52,6 +52,18 @@ def _convert_scheme(labels: NDArray[np.integer], network_scheme: str, output_sch
 BONE_HU = 600.0
 
 
+def remove_labels_outside(indices: NDArray[np.int64], allowed: NDArray[np.bool_]
+                          ) -> tuple[NDArray[np.int64], int]:
+    """Background wherever ``allowed`` is False (e.g. outside the intracranial mask);
+    returns the labels and how many labelled voxels were removed (reported in QC)."""
+    outside = ~allowed
+    removed = int(np.count_nonzero(indices[outside]))
+    if removed:
+        indices = indices.copy()
+        indices[outside] = 0
+    return indices, removed
+
+
 def remove_labels_on_bone(indices: NDArray[np.int64], crop_hu: NDArray[np.float32]
                           ) -> tuple[NDArray[np.int64], int]:
     """Background on bone (> :data:`BONE_HU`); returns the labels and how many labelled

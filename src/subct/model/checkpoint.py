@@ -254,7 +254,8 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Loa
     return LoadedCheckpoint(network=network, metadata=metadata, path=path)
 
 
-def average_checkpoints(paths: list[str | Path], output: str | Path) -> Path:
+def average_checkpoints(paths: list[str | Path], output: str | Path,
+                        weights: list[float] | None = None) -> Path:
     """Average the weights of checkpoints of one network (stochastic weight averaging).
 
     Late checkpoints of one training run (same network, scheme, spacing and window)
@@ -264,11 +265,18 @@ def average_checkpoints(paths: list[str | Path], output: str | Path) -> Path:
     are taken from the last checkpoint. Networks with batch-norm running statistics
     would need them recomputed; subct's networks use instance/layer norm (no running
     statistics), so the average is ready to use. The metadata is the last
-    checkpoint's, with ``averaged_from`` listing the inputs.
+    checkpoint's, with ``averaged_from`` listing the inputs and their weights.
+
+    ``weights`` (one per input, positive, normalised to sum 1) makes a weighted mean.
+    With two inputs, a model and its own fine-tuned descendant, this is weight-space
+    ensembling (WiSE-FT, Wortsman et al. 2022): interpolating between the original and
+    the fine-tuned weights often keeps the original's accuracy on its own distribution
+    and most of the fine-tuned model's robustness to the shift it was tuned for, at no
+    extra inference cost.
 
     Raises:
-        SubctInputError: fewer than two inputs, unreadable files, or checkpoints of
-            different networks / settings.
+        SubctInputError: fewer than two inputs, unreadable files, checkpoints of
+            different networks / settings, or weights of the wrong count or sign.
     """
     sources = [Path(p) for p in paths]
     output = Path(output)
@@ -277,6 +285,12 @@ def average_checkpoints(paths: list[str | Path], output: str | Path) -> Path:
                               "averaging needs at least two checkpoints")
     if output.resolve() in {p.resolve() for p in sources}:
         raise SubctInputError(output, "the output would overwrite one of the inputs")
+    if weights is None:
+        weights = [1.0] * len(sources)
+    if len(weights) != len(sources) or not all(w > 0 for w in weights):
+        raise SubctInputError(output, f"need one positive weight per checkpoint "
+                                      f"({len(sources)}), got {list(weights)}")
+    fractions = [w / sum(weights) for w in weights]
     metadata = [read_checkpoint_metadata(p) for p in sources]
     settings = ("network_name", "network_kwargs", "label_scheme", "spacing_mm", "hu_window",
                 "skull_strip")
@@ -295,15 +309,18 @@ def average_checkpoints(paths: list[str | Path], output: str | Path) -> Path:
             if name not in state or state[name].shape != last.shape:
                 raise SubctInputError(path, f"tensor {name!r} missing or of another shape")
         if last.is_floating_point():
-            total = torch.stack([state[name].double() for state in states]).mean(dim=0)
+            total = sum(fraction * state[name].double()
+                        for fraction, state in zip(fractions, states, strict=True))
+            assert isinstance(total, torch.Tensor)
             averaged[name] = total.to(last.dtype).contiguous()
         else:
             averaged[name] = last.clone()
     if set().union(*(state.keys() for state in states)) != set(averaged):
         raise SubctInputError(sources[0], "checkpoints hold different tensors")
     result = metadata[-1].model_copy(update={"created": _now()})
-    extra = {"averaged_from": [{"file": p.name, "epoch": m.epoch}
-                               for p, m in zip(sources, metadata, strict=True)]}
+    extra = {"averaged_from": [{"file": p.name, "epoch": m.epoch, "weight": round(f, 6)}
+                               for p, m, f in zip(sources, metadata, fractions,
+                                                  strict=True)]}
     from safetensors.torch import save_file
 
     payload = json.loads(result.model_dump_json()) | extra

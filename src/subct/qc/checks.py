@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from subct.image.masks import IntracranialLocation
+from subct.image.intracranial import IntracranialLocation
 from subct.image.volume import Volume
 
 #: Share of intracranial soft tissue at brain density (20–50 HU) that makes a CT with a
