@@ -34,7 +34,8 @@ def test_report_embeds_a_working_viewer(tmp_path: Path) -> None:
     assert exit_info.value.code in (0, None)
     html = (out / "index.html").read_text()
     assert "<script src='viewer/niivue.umd.js'></script>" in html
-    assert "<script src='viewer/head.js'></script>" in html
+    assert "<option>head</option>" in html and "'viewer/' + encodeURIComponent(name)" in html
+    assert "<script src='viewer/head.js'>" not in html  # loaded when the case is shown
     assert (out / "viewer" / "niivue.umd.js").stat().st_size > 1_000_000
     lut = json.loads(re.search(r"const SUBCT_LUT = (\{.*?\});", html).group(1))  # type: ignore[union-attr]
     assert lut["labels"][10] == "Thalamus" and lut["G"][10] == 118 and lut["A"][0] == 0

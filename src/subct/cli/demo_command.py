@@ -18,7 +18,8 @@ def register(app: typer.Typer) -> None:
         model: str | None = typer.Option(None, "--model", help="Model name or checkpoint path."),
         no_tta: bool = typer.Option(False, "--no-tta", help="Skip left/right flip averaging."),
         threads: int | None = typer.Option(None, "--threads", help="CPU threads of the network."),
-        device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
+        device: str = typer.Option(
+            "auto", "--device", help="auto, cpu, cuda, cuda:N or mps (Apple silicon)."),
     ) -> None:
         """Build a synthetic head CT from real anatomy, segment it, print Dice per structure."""
         from subct.evaluation.demo import run_demo

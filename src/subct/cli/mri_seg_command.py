@@ -40,7 +40,7 @@ def register(app: typer.Typer) -> None:
             None, "--threads", help="Threads for external tools (default 1) and MeshNet "
                                     "(default: the cores this process may use)."),
         device: str = typer.Option("auto", "--device",
-                                   help="MeshNet: auto, cpu, cuda or cuda:N."),
+                                   help="MeshNet: auto, cpu, cuda, cuda:N or mps."),
         precision: str | None = typer.Option(
             None, "--precision", help="MeshNet: auto (fp32 on CPU, where bf16 was slower "
                                       "even with AMX; AMP on CUDA), fp32 or bf16; default "

@@ -39,7 +39,8 @@ def register(app: typer.Typer) -> None:
         scheme: str = typer.Option(
             "canonical", "--scheme", help="Label scheme of the written labels: canonical "
                                           "(17 FreeSurfer IDs), merged or paper7."),
-        device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
+        device: str = typer.Option(
+            "auto", "--device", help="auto, cpu, cuda, cuda:N or mps (Apple silicon)."),
         threads: int | None = typer.Option(
             None, "--threads", help="CPU threads of the network engine (default: the cores "
                                     "this process may use)."),

@@ -22,15 +22,16 @@ from subct.model.runtime import (
 
 
 def parse_device(name: str) -> str:
-    """Validate a device name: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
+    """Validate a device name: ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps`` (Apple
+    silicon GPUs through PyTorch's Metal backend).
 
     Raises:
         SubctConfigError: any other name.
     """
     head, _, index = name.partition(":")
-    if name in ("auto", "cpu", "cuda") or (head == "cuda" and index.isdigit()):
+    if name in ("auto", "cpu", "cuda", "mps") or (head == "cuda" and index.isdigit()):
         return name
-    raise SubctConfigError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:N")
+    raise SubctConfigError(f"unknown device {name!r}; use auto, cpu, cuda, cuda:N or mps")
 
 #: Size (x, y, z, mm) of the RAS box cropped around the deep brain. Measured on the 20
 #: SynthSeg label maps: the 17 structures span x −40..41, y −74..56, z −80..35 mm
@@ -60,7 +61,8 @@ class InferenceConfig(StrictConfig):
         mc_dropout_samples: Monte-Carlo dropout passes for QC (``--qc N``; 0 = none).
         scheme: label scheme of the written labels: ``canonical`` (17 FreeSurfer IDs),
             ``merged`` or ``paper7``.
-        device: ``auto`` (CUDA when available), ``cpu``, ``cuda`` or ``cuda:N``.
+        device: ``auto`` (CUDA, or MPS on a Mac, when available), ``cpu``, ``cuda``,
+            ``cuda:N`` or ``mps``.
         threads: CPU threads of the network engine (``None``: the cores this process
             may use).
         precision: ``auto`` (bf16 autocast on CPUs with native bf16, fp32 on other

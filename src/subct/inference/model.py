@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -96,21 +97,31 @@ class SegmentationModel:
 
 
 def resolve_device(name: str = "auto") -> str:
-    """``auto`` → CUDA when a GPU and a CUDA build of torch are present, else CPU.
+    """``auto`` → CUDA when a GPU and a CUDA build of torch are present, MPS on a Mac with
+    Apple silicon, else CPU.
 
-    On a machine without an NVIDIA driver torch is not even imported (start-up time).
+    On a Linux machine without an NVIDIA driver torch is not even imported (start-up
+    time).
 
     Raises:
-        SubctConfigError: unknown name, or CUDA asked for without a GPU.
+        SubctConfigError: unknown name, or CUDA / MPS asked for where it is not available.
     """
     parse_device(name)
     if name == "cpu":
         return "cpu"
+    mac = sys.platform == "darwin"
     driver = Path("/proc/driver/nvidia/version").exists() or Path("/dev/nvidiactl").exists()
-    if name == "auto" and not driver:
+    if name == "auto" and not driver and not mac:
         return "cpu"
     import torch  # a GPU may be present: only torch can tell
 
+    if name == "mps" or (name == "auto" and mac):
+        if torch.backends.mps.is_available():
+            return "mps"
+        if name == "auto":
+            return "cpu"
+        raise SubctConfigError("--device mps was asked for but PyTorch's Metal (MPS) backend "
+                               "is not available here (it needs macOS on Apple silicon)")
     if torch.cuda.is_available():
         if name.startswith("cuda:") and int(name.split(":")[1]) >= torch.cuda.device_count():
             raise SubctConfigError(f"--device {name}: only {torch.cuda.device_count()} "

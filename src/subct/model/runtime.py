@@ -156,7 +156,7 @@ def requested_precision(requested: str | None = None) -> Precision:
 
 def resolve_precision(requested: str | None = None, device_type: str = "cpu",
                       cpu_bf16_pays: bool = True) -> ResolvedPrecision:
-    """The arithmetic that will actually run on ``device_type`` (``cpu`` or ``cuda``).
+    """The arithmetic that will actually run on ``device_type`` (``cpu``, ``cuda``, ``mps``).
 
     ``auto``: on CPU, bf16 only where :attr:`CpuInfo.native_bf16` and the network gains
     from it (``cpu_bf16_pays``: False for MeshNet, whose dilated convolutions ran 2×
@@ -173,6 +173,8 @@ def resolve_precision(requested: str | None = None, device_type: str = "cpu",
         import torch  # only reached with a CUDA device, where torch is loaded anyway
 
         return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    if device_type == "mps":  # Apple GPUs: fp32 (autocast there is partial and untested)
+        return "fp32"
     return "bf16" if cpu_bf16_pays and cpu_info().native_bf16 else "fp32"
 
 

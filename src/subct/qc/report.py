@@ -11,8 +11,21 @@ from subct.qc.viewer import label_lut_json
 _VIEWER_SCRIPT = """<script>
 const SUBCT_LUT = %(lut)s;
 const nv = new niivue.Niivue({backColor: [0, 0, 0, 1], show3Dcrosshair: false});
+// Each case's data script (viewer/<case>.js, about 1.4 MB) is loaded only when the case
+// is shown, so a report of hundreds of cases opens as fast as one of a single case.
+function subctLoad(name) {
+  window.SUBCT_CASES = window.SUBCT_CASES || {};
+  if (window.SUBCT_CASES[name]) { return Promise.resolve(window.SUBCT_CASES[name]); }
+  return new Promise((resolve, reject) => {
+    const script = document.createElement('script');
+    script.src = 'viewer/' + encodeURIComponent(name) + '.js';
+    script.onload = () => resolve(window.SUBCT_CASES[name]);
+    script.onerror = () => reject(new Error('cannot load ' + script.src));
+    document.head.appendChild(script);
+  });
+}
 async function subctShow(name) {
-  const data = window.SUBCT_CASES[name];
+  const data = await subctLoad(name);
   const ct = await niivue.NVImage.loadFromBase64({base64: data.ct,
     name: name + '_ct.nii.gz', colormap: 'gray', cal_min: -10, cal_max: 90});
   const labels = await niivue.NVImage.loadFromBase64({base64: data.labels,
@@ -31,7 +44,8 @@ document.getElementById('subct-case').onchange = (e) => subctShow(e.target.value
 
 def _viewer_section(records: Sequence[dict[str, object]], scheme: str) -> list[str]:
     """A NiiVue slice viewer of the CT with its labels, one case at a time (the cases'
-    ``viewer/<case>.js`` data scripts and the bundled ``viewer/niivue.umd.js``)."""
+    ``viewer/<case>.js`` data scripts, loaded when a case is chosen, and the bundled
+    ``viewer/niivue.umd.js``)."""
     import html
     import json
 
@@ -41,13 +55,12 @@ def _viewer_section(records: Sequence[dict[str, object]], scheme: str) -> list[s
     if not cases:
         return []
     options = "".join(f"<option>{html.escape(c)}</option>" for c in cases)
-    scripts = "".join(f"<script src='viewer/{html.escape(c)}.js'></script>" for c in cases)
     return [
         "<h2>Viewer</h2><p>Case <select id='subct-case'>" + options + "</select> "
         "(click a slice to move the cross; labels in FreeSurfer colours)</p>",
         "<div style='width:960px;height:420px;background:#000'>"
         "<canvas id='subct-viewer'></canvas></div>",
-        "<script src='viewer/niivue.umd.js'></script>" + scripts,
+        "<script src='viewer/niivue.umd.js'></script>",
         _VIEWER_SCRIPT % {"lut": label_lut_json(scheme), "first": json.dumps(cases[0])},
     ]
 
@@ -67,6 +80,7 @@ FLAG_ADVICE: dict[str, str] = {
     "not_in_field_of_view": "use only the structures present",
     "cut_by_field_of_view": "these volumes are lower bounds",
     "labels_on_bone": "the brain may be mislocated: check the viewer",
+    "labels_outside_skull": "the brain may be mislocated or the skull open: check the viewer",
     "ventricle_on_tissue": "the ventricle label covers brain; its volume is too large",
     "dense_in_structure": "haemorrhage or calcification: that volume is unreliable",
     "asymmetry": "a lesion, unilateral atrophy or an error: look at the viewer",
