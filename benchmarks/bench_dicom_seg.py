@@ -1,9 +1,11 @@
-"""DICOM SEG of a real DICOM input, end to end (issue 14): ``subct segment --dicom-seg`` on
-the tilted GE series in ``../shared/data/ct``, read back with highdicom (same labelled
-pixels as the label map carried to the source slices) and validated with ``dciodvfy``
-(Debian ``dicom3tools``).
+"""DICOM SEG of real DICOM inputs, end to end (issue 14): ``subct segment --dicom-seg`` on
+the tilted, unevenly spaced GE series in ``../shared/data/ct`` and on Debian's InVesalius
+head CT written as a plain DICOM CT series (untilted, even 1.5 mm spacing, another
+voxel order; ``real_cts.write_dicom_series``), each read back with highdicom (same
+labelled pixels as the label map carried to the source slices) and validated with
+``dciodvfy`` (Debian ``dicom3tools``).
 
-Usage: ``python benchmarks/bench_dicom_seg.py [--out /tmp/dicom_seg]``
+Usage: ``python benchmarks/bench_dicom_seg.py [--out /tmp/dicom_seg] [--series DIR ...]``
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import argparse
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -18,32 +21,31 @@ from pathlib import Path
 import highdicom
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from real_cts import INVESALIUS_CRANIUM, load_invesalius, write_dicom_series  # noqa: E402
 from subct.cli import main as subct_main
-from subct.io.dicom_seg import labels_on_slices, source_series
-from subct.io.readers import load_volume
-from subct.model.runtime import cpu_line
-from subct.paths import shared_data_dir
+from subct.io.dicom_seg import labels_on_slices, source_series  # noqa: E402
+from subct.io.readers import load_volume  # noqa: E402
+from subct.model.runtime import cpu_line  # noqa: E402
+from subct.paths import shared_data_dir  # noqa: E402
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=Path(tempfile.mkdtemp()) / "dicom_seg")
-    args = parser.parse_args()
-    print(cpu_line())
-    folder = shared_data_dir() / "ct" / "dicom_ge_tilted"
+def check_series(folder: Path, out: Path) -> None:
+    """Segment one DICOM series with ``--dicom-seg`` and check the SEG; print the results."""
     started = time.perf_counter()
     try:
-        subct_main(["segment", str(folder), "-o", str(args.out), "--dicom-seg"])
+        subct_main(["segment", str(folder), "-o", str(out), "--dicom-seg"])
     except SystemExit as exit_:
-        print(f"subct segment exit code {exit_.code} ({time.perf_counter() - started:.1f} s)")
-    seg_path = args.out / "dicom_ge_tilted_seg.dcm"
+        print(f"{folder.name}: subct segment exit code {exit_.code} "
+              f"({time.perf_counter() - started:.1f} s)")
+    seg_path = out / f"{folder.name}_seg.dcm"
     seg = highdicom.seg.segread(seg_path)
     datasets = source_series(folder)
     pixels = seg.get_pixels_by_source_instance(
         source_sop_instance_uids=[d.SOPInstanceUID for d in datasets], combine_segments=True,
         relabel=False, skip_overlap_checks=True)
-    expected = labels_on_slices(load_volume(args.out / "dicom_ge_tilted_labels.nii.gz"),
-                                datasets)
+    expected = labels_on_slices(load_volume(out / f"{folder.name}_labels.nii.gz"), datasets)
     print(f"SEG: {seg.number_of_segments} segments, {len(datasets)} source slices, "
           f"{int((pixels > 0).sum())} labelled pixels; same pixels as the label map on "
           f"the source slices: {bool(np.array_equal(pixels > 0, expected > 0))}")
@@ -57,6 +59,24 @@ def main() -> None:
             print("  " + line)
     else:
         print("dciodvfy not installed (apt-get install dicom3tools)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=Path(tempfile.mkdtemp()) / "dicom_seg")
+    parser.add_argument("--series", type=Path, nargs="*", default=None,
+                        help="DICOM series folders (default: the GE series and InVesalius)")
+    args = parser.parse_args()
+    print(cpu_line())
+    series = args.series
+    if series is None:
+        series = [shared_data_dir() / "ct" / "dicom_ge_tilted"]
+        if INVESALIUS_CRANIUM.is_file():
+            series.append(write_dicom_series(load_invesalius(), args.out.parent
+                                             / "invesalius_dicom", "InVesalius Cranium"))
+    for folder in series:
+        print(f"## {folder}")
+        check_series(folder, args.out)
 
 
 if __name__ == "__main__":

@@ -59,6 +59,56 @@ def real_cts() -> dict[str, Volume]:
     return volumes
 
 
+def write_dicom_series(volume: Volume, folder: Path, description: str) -> Path:
+    """Write ``volume`` (HU) as a plain CT Image Storage series, one file per voxel slice
+    along its third axis (LPS patient coordinates from the affine), for end-to-end DICOM
+    checks on a second geometry (untilted, even spacing). Returns ``folder``."""
+    import datetime
+
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+
+    folder.mkdir(parents=True, exist_ok=True)
+    lps = np.diag([-1.0, -1.0, 1.0]) @ volume.affine[:3, :4]
+    spacing = np.linalg.norm(volume.affine[:3, :3], axis=0)
+    row_direction = lps[:, 0] / spacing[0]      # along a row: voxel axis 0 (columns)
+    column_direction = lps[:, 1] / spacing[1]   # down a column: voxel axis 1 (rows)
+    study, series, frame = generate_uid(), generate_uid(), generate_uid()
+    today = datetime.date.today().strftime("%Y%m%d")
+    array = np.asarray(volume.array)
+    for k in range(array.shape[2]):
+        meta = FileMetaDataset()
+        meta.MediaStorageSOPClassUID = CTImageStorage
+        meta.MediaStorageSOPInstanceUID = generate_uid()
+        meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        ds = Dataset()
+        ds.file_meta = meta
+        ds.SOPClassUID, ds.SOPInstanceUID = CTImageStorage, meta.MediaStorageSOPInstanceUID
+        ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.FrameOfReferenceUID = study, series, frame
+        ds.Modality, ds.Manufacturer = "CT", "subct benchmark export"
+        ds.PatientName, ds.PatientID, ds.PatientSex, ds.PatientBirthDate = "Anonymous^Head", \
+            "SUBCT0001", "O", ""
+        ds.StudyDate = ds.SeriesDate = ds.ContentDate = today
+        ds.StudyTime = ds.SeriesTime = ds.ContentTime = "120000"
+        ds.StudyID, ds.SeriesNumber, ds.InstanceNumber = "1", 1, k + 1
+        ds.AccessionNumber, ds.ReferringPhysicianName = "", ""
+        ds.SeriesDescription = description
+        ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]
+        ds.ImagePositionPatient = [float(v) for v in lps @ np.array([0.0, 0.0, k, 1.0])]
+        ds.ImageOrientationPatient = [float(v) for v in (*row_direction, *column_direction)]
+        ds.PixelSpacing = [float(spacing[1]), float(spacing[0])]
+        ds.SliceThickness = float(spacing[2])
+        ds.PositionReferenceIndicator = ""
+        ds.KVP = 120.0
+        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+        ds.Rows, ds.Columns = int(array.shape[1]), int(array.shape[0])
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
+        ds.RescaleIntercept, ds.RescaleSlope, ds.RescaleType = 0.0, 1.0, "HU"
+        ds.PixelData = np.ascontiguousarray(array[:, :, k].T.astype(np.int16)).tobytes()
+        ds.save_as(folder / f"slice_{k:04d}.dcm", enforce_file_format=True)
+    return folder
+
+
 def structure_dice(a: np.ndarray, b: np.ndarray) -> dict[str, float]:
     """Dice of each canonical structure between two label maps of one grid (the "self-Dice"
     of two runs on the same scan); NaN where the structure is absent from both."""

@@ -307,3 +307,20 @@ def test_locator_survives_a_skull_open_in_every_lower_axial_slice() -> None:
     assert np.linalg.norm(location.centroid_ras_mm) < 8.0, location.centroid_ras_mm
     assert location.intracranial_volume_mm3 is not None
     assert location.intracranial_volume_mm3 > 0.8 * (4.0 / 3.0) * np.pi * 68.0**3
+
+
+def test_no_label_is_kept_outside_the_skull(tiny_model: SegmentationModel,
+                                            phantom: Volume) -> None:
+    from subct.inference.pipeline import INTRACRANIAL_MARGIN_MM
+
+    result = segment_volume(phantom, tiny_model, InferenceConfig(tta=False))
+    location = locate_intracranial(phantom)
+    allowed = location.mask_on(phantom, margin_mm=INTRACRANIAL_MARGIN_MM + 2.0)
+    labels = np.asarray(result.labels.array) > 0
+    assert labels.any()
+    assert not (labels & ~allowed).any()
+    # the random network labels the scalp under the box too: those were removed, counted
+    removed = result.qc.input.facts["labels_removed_outside_intracranial_mm3"]
+    assert removed > 0
+    codes = {flag.code for flag in result.qc.flags}
+    assert ("labels_outside_skull" in codes) == (removed > 200.0)
