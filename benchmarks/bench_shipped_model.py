@@ -73,6 +73,8 @@ class EvaluationCase:
     intracranial_centroid_mm: NDArray[np.float64]
     #: True intracranial space (brain + CSF labels, FreeSurfer IDs 1-499) on ``ct``'s grid
     intracranial: NDArray[np.bool_] | None = None
+    #: Voxels a drawn lesion changed (pathology runs), on ``ct``'s grid
+    lesion: NDArray[np.bool_] | None = None
 
 
 def held_out_map_paths(map_numbers: list[int], tuning: bool = False) -> list[Path]:
@@ -122,15 +124,48 @@ def axial_slab_average(ct_1mm: Volume, reference_1mm: Volume,
     return ct_thick.reoriented("LPS"), ref_thick.reoriented("LPS")
 
 
+#: Scan conditions of the held-out benchmark (issue 12): ``low_dose`` adds correlated noise
+#: of σ 15 HU (the top of the clinical 3–15 HU range) to the 1 mm CT before any slab
+#: averaging; ``pitch15`` pitches the head 15° about the left-right axis (chin down),
+#: the CT and its reference together (same voxels, rotated world).
+CONDITIONS = ("clean", "low_dose", "pitch15")
+LOW_DOSE_SIGMA_HU = 15.0
+PITCH_DEG = 15.0
+
+
+def _low_dose(hu: NDArray[np.int16], seed: int) -> NDArray[np.int16]:
+    from scipy import ndimage
+
+    noise = np.random.default_rng(seed).normal(0.0, 1.0, hu.shape).astype(np.float32)
+    noise = ndimage.gaussian_filter(noise, 0.7)  # reconstruction-kernel correlation
+    noise *= np.float32(LOW_DOSE_SIGMA_HU / float(noise.std()))
+    return np.round(hu.astype(np.float32) + noise).astype(np.int16)
+
+
+def _pitched(volume: Volume, degrees: float) -> Volume:
+    """Same voxels, world rotated about the x (left-right) axis through the grid centre."""
+    angle = np.deg2rad(degrees)
+    rotation = np.eye(4)
+    rotation[1:3, 1:3] = [[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]]
+    centre = volume.affine @ np.append((np.asarray(volume.shape) - 1) / 2.0, 1.0)
+    to_origin, back = np.eye(4), np.eye(4)
+    to_origin[:3, 3], back[:3, 3] = -centre[:3], centre[:3]
+    return Volume(volume.array, back @ rotation @ to_origin @ volume.affine,
+                  description=volume.description)
+
+
 def generate_cases(map_paths: list[Path], samples_per_map: int, seed: int,
-                   shape: tuple[int, int, int], pathology: str | None = None
-                   ) -> list[EvaluationCase]:
+                   shape: tuple[int, int, int], pathology: str | None = None,
+                   condition: str = "clean") -> list[EvaluationCase]:
     """Whole-head synthetic CTs at 1 mm and 5 mm from each held-out map (fixed seeds).
 
     ``pathology``: comma-separated kinds of :class:`subct.synth.config.PathologyConfig`
     drawn in every case, or ``clinical`` for the training mix (labels follow the
     generator's rule: anatomy underneath, except the CSF core of an infarct).
+    ``condition``: one of :data:`CONDITIONS`.
     """
+    if condition not in CONDITIONS:
+        raise ValueError(f"unknown condition {condition!r}; choose from {CONDITIONS}")
     from subct.labels.convert import convert_to_canonical
     from subct.synth import SynthConfig, SynthGenerator
     from subct.synth.config import PathologyConfig
@@ -149,6 +184,8 @@ def generate_cases(map_paths: list[Path], samples_per_map: int, seed: int,
             name = f"{path.name.split('.')[0].replace('training_seg_', 'map')}_s{sample_number}"
             assert sample.hu is not None
             hu = np.round(sample.hu.numpy()).astype(np.int16)
+            if condition == "low_dose":
+                hu = _low_dose(hu, seed + 1000 * map_number + sample_number)
             ct = Volume(hu, sample.affine.copy(), description="synthetic CT, 1 mm")
             labels = convert_to_canonical(sample.labels_fs.numpy(), "freesurfer")
             reference = Volume(np.asarray(labels, dtype=np.int16), sample.affine.copy())
@@ -157,12 +194,26 @@ def generate_cases(map_paths: list[Path], samples_per_map: int, seed: int,
             inside = np.argwhere((brain_labels > 0) & (brain_labels < 500)).mean(axis=0)
             centroid = sample.affine[:3, :3] @ inside + sample.affine[:3, 3]
             inside_mask = (brain_labels > 0) & (brain_labels < 500)
-            cases.append(EvaluationCase(name, "1mm", ct, reference, centroid, inside_mask))
+            lesion = None if sample.lesion_mask is None else sample.lesion_mask.numpy()
             ct_thick, ref_thick = axial_slab_average(ct, reference, SLICE_THICKNESS_MM)
-            _, inside_thick = axial_slab_average(
-                ct, Volume(inside_mask.astype(np.int16), ct.affine.copy()), SLICE_THICKNESS_MM)
+            extra_thick: list[NDArray[np.bool_] | None] = []
+            for mask in (inside_mask, lesion):
+                if mask is None:
+                    extra_thick.append(None)
+                    continue
+                # a slab is "inside"/"lesion" where its central 1 mm slice is
+                _, thick = axial_slab_average(ct, Volume(mask.astype(np.int16),
+                                                         ct.affine.copy()), SLICE_THICKNESS_MM)
+                extra_thick.append(np.asarray(thick.array) > 0)
+            if condition == "pitch15":
+                ct, reference = _pitched(ct, PITCH_DEG), _pitched(reference, PITCH_DEG)
+                ct_thick, ref_thick = (_pitched(ct_thick, PITCH_DEG),
+                                       _pitched(ref_thick, PITCH_DEG))
+                centroid = ct.affine[:3, :3] @ inside + ct.affine[:3, 3]
+            cases.append(EvaluationCase(name, "1mm", ct, reference, centroid, inside_mask,
+                                        lesion))
             cases.append(EvaluationCase(name, f"{SLICE_THICKNESS_MM}mm", ct_thick, ref_thick,
-                                        centroid, np.asarray(inside_thick.array) > 0))
+                                        centroid, extra_thick[0], extra_thick[1]))
     return cases
 
 
@@ -228,7 +279,61 @@ def score_case(case: EvaluationCase, model: SegmentationModel, tta: bool,
     )
     warnings = sorted({flag.code for flag in result.qc.flags if flag.severity == "warning"})
     QC_WARNINGS[f"{case.name}_{case.resolution}"] = warnings
+    if case.lesion is not None and case.lesion.any():
+        LESION_VOLUME_ERRORS[f"{case.name}_{case.resolution}"] = lesion_volume_errors(
+            np.asarray(result.labels.array), np.asarray(case.reference.array), case.lesion,
+            ct.spacing)
     return metrics, result.labels, seconds
+
+
+#: Structures within this distance (mm) of a lesion count as "beside a lesion".
+LESION_NEIGHBOURHOOD_MM = 5.0
+#: Issue 12's target: every structure beside a lesion within 15 % of its true volume.
+LESION_VOLUME_TOLERANCE = 0.15
+
+
+def lesion_volume_errors(predicted: NDArray[np.integer], reference: NDArray[np.integer],
+                         lesion: NDArray[np.bool_], spacing: tuple[float, float, float]
+                         ) -> dict[str, float]:
+    """Relative volume error (predicted − true) / true of every structure whose true
+    mask lies within :data:`LESION_NEIGHBOURHOOD_MM` of a lesion voxel."""
+    from scipy import ndimage
+
+    from subct.labels.schemes import scheme_names
+
+    distance = ndimage.distance_transform_edt(~lesion, sampling=spacing)
+    near = distance <= LESION_NEIGHBOURHOOD_MM
+    errors: dict[str, float] = {}
+    for value, name in scheme_names("canonical").items():
+        true = reference == value
+        if not (true & near).any():
+            continue
+        true_count = int(true.sum())
+        errors[name] = (int((predicted == value).sum()) - true_count) / true_count
+    return errors
+
+
+#: Per case: relative volume error of each structure beside a lesion (pathology runs).
+LESION_VOLUME_ERRORS: dict[str, dict[str, float]] = {}
+
+
+def print_lesion_volume_errors() -> None:
+    """Structures beside a lesion: relative volume error per case, and the target count."""
+    if not LESION_VOLUME_ERRORS:
+        return
+    print(f"\n## Structures within {LESION_NEIGHBOURHOOD_MM:g} mm of a lesion: volume error "
+          f"(target: within {100 * LESION_VOLUME_TOLERANCE:.0f} %)")
+    print("| case | structure: error |")
+    print("|---|---|")
+    total = within = 0
+    for case, errors in LESION_VOLUME_ERRORS.items():
+        total += len(errors)
+        within += sum(abs(e) <= LESION_VOLUME_TOLERANCE for e in errors.values())
+        text = ", ".join(f"{name} {100 * error:+.0f} %" for name, error in
+                         sorted(errors.items(), key=lambda item: -abs(item[1])))
+        print(f"| {case} | {text} |")
+    print(f"{within} of {total} structure volumes beside a lesion within "
+          f"{100 * LESION_VOLUME_TOLERANCE:.0f} %")
 
 
 #: QC warning codes of every segmented case (printed at the end: false alarms on heads
@@ -347,6 +452,9 @@ def main() -> None:
     parser.add_argument("--pathology", default=None,
                         help="draw pathology in every case: comma-separated kinds "
                              "(infarct, haemorrhage, calcification, ...) or 'clinical'")
+    parser.add_argument("--condition", choices=CONDITIONS, default="clean",
+                        help="scan condition: low_dose (σ 15 HU correlated noise) or "
+                             "pitch15 (head pitched 15°)")
     parser.add_argument("--single-pass", action="store_true",
                         help="run the whole crop box in one pass (diagnostic; default: "
                              "training-patch windows)")
@@ -375,7 +483,7 @@ def main() -> None:
         ("component_min_fraction", args.component_fraction)) if value is not None}
     start = time.perf_counter()
     cases = generate_cases(paths, args.samples_per_map, args.seed, tuple(args.shape),
-                           args.pathology)
+                           args.pathology, args.condition)
     synth_seconds = time.perf_counter() - start
     print(f"generated {len(cases)} cases in {synth_seconds:.1f} s")
     by_resolution: dict[str, list[CaseMetrics]] = {}
@@ -405,6 +513,7 @@ def main() -> None:
     summaries = [summarise(metrics, resolution) for resolution, metrics in by_resolution.items()]
     for summary in summaries:
         print_table(summary)
+    print_lesion_volume_errors()
     info = {
         "model": str(args.model),
         "model_epoch": model.metadata.epoch,
@@ -414,6 +523,9 @@ def main() -> None:
         "shape": args.shape,
         "tta": not args.no_tta,
         "single_pass": args.single_pass,
+        "condition": args.condition,
+        "pathology": args.pathology,
+        "lesion_volume_errors": LESION_VOLUME_ERRORS,
         "overlap": args.overlap,
         "component_fraction": args.component_fraction,
         "segment_seconds_mean": {k: float(np.mean(v)) for k, v in seconds.items()},

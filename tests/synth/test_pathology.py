@@ -149,3 +149,13 @@ def test_cli_pathology_mosaic(shared_data: Path, tmp_path: Path) -> None:
     with pytest.raises(SystemExit) as exit_info:
         main(["synth", str(label_map), "-o", str(tmp_path / "bad"), "--pathology", "tumour"])
     assert exit_info.value.code == 2
+
+
+def test_lesion_mask_marks_exactly_what_the_lesions_changed(bank: LabelBank) -> None:
+    config = PathologyConfig().only(["infarct", "haemorrhage"])
+    clean, sick = _pair(bank, config)
+    assert clean.lesion_mask is None  # no lesion drawn: no mask
+    assert sick.lesion_mask is not None and sick.lesion_mask.shape == sick.hu.shape
+    changed = (sick.hu - clean.hu).abs() > 0.5
+    assert int(sick.lesion_mask.sum()) > 500
+    assert bool((changed & ~sick.lesion_mask).sum() == 0)  # every change is in the mask

@@ -70,6 +70,9 @@ class SyntheticSample:
         source_indices: compact label indices pulled from the source map, (X, Y, Z).
         label_table: FreeSurfer ID of each compact index for this sample (after the
             flip's left/right swap and label dropping).
+        lesion_mask: CT mode: voxels whose HU or label a drawn lesion (infarct,
+            hypodensity, haemorrhage, calcification) changed, (X, Y, Z) bool; None when
+            no lesion was drawn. For benchmarks (volume error next to a lesion).
     """
 
     image: torch.Tensor
@@ -79,6 +82,7 @@ class SyntheticSample:
     parameters: dict[str, Any]
     source_indices: torch.Tensor
     label_table: torch.Tensor
+    lesion_mask: torch.Tensor | None = None
 
     @property
     def labels_fs(self) -> torch.Tensor:
@@ -179,6 +183,7 @@ class SynthGenerator:
         acquisition = sample_resolution(config.resolution, rng)
         parameters["acquisition"] = None if acquisition is None else vars(acquisition)
         hu: torch.Tensor | None = None
+        self._lesion_mask: torch.Tensor | None = None
         if config.mode == "ct":
             hu, labels = self._ct_image(labels, relabel, acquisition, parameters)
             image = ct_window_normalise(hu, config.ct.window)
@@ -195,6 +200,7 @@ class SynthGenerator:
             parameters=parameters,
             source_indices=labels,
             label_table=self._fs_lut[relabel],
+            lesion_mask=self._lesion_mask if config.mode == "ct" else None,
         )
 
     def __iter__(self) -> SynthGenerator:
@@ -237,7 +243,10 @@ class SynthGenerator:
             shading_std = float(rng.uniform(0.0, config.shading_std_max_hu))
             hu = hu + smooth_random_field(tuple(hu.shape), (4, 4, 4),  # type: ignore[arg-type]
                                           shading_std, generator, self.device)
+        before_hu, before_labels = hu, labels
         hu, labels = self._pathology.lesions(hu, labels, rng, generator, parameters)
+        if parameters.get("pathology"):
+            self._lesion_mask = (hu != before_hu) | (labels != before_labels)
         with_noise = bool(rng.uniform() < config.noise.probability)
         parameters["ct_noise"] = with_noise
         if acquisition is not None:
