@@ -245,7 +245,7 @@ def oracle_crop_offset_mm(case: EvaluationCase) -> tuple[float, float, float]:
 
 def score_case(case: EvaluationCase, model: SegmentationModel, tta: bool,
                oracle_crop: bool = False, single_pass: bool = False,
-               options: dict[str, float] | None = None,
+               options: dict[str, object] | None = None,
                ) -> tuple[CaseMetrics, Volume, float]:
     """Segment one case through :func:`subct.segment` and score it on the CT's grid.
 
@@ -452,6 +452,13 @@ def main() -> None:
     parser.add_argument("--pathology", default=None,
                         help="draw pathology in every case: comma-separated kinds "
                              "(infarct, haemorrhage, calcification, ...) or 'clinical'")
+    parser.add_argument("--denoise", choices=["on", "off"], default=None,
+                        help="noise-adaptive smoothing of the network input (default: "
+                             "the pipeline's)")
+    parser.add_argument("--noise-target", type=float, default=None,
+                        help="NOISE_TARGET_HU for --denoise on (a tuning knob)")
+    parser.add_argument("--no-inpaint", action="store_true",
+                        help="show the network dense foci as they are (no in-painting)")
     parser.add_argument("--condition", choices=CONDITIONS, default="clean",
                         help="scan condition: low_dose (σ 15 HU correlated noise) or "
                              "pitch15 (head pitched 15°)")
@@ -478,9 +485,17 @@ def main() -> None:
           f"{model.backend} {model.precision}, {model.threads} threads")
     paths = held_out_map_paths(args.maps, tuning=args.tuning)
     # InferenceConfig fields to change from the pipeline's defaults (None: keep default)
-    options = {name: value for name, value in (
+    options: dict[str, object] = {name: value for name, value in (
         ("sliding_window_overlap", args.overlap),
         ("component_min_fraction", args.component_fraction)) if value is not None}
+    if args.no_inpaint:
+        options["inpaint_dense_foci"] = False
+    if args.denoise is not None:
+        options["denoise"] = args.denoise == "on"
+    if args.noise_target is not None:
+        import subct.inference.denoise
+
+        subct.inference.denoise.NOISE_TARGET_HU = args.noise_target
     start = time.perf_counter()
     cases = generate_cases(paths, args.samples_per_map, args.seed, tuple(args.shape),
                            args.pathology, args.condition)
@@ -523,6 +538,7 @@ def main() -> None:
         "shape": args.shape,
         "tta": not args.no_tta,
         "single_pass": args.single_pass,
+        "inpaint_dense_foci": not args.no_inpaint,
         "condition": args.condition,
         "pathology": args.pathology,
         "lesion_volume_errors": LESION_VOLUME_ERRORS,

@@ -97,6 +97,12 @@ class InferenceConfig(StrictConfig):
             0.1 keeps a lateral ventricle that the network split into two parts (demo
             CT: right ventricle Dice 0.31 → 0.43) and changed nothing on the validation
             heads (0.827 / 0.817 either way), where stray islands are far smaller.
+        inpaint_dense_foci: show the network small dense foci inside the skull
+            (calcification, contrast; > 100 HU) as the tissue around them
+            (:mod:`subct.inference.dense`); QC and statistics read the original HU.
+        denoise: smooth the network's input when the brain's noise is above
+            :data:`subct.inference.denoise.NOISE_TARGET_HU` (thin-slice, low-dose CT);
+            quiet scans are untouched.
         keep_posteriors: also return the softmax map on the crop grid.
         crop_size_mm: deep-brain box size (x, y, z) in mm.
         crop_offset_mm: box centre relative to the intracranial centroid, RAS mm.
@@ -122,6 +128,8 @@ class InferenceConfig(StrictConfig):
     mask_below_window: bool = True
     largest_component: bool = True
     component_min_fraction: float = 0.1
+    inpaint_dense_foci: bool = True
+    denoise: bool = False
     keep_posteriors: bool = False
     crop_size_mm: tuple[float, float, float] = DEFAULT_CROP_SIZE_MM
     crop_offset_mm: tuple[float, float, float] = DEFAULT_CROP_OFFSET_MM

@@ -41,8 +41,13 @@ POSTERIORS_SUFFIX = "_posteriors.nii.gz"
 #: them (or the model's weights) differs from the run that wrote it.
 LABEL_SETTINGS = ("scheme", "tta", "sliding_window_overlap", "max_single_pass_voxels",
                   "mask_below_window", "largest_component", "component_min_fraction",
-                  "crop_size_mm", "crop_offset_mm", "hu_offset", "force",
-                  "assume_orientation")
+                  "inpaint_dense_foci", "denoise", "crop_size_mm", "crop_offset_mm", "hu_offset",
+                  "force", "assume_orientation")
+
+#: Bumped whenever a change of subct's own code changes the labels of the same input with
+#: the same model and settings, so that a rerun recomputes cases finished by an older
+#: version. 2: skull ray-casting locator, labels cut to the skull, dense-focus in-painting.
+PIPELINE_REVISION = 2
 
 
 def resume_key(config: BatchConfig, model_sha256: str) -> dict[str, Any]:
@@ -51,7 +56,8 @@ def resume_key(config: BatchConfig, model_sha256: str) -> dict[str, Any]:
     settings = config.inference.model_dump(mode="json", include=set(LABEL_SETTINGS))
     settings["roi_subset"] = None if config.roi_subset is None else list(config.roi_subset)
     settings["posteriors_on_input_grid"] = config.posteriors_on_input_grid
-    return {"model_sha256": model_sha256, **dict(sorted(settings.items()))}
+    return {"model_sha256": model_sha256, "pipeline_revision": PIPELINE_REVISION,
+            **dict(sorted(settings.items()))}
 
 
 def is_complete(config: BatchConfig, name: str, key: dict[str, Any] | None = None) -> bool:

@@ -67,6 +67,8 @@ if TYPE_CHECKING:
     from subct.qc.checks import QcReport
 from subct.inference.config import NO_TTA_NOTE, InferenceConfig
 from subct.inference.crop import CropGrid, crop_grid, labels_to_native, resample_to_crop
+from subct.inference.denoise import denoise_for_network
+from subct.inference.dense import inpaint_dense_foci
 from subct.inference.model import SegmentationModel, cached_model
 from subct.inference.postprocess import (
     _convert_scheme,
@@ -220,7 +222,15 @@ def segment_volume(image: str | Path | Volume, model: SegmentationModel,
     if model.metadata.skull_strip:  # the model was trained on skull-stripped inputs
         brain = skull_strip_mask(crop_hu, model.spacing_mm)
         crop_hu = np.where(brain, crop_hu, np.float32(model.metadata.hu_window[0]))
-    image_01 = ct_window_normalise(crop_hu, tuple(model.metadata.hu_window))  # type: ignore[arg-type]
+    network_hu, inpainted_voxels = crop_hu, 0
+    if config.inpaint_dense_foci and location.method == "skull":
+        network_hu, inpainted_voxels = inpaint_dense_foci(
+            crop_hu, location.mask_on(grid.geometry), model.spacing_mm)
+    noise_hu, smoothing_mm = None, 0.0
+    if config.denoise and location.method == "skull":
+        network_hu, noise_hu, smoothing_mm = denoise_for_network(
+            network_hu, location.mask_on(grid.geometry), model.spacing_mm)
+    image_01 = ct_window_normalise(network_hu, tuple(model.metadata.hu_window))  # type: ignore[arg-type]
     timings["locate_and_resample"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
@@ -307,6 +317,9 @@ def segment_volume(image: str | Path | Volume, model: SegmentationModel,
         qc.flags.append(QcFlag("labels_on_bone", f"{removed_mm3 / 1000:.1f} cm3 of structure "
                                "labels lay on bone (> 600 HU) and were removed: the brain may "
                                "be mislocated or cut by the field of view; check the overlay"))
+    qc.input.facts["dense_foci_inpainted_mm3"] = round(inpainted_voxels * crop_voxel_mm3, 1)
+    qc.input.facts["brain_noise_hu"] = None if noise_hu is None else round(noise_hu, 2)
+    qc.input.facts["network_input_smoothing_mm"] = smoothing_mm
     outside_mm3 = outside_voxels * crop_voxel_mm3
     qc.input.facts["labels_removed_outside_intracranial_mm3"] = round(outside_mm3, 1)
     if outside_mm3 > LABELS_OUTSIDE_WARN_MM3:
