@@ -21,6 +21,21 @@ if TYPE_CHECKING:  # torch is not imported here: ONNX Runtime inference runs wit
 BRAIN_HU_RANGE: tuple[float, float] = (-15.0, 100.0)
 
 
+def connected_components(mask: NDArray[np.bool_], *, full_connectivity: bool = False
+                         ) -> tuple[NDArray[np.int32], int]:
+    """Label the connected components of ``mask`` (0 = background, 1..count).
+
+    Face-connected (6 in 3D) by default, 26-connected (8 in 2D) with
+    ``full_connectivity``. The one place subct labels components (tested by the layout
+    rules); :func:`largest_component` builds on it.
+    """
+    mask = np.asarray(mask, dtype=bool)
+    structure = ndimage.generate_binary_structure(mask.ndim, mask.ndim) if full_connectivity \
+        else None
+    components, count = ndimage.label(mask, structure=structure)
+    return np.asarray(components, dtype=np.int32), int(count)
+
+
 def largest_component(mask: NDArray[np.bool_], *, full_connectivity: bool = False,
                       min_fraction: float = 1.0) -> NDArray[np.bool_]:
     """The largest connected component of ``mask`` (the one helper for this job).
@@ -36,9 +51,7 @@ def largest_component(mask: NDArray[np.bool_], *, full_connectivity: bool = Fals
         A new boolean array; all False when ``mask`` is empty.
     """
     mask = np.asarray(mask, dtype=bool)
-    structure = ndimage.generate_binary_structure(mask.ndim, mask.ndim) if full_connectivity \
-        else None
-    components, count = ndimage.label(mask, structure=structure)
+    components, count = connected_components(mask, full_connectivity=full_connectivity)
     if count <= 1:
         return mask.copy()
     sizes = np.bincount(components.ravel())

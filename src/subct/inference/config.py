@@ -129,7 +129,7 @@ class InferenceConfig(StrictConfig):
     largest_component: bool = True
     component_min_fraction: float = 0.1
     inpaint_dense_foci: bool = True
-    denoise: bool = False
+    denoise: bool = True
     keep_posteriors: bool = False
     crop_size_mm: tuple[float, float, float] = DEFAULT_CROP_SIZE_MM
     crop_offset_mm: tuple[float, float, float] = DEFAULT_CROP_OFFSET_MM

@@ -18,7 +18,7 @@ from scipy import ndimage
 
 #: Noise (HU, as measured by :func:`estimate_noise_hu`) up to which the crop is left as it
 #: is; above it, smoothing brings it down to this level.
-NOISE_TARGET_HU = 6.0
+NOISE_TARGET_HU = 3.0
 #: Gaussian widths tried, narrowest first (mm).
 SMOOTHING_SIGMAS_MM = (0.5, 0.7, 0.9, 1.2, 1.5)
 #: Soft tissue used to measure the noise (HU): CSF to grey matter, no blood or bone.

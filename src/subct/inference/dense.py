@@ -19,6 +19,8 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy import ndimage
 
+from subct.image.masks import connected_components
+
 #: Above this HU a voxel inside the skull is dense (calcium, contrast, metal); acute
 #: blood (50–90 HU) stays below it and is left as it is.
 DENSE_FOCUS_HU = 100.0
@@ -48,7 +50,7 @@ def inpaint_dense_foci(hu: NDArray[np.float32], intracranial: NDArray[np.bool_],
     dense = (hu > DENSE_FOCUS_HU) & inner
     if not dense.any():
         return hu, 0
-    components, count = ndimage.label(dense, structure=np.ones((3, 3, 3), dtype=bool))
+    components, count = connected_components(dense, full_connectivity=True)
     voxel_mm3 = float(np.prod(spacing))
     sizes = np.bincount(components.ravel(), minlength=count + 1)
     shell_steps = max(1, int(round(SHELL_MM / float(spacing.min()))))
