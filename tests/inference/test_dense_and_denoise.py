@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from subct.inference.dense import MAX_FOCUS_MM3, inpaint_dense_foci
 from subct.inference.denoise import NOISE_TARGET_HU, denoise_for_network, estimate_noise_hu
+from subct.inference.dense import MAX_FOCUS_MM3, inpaint_dense_foci
 
 
 def _ball(shape: tuple[int, int, int], centre: tuple[int, int, int], radius: float
