@@ -8,7 +8,8 @@ on held-out heads with calcified pallidi the shipped model lost the pallidum ent
 network should see that anatomy: every small connected focus above
 :data:`DENSE_FOCUS_HU` inside the intracranial mask (not touching its edge, where the
 skull's partial volume lies) is replaced by the median HU of a thin shell of the
-non-dense tissue around it — grey matter around a pallidal calcification, CSF around a
+non-dense tissue around it (the focus's one-voxel partial-volume rim included) — grey
+matter around a pallidal calcification, CSF around a
 plexus calcification. Only the network's input changes: QC (``dense_in_structure``),
 the bone rule and the reported mean HU all read the original image.
 """
@@ -47,21 +48,27 @@ def inpaint_dense_foci(hu: NDArray[np.float32], intracranial: NDArray[np.bool_],
     """
     spacing = np.asarray(spacing_mm, dtype=np.float64)
     inner = ndimage.distance_transform_edt(intracranial, sampling=spacing) > EDGE_MARGIN_MM
-    dense = (hu > DENSE_FOCUS_HU) & inner
-    if not dense.any():
+    dense = hu > DENSE_FOCUS_HU
+    if not (dense & inner).any():
         return hu, 0
+    # Components of ALL dense voxels, so that bone reaching into the mask (inner table,
+    # clinoid processes, a mask edge that overlaps the skull) stays one component with
+    # the skull and is never in-painted: a focus is an island of density lying wholly
+    # inside the inner part of the skull-enclosed space.
     components, count = connected_components(dense, full_connectivity=True)
     voxel_mm3 = float(np.prod(spacing))
     sizes = np.bincount(components.ravel(), minlength=count + 1)
+    reaching_out = np.bincount(components[~inner], minlength=count + 1) > 0
     shell_steps = max(1, int(round(SHELL_MM / float(spacing.min()))))
     result = hu.copy()
     changed = 0
     for index, bounds in enumerate(ndimage.find_objects(components), start=1):
-        if bounds is None or sizes[index] * voxel_mm3 > MAX_FOCUS_MM3:
+        if bounds is None or reaching_out[index] or sizes[index] * voxel_mm3 > MAX_FOCUS_MM3:
             continue
-        grown = tuple(slice(max(s.start - shell_steps - 1, 0), s.stop + shell_steps + 1)
+        grown = tuple(slice(max(s.start - shell_steps - 2, 0), s.stop + shell_steps + 2)
                       for s in bounds)
-        focus = components[grown] == index
+        # the focus and its one-voxel partial-volume rim (else a bright ring remains)
+        focus = ndimage.binary_dilation(components[grown] == index) & intracranial[grown]
         shell = ndimage.binary_dilation(focus, iterations=shell_steps) & ~focus
         shell &= (hu[grown] <= DENSE_FOCUS_HU) & intracranial[grown]
         if not shell.any():
