@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+from scipy import ndimage
 
 from subct.inference.denoise import NOISE_TARGET_HU, denoise_for_network, estimate_noise_hu
 from subct.inference.dense import MAX_FOCUS_MM3, inpaint_dense_foci
@@ -27,11 +28,26 @@ def test_a_calcified_focus_takes_the_hu_of_the_tissue_around_it() -> None:
     inside = np.ones(shape, dtype=bool)
     result, changed = inpaint_dense_foci(hu, inside, (1.0, 1.0, 1.0))
     np.testing.assert_array_equal(hu, original)            # input untouched
-    assert changed == int(pallidum_calcium.sum() + plexus_calcium.sum())
-    assert np.allclose(result[pallidum_calcium], 35.0)
-    assert np.allclose(result[plexus_calcium], 5.0)
-    assert np.array_equal(result[~(pallidum_calcium | plexus_calcium)],
-                          hu[~(pallidum_calcium | plexus_calcium)])
+    # each focus and its one-voxel partial-volume rim take the surroundings' median
+    pallidum_area = ndimage.binary_dilation(pallidum_calcium)
+    plexus_area = ndimage.binary_dilation(plexus_calcium)
+    assert changed == int(pallidum_area.sum() + plexus_area.sum())
+    assert np.allclose(result[pallidum_area], 35.0)
+    assert np.allclose(result[plexus_area], 5.0)
+    untouched = ~(pallidum_area | plexus_area)
+    assert np.array_equal(result[untouched], hu[untouched])
+
+
+def test_bone_reaching_into_the_mask_is_not_a_focus() -> None:
+    shape = (40, 40, 40)
+    hu = np.full(shape, 35.0, dtype=np.float32)
+    inside = np.zeros(shape, dtype=bool)
+    inside[5:35, 5:35, 5:35] = True
+    hu[:, :, :4] = 1000.0                 # skull below the mask ...
+    hu[18:22, 18:22, :16] = 800.0         # ... with a spur reaching deep into it
+    result, changed = inpaint_dense_foci(hu, inside, (1.0, 1.0, 1.0))
+    assert changed == 0
+    np.testing.assert_array_equal(result, hu)
 
 
 def test_skull_edge_and_large_dense_regions_are_left_alone() -> None:
