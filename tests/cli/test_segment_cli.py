@@ -136,3 +136,20 @@ def test_posteriors_on_the_input_grid(files: dict[str, Path], tmp_path: Path) ->
     assert np.abs(total - 255).max() <= 18  # each voxel's probabilities sum to 1 (±rounding)
     assert _run(["segment", str(files["ct"]), "-o", str(tmp_path / "o2"), "--model",
                  str(files["checkpoint"]), "--posteriors-grid", "native"]) == 2
+
+
+def test_input_clean_up_can_be_switched_off(files: dict[str, Path], tmp_path: Path) -> None:
+    import json
+
+    default, plain = tmp_path / "default", tmp_path / "plain"
+    common = ["--model", str(files["checkpoint"]), "--fast", "--threads", "1", "--no-overlay"]
+    assert _run(["segment", str(files["ct"]), "-o", str(default), *common]) == 0
+    assert _run(["segment", str(files["ct"]), "-o", str(plain), *common, "--no-inpaint",
+                 "--no-denoise"]) == 0
+    on = json.loads((default / "head_qc.json").read_text())
+    off = json.loads((plain / "head_qc.json").read_text())
+    assert on["resume_key"]["inpaint_dense_foci"] and on["resume_key"]["denoise"]
+    assert not off["resume_key"]["inpaint_dense_foci"] and not off["resume_key"]["denoise"]
+    facts = off["qc"]["input"]
+    assert facts["dense_foci_inpainted_mm3"] == 0 and facts["network_input_smoothing_mm"] == 0
+    assert on["resume_key"]["pipeline_revision"] >= 2

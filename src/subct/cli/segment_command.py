@@ -54,6 +54,12 @@ def register(app: typer.Typer) -> None:
         fast: bool = typer.Option(False, "--fast", help="About half the network time: no "
                                                         "left/right TTA (see docs/segment.md)."),
         no_tta: bool = typer.Option(False, "--no-tta", help="Skip left/right flip averaging."),
+        no_inpaint: bool = typer.Option(
+            False, "--no-inpaint", help="Show the network calcified foci as they are "
+                                        "(default: in-painted from the tissue around them)."),
+        no_denoise: bool = typer.Option(
+            False, "--no-denoise", help="No noise-adaptive smoothing of the network's input "
+                                        "(default: only noisy scans are smoothed)."),
         qc: int = typer.Option(0, "--qc", help="Monte-Carlo dropout passes for QC "
                                                "(15 in the 3D UNet paper; 0 = off)."),
         posteriors_grid: str = typer.Option(
@@ -104,7 +110,8 @@ def register(app: typer.Typer) -> None:
         model_path = resolve_model_path(model)  # fail fast (exit 2) when no model exists
         settings = {"scheme": scheme, "device": device, "threads": threads,
                     "mc_dropout_samples": qc, "precision": precision, "backend": backend,
-                    "force": force, "assume_orientation": assume_orientation}
+                    "force": force, "assume_orientation": assume_orientation,
+                    "inpaint_dense_foci": not no_inpaint, "denoise": not no_denoise}
         inference = (InferenceConfig.fast(**settings) if fast
                      else InferenceConfig(tta=not no_tta, **settings))  # type: ignore[arg-type]
         config = BatchConfig(output_dir=output, model=model_path, inference=inference,
