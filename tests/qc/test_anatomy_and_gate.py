@@ -127,3 +127,38 @@ def test_a_lost_structure_whose_mirror_is_whole_is_not_blamed_on_the_field_of_vi
     report = AnatomyReport()
     check_coverage(indices, hu, names, report)
     assert report.not_in_view == [] and report.cut_by_view == []
+
+
+def test_blood_next_to_a_structure_is_a_warning_and_specks_are_not() -> None:
+    from subct.qc.anatomy import check_hyperdense_regions
+
+    shape = (60, 60, 60)
+    grid = np.indices(shape)
+    hu = np.random.default_rng(0).normal(38.0, 4.0, shape).astype(np.float32)  # grey matter
+    inside = np.zeros(shape, dtype=bool)
+    inside[4:56, 4:56, 4:56] = True
+    indices = np.zeros(shape, dtype=np.int64)
+    indices[20:30, 20:30, 20:30] = 5          # a "putamen"
+    names = [f"S{i}" for i in range(1, 18)]
+    names[4] = "Left-Putamen"
+    # a calcification (with its partial-volume rim) and a small speck: not blood
+    calcium = sum((g - c) ** 2 for g, c in zip(grid, (40, 40, 40), strict=True)) <= 9
+    hu[calcium] = 300.0
+    hu[45:47, 15:17, 15:17] = 70.0
+    report = AnatomyReport()
+    check_hyperdense_regions(indices, hu, inside, names, (1.0, 1.0, 1.0), report)
+    assert not report.flags and report.facts["hyperdense_regions_mm3"] == []
+    # a 1.7 cm³ haematoma 3 mm lateral to the structure
+    blood = sum((g - c) ** 2 for g, c in zip(grid, (25, 25, 40), strict=True)) <= 7.5 ** 2
+    hu[blood] = 70.0
+    report = AnatomyReport()
+    check_hyperdense_regions(indices, hu, inside, names, (1.0, 1.0, 1.0), report)
+    flags = [f for f in report.flags if f.code == "hyperdense_lesion"]
+    assert len(flags) == 1 and flags[0].severity == "warning"
+    assert "Left-Putamen" in flags[0].message
+    assert report.facts["hyperdense_regions_mm3"][0] > 1000.0
+    # far from every structure: an info note only
+    indices[:] = 0
+    report = AnatomyReport()
+    check_hyperdense_regions(indices, hu, inside, names, (1.0, 1.0, 1.0), report)
+    assert [f.severity for f in report.flags] == ["info"]

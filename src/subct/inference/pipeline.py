@@ -57,6 +57,7 @@ from subct.qc.anatomy import (
     AnatomyReport,
     check_asymmetry,
     check_coverage,
+    check_hyperdense_regions,
     check_intensities,
 )
 from subct.qc.checks import QcFlag, assess_input, build_qc_report
@@ -222,14 +223,16 @@ def segment_volume(image: str | Path | Volume, model: SegmentationModel,
     if model.metadata.skull_strip:  # the model was trained on skull-stripped inputs
         brain = skull_strip_mask(crop_hu, model.spacing_mm)
         crop_hu = np.where(brain, crop_hu, np.float32(model.metadata.hu_window[0]))
+    # the skull-enclosed space on the crop grid (None: no skull found, nothing relies on it)
+    inside_crop = location.mask_on(grid.geometry) if location.method == "skull" else None
     network_hu, inpainted_voxels = crop_hu, 0
-    if config.inpaint_dense_foci and location.method == "skull":
-        network_hu, inpainted_voxels = inpaint_dense_foci(
-            crop_hu, location.mask_on(grid.geometry), model.spacing_mm)
+    if config.inpaint_dense_foci and inside_crop is not None:
+        network_hu, inpainted_voxels = inpaint_dense_foci(crop_hu, inside_crop,
+                                                          model.spacing_mm)
     noise_hu, smoothing_mm = None, 0.0
-    if config.denoise and location.method == "skull":
-        network_hu, noise_hu, smoothing_mm = denoise_for_network(
-            network_hu, location.mask_on(grid.geometry), model.spacing_mm)
+    if config.denoise and inside_crop is not None:
+        network_hu, noise_hu, smoothing_mm = denoise_for_network(network_hu, inside_crop,
+                                                                 model.spacing_mm)
     image_01 = ct_window_normalise(network_hu, tuple(model.metadata.hu_window))  # type: ignore[arg-type]
     timings["locate_and_resample"] = time.perf_counter() - clock
 
@@ -293,6 +296,9 @@ def segment_volume(image: str | Path | Volume, model: SegmentationModel,
                                            "by the field of view); use --force to segment "
                                            "anyway")
     check_intensities(indices, crop_hu, mc_names, anatomy)
+    if inside_crop is not None:
+        check_hyperdense_regions(indices, crop_hu, inside_crop, mc_names, model.spacing_mm,
+                                 anatomy)
     volumes_mm3 = _blank_outside_view(volumes, anatomy.not_in_view)
     check_asymmetry(volumes_mm3, anatomy)
     qc = build_qc_report(volumes_mm3, config.scheme, input_check, location,

@@ -83,6 +83,7 @@ FLAG_ADVICE: dict[str, str] = {
     "labels_outside_skull": "the brain may be mislocated or the skull open: check the viewer",
     "ventricle_on_tissue": "the ventricle label covers brain; its volume is too large",
     "dense_in_structure": "haemorrhage or calcification: that volume is unreliable",
+    "hyperdense_lesion": "likely haemorrhage: the named structures' volumes are unreliable",
     "asymmetry": "a lesion, unilateral atrophy or an error: look at the viewer",
     "low_reliability": "treat those volumes with caution",
     "mc_dropout_cv": "treat those volumes as uncertain",
