@@ -14,8 +14,9 @@ Three kinds of checks, all reported in ``<case>_qc.json`` and the batch report:
 - **Volumes** (:data:`NORMAL_ADULT_RANGES_MM3`): structure volumes far outside normal
   adult ranges are flagged.
 
-The brain locator (:func:`locate_intracranial`) also lives here because its mask is
-what the input checks and the intracranial volume are measured on.
+The input checks read the histogram and intracranial volume that the brain locator
+(:func:`subct.image.intracranial.locate_intracranial`) measures on its skull-enclosed
+mask.
 """
 
 from __future__ import annotations
