@@ -49,6 +49,11 @@ MIN_INTRACRANIAL_MM3 = 50_000.0
 #: down. Downward rays from the brainstem run through the foramen magnum and down the
 #: spinal canal, and reach air wherever the scan or the head ends below; the face, scalp
 #: and neck see outside air sideways or upwards anyway.
+#: Radius (mm) around the intracranial centroid within which the head's pitch is measured
+#: (a sphere turns with the head, and leaves out most of the brainstem's reach into the
+#: spinal canal, whose length depends on the scan's coverage).
+PITCH_RADIUS_MM = 70.0
+
 _DIRECTIONS = [d for d in itertools.product((-1, 0, 1), repeat=3) if any(d) and d[2] >= 0]
 
 
@@ -77,6 +82,27 @@ class IntracranialLocation:
     histogram: dict[str, float] = field(default_factory=dict)
     mask: NDArray[np.bool_] | None = field(default=None, repr=False)
     mask_affine: NDArray[np.float64] | None = field(default=None, repr=False)
+
+    def pitch_deg(self) -> float | None:
+        """Pitch of the head (degrees, rotation about the left-right axis, nose up
+        positive): the angle from the world's anterior axis to the long axis of the
+        supratentorial intracranial space (mask voxels above 20 mm below the centroid,
+        so that the brainstem's reach into the canal does not tilt it). None without
+        a mask."""
+        if self.mask is None or self.mask_affine is None:
+            return None
+        index = np.argwhere(self.mask)
+        world = index @ self.mask_affine[:3, :3].T + self.mask_affine[:3, 3]
+        world = world[np.linalg.norm(world - self.centroid_ras_mm, axis=1) <= PITCH_RADIUS_MM]
+        if len(world) < 100:
+            return None
+        y, z = world[:, 1] - world[:, 1].mean(), world[:, 2] - world[:, 2].mean()
+        covariance = np.cov(np.stack([y, z]))
+        values, vectors = np.linalg.eigh(covariance)
+        major = vectors[:, int(np.argmax(values))]
+        if major[0] < 0:
+            major = -major
+        return float(np.degrees(np.arctan2(major[1], major[0])))
 
     def mask_on(self, target: Volume | Geometry, margin_mm: float = 0.0
                 ) -> NDArray[np.bool_]:

@@ -103,6 +103,9 @@ class InferenceConfig(StrictConfig):
         denoise: smooth the network's input when the brain's noise is above
             :data:`subct.inference.denoise.NOISE_TARGET_HU` (thin-slice, low-dose CT);
             quiet scans are untouched.
+        align_pitch: turn the crop about the left-right axis so that the head's pitch
+            matches the training maps' mean pose (pitched rescans then give the same
+            labels).
         keep_posteriors: also return the softmax map on the crop grid.
         crop_size_mm: deep-brain box size (x, y, z) in mm.
         crop_offset_mm: box centre relative to the intracranial centroid, RAS mm.
@@ -130,6 +133,7 @@ class InferenceConfig(StrictConfig):
     component_min_fraction: float = 0.1
     inpaint_dense_foci: bool = True
     denoise: bool = True
+    align_pitch: bool = True
     keep_posteriors: bool = False
     crop_size_mm: tuple[float, float, float] = DEFAULT_CROP_SIZE_MM
     crop_offset_mm: tuple[float, float, float] = DEFAULT_CROP_OFFSET_MM

@@ -29,17 +29,30 @@ class CropGrid:
 
 
 def crop_grid(center_ras_mm: NDArray[np.float64], spacing_mm: tuple[float, float, float],
-              size_mm: tuple[float, float, float], divisor: int) -> CropGrid:
-    """Axis-aligned RAS grid of ``size_mm`` centred on ``center_ras_mm``.
+              size_mm: tuple[float, float, float], divisor: int,
+              rotation: NDArray[np.float64] | None = None) -> CropGrid:
+    """RAS grid of ``size_mm`` centred on ``center_ras_mm``, axis-aligned or turned by
+    ``rotation`` (3×3, world from grid axes; e.g. to follow the head's pitch).
 
     The number of voxels per axis is rounded up to a multiple of ``divisor`` so the
     network (pooling levels) accepts it.
     """
     spacing = np.asarray(spacing_mm, dtype=np.float64)
+    turn = np.eye(3) if rotation is None else np.asarray(rotation, dtype=np.float64)
     counts = np.ceil(np.asarray(size_mm) / spacing / divisor).astype(int) * divisor
-    affine = np.diag([*spacing, 1.0])
-    affine[:3, 3] = np.asarray(center_ras_mm, dtype=np.float64) - spacing * (counts - 1) / 2.0
+    affine = np.eye(4)
+    affine[:3, :3] = turn @ np.diag(spacing)
+    affine[:3, 3] = np.asarray(center_ras_mm, dtype=np.float64) \
+        - turn @ (spacing * (counts - 1) / 2.0)
     return CropGrid((int(counts[0]), int(counts[1]), int(counts[2])), affine)
+
+
+def pitch_rotation(degrees: float) -> NDArray[np.float64]:
+    """Rotation about the left-right (x) axis by ``degrees`` (nose up positive)."""
+    angle = np.deg2rad(degrees)
+    return np.array([[1.0, 0.0, 0.0],
+                     [0.0, np.cos(angle), -np.sin(angle)],
+                     [0.0, np.sin(angle), np.cos(angle)]])
 
 
 def _index_bbox(source_to_target: NDArray[Any], source_lo: NDArray[Any],
