@@ -143,3 +143,19 @@ def test_noise_image_falls_back_without_warnings() -> None:
         location = locate_intracranial(Volume(noise, np.diag([2.0, 2.0, 2.0, 1.0])))
     assert location.method == "head"
     assert location.intracranial_volume_mm3 is None
+
+
+def _pitched(volume: Volume, degrees: float) -> Volume:
+    angle = np.deg2rad(degrees)
+    rotation = np.eye(4)
+    rotation[1:3, 1:3] = [[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]]
+    return Volume(volume.array, rotation @ volume.affine)
+
+
+def test_pitch_follows_the_head() -> None:
+    head = analytic_head_phantom(spacing_mm=2.0).ct
+    # the phantom is an ellipsoid longer front to back (90 mm) than high (85 mm)
+    level = locate_intracranial(head).pitch_deg()
+    assert level is not None and abs(level) < 2.0
+    turned = locate_intracranial(_pitched(head, 12.0)).pitch_deg()
+    assert turned is not None and abs(turned - level - 12.0) < 1.5

@@ -104,8 +104,8 @@ class InferenceConfig(StrictConfig):
             :data:`subct.inference.denoise.NOISE_TARGET_HU` (thin-slice, low-dose CT);
             quiet scans are untouched.
         align_pitch: turn the crop about the left-right axis so that the head's pitch
-            matches the training maps' mean pose (pitched rescans then give the same
-            labels).
+            matches the pose of the model's training data, when the model records it
+            (the shipped model does; pitched rescans then give the same labels).
         keep_posteriors: also return the softmax map on the crop grid.
         crop_size_mm: deep-brain box size (x, y, z) in mm.
         crop_offset_mm: box centre relative to the intracranial centroid, RAS mm.

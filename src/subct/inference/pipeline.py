@@ -85,6 +85,7 @@ from subct.inference.postprocess import (
 )
 from subct.inference.predict import mc_dropout_volumes, predict_probabilities
 from subct.io.hounsfield import detect_hu_offset
+from subct.model.registry import reference_pitch_deg
 
 
 @dataclass
@@ -144,10 +145,6 @@ def _as_volume(image: str | Path | Volume) -> Volume:
 #: caught 16 but fired on every real and held-out head (accumbens, amygdala ≈ 0.79).
 TTA_AGREEMENT_WARN = 0.75
 
-#: Head pitch (deg, :meth:`IntracranialLocation.pitch_deg`) of the training label maps
-#: 01–16 in their own pose (mean; SD 9.5°): the crop is turned so that every head sits
-#: at this pitch (``InferenceConfig.align_pitch``).
-REFERENCE_PITCH_DEG = 24.7
 #: Larger deviations are not aligned (an implausible pose estimate, e.g. partial cover).
 MAX_PITCH_ALIGN_DEG = 30.0
 #: Volume of labels removed on bone (mm³) above which the case is flagged.
@@ -229,11 +226,14 @@ def segment_volume(image: str | Path | Volume, model: SegmentationModel,
     check_head_ct(volume, input_check, config.force)
     # Rounded to 0.01 mm so that float noise in the centroid cannot make runs on
     # mirrored or re-ordered copies of an image sample the crop at different points.
-    turn, head_pitch = None, location.pitch_deg() if config.align_pitch else None
-    if head_pitch is not None and abs(head_pitch - REFERENCE_PITCH_DEG) <= MAX_PITCH_ALIGN_DEG:
+    turn = None
+    reference = reference_pitch_deg(model.path, model.metadata.reference_pitch_deg)
+    head_pitch = location.pitch_deg() if config.align_pitch and reference is not None else None
+    if head_pitch is not None and reference is not None \
+            and abs(head_pitch - reference) <= MAX_PITCH_ALIGN_DEG:
         # the crop follows the head's pitch, so the network sees every head in the pose
         # at the centre of its training augmentation (and a pitched rescan the same way)
-        turn = pitch_rotation(head_pitch - REFERENCE_PITCH_DEG)
+        turn = pitch_rotation(head_pitch - reference)
     offset = np.asarray(config.crop_offset_mm) if turn is None \
         else turn @ np.asarray(config.crop_offset_mm)
     center = np.round(location.centroid_ras_mm + offset, 2)

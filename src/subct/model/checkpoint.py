@@ -61,6 +61,10 @@ class CheckpointMetadata(BaseModel):
         best_metric: best validation score so far (mean foreground Dice).
         validation_dice: per-structure validation Dice at save time, by label name.
         created: UTC time of writing (ISO 8601).
+        reference_pitch_deg: head pitch of the training data's pose (degrees, see
+            :meth:`subct.image.intracranial.IntracranialLocation.pitch_deg`); when set,
+            inference turns its crop so that every head sits at this pitch. None: the
+            crop stays axis-aligned.
     """
 
     model_config = ConfigDict(extra="allow", ser_json_inf_nan="constants")
@@ -79,6 +83,7 @@ class CheckpointMetadata(BaseModel):
     best_metric: float | None = None
     validation_dice: dict[str, float] = Field(default_factory=dict)
     created: str = Field(default_factory=_now)
+    reference_pitch_deg: float | None = None
 
     @property
     def num_classes(self) -> int:

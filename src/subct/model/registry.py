@@ -30,6 +30,9 @@ class ShippedModel:
     name: str
     filename: str
     summary: str
+    #: Pose of its training data (see CheckpointMetadata.reference_pitch_deg) when the
+    #: weights file predates that field.
+    reference_pitch_deg: float | None = None
 
     @property
     def path(self) -> Path:
@@ -49,11 +52,26 @@ MODEL_REGISTRY: dict[str, ShippedModel] = {
         name="ct-subcortical",
         filename="ct_subcortical.safetensors",
         summary="3D UNet, 17 subcortical structures (FreeSurfer IDs), trained on synthetic CT",
+        # mean head pitch of its training label maps 01-16 in their own pose (SD 9.5°)
+        reference_pitch_deg=24.7,
     ),
 }
 
 
 DEFAULT_MODEL_NAME = "ct-subcortical"
+
+
+def reference_pitch_deg(path: Path | None, metadata_value: float | None) -> float | None:
+    """The training pose (pitch, degrees) of the model at ``path``: the checkpoint's own
+    ``reference_pitch_deg``, else the registry's for a shipped weights file, else None."""
+    if metadata_value is not None:
+        return float(metadata_value)
+    if path is None:
+        return None
+    for shipped in MODEL_REGISTRY.values():
+        if shipped.installed and shipped.path.resolve() == Path(path).resolve():
+            return shipped.reference_pitch_deg
+    return None
 
 
 def default_model_path() -> Path:
