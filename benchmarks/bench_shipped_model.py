@@ -142,18 +142,6 @@ def _low_dose(hu: NDArray[np.int16], seed: int) -> NDArray[np.int16]:
     return np.round(hu.astype(np.float32) + noise).astype(np.int16)
 
 
-def _pitched(volume: Volume, degrees: float) -> Volume:
-    """Same voxels, world rotated about the x (left-right) axis through the grid centre."""
-    angle = np.deg2rad(degrees)
-    rotation = np.eye(4)
-    rotation[1:3, 1:3] = [[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]]
-    centre = volume.affine @ np.append((np.asarray(volume.shape) - 1) / 2.0, 1.0)
-    to_origin, back = np.eye(4), np.eye(4)
-    to_origin[:3, 3], back[:3, 3] = -centre[:3], centre[:3]
-    return Volume(volume.array, back @ rotation @ to_origin @ volume.affine,
-                  description=volume.description)
-
-
 def generate_cases(map_paths: list[Path], samples_per_map: int, seed: int,
                    shape: tuple[int, int, int], pathology: str | None = None,
                    condition: str = "clean") -> list[EvaluationCase]:
@@ -166,6 +154,8 @@ def generate_cases(map_paths: list[Path], samples_per_map: int, seed: int,
     """
     if condition not in CONDITIONS:
         raise ValueError(f"unknown condition {condition!r}; choose from {CONDITIONS}")
+    # the real-CT robustness benchmark's pitch (same voxels, rotated world), one helper
+    from bench_real_ct_robustness import pitched
     from subct.labels.convert import convert_to_canonical
     from subct.synth import SynthConfig, SynthGenerator
     from subct.synth.config import PathologyConfig
@@ -206,9 +196,9 @@ def generate_cases(map_paths: list[Path], samples_per_map: int, seed: int,
                                                          ct.affine.copy()), SLICE_THICKNESS_MM)
                 extra_thick.append(np.asarray(thick.array) > 0)
             if condition == "pitch15":
-                ct, reference = _pitched(ct, PITCH_DEG), _pitched(reference, PITCH_DEG)
-                ct_thick, ref_thick = (_pitched(ct_thick, PITCH_DEG),
-                                       _pitched(ref_thick, PITCH_DEG))
+                ct, reference = pitched(ct, PITCH_DEG), pitched(reference, PITCH_DEG)
+                ct_thick, ref_thick = (pitched(ct_thick, PITCH_DEG),
+                                       pitched(ref_thick, PITCH_DEG))
                 centroid = ct.affine[:3, :3] @ inside + ct.affine[:3, 3]
             cases.append(EvaluationCase(name, "1mm", ct, reference, centroid, inside_mask,
                                         lesion))

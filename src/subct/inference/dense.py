@@ -36,7 +36,8 @@ SHELL_MM = 2.0
 
 
 def inpaint_dense_foci(hu: NDArray[np.float32], intracranial: NDArray[np.bool_],
-                       spacing_mm: tuple[float, float, float]
+                       spacing_mm: tuple[float, float, float],
+                       depth_mm: NDArray[np.float64] | None = None
                        ) -> tuple[NDArray[np.float32], int]:
     """``hu`` with small dense foci inside ``intracranial`` replaced by their
     surroundings' median (see the module docstring), and the number of voxels changed.
@@ -45,9 +46,13 @@ def inpaint_dense_foci(hu: NDArray[np.float32], intracranial: NDArray[np.bool_],
         hu: crop in HU (X, Y, Z), not modified.
         intracranial: intracranial mask on the same grid.
         spacing_mm: voxel size of the grid (mm).
+        depth_mm: distance (mm) of each voxel from the outside of ``intracranial``, when
+            the caller has it (the pipeline computes it once for several checks).
     """
     spacing = np.asarray(spacing_mm, dtype=np.float64)
-    inner = ndimage.distance_transform_edt(intracranial, sampling=spacing) > EDGE_MARGIN_MM
+    if depth_mm is None:
+        depth_mm = ndimage.distance_transform_edt(intracranial, sampling=spacing)
+    inner = depth_mm > EDGE_MARGIN_MM
     dense = hu > DENSE_FOCUS_HU
     if not (dense & inner).any():
         return hu, 0

@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
+from scipy import ndimage
 
 from subct.errors import SubctInputError
 from subct.image.intracranial import locate_intracranial
@@ -244,10 +245,14 @@ def segment_volume(image: str | Path | Volume, model: SegmentationModel,
         crop_hu = np.where(brain, crop_hu, np.float32(model.metadata.hu_window[0]))
     # the skull-enclosed space on the crop grid (None: no skull found, nothing relies on it)
     inside_crop = location.mask_on(grid.geometry) if location.method == "skull" else None
+    # distance (mm) from the skull-enclosed space's edge: computed once, used by the
+    # in-painting and the hyperdense-region check
+    depth_mm = None if inside_crop is None else ndimage.distance_transform_edt(
+        inside_crop, sampling=model.spacing_mm)
     network_hu, inpainted_voxels = crop_hu, 0
     if config.inpaint_dense_foci and inside_crop is not None:
         network_hu, inpainted_voxels = inpaint_dense_foci(crop_hu, inside_crop,
-                                                          model.spacing_mm)
+                                                          model.spacing_mm, depth_mm)
     noise_hu, smoothing_mm = None, 0.0
     if config.denoise and inside_crop is not None:
         network_hu, noise_hu, smoothing_mm = denoise_for_network(network_hu, inside_crop,
@@ -317,7 +322,7 @@ def segment_volume(image: str | Path | Volume, model: SegmentationModel,
     check_intensities(indices, crop_hu, mc_names, anatomy)
     if inside_crop is not None:
         check_hyperdense_regions(indices, crop_hu, inside_crop, mc_names, model.spacing_mm,
-                                 anatomy)
+                                 anatomy, depth_mm)
     volumes_mm3 = _blank_outside_view(volumes, anatomy.not_in_view)
     check_asymmetry(volumes_mm3, anatomy)
     qc = build_qc_report(volumes_mm3, config.scheme, input_check, location,

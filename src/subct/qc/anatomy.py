@@ -163,12 +163,16 @@ SKULL_EDGE_MM = 5.0
 
 
 def hyperdense_regions(crop_hu: NDArray[np.float32], intracranial: NDArray[np.bool_],
-                       spacing_mm: tuple[float, float, float]
+                       spacing_mm: tuple[float, float, float],
+                       depth_mm: NDArray[np.float64] | None = None
                        ) -> tuple[NDArray[np.int32], NDArray[np.float64]]:
     """Connected blood-like regions (see :func:`check_hyperdense_regions`): their label
-    array and each one's volume in mm³ (index 0, the background, has volume 0)."""
+    array and each one's volume in mm³ (index 0, the background, has volume 0).
+    ``depth_mm``: distance from the outside of ``intracranial`` if already computed."""
     spacing = np.asarray(spacing_mm, dtype=np.float64)
-    inner = ndimage.distance_transform_edt(intracranial, sampling=spacing) > SKULL_EDGE_MM
+    if depth_mm is None:
+        depth_mm = ndimage.distance_transform_edt(intracranial, sampling=spacing)
+    inner = depth_mm > SKULL_EDGE_MM
     smooth = ndimage.gaussian_filter(np.asarray(crop_hu, dtype=np.float32), 1.0 / spacing)
     calcium = ndimage.binary_dilation(crop_hu > HYPERDENSE_HU[1], iterations=3)
     blood = (smooth >= HYPERDENSE_HU[0]) & (smooth <= HYPERDENSE_HU[1]) & inner & ~calcium
@@ -181,7 +185,8 @@ def hyperdense_regions(crop_hu: NDArray[np.float32], intracranial: NDArray[np.bo
 def check_hyperdense_regions(indices: NDArray[np.integer], crop_hu: NDArray[np.float32],
                              intracranial: NDArray[np.bool_], names: list[str],
                              spacing_mm: tuple[float, float, float],
-                             report: AnatomyReport) -> None:
+                             report: AnatomyReport,
+                             depth_mm: NDArray[np.float64] | None = None) -> None:
     """Blood-like regions inside the skull, and the structures next to them.
 
     A region of :data:`HYPERDENSE_HU` (after smoothing; calcium excluded) of at least
@@ -191,7 +196,7 @@ def check_hyperdense_regions(indices: NDArray[np.integer], crop_hu: NDArray[np.f
     half the adjacent volumes off by more than 15 %); elsewhere an info note.
     """
     spacing = np.asarray(spacing_mm, dtype=np.float64)
-    components, sizes = hyperdense_regions(crop_hu, intracranial, spacing_mm)
+    components, sizes = hyperdense_regions(crop_hu, intracranial, spacing_mm, depth_mm)
     large = np.flatnonzero(sizes >= HYPERDENSE_MIN_MM3)
     report.facts["hyperdense_regions_mm3"] = [round(float(sizes[i]), 1) for i in large]
     if large.size == 0:
