@@ -44,7 +44,7 @@ from numpy.typing import NDArray
 from scipy import ndimage
 
 from subct.errors import SubctInputError
-from subct.image.intracranial import locate_intracranial
+from subct.image.intracranial import IntracranialLocation, locate_intracranial
 from subct.image.masks import skull_strip_mask
 from subct.image.volume import Volume
 from subct.io.readers import load_volume
@@ -196,6 +196,22 @@ def _blank_outside_view(volumes: dict[str, float], not_in_view: list[str]
             else value for name, value in volumes.items()}
 
 
+def _crop_rotation(location: IntracranialLocation, model: SegmentationModel,
+                   config: InferenceConfig) -> NDArray[np.float64] | None:
+    """The rotation that turns the crop with the head's pitch to the pose of the model's
+    training data (None: axis-aligned crop — no recorded pose, ``align_pitch`` off, no
+    pitch estimate, or one more than :data:`MAX_PITCH_ALIGN_DEG` from the pose). The
+    network then sees every head at the centre of its training augmentation, and a
+    pitched rescan the same way."""
+    reference = reference_pitch_deg(model.path, model.metadata.reference_pitch_deg)
+    if not config.align_pitch or reference is None:
+        return None
+    head_pitch = location.pitch_deg()
+    if head_pitch is None or abs(head_pitch - reference) > MAX_PITCH_ALIGN_DEG:
+        return None
+    return pitch_rotation(head_pitch - reference)
+
+
 def segment_volume(image: str | Path | Volume, model: SegmentationModel,
                    config: InferenceConfig | None = None,
                    on_step: Callable[[str], None] | None = None) -> SegmentationResult:
@@ -225,18 +241,11 @@ def segment_volume(image: str | Path | Volume, model: SegmentationModel,
     location = locate_intracranial(volume, hu_offset=hu_offset)
     input_check = assess_input(volume, location, hu_offset=hu_offset)
     check_head_ct(volume, input_check, config.force)
-    # Rounded to 0.01 mm so that float noise in the centroid cannot make runs on
-    # mirrored or re-ordered copies of an image sample the crop at different points.
-    turn = None
-    reference = reference_pitch_deg(model.path, model.metadata.reference_pitch_deg)
-    head_pitch = location.pitch_deg() if config.align_pitch and reference is not None else None
-    if head_pitch is not None and reference is not None \
-            and abs(head_pitch - reference) <= MAX_PITCH_ALIGN_DEG:
-        # the crop follows the head's pitch, so the network sees every head in the pose
-        # at the centre of its training augmentation (and a pitched rescan the same way)
-        turn = pitch_rotation(head_pitch - reference)
+    turn = _crop_rotation(location, model, config)
     offset = np.asarray(config.crop_offset_mm) if turn is None \
         else turn @ np.asarray(config.crop_offset_mm)
+    # Rounded to 0.01 mm so that float noise in the centroid cannot make runs on
+    # mirrored or re-ordered copies of an image sample the crop at different points.
     center = np.round(location.centroid_ras_mm + offset, 2)
     grid = crop_grid(center, model.spacing_mm, config.crop_size_mm, model.size_divisor, turn)
     crop_hu = resample_to_crop(volume, grid, hu_offset)
