@@ -146,9 +146,10 @@ def test_noise_image_falls_back_without_warnings() -> None:
 
 
 def _pitched(volume: Volume, degrees: float) -> Volume:
-    angle = np.deg2rad(degrees)
+    from subct.inference.crop import pitch_rotation
+
     rotation = np.eye(4)
-    rotation[1:3, 1:3] = [[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]]
+    rotation[:3, :3] = pitch_rotation(degrees)
     return Volume(volume.array, rotation @ volume.affine)
 
 

@@ -332,9 +332,10 @@ def test_pitched_head_gets_the_same_labels(tmp_path: Path, phantom: Volume) -> N
     # a model that records its training pose (level heads) turns its crop with the head
     tiny_model = load_model(make_checkpoint(tmp_path / "posed.safetensors",
                                             reference_pitch_deg=0.0), "cpu")
-    angle = np.deg2rad(8.0)
+    from subct.inference.crop import pitch_rotation
+
     rotation = np.eye(4)
-    rotation[1:3, 1:3] = [[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]]
+    rotation[:3, :3] = pitch_rotation(8.0)
     pitched = Volume(phantom.array, rotation @ phantom.affine)
     config = InferenceConfig(tta=False)
     level = segment_volume(phantom, tiny_model, config)
