@@ -74,6 +74,12 @@ def test_ventricle_on_tissue_and_blood_in_deep_grey() -> None:
     assert set(messages) == {"ventricle_on_tissue", "dense_in_structure"}
     assert "Left-Thalamus" in messages["dense_in_structure"]
     assert "Left-Putamen" not in messages["dense_in_structure"]
+    # each flag names the structure it puts in doubt, and only that one
+    concerned = {f.code: f.structures for f in report.flags}
+    assert concerned == {"ventricle_on_tissue": ("Left-Lateral-Ventricle",),
+                         "dense_in_structure": ("Left-Thalamus",)}
+    dense = next(f for f in report.flags if f.code == "dense_in_structure")
+    assert dense.concerns("Left-Thalamus") and not dense.concerns("Left-Putamen")
 
 
 def test_asymmetry_limits() -> None:
@@ -85,6 +91,7 @@ def test_asymmetry_limits() -> None:
     check_asymmetry({"Left-Hippocampus": 2400.0, "Right-Hippocampus": 3400.0}, report)
     assert [f.code for f in report.flags] == ["asymmetry"]
     assert "right larger" in report.flags[0].message
+    assert report.flags[0].structures == ("Left-Hippocampus", "Right-Hippocampus")
 
 
 def test_tta_agreement_is_dice_of_the_two_passes() -> None:
@@ -155,7 +162,7 @@ def test_blood_next_to_a_structure_is_a_warning_and_specks_are_not() -> None:
     check_hyperdense_regions(indices, hu, inside, names, (1.0, 1.0, 1.0), report)
     flags = [f for f in report.flags if f.code == "hyperdense_lesion"]
     assert len(flags) == 1 and flags[0].severity == "warning"
-    assert "Left-Putamen" in flags[0].message
+    assert "Left-Putamen" in flags[0].message and flags[0].structures == ("Left-Putamen",)
     assert report.facts["hyperdense_regions_mm3"][0] > 1000.0
     # far from every structure: an info note only
     indices[:] = 0

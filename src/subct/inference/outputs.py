@@ -323,24 +323,27 @@ def volumes_csv_text(records: Sequence[dict[str, Any]]) -> str:
 
 #: Columns of ``statistics.csv`` (one row per case and structure).
 STATISTICS_COLUMNS = ("case", "structure", "volume_mm3", "mean_hu", "sd_hu",
-                      "tta_agreement_dice", "qc_flags")
+                      "tta_agreement_dice", "structure_flags", "qc_flags")
 
 
 def statistics_csv_text(records: Sequence[dict[str, Any]]) -> str:
     """``statistics.csv``: per case and structure its volume (mm³; empty outside the
     field of view), the mean and standard deviation of its HU, the agreement of the
-    plain and mirrored network passes (Dice), and the case's QC warning codes."""
+    plain and mirrored network passes (Dice), the QC warnings that name this structure
+    (``structure_flags``: drop this one volume) and all the case's QC warning codes."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(STATISTICS_COLUMNS)
     for record in records:
-        qc = record.get("qc", {})
-        codes = " ".join(sorted({flag["code"] for flag in qc.get("flags", [])
-                                 if flag.get("severity") == "warning"}))
+        warnings = [flag for flag in record.get("qc", {}).get("flags", [])
+                    if flag.get("severity") == "warning"]
+        codes = " ".join(sorted({flag["code"] for flag in warnings}))
         for name, row in (record.get("statistics") or {}).items():
             cells = [row.get(key) for key in STATISTICS_COLUMNS[2:6]]
+            own = " ".join(sorted({flag["code"] for flag in warnings
+                                   if name in (flag.get("structures") or ())}))
             writer.writerow([record["case"], name, *("" if v is None else v for v in cells),
-                             codes])
+                             own, codes])
     return buffer.getvalue()
 
 

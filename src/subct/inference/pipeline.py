@@ -339,13 +339,13 @@ def segment_volume(image: str | Path | Volume, model: SegmentationModel,
                          mc_requested=config.mc_dropout_samples)
     reliability = {mc_names[index - 1]: round(score, 3) for index, score in agreement.items()}
     qc.input.facts["tta_agreement_dice"] = reliability
-    unreliable = [f"{name} {score:.2f}" for name, score in reliability.items()
-                  if score < TTA_AGREEMENT_WARN]
+    unreliable = [name for name, score in reliability.items() if score < TTA_AGREEMENT_WARN]
     if unreliable:
+        listed = ", ".join(f"{name} {reliability[name]:.2f}" for name in unreliable)
         qc.flags.append(QcFlag("low_reliability", "the labels of the plain and left/right "
                                "mirrored network passes disagree (Dice below "
-                               f"{TTA_AGREEMENT_WARN:g}): {', '.join(unreliable)}; treat "
-                               "these volumes with caution"))
+                               f"{TTA_AGREEMENT_WARN:g}): {listed}; treat these volumes "
+                               "with caution", structures=tuple(unreliable)))
     qc.flags.extend(anatomy.flags)
     qc.input.facts["anatomy"] = anatomy.facts
     if not config.tta:

@@ -95,11 +95,13 @@ def check_coverage(indices: NDArray[np.integer], crop_hu: NDArray[np.float32],
             report.cut_by_view.append(name)
     if report.not_in_view:
         report.flags.append(QcFlag("not_in_field_of_view", "not in the scanned field of "
-                                   f"view (volume left empty): {', '.join(report.not_in_view)}"))
+                                   f"view (volume left empty): {', '.join(report.not_in_view)}",
+                                   structures=tuple(report.not_in_view)))
     if report.cut_by_view:
         report.flags.append(QcFlag("cut_by_field_of_view", "cut by the edge of the scan "
                                    "(volume is a lower bound): "
-                                   f"{', '.join(report.cut_by_view)}"))
+                                   f"{', '.join(report.cut_by_view)}",
+                                   structures=tuple(report.cut_by_view)))
     whole = [n for n in names if n not in report.not_in_view and n not in report.cut_by_view]
     report.reaches_basal_ganglia = any(
         name.removeprefix("Left-").removeprefix("Right-") in BASAL_GANGLIA for name in whole)
@@ -136,14 +138,15 @@ def check_intensities(indices: NDArray[np.integer], crop_hu: NDArray[np.float32]
                 report.flags.append(QcFlag("ventricle_on_tissue", f"{name}: median "
                                            f"{median:.0f} HU, denser than CSF (0-15 HU); the "
                                            "label covers brain tissue and its volume is too "
-                                           "large"))
+                                           "large", structures=(name,)))
             continue
         share = float(dense_counts[index] / counts[index])
         figures[name] = round(share, 3)
         if share > DENSE_FRACTION:
             report.flags.append(QcFlag("dense_in_structure", f"{name}: {share:.0%} of its "
                                        f"voxels are above {BLOOD_OR_CALCIUM_HU:g} HU (blood "
-                                       "or calcification); its volume is unreliable"))
+                                       "or calcification); its volume is unreliable",
+                                       structures=(name,)))
     report.facts["ventricle_median_hu_and_dense_fraction"] = figures
 
 
@@ -210,7 +213,8 @@ def check_hyperdense_regions(indices: NDArray[np.integer], crop_hu: NDArray[np.f
         report.flags.append(QcFlag("hyperdense_lesion", f"{total_cm3:.1f} cm3 of blood-like "
                                    f"density ({HYPERDENSE_HU[0]:g}-{HYPERDENSE_HU[1]:g} HU) "
                                    f"next to {', '.join(near_names)}: a haemorrhage? The labels "
-                                   "and volumes of these structures are unreliable"))
+                                   "and volumes of these structures are unreliable",
+                                   structures=tuple(near_names)))
     else:
         report.flags.append(QcFlag("hyperdense_lesion", f"{total_cm3:.1f} cm3 of blood-like "
                                    "density inside the skull, not next to a labelled "
@@ -231,5 +235,6 @@ def check_asymmetry(volumes_mm3: dict[str, float | None], report: AnatomyReport)
             report.flags.append(QcFlag("asymmetry", f"{base}: left {left / 1000:.1f} vs right "
                                        f"{right / 1000:.1f} cm3 ({asymmetry:.0f} % asymmetry, "
                                        f"{larger} larger; normal up to {limit:.0f} %): a "
-                                       "lesion, atrophy or a segmentation error"))
+                                       "lesion, atrophy or a segmentation error",
+                                       structures=(f"Left-{base}", f"Right-{base}")))
     report.facts["asymmetry_percent"] = indices

@@ -98,11 +98,20 @@ def normal_range_mm3(structure: str, scheme: str) -> tuple[float, float] | None:
 
 @dataclass
 class QcFlag:
-    """One finding: ``code`` (machine-readable), ``message`` (for people), ``severity``."""
+    """One finding: ``code`` (machine-readable), ``message`` (for people), ``severity``,
+    and ``structures``: the structures whose labels or volumes it puts in doubt (empty when
+    it concerns the whole case). ``statistics.csv`` lists each structure's own flags, so a
+    study can drop one doubtful volume without dropping the case."""
 
     code: str
     message: str
     severity: str = "warning"
+    structures: tuple[str, ...] = ()
+
+    def concerns(self, structure: str) -> bool:
+        """True when this flag casts doubt on ``structure``'s labels (every structure for
+        a whole-case flag)."""
+        return not self.structures or structure in self.structures
 
 
 @dataclass
@@ -270,10 +279,12 @@ def check_volumes(volumes_mm3: dict[str, float | None], scheme: str
         if value is None:  # outside the field of view: flagged by the coverage check
             continue
         if value == 0.0:
-            flags.append(QcFlag("structure_missing", f"{name}: not found"))
+            flags.append(QcFlag("structure_missing", f"{name}: not found",
+                                structures=(name,)))
         elif not bounds[0] <= value <= bounds[1]:
             flags.append(QcFlag("volume_range", f"{name}: {value:.0f} mm3 is outside the "
-                                f"normal adult range {bounds[0]:.0f}-{bounds[1]:.0f} mm3"))
+                                f"normal adult range {bounds[0]:.0f}-{bounds[1]:.0f} mm3",
+                                structures=(name,)))
     return flags, ranges
 
 
@@ -292,7 +303,7 @@ def build_qc_report(volumes_mm3: dict[str, float | None], scheme: str, input_che
             listed = ", ".join(f"{name} {mc.cv_percent[name]:.0f} %" for name in mc.uncertain)
             flags.append(QcFlag("mc_dropout_cv", "MC-dropout variation of the volume above "
                                 f"{mc.threshold_percent:g} %: {listed}; these volumes are "
-                                "uncertain"))
+                                "uncertain", structures=tuple(mc.uncertain)))
     elif mc_requested >= 2:
         note = "the model has no dropout layers; Monte-Carlo dropout QC is not available"
         flags.append(QcFlag("mc_dropout_unavailable", note, "info"))
