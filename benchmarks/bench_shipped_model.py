@@ -269,6 +269,12 @@ def score_case(case: EvaluationCase, model: SegmentationModel, tta: bool,
     )
     warnings = sorted({flag.code for flag in result.qc.flags if flag.severity == "warning"})
     QC_WARNINGS[f"{case.name}_{case.resolution}"] = warnings
+    VENTRICLE_FIGURES[f"{case.name}_{case.resolution}"] = result.qc.input.facts.get(
+        "anatomy", {}).get("ventricle_median_hu_and_dense_fraction", {})
+    names = scheme_names("canonical").values()
+    FLAGGED_STRUCTURES[f"{case.name}_{case.resolution}"] = {
+        name for flag in result.qc.flags if flag.severity == "warning"
+        for name in names if flag.concerns(name)}
     if case.lesion is not None and case.lesion.any():
         LESION_VOLUME_ERRORS[f"{case.name}_{case.resolution}"] = lesion_volume_errors(
             np.asarray(result.labels.array), np.asarray(case.reference.array), case.lesion,
@@ -305,6 +311,8 @@ def lesion_volume_errors(predicted: NDArray[np.integer], reference: NDArray[np.i
 
 #: Per case: relative volume error of each structure beside a lesion (pathology runs).
 LESION_VOLUME_ERRORS: dict[str, dict[str, float]] = {}
+#: Per case: the structures a QC warning puts in doubt (all of them for a whole-case one).
+FLAGGED_STRUCTURES: dict[str, set[str]] = {}
 
 
 def print_lesion_volume_errors() -> None:
@@ -315,15 +323,28 @@ def print_lesion_volume_errors() -> None:
           f"(target: within {100 * LESION_VOLUME_TOLERANCE:.0f} %)")
     print("| case | structure: error |")
     print("|---|---|")
-    total = within = 0
+    total = within = flagged = 0
     for case, errors in LESION_VOLUME_ERRORS.items():
         total += len(errors)
         within += sum(abs(e) <= LESION_VOLUME_TOLERANCE for e in errors.values())
-        text = ", ".join(f"{name} {100 * error:+.0f} %" for name, error in
+        doubted = FLAGGED_STRUCTURES.get(case, set())
+        flagged += sum(abs(e) > LESION_VOLUME_TOLERANCE and name in doubted
+                       for name, e in errors.items())
+        text = ", ".join(f"{name} {100 * error:+.0f} %" + ("*" if name in doubted else "")
+                         for name, error in
                          sorted(errors.items(), key=lambda item: -abs(item[1])))
         print(f"| {case} | {text} |")
     print(f"{within} of {total} structure volumes beside a lesion within "
-          f"{100 * LESION_VOLUME_TOLERANCE:.0f} %")
+          f"{100 * LESION_VOLUME_TOLERANCE:.0f} %; of the {total - within} others, "
+          f"{flagged} named by a QC warning (* above)")
+    LESION_FLAG_SUMMARY.update(beside_lesion=total, within_tolerance=within,
+                               outside_tolerance_flagged=flagged)
+
+
+#: Per case: the intensity figures of the ventricle checks (``subct.qc.anatomy``).
+VENTRICLE_FIGURES: dict[str, dict[str, float]] = {}
+#: Totals of :func:`print_lesion_volume_errors` (for ``summary.json``).
+LESION_FLAG_SUMMARY: dict[str, int] = {}
 
 
 #: QC warning codes of every segmented case (printed at the end: false alarms on heads
@@ -336,6 +357,8 @@ def summarise(all_metrics: list[CaseMetrics], resolution: str) -> dict[str, obje
     table: dict[str, dict[str, float]] = {}
     for case_metrics in all_metrics:
         for structure in case_metrics.structures:
+            if not np.isfinite(structure.dice):
+                continue  # absent from the reference (an infarct's CSF core took it all)
             row = table.setdefault(structure.name, {"dice": 0.0, "hd95_mm": 0.0,
                                                     "abs_volume_diff_mm3": 0.0,
                                                     "assd_mm": 0.0, "n": 0.0})
@@ -515,6 +538,9 @@ def main() -> None:
                 save_volume(case.ct, f"{stem}_ct.nii.gz")
                 save_volume(case.reference, f"{stem}_ref.nii.gz")
                 save_volume(predicted, f"{stem}_{crop_mode}_pred.nii.gz")
+                if case.lesion is not None:
+                    save_volume(case.reference.with_array(case.lesion.astype(np.uint8)),
+                                f"{stem}_lesion.nii.gz")
     summaries = [summarise(metrics, resolution) for resolution, metrics in by_resolution.items()]
     for summary in summaries:
         print_table(summary)
@@ -532,6 +558,10 @@ def main() -> None:
         "condition": args.condition,
         "pathology": args.pathology,
         "lesion_volume_errors": LESION_VOLUME_ERRORS,
+        "lesion_volume_flagging": LESION_FLAG_SUMMARY,
+        "ventricle_figures": VENTRICLE_FIGURES,
+        "flagged_structures": {case: sorted(names)
+                               for case, names in FLAGGED_STRUCTURES.items()},
         "overlap": args.overlap,
         "component_fraction": args.component_fraction,
         "segment_seconds_mean": {k: float(np.mean(v)) for k, v in seconds.items()},

@@ -169,3 +169,36 @@ def test_blood_next_to_a_structure_is_a_warning_and_specks_are_not() -> None:
     report = AnatomyReport()
     check_hyperdense_regions(indices, hu, inside, names, (1.0, 1.0, 1.0), report)
     assert [f.severity for f in report.flags] == ["info"]
+
+
+def test_a_ventricle_label_spread_over_hypodense_tissue_is_flagged() -> None:
+    from subct.qc.anatomy import ventricle_interior_hu, ventricle_tissue_shares
+
+    rng = np.random.default_rng(1)
+    hu = rng.normal(28.0, 3.0, (48, 48, 48)).astype(np.float32)   # white matter
+    hu[10:22, 10:38, 10:22] = rng.normal(8.0, 3.0, (12, 28, 12))  # the ventricle's CSF
+    indices = np.zeros(hu.shape, dtype=np.int64)
+    # a label one voxel wider than the CSF all round (partial volume): not flagged
+    indices[9:23, 9:39, 9:23] = 1
+    level, shares = ventricle_tissue_shares({"v": ventricle_interior_hu(indices == 1, hu)})
+    assert level is not None and abs(level - 8.0) < 3.0 and shares["v"] < 0.1
+    report = AnatomyReport()
+    check_intensities(indices, hu, NAMES, report)
+    assert not report.flags
+    # periventricular white-matter disease at 18 HU taken into the label, three times
+    # the ventricle's size: flagged, though the label's median stays below the 25 HU limit
+    hu[22:46, 10:38, 10:22] = rng.normal(18.0, 3.0, (24, 28, 12))
+    hu[10:22, 10:38, 22:34] = rng.normal(18.0, 3.0, (12, 28, 12))
+    indices[9:47, 9:39, 9:35] = 1
+    report = AnatomyReport()
+    check_intensities(indices, hu, NAMES, report)
+    flags = [f for f in report.flags if f.code == "ventricle_on_tissue"]
+    assert len(flags) == 1 and "interior" in flags[0].message
+    assert flags[0].structures == ("Left-Lateral-Ventricle",)
+    assert float(np.median(hu[indices == 1])) < 25.0
+    # on 5 mm slices the share is measured but not flagged (partial volume)
+    report = AnatomyReport()
+    check_intensities(indices, hu, NAMES, report, slice_mm=5.0)
+    assert not report.flags
+    figures = report.facts["ventricle_median_hu_and_dense_fraction"]
+    assert figures["Left-Lateral-Ventricle_interior_denser_than_csf"] > 0.5

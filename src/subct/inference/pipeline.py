@@ -328,7 +328,8 @@ def segment_volume(image: str | Path | Volume, model: SegmentationModel,
                                            "(thalamus, caudate and putamen are outside or cut "
                                            "by the field of view); use --force to segment "
                                            "anyway")
-    check_intensities(indices, crop_hu, mc_names, anatomy)
+    check_intensities(indices, crop_hu, mc_names, anatomy,
+                      slice_mm=max(float(size) for size in volume.spacing))
     if inside_crop is not None:
         check_hyperdense_regions(indices, crop_hu, inside_crop, mc_names, model.spacing_mm,
                                  anatomy, depth_mm)

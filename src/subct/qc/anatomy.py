@@ -47,6 +47,18 @@ ASYMMETRY_LIMIT_PERCENT: dict[str, float] = {
 #: 5 mm, 44 % of a correctly labelled ventricle's voxels were above 22 HU, its median
 #: 21 HU).
 DENSER_THAN_CSF_HU = 25.0
+#: A ventricle label's interior (≥ 2 mm inside its edge) should be CSF: this share of it
+#: more than 8 HU denser than the scan's CSF level (the lowest 10th percentile of the
+#: ventricles' interiors, after 1 mm smoothing) means the label has spread over tissue.
+#: On the validation heads (maps 17-18, clean and with infarcts, white-matter
+#: hypodensity or the clinical mix, 1 mm and 5 mm) the share stayed below the limit
+#: (``bench_shipped_model.py --tuning ... ventricle_figures`` in summary.json).
+VENTRICLE_DENSE_INTERIOR_SHARE = 0.2
+VENTRICLE_CORE_MARGIN_HU = 8.0
+VENTRICLE_CSF_PERCENTILE = 10.0
+#: Thicker slices (mm) blur tissue into a thin ventricle's interior: on 5 mm validation
+#: heads correct labels reached a share of 0.36, so the rule flags nothing there.
+VENTRICLE_INTERIOR_MAX_SLICE_MM = 3.0
 #: Fresh blood is 50–90 HU, calcification 100–400 HU, deep grey matter 30–45 HU.
 BLOOD_OR_CALCIUM_HU = 60.0
 DENSE_FRACTION = 0.08
@@ -115,9 +127,50 @@ def _partner(name: str) -> str:
     return name
 
 
+def ventricle_interior_hu(ventricle: NDArray[np.bool_],
+                          crop_hu: NDArray[np.float32]) -> NDArray[np.float32]:
+    """HU (after 1 mm Gaussian smoothing) of a ventricle label's interior: its voxels at
+    least 2 voxels (2 mm on the 1 mm crop) inside the label's edge, so that the
+    partial-volume rim is left out. Runs on the label's bounding box (+3 voxels)."""
+    found = ndimage.find_objects(ventricle.astype(np.uint8))
+    if not found or found[0] is None:
+        return np.zeros(0, dtype=np.float32)
+    box = tuple(slice(max(part.start - 3, 0), part.stop + 3) for part in found[0])
+    smooth = ndimage.gaussian_filter(np.asarray(crop_hu[box], dtype=np.float32), 1.0)
+    depth = ndimage.distance_transform_edt(ventricle[box])
+    return smooth[depth >= 2.0]
+
+
+def ventricle_tissue_shares(interiors: dict[str, NDArray[np.float32]]
+                            ) -> tuple[float | None, dict[str, float]]:
+    """The scan's CSF level and, per ventricle, the share of its interior denser than
+    that level by more than :data:`VENTRICLE_CORE_MARGIN_HU`.
+
+    The CSF level is the lowest :data:`VENTRICLE_CSF_PERCENTILE` percentile over the
+    ventricles with at least 50 interior voxels: a label that has spread over tissue
+    still holds its true CSF, at the bottom of its histogram, and the other ventricle's
+    CSF sets the level when one label is mostly tissue. Comparing with the scan's own
+    CSF, not a fixed HU, cancels calibration offsets. Returns (None, {}) when no
+    ventricle has an interior."""
+    levels = [float(np.percentile(values, VENTRICLE_CSF_PERCENTILE))
+              for values in interiors.values() if values.size >= 50]
+    if not levels:
+        return None, {}
+    csf_level = min(levels)
+    shares = {name: float(np.mean(values > csf_level + VENTRICLE_CORE_MARGIN_HU))
+              for name, values in interiors.items() if values.size >= 50}
+    return csf_level, shares
+
+
 def check_intensities(indices: NDArray[np.integer], crop_hu: NDArray[np.float32],
-                      names: list[str], report: AnatomyReport) -> None:
+                      names: list[str], report: AnatomyReport,
+                      slice_mm: float = 1.0) -> None:
     """Ventricles on tissue; deep grey matter on blood or calcium (see module docstring).
+
+    ``slice_mm`` is the scan's coarsest voxel side (mm): above
+    :data:`VENTRICLE_INTERIOR_MAX_SLICE_MM` the ventricle-interior rule is measured
+    (in the facts) but raises no flag, because thick slices blur the tissue around a
+    thin ventricle into its interior.
 
     One pass over the crop for the voxel counts and the dense-voxel counts of every
     structure; only the ventricles' voxels are gathered (for their median).
@@ -128,17 +181,33 @@ def check_intensities(indices: NDArray[np.integer], crop_hu: NDArray[np.float32]
     counts = np.bincount(flat_indices, minlength=size)
     dense_counts = np.bincount(flat_indices[flat_hu > BLOOD_OR_CALCIUM_HU], minlength=size)
     figures: dict[str, float] = {}
+    interiors = {name: ventricle_interior_hu(np.asarray(indices) == index, crop_hu)
+                 for index, name in enumerate(names, start=1)
+                 if "Ventricle" in name and counts[index] >= 20}
+    csf_level, tissue_shares = ventricle_tissue_shares(interiors)
+    if csf_level is not None:
+        figures["ventricle_csf_level_hu"] = round(csf_level, 1)
     for index, name in enumerate(names, start=1):
         if counts[index] < 20 or name == "Brain-Stem":
             continue
         if "Ventricle" in name:
             median = float(np.median(flat_hu[flat_indices == index]))
             figures[name] = round(median, 1)
+            dense_share = tissue_shares.get(name, 0.0)
+            figures[f"{name}_interior_denser_than_csf"] = round(dense_share, 3)
             if median > DENSER_THAN_CSF_HU:
                 report.flags.append(QcFlag("ventricle_on_tissue", f"{name}: median "
                                            f"{median:.0f} HU, denser than CSF (0-15 HU); the "
                                            "label covers brain tissue and its volume is too "
                                            "large", structures=(name,)))
+            elif (dense_share > VENTRICLE_DENSE_INTERIOR_SHARE
+                  and slice_mm <= VENTRICLE_INTERIOR_MAX_SLICE_MM):
+                report.flags.append(QcFlag("ventricle_on_tissue", f"{name}: "
+                                           f"{dense_share:.0%} of its interior is more than "
+                                           f"{VENTRICLE_CORE_MARGIN_HU:g} HU denser than the "
+                                           "scan's CSF; the label spreads over hypodense tissue "
+                                           "(white-matter disease, oedema) and its volume is "
+                                           "too large", structures=(name,)))
             continue
         share = float(dense_counts[index] / counts[index])
         figures[name] = round(share, 3)
