@@ -209,9 +209,10 @@ def check_intensities(indices: NDArray[np.integer], crop_hu: NDArray[np.float32]
                 report.flags.append(QcFlag("ventricle_on_tissue", f"{name}: "
                                            f"{dense_share:.0%} of its interior is more than "
                                            f"{VENTRICLE_CORE_MARGIN_HU:g} HU denser than the "
-                                           "scan's CSF; the label spreads over hypodense tissue "
-                                           "(white-matter disease, oedema) and its volume is "
-                                           "too large", structures=(name,)))
+                                           "scan's CSF: the label spreads over tissue "
+                                           "(white-matter disease, oedema, gliosis) and its "
+                                           "volume is too large, or the ventricle holds blood",
+                                           structures=(name,)))
             continue
         share = float(dense_counts[index] / counts[index])
         figures[name] = round(share, 3)
