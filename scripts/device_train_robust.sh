@@ -26,15 +26,46 @@ mode="${1:-}"
 if [[ "$mode" == "stage" ]]; then
   shared="${SUBCT_SHARED_DATA:-../shared/data}"
   mkdir -p .gpudata/label_maps/synthseg .whl
-  for n in 01 02 03 04 05 06 07 08 09 10 11 12 13 14 15 16 17 18; do
-    cp -n "$shared/label_maps/synthseg/training_seg_$n.nii.gz" .gpudata/label_maps/synthseg/
-  done
   grep -qx '/.gpudata/' .git/info/exclude || echo '/.gpudata/' >> .git/info/exclude
   grep -qx '/.whl/' .git/info/exclude || echo '/.whl/' >> .git/info/exclude
-  # the device has Python 3.12 and torch; these are what subct needs besides
-  python -m pip download -q --only-binary=:all: --python-version 3.12 --no-deps -d .whl \
-    monai==1.6.1 nibabel pydantic pydantic-core annotated-types typing-inspection
+  # maps 01-18 cropped to the head and stored as uint8 (half the size: the repository,
+  # these and the wheels must stay under the 64 MiB a call carries); same labels, same
+  # world coordinates
+  SHARED="$shared" python - <<'PY'
+import os
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+
+source = Path(os.environ["SHARED"]) / "label_maps" / "synthseg"
+target = Path(".gpudata/label_maps/synthseg")
+for number in range(1, 19):
+    image = nib.load(source / f"training_seg_{number:02d}.nii.gz")
+    labels = np.asarray(image.dataobj)
+    inside = np.argwhere(labels > 0)
+    low, high = inside.min(axis=0), inside.max(axis=0) + 1
+    box = labels[low[0]:high[0], low[1]:high[1], low[2]:high[2]].astype(np.uint8)
+    affine = image.affine.copy()
+    affine[:3, 3] = image.affine[:3, :3] @ low + image.affine[:3, 3]
+    cropped = nib.Nifti1Image(box, affine)
+    cropped.set_data_dtype(np.uint8)
+    nib.save(cropped, target / f"training_seg_{number:02d}.nii.gz")
+PY
+  # the device has Python 3.12 and torch; these are what subct needs besides, at the
+  # versions installed here
+  versions=$(python - <<'PY'
+from importlib.metadata import version
+print(" ".join(f"{name}=={version(name)}" for name in (
+    "monai", "nibabel", "pydantic", "pydantic-core", "annotated-types", "typing-inspection")))
+PY
+)
+  rm -f .whl/*.whl
+  # shellcheck disable=SC2086
+  python -m pip download -q --only-binary=:all: --python-version 3.12 --no-deps -d .whl $versions
   du -sh .gpudata .whl
+  echo "with the repository: $(( ($(git ls-files -z | xargs -0 du -cb | tail -1 | cut -f1) \
+    + $(du -sb .gpudata | cut -f1) + $(du -sb .whl | cut -f1)) / 1048576 )) MiB (limit 64)"
   exit 0
 fi
 
