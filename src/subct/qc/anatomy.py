@@ -55,7 +55,7 @@ DENSER_THAN_CSF_HU = 25.0
 #: ``ventricle_figures`` of summary.json): labels within 15 % of their true volume reached
 #: 0.11 at 1 mm.
 VENTRICLE_DENSE_INTERIOR_SHARE = 0.2
-VENTRICLE_CORE_MARGIN_HU = 8.0
+VENTRICLE_TISSUE_MARGIN_HU = 8.0
 VENTRICLE_CSF_PERCENTILE = 10.0
 #: Slices thicker than this (mm) blur tissue into a thin ventricle's interior: on the
 #: 5 mm validation heads correct labels (volume within 15 %) reached a share of 0.36
@@ -147,7 +147,7 @@ def ventricle_interior_hu(ventricle: NDArray[np.bool_],
 def ventricle_tissue_shares(interiors: dict[str, NDArray[np.float32]]
                             ) -> tuple[float | None, dict[str, float]]:
     """The scan's CSF level and, per ventricle, the share of its interior denser than
-    that level by more than :data:`VENTRICLE_CORE_MARGIN_HU`.
+    that level by more than :data:`VENTRICLE_TISSUE_MARGIN_HU`.
 
     The CSF level is the lowest :data:`VENTRICLE_CSF_PERCENTILE` percentile over the
     ventricles with at least 50 interior voxels: a label that has spread over tissue
@@ -160,7 +160,7 @@ def ventricle_tissue_shares(interiors: dict[str, NDArray[np.float32]]
     if not levels:
         return None, {}
     csf_level = min(levels)
-    shares = {name: float(np.mean(values > csf_level + VENTRICLE_CORE_MARGIN_HU))
+    shares = {name: float(np.mean(values > csf_level + VENTRICLE_TISSUE_MARGIN_HU))
               for name, values in interiors.items() if values.size >= 50}
     return csf_level, shares
 
@@ -208,7 +208,7 @@ def check_intensities(indices: NDArray[np.integer], crop_hu: NDArray[np.float32]
             elif dense_share > limit:
                 report.flags.append(QcFlag("ventricle_on_tissue", f"{name}: "
                                            f"{dense_share:.0%} of its interior is more than "
-                                           f"{VENTRICLE_CORE_MARGIN_HU:g} HU denser than the "
+                                           f"{VENTRICLE_TISSUE_MARGIN_HU:g} HU denser than the "
                                            "scan's CSF: the label spreads over tissue "
                                            "(white-matter disease, oedema, gliosis) and its "
                                            "volume is too large, or the ventricle holds blood",
