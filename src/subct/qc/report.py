@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import typing
 from collections.abc import Sequence
 
 from subct.qc.viewer import label_lut_json
@@ -112,6 +113,13 @@ document.querySelectorAll('table.sortable th').forEach((th, column) => {
 </script>"""
 
 
+def structure_warnings(flags: Sequence[dict[str, typing.Any]], structure: str) -> list[str]:
+    """Codes (sorted, unique) of the warning flags (``qc.json`` dicts) that name
+    ``structure`` among the structures they put in doubt."""
+    return sorted({flag["code"] for flag in flags if flag.get("severity") == "warning"
+                   and structure in (flag.get("structures") or ())})
+
+
 def _case_panels(records: Sequence[dict[str, object]]) -> list[str]:
     """Per case: the QC flags in plain words with what to do, and each structure's
     volume against its normal adult range (a bar; flagged ones red) and reliability."""
@@ -137,7 +145,7 @@ def _case_panels(records: Sequence[dict[str, object]]) -> list[str]:
                 for f in flags) + "</ul>")
         parts.append("<table><tr><th>structure</th><th>volume (cm³)</th><th>normal range "
                      "(cm³)</th><th>within the range</th><th>mean HU</th>"
-                     "<th>TTA agreement</th></tr>")
+                     "<th>TTA agreement</th><th>QC warnings naming it</th></tr>")
         for name, row in statistics.items():
             volume = row.get("volume_mm3")
             low_high = ranges.get(name)
@@ -154,10 +162,14 @@ def _case_panels(records: Sequence[dict[str, object]]) -> list[str]:
             range_text = ("" if not low_high
                           else f"{low_high[0] / 1000:.1f}–{low_high[1] / 1000:.1f}")
             agreement = row.get("tta_agreement_dice")
-            parts.append(f"<tr><td class='l'>{esc(name)}</td><td>{volume_text}</td>"
+            own = structure_warnings(flags, name)
+            volume_class = " class='flag'" if own else ""
+            parts.append(f"<tr><td class='l'>{esc(name)}</td>"
+                         f"<td{volume_class}>{volume_text}</td>"
                          f"<td>{range_text}</td><td>{bar}</td>"
                          f"<td>{'' if row.get('mean_hu') is None else row['mean_hu']}</td>"
-                         f"<td>{'' if agreement is None else f'{agreement:.2f}'}</td></tr>")
+                         f"<td>{'' if agreement is None else f'{agreement:.2f}'}</td>"
+                         f"<td class='l'>{esc(' '.join(own))}</td></tr>")
         parts.append("</table></details>")
     return parts
 
@@ -228,8 +240,13 @@ def render_segmentation_index(records: Sequence[dict[str, object]],
         mc_text = f"{mc['mean_cv_percent']:.2f}" if isinstance(mc, dict) else "–"
         volumes = record.get("volumes_mm3") if isinstance(record.get("volumes_mm3"), dict) else {}
         assert isinstance(volumes, dict)
-        cells = "".join("<td>–</td>" if volumes.get(n, 0.0) is None
-                        else f"<td>{float(volumes.get(n, 0.0)):.0f}</td>" for n in names)
+        case_flags = qc.get("flags", [])
+        cells = ""
+        for name in names:
+            volume = volumes.get(name, 0.0)
+            own = structure_warnings(case_flags, name)
+            opening = f"<td class='flag' title='{esc(' '.join(own))}'>" if own else "<td>"
+            cells += "<td>–</td>" if volume is None else f"{opening}{float(volume):.0f}</td>"
         status = "<td class='flag'>flagged</td>" if is_flagged else "<td class='ok'>ok</td>"
         parts.append(f"<tr id='{esc(record['case'])}'><td class='l'>{esc(record['case'])}</td>"
                      f"<td>{thumb}</td>{status}<td>{icv_text}</td><td>{mc_text}</td>{cells}</tr>")
