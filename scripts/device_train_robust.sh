@@ -12,7 +12,8 @@
 #            bash scripts/device_train_robust.sh train
 #    Optional: INIT=<checkpoint> LR=<lr> (fine-tune instead of from scratch), WORKERS
 #    (synthesis processes, default 14), BATCH (8), SAMPLES (samples per epoch, 2000).
-#    Back in $OUT: best.safetensors in two parts (cat best.safetensors.part-* >
+#    Back in $OUT: best.safetensors (the checkpoint the config's pipeline_validation
+#    chose, else the best patch validation loss) in two parts (cat best.safetensors.part-* >
 #    best.safetensors; a file may come back at most 16 MiB), training_log.csv,
 #    train_log.txt, eval_clean.txt and eval_clinical.txt (validation maps 17-18, 1 mm /
 #    5 mm, full pipeline).
@@ -106,9 +107,13 @@ config = load_training_config(os.environ.get("CONFIG", "configs/robust_ct_unet_w
 started = time.time()
 train(config, context=context_from_environment())
 print(f"training wall {time.time() - started:.0f} s")
-for name in ("best.safetensors", "training_log.csv"):
-    if (run / name).exists():
-        shutil.copy(run / name, Path(os.environ["OUT"]) / name)
+# the checkpoint the full-pipeline validation chose when it ran, else the patch-loss one
+chosen = run / "best_pipeline.safetensors"
+if not chosen.exists():
+    chosen = run / "best.safetensors"
+print(f"bringing back {chosen.name}")
+shutil.copy(chosen, Path(os.environ["OUT"]) / "best.safetensors")
+shutil.copy(run / "training_log.csv", Path(os.environ["OUT"]) / "training_log.csv")
 PY
 for kind in clean clinical; do
   extra=()

@@ -157,3 +157,38 @@ def test_transfer_learning_freezes_encoder_and_tunes_decoder(
             changed_decoder += moved
     assert changed_encoder == 0
     assert changed_decoder > 0
+
+
+def test_pipeline_validation_keeps_the_best_whole_head_checkpoint(
+        shared_data: Path, tmp_path: Path) -> None:
+    values = tiny_config(shared_data, tmp_path, **{"pipeline_validation.every_epochs": 1,
+                                                   "pipeline_validation.heads": 1,
+                                                   "pipeline_validation.shape": "[160,192,192]"})
+    result = train(training_config_from_dict(values))
+    scores = [record.pipeline_dice for record in result.history]
+    assert all(score is not None and 0.0 <= score <= 1.0 for score in scores)
+    assert (tmp_path / "best_pipeline.safetensors").is_file()
+    best = load_checkpoint(tmp_path / "best_pipeline.safetensors").metadata.epoch
+    assert scores[best - 1] == max(s for s in scores if s is not None)
+    rows = list(csv.DictReader((tmp_path / "training_log.csv").open()))
+    assert [float(r["pipeline_dice"]) for r in rows] == pytest.approx(scores, abs=1e-4)
+    state = torch.load(tmp_path / "last_state.pt", weights_only=True)
+    assert state["best_pipeline_dice"] == pytest.approx(max(scores))  # type: ignore[type-var]
+
+
+def test_pipeline_dice_of_the_shipped_network_on_a_validation_head(
+        shared_data: Path, tmp_path: Path) -> None:
+    from subct.model.registry import resolve_model_path
+    from subct.training.pipeline_validation import build_validation_heads, pipeline_dice
+
+    values = tiny_config(shared_data, tmp_path, **{"pipeline_validation.every_epochs": 1,
+                                                   "pipeline_validation.heads": 1})
+    heads = build_validation_heads(training_config_from_dict(values))
+    assert len(heads) == 1 and heads[0].ct.shape == (192, 240, 240)
+    assert set(np.unique(heads[0].reference)) >= {0, 4, 10, 17, 43, 49, 53}
+    shipped = load_checkpoint(resolve_model_path(None))
+    shipped.network.train()
+    score = pipeline_dice(shipped.network, shipped.metadata, heads, torch.device("cpu"))
+    # the shipped model's clean validation heads score about 0.83 (docs/benchmarks.md)
+    assert 0.7 < score < 0.95
+    assert shipped.network.training      # left as the training loop needs it

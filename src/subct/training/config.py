@@ -114,6 +114,21 @@ class OptimiserConfig(_Strict):
     grad_clip_norm: float | None = Field(default=12.0, gt=0)
 
 
+class PipelineValidationConfig(_Strict):
+    """Score the network as users run it: every ``every_epochs`` epochs, segment
+    ``heads`` whole synthetic head CTs drawn from the validation label maps (with the
+    training generator's settings, pathology included) through :func:`subct.segment`
+    (brain location, crop, sliding windows, post-processing; no TTA) and keep the
+    checkpoint with the best mean Dice as ``best_pipeline.safetensors``. The patch
+    validation loss that picks ``best.safetensors`` ranked checkpoints differently from
+    these figures (issue 12, sessions 3-6). 0 turns it off."""
+
+    every_epochs: int = Field(default=0, ge=0, description="0: off")
+    heads: int = Field(default=2, ge=1, le=32, description="synthetic validation heads")
+    shape: tuple[int, int, int] = Field(default=(192, 240, 240),
+                                        description="head grid, voxels of 1 mm (RAS)")
+
+
 class ScheduleConfig(_Strict):
     """Epochs, ReduceLROnPlateau and early stopping on the validation loss."""
 
@@ -168,6 +183,8 @@ class TrainingConfig(_Strict):
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
     precision: PrecisionConfig = Field(default_factory=PrecisionConfig)
     transfer: TransferConfig = Field(default_factory=TransferConfig)
+    pipeline_validation: PipelineValidationConfig = Field(
+        default_factory=PipelineValidationConfig)
     keep_epoch_checkpoints: bool = False
     evaluate_after_training: bool = True
     progress_bar: bool = True

@@ -2,7 +2,9 @@
 
 Per epoch: train on a fresh, seeded patch stream; validate on fixed patches (loss and
 per-structure Dice); step ``ReduceLROnPlateau`` on the validation loss; write
-``last.safetensors`` (+ ``best.safetensors`` when the validation loss improved),
+``last.safetensors`` (+ ``best.safetensors`` when the validation loss improved; +
+``best_pipeline.safetensors`` when whole validation heads segmented through
+``subct segment`` scored best, with ``pipeline_validation``),
 ``last_state.pt`` (optimiser, scheduler, counters, RNG; read back with
 ``torch.load(weights_only=True)``), a CSV row and the PNG of the curves; stop early
 after ``early_stopping_patience`` epochs without improvement (paper: Adam 1e-4,
@@ -38,8 +40,14 @@ from subct.training import data as training_data
 from subct.training.config import TrainingConfig
 from subct.training.distributed import DistributedContext, single_process
 from subct.training.evaluate import evaluate_checkpoint_on_test
+from subct.training.pipeline_validation import (
+    ValidationHead,
+    build_validation_heads,
+    pipeline_dice,
+)
 from subct.training.records import (
     BEST_CHECKPOINT,
+    BEST_PIPELINE_CHECKPOINT,
     CURVES_FILE,
     LAST_CHECKPOINT,
     LOG_FILE,
@@ -183,6 +191,7 @@ class _Run:
     start_epoch: int = 0
     best_loss: float = math.inf
     best_dice: float | None = None
+    best_pipeline_dice: float = -math.inf
     epochs_without_improvement: int = 0
     global_step: int = 0
     step_losses: list[float] = field(default_factory=list)
@@ -238,6 +247,7 @@ def _restore(run: _Run, output: Path, device: torch.device) -> None:
     run.start_epoch = int(state["epoch"])
     run.best_loss = float(state["best_loss"])
     run.best_dice = None if state["best_dice"] is None else float(state["best_dice"])
+    run.best_pipeline_dice = float(state.get("best_pipeline_dice", -math.inf))
     run.epochs_without_improvement = int(state["epochs_without_improvement"])
     run.global_step = int(state["global_step"])
     run.history = [EpochRecord(**record) for record in json.loads(state["history_json"])]
@@ -296,19 +306,26 @@ def _close_epoch(run: _Run, epoch: int, train_loss: float, validation: list[Any]
 
 
 def _save_epoch(run: _Run, config: TrainingConfig, output: Path, record: EpochRecord,
-                improved: bool) -> None:
-    """Checkpoints (last, best, per epoch), resumable state, CSV log and curves."""
+                improved: bool, heads: list[ValidationHead], device: torch.device) -> None:
+    """Checkpoints (last, best, best by the full pipeline, per epoch), resumable state,
+    CSV log and curves."""
     metadata = make_metadata(config, record.epoch, run.best_dice, record.dice)
     save_checkpoint(output / LAST_CHECKPOINT, run.network, metadata)
     if improved:
         save_checkpoint(output / BEST_CHECKPOINT, run.network, metadata)
+    every = config.pipeline_validation.every_epochs
+    if heads and every and record.epoch % every == 0:
+        record.pipeline_dice = pipeline_dice(run.network, metadata, heads, device)
+        if record.pipeline_dice > run.best_pipeline_dice:
+            run.best_pipeline_dice = record.pipeline_dice
+            save_checkpoint(output / BEST_PIPELINE_CHECKPOINT, run.network, metadata)
     if config.keep_epoch_checkpoints:
         save_checkpoint(output / f"epoch_{record.epoch:03d}.safetensors", run.network, metadata)
     save_state({
         "epoch": record.epoch, "optimiser": run.optimiser.state_dict(),
         "scheduler": run.scheduler.state_dict(), "scaler": run.scaler.state_dict(),
         "torch_rng": torch.get_rng_state(), "best_loss": run.best_loss,
-        "best_dice": run.best_dice,
+        "best_dice": run.best_dice, "best_pipeline_dice": run.best_pipeline_dice,
         "epochs_without_improvement": run.epochs_without_improvement,
         "global_step": run.global_step,
         "history_json": json.dumps([entry.__dict__ for entry in run.history]),
@@ -341,6 +358,7 @@ def train(config: TrainingConfig, *, resume: bool = False,
     synthetic = config.data.synthetic
     bank = training_data.build_label_bank(config, synthetic.label_maps) if synthetic else None
     validation = training_data.build_validation_set(config, real_val)
+    heads = build_validation_heads(config) if context.is_main else []
     run = _build_run(config, context, real_train, bank)
     if resume:
         _restore(run, output, device)
@@ -373,7 +391,7 @@ def train(config: TrainingConfig, *, resume: bool = False,
             record, improved = _close_epoch(run, epoch, train_loss, validation, config,
                                             device, time.perf_counter() - clock)
             if context.is_main:
-                _save_epoch(run, config, output, record, improved)
+                _save_epoch(run, config, output, record, improved, heads, device)
             context.barrier()
             patience = config.schedule.early_stopping_patience
             if patience is not None and run.epochs_without_improvement >= patience:

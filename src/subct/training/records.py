@@ -30,6 +30,8 @@ STATE_FILE = "last_state.pt"
 LOG_FILE = "training_log.csv"
 CURVES_FILE = "training_curves.png"
 BEST_CHECKPOINT = "best.safetensors"
+#: The checkpoint with the best full-pipeline validation Dice (``pipeline_validation``).
+BEST_PIPELINE_CHECKPOINT = "best_pipeline.safetensors"
 LAST_CHECKPOINT = "last.safetensors"
 
 
@@ -44,6 +46,9 @@ class EpochRecord:
     lr: float
     seconds: float
     dice: dict[str, float] = field(default_factory=dict)
+    #: mean Dice of whole validation heads through ``subct segment`` (epochs where
+    #: ``pipeline_validation`` ran; None elsewhere)
+    pipeline_dice: float | None = None
 
 
 @dataclass
@@ -92,12 +97,15 @@ def write_log(path: Path, history: list[EpochRecord], names: list[str]) -> None:
     """The CSV training log: one row per epoch, per-structure validation Dice."""
     buffer = io.StringIO()
     writer = csv.writer(buffer)
+    pipeline = any(record.pipeline_dice is not None for record in history)
     writer.writerow(["epoch", "train_loss", "val_loss", "mean_dice", "lr", "seconds",
-                     *[f"dice_{n}" for n in names]])
+                     *[f"dice_{n}" for n in names], *(["pipeline_dice"] if pipeline else [])])
     for record in history:
+        extra = ([] if not pipeline else
+                 ["" if record.pipeline_dice is None else f"{record.pipeline_dice:.4f}"])
         writer.writerow([record.epoch, f"{record.train_loss:.6f}", f"{record.val_loss:.6f}",
                          f"{record.mean_dice:.4f}", f"{record.lr:.3g}", f"{record.seconds:.1f}",
-                         *[f"{record.dice.get(n, math.nan):.4f}" for n in names]])
+                         *[f"{record.dice.get(n, math.nan):.4f}" for n in names], *extra])
     atomic_write_text(path, buffer.getvalue())
 
 
