@@ -36,6 +36,15 @@ def connected_components(mask: NDArray[np.bool_], *, full_connectivity: bool = F
     return np.asarray(components, dtype=np.int32), int(count)
 
 
+def depth_inside_mm(mask: NDArray[np.bool_], spacing_mm: tuple[float, float, float]
+                    ) -> NDArray[np.float64]:
+    """Distance (mm) of every voxel of ``mask`` from the nearest voxel outside it (0
+    outside): how deep inside the intracranial space a voxel lies. The pipeline computes
+    it once per case for the in-painting and the hyperdense-region check."""
+    return np.asarray(ndimage.distance_transform_edt(
+        np.asarray(mask, dtype=bool), sampling=np.asarray(spacing_mm, dtype=np.float64)))
+
+
 def largest_component(mask: NDArray[np.bool_], *, full_connectivity: bool = False,
                       min_fraction: float = 1.0) -> NDArray[np.bool_]:
     """The largest connected component of ``mask`` (the one helper for this job).

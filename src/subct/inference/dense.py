@@ -20,7 +20,7 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy import ndimage
 
-from subct.image.masks import connected_components
+from subct.image.masks import connected_components, depth_inside_mm
 
 #: Above this HU a voxel inside the skull is dense (calcium, contrast, metal); acute
 #: blood (50–90 HU) stays below it and is left as it is.
@@ -51,7 +51,7 @@ def inpaint_dense_foci(hu: NDArray[np.float32], intracranial: NDArray[np.bool_],
     """
     spacing = np.asarray(spacing_mm, dtype=np.float64)
     if depth_mm is None:
-        depth_mm = ndimage.distance_transform_edt(intracranial, sampling=spacing)
+        depth_mm = depth_inside_mm(intracranial, spacing_mm)
     inner = depth_mm > EDGE_MARGIN_MM
     dense = hu > DENSE_FOCUS_HU
     if not (dense & inner).any():

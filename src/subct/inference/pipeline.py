@@ -41,11 +41,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy import ndimage
 
 from subct.errors import SubctInputError
 from subct.image.intracranial import IntracranialLocation, locate_intracranial
-from subct.image.masks import skull_strip_mask
+from subct.image.masks import depth_inside_mm, skull_strip_mask
 from subct.image.volume import Volume
 from subct.io.readers import load_volume
 from subct.labels.schemes import (
@@ -256,8 +255,7 @@ def segment_volume(image: str | Path | Volume, model: SegmentationModel,
     inside_crop = location.mask_on(grid.geometry) if location.method == "skull" else None
     # distance (mm) from the skull-enclosed space's edge: computed once, used by the
     # in-painting and the hyperdense-region check
-    depth_mm = None if inside_crop is None else ndimage.distance_transform_edt(
-        inside_crop, sampling=model.spacing_mm)
+    depth_mm = None if inside_crop is None else depth_inside_mm(inside_crop, model.spacing_mm)
     network_hu, inpainted_voxels = crop_hu, 0
     if config.inpaint_dense_foci and inside_crop is not None:
         network_hu, inpainted_voxels = inpaint_dense_foci(crop_hu, inside_crop,

@@ -24,7 +24,7 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy import ndimage
 
-from subct.image.masks import connected_components
+from subct.image.masks import connected_components, depth_inside_mm
 from subct.io.hounsfield import OUTSIDE_FOV_HU
 from subct.labels.schemes import CANONICAL_NAMES, LEFT_RIGHT_PAIRS
 from subct.qc.checks import QcFlag
@@ -248,7 +248,7 @@ def hyperdense_regions(crop_hu: NDArray[np.float32], intracranial: NDArray[np.bo
     ``depth_mm``: distance from the outside of ``intracranial`` if already computed."""
     spacing = np.asarray(spacing_mm, dtype=np.float64)
     if depth_mm is None:
-        depth_mm = ndimage.distance_transform_edt(intracranial, sampling=spacing)
+        depth_mm = depth_inside_mm(intracranial, spacing_mm)
     inner = depth_mm > SKULL_EDGE_MM
     smooth = ndimage.gaussian_filter(np.asarray(crop_hu, dtype=np.float32), 1.0 / spacing)
     calcium = ndimage.binary_dilation(crop_hu > HYPERDENSE_HU[1], iterations=3)
