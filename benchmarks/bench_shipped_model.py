@@ -165,7 +165,16 @@ def generate_cases(map_paths: list[Path], samples_per_map: int, seed: int,
     if pathology:
         kinds = [kind.strip() for kind in pathology.split(",") if kind.strip()]
         clinical = PathologyConfig.clinical()
+        # haemorrhage:<type> draws one type of bleed only (intraparenchymal,
+        # intraventricular, subdural or subarachnoid)
+        bleeds = [kind.split(":", 1)[1] for kind in kinds if kind.startswith("haemorrhage:")]
+        kinds = [kind.split(":", 1)[0] for kind in kinds]
         config.pathology = clinical if kinds == ["clinical"] else clinical.only(kinds)
+        if bleeds:
+            config.pathology.haemorrhage = config.pathology.haemorrhage.model_copy(update={
+                name: float(name.split("_")[0] in bleeds)
+                for name in type(config.pathology.haemorrhage).model_fields
+                if name.endswith("probability")})
     cases: list[EvaluationCase] = []
     for map_number, path in enumerate(map_paths):
         generator = SynthGenerator([path], config, seed=seed + 1000 * map_number)
@@ -464,7 +473,9 @@ def main() -> None:
     parser.add_argument("--precision", default=None, help="auto, fp32 or bf16")
     parser.add_argument("--pathology", default=None,
                         help="draw pathology in every case: comma-separated kinds "
-                             "(infarct, haemorrhage, calcification, ...) or 'clinical'")
+                             "(infarct, haemorrhage, calcification, ...) or 'clinical'; "
+                             "haemorrhage:<type> for one type of bleed (intraparenchymal, "
+                             "intraventricular, subdural, subarachnoid)")
     parser.add_argument("--denoise", choices=["on", "off"], default=None,
                         help="noise-adaptive smoothing of the network input (default: "
                              "the pipeline's)")
@@ -472,6 +483,8 @@ def main() -> None:
                         help="NOISE_TARGET_HU for --denoise on (a tuning knob)")
     parser.add_argument("--no-inpaint", action="store_true",
                         help="show the network dense foci as they are (no in-painting)")
+    parser.add_argument("--no-blood-inpaint", action="store_true",
+                        help="show the network blood-like regions as they are")
     parser.add_argument("--condition", choices=CONDITIONS, default="clean",
                         help="scan condition: low_dose (σ 15 HU correlated noise) or "
                              "pitch15 (head pitched 15°)")
@@ -503,6 +516,8 @@ def main() -> None:
         ("component_min_fraction", args.component_fraction)) if value is not None}
     if args.no_inpaint:
         options["inpaint_dense_foci"] = False
+    if args.no_blood_inpaint:
+        options["inpaint_blood"] = False
     if args.denoise is not None:
         options["denoise"] = args.denoise == "on"
     if args.noise_target is not None:
@@ -555,6 +570,7 @@ def main() -> None:
         "tta": not args.no_tta,
         "single_pass": args.single_pass,
         "inpaint_dense_foci": not args.no_inpaint,
+        "inpaint_blood": not args.no_blood_inpaint,
         "condition": args.condition,
         "pathology": args.pathology,
         "lesion_volume_errors": LESION_VOLUME_ERRORS,

@@ -6,7 +6,13 @@ import numpy as np
 from scipy import ndimage
 
 from subct.inference.denoise import NOISE_TARGET_HU, denoise_for_network, estimate_noise_hu
-from subct.inference.dense import MAX_FOCUS_MM3, inpaint_dense_foci
+from subct.inference.dense import (
+    MAX_FOCUS_MM3,
+    fill_from_surroundings,
+    inpaint_blood_like_regions,
+    inpaint_dense_foci,
+)
+from subct.qc.anatomy import hyperdense_regions, large_hyperdense_regions
 
 
 def _ball(shape: tuple[int, int, int], centre: tuple[int, int, int], radius: float
@@ -64,6 +70,50 @@ def test_skull_edge_and_large_dense_regions_are_left_alone() -> None:
     result, changed = inpaint_dense_foci(hu, inside, (1.0, 1.0, 1.0))
     assert changed == 0
     np.testing.assert_array_equal(result, hu)
+
+
+def test_a_fill_continues_each_side_of_a_boundary_into_the_region() -> None:
+    # grey matter (36 HU) for x < 20, white matter (26 HU) beyond; a cube across the
+    # boundary is unknown: each half must take its own side's density, not one mean
+    shape = (40, 30, 30)
+    hu = np.where(np.arange(40)[:, None, None] < 20, 36.0, 26.0) * np.ones(shape)
+    hu = hu.astype(np.float32)
+    region = np.zeros(shape, dtype=bool)
+    region[12:28, 8:22, 8:22] = True
+    damaged = hu.copy()
+    damaged[region] = 75.0                                 # a haematoma across it
+    filled, count = fill_from_surroundings(damaged, region, np.ones(shape, dtype=bool))
+    assert count == int(region.sum())
+    np.testing.assert_array_equal(damaged[region], 75.0)   # input untouched
+    assert abs(float(filled[12:17, 8:22, 8:22].mean()) - 36.0) < 1.0
+    assert abs(float(filled[23:28, 8:22, 8:22].mean()) - 26.0) < 1.0
+    assert np.array_equal(filled[~region], damaged[~region])
+    # a region no known voxel touches is left as it is
+    unchanged, none = fill_from_surroundings(damaged, region, np.zeros(shape, dtype=bool))
+    assert none == 0 and np.array_equal(unchanged, damaged)
+
+
+def test_a_haematoma_is_filled_and_calcium_is_not_a_source() -> None:
+    shape = (48, 48, 48)
+    rng = np.random.default_rng(3)
+    hu = (33.0 + rng.normal(0.0, 2.0, shape)).astype(np.float32)
+    inside = np.zeros(shape, dtype=bool)
+    inside[2:46, 2:46, 2:46] = True
+    blood = _ball(shape, (24, 24, 24), 7)                  # ≈ 1.4 cm³ at 1 mm
+    hu[blood] = 70.0
+    calcium = _ball(shape, (24, 24, 35), 1.5)              # beside it
+    hu[calcium] = 400.0
+    regions = large_hyperdense_regions(hyperdense_regions(hu, inside, (1.0, 1.0, 1.0)))
+    assert regions[24, 24, 24] and not regions[~inside].any()
+    result, changed = inpaint_blood_like_regions(hu, regions, inside, (1.0, 1.0, 1.0))
+    assert changed >= int(blood.sum())
+    assert abs(float(result[blood].mean()) - 33.0) < 2.0   # no blood, no calcium fed in
+    assert float(result[blood].max()) < 45.0
+    np.testing.assert_array_equal(result[calcium], 400.0)  # calcium is not blood
+    # nothing blood-like: the same array back, nothing changed
+    same, zero = inpaint_blood_like_regions(hu, np.zeros(shape, dtype=bool), inside,
+                                            (1.0, 1.0, 1.0))
+    assert zero == 0 and same is hu
 
 
 def test_noise_is_measured_in_hu() -> None:

@@ -374,3 +374,25 @@ def test_rotated_crop_grid_is_centred_and_orthonormal() -> None:
     np.testing.assert_allclose(centre[:3], [5.0, -3.0, 10.0], atol=1e-9)
     np.testing.assert_allclose(grid.affine[:3, :3] @ grid.affine[:3, :3].T, np.eye(3),
                                atol=1e-12)
+
+
+def test_blood_is_filled_for_the_network_and_still_flagged(tiny_model: SegmentationModel,
+                                                           phantom: Volume) -> None:
+    # a 2.1 cm³ haematoma (70 HU) near the brain's centre
+    location = locate_intracranial(phantom)
+    centre = np.linalg.solve(phantom.affine, [*location.centroid_ras_mm, 1.0])[:3]
+    grid = np.indices(phantom.shape).astype(np.float64)
+    distance_mm = np.sqrt(sum(((g - c) * s) ** 2 for g, c, s in
+                              zip(grid, centre, phantom.spacing, strict=True)))
+    bleeding = phantom.with_array(np.where(distance_mm <= 8.0, 70, phantom.array)
+                                  .astype(phantom.array.dtype))
+    filled = segment_volume(bleeding, tiny_model, InferenceConfig(tta=False))
+    shown = segment_volume(bleeding, tiny_model, InferenceConfig(tta=False,
+                                                                 inpaint_blood=False))
+    assert filled.qc.input.facts["blood_like_inpainted_mm3"] > 2000.0
+    assert shown.qc.input.facts["blood_like_inpainted_mm3"] == 0.0
+    # the warning reads the original HU whatever the network was shown
+    for result in (filled, shown):
+        assert result.qc.input.facts["anatomy"]["hyperdense_regions_mm3"]
+    plain = segment_volume(phantom, tiny_model, InferenceConfig(tta=False))
+    assert plain.qc.input.facts["blood_like_inpainted_mm3"] == 0.0

@@ -55,8 +55,9 @@ def register(app: typer.Typer) -> None:
                                                         "left/right TTA (see docs/segment.md)."),
         no_tta: bool = typer.Option(False, "--no-tta", help="Skip left/right flip averaging."),
         no_inpaint: bool = typer.Option(
-            False, "--no-inpaint", help="Show the network calcified foci as they are "
-                                        "(default: in-painted from the tissue around them)."),
+            False, "--no-inpaint", help="Show the network calcified foci and blood-like "
+                                        "regions as they are (default: in-painted from the "
+                                        "tissue around them)."),
         no_denoise: bool = typer.Option(
             False, "--no-denoise", help="No noise-adaptive smoothing of the network's input "
                                         "(default: only noisy scans are smoothed)."),
@@ -111,7 +112,8 @@ def register(app: typer.Typer) -> None:
         settings = {"scheme": scheme, "device": device, "threads": threads,
                     "mc_dropout_samples": qc, "precision": precision, "backend": backend,
                     "force": force, "assume_orientation": assume_orientation,
-                    "inpaint_dense_foci": not no_inpaint, "denoise": not no_denoise}
+                    "inpaint_dense_foci": not no_inpaint, "inpaint_blood": not no_inpaint,
+                    "denoise": not no_denoise}
         inference = (InferenceConfig.fast(**settings) if fast
                      else InferenceConfig(tta=not no_tta, **settings))  # type: ignore[arg-type]
         config = BatchConfig(output_dir=output, model=model_path, inference=inference,

@@ -100,6 +100,11 @@ class InferenceConfig(StrictConfig):
         inpaint_dense_foci: show the network small dense foci inside the skull
             (calcification, contrast; > 100 HU) as the tissue around them
             (:mod:`subct.inference.dense`); QC and statistics read the original HU.
+        inpaint_blood: show the network blood-like regions inside the skull (acute
+            haemorrhage, 55–100 HU, ≥ 0.5 cm³; the regions the ``hyperdense_lesion``
+            warning reports) filled in from the tissue around them, so that the
+            structure a haematoma lies in is not cut out of its label; the structures
+            next to it stay flagged. QC and statistics read the original HU.
         denoise: smooth the network's input when the brain's noise is above
             :data:`subct.inference.denoise.NOISE_TARGET_HU` (thin-slice, low-dose CT);
             quiet scans are untouched.
@@ -132,6 +137,7 @@ class InferenceConfig(StrictConfig):
     largest_component: bool = True
     component_min_fraction: float = 0.1
     inpaint_dense_foci: bool = True
+    inpaint_blood: bool = True
     denoise: bool = True
     align_pitch: bool = True
     keep_posteriors: bool = False

@@ -12,6 +12,18 @@ non-dense tissue around it (the focus's one-voxel partial-volume rim included) �
 matter around a pallidal calcification, CSF around a
 plexus calcification. Only the network's input changes: QC (``dense_in_structure``),
 the bone rule and the reported mean HU all read the original image.
+
+Acute blood is treated the same way at a larger scale. A haematoma (50–90 HU) in the
+basal ganglia or thalamus, or blood layering in a ventricle, is labelled in the
+reference as the anatomy it lies in, but the network, which never saw blood in
+training, reads the bright region as something else and the structure around it
+shrinks or vanishes. Each blood-like region found by
+:func:`subct.qc.anatomy.hyperdense_regions` (the same regions the ``hyperdense_lesion``
+warning names; ≥ 0.5 cm³) is filled from its rim inwards, layer by layer, each voxel
+taking the mean of its already-known neighbours (:func:`fill_from_surroundings`), so
+that grey matter on one side and white matter or CSF on the other continue into it
+rather than one flat median. The structures next to it stay flagged: what is under a
+haematoma is a continuation of its surroundings, not a measurement.
 """
 
 from __future__ import annotations
@@ -33,6 +45,16 @@ MAX_FOCUS_MM3 = 4000.0
 EDGE_MARGIN_MM = 3.0
 #: Width (mm) of the shell whose median replaces a focus.
 SHELL_MM = 2.0
+#: A blood-like region (found on 1 mm-smoothed HU, so its edge lies a little inside the
+#: blood's) is grown by this much (mm) before it is filled: the partial-volume rim.
+BLOOD_RIM_MM = 2.0
+#: Shell voxels below this HU (after 1 mm smoothing) are CSF (CSF 0–15 HU, white matter
+#: 20–30 HU, oedema around a haematoma 15–25 HU).
+CSF_LIKE_HU = 15.0
+#: A blood-like region whose shell is at least this share CSF lies in a CSF space.
+CSF_SPACE_SHARE = 0.3
+#: Voxels outside this HU range never feed a fill (air, fat, bone, calcium).
+FILL_SOURCE_HU: tuple[float, float] = (-20.0, 100.0)
 
 
 def inpaint_dense_foci(hu: NDArray[np.float32], intracranial: NDArray[np.bool_],
@@ -81,4 +103,94 @@ def inpaint_dense_foci(hu: NDArray[np.float32], intracranial: NDArray[np.bool_],
         block = result[grown]
         block[focus] = np.float32(np.median(hu[grown][shell]))
         changed += int(focus.sum())
+    return result, changed
+
+
+def fill_from_surroundings(hu: NDArray[np.float32], region: NDArray[np.bool_],
+                           source: NDArray[np.bool_]) -> tuple[NDArray[np.float32], int]:
+    """``hu`` with the voxels of ``region`` replaced from the outside in: in each pass
+    every region voxel with a known neighbour (26-neighbourhood; known = ``source`` voxels
+    outside the region, and voxels filled in earlier passes) takes the mean of its known
+    neighbours. Returns the filled copy and the number of voxels filled; region voxels
+    that no known voxel connects to keep their value.
+
+    An onion-peel fill rather than one mean: a region straddling grey and white matter
+    continues each of them inwards, meeting in the middle, which keeps the boundary the
+    network reads. Works on the region's bounding box only.
+    """
+    result = hu.copy()
+    if not region.any():
+        return result, 0
+    bounds = ndimage.find_objects(region.astype(np.uint8))[0]
+    box = tuple(slice(max(s.start - 1, 0), s.stop + 1) for s in bounds)
+    values = result[box].astype(np.float64)
+    missing = region[box].copy()
+    known = source[box] & ~missing
+    values[~known] = 0.0
+    filled = 0
+    while missing.any():
+        counts = ndimage.uniform_filter(known.astype(np.float64), 3, mode="constant")
+        sums = ndimage.uniform_filter(values, 3, mode="constant")
+        layer = missing & (counts > 1e-9)
+        if not layer.any():
+            break
+        values[layer] = sums[layer] / counts[layer]
+        known |= layer
+        missing &= ~layer
+        filled += int(layer.sum())
+    block = result[box]
+    done = region[box] & ~missing
+    block[done] = values[done].astype(np.float32)
+    return result, filled
+
+
+def inpaint_blood_like_regions(hu: NDArray[np.float32], regions: NDArray[np.bool_],
+                               intracranial: NDArray[np.bool_],
+                               spacing_mm: tuple[float, float, float]
+                               ) -> tuple[NDArray[np.float32], int]:
+    """``hu`` with the blood-like ``regions`` (each grown by a :data:`BLOOD_RIM_MM` rim)
+    filled from their surroundings inside ``intracranial``; returns the copy and the
+    number of voxels changed. ``regions``: the large components of
+    :func:`subct.qc.anatomy.hyperdense_regions` on the same grid.
+
+    Blood displaces either brain or CSF, and the fill restores what it displaced. A region
+    whose surrounding shell (:data:`SHELL_MM` wide) is at least
+    :data:`CSF_SPACE_SHARE` CSF-dense (below :data:`CSF_LIKE_HU` after 1 mm smoothing)
+    lies in a CSF space — blood layering in a ventricle, in the basal cisterns or the
+    sulci — and takes the CSF level (the median of those shell voxels); any other region
+    is parenchymal and is filled layer by layer from the tissue around it
+    (:func:`fill_from_surroundings`).
+    """
+    if not regions.any():
+        return hu, 0
+    spacing = np.asarray(spacing_mm, dtype=np.float64)
+    steps = max(1, int(round(BLOOD_RIM_MM / float(spacing.min()))))
+    shell_steps = max(1, int(round(SHELL_MM / float(spacing.min()))))
+    source = intracranial & (hu >= FILL_SOURCE_HU[0]) & (hu <= FILL_SOURCE_HU[1])
+    smooth = ndimage.gaussian_filter(hu, 1.0 / spacing)
+    components, _ = connected_components(regions)
+    result = hu
+    changed = 0
+    margin = steps + shell_steps + 1
+    for index, bounds in enumerate(ndimage.find_objects(components), start=1):
+        if bounds is None:
+            continue
+        box = tuple(slice(max(s.start - margin, 0), s.stop + margin) for s in bounds)
+        grown = ndimage.binary_dilation(components[box] == index, iterations=steps) \
+            & intracranial[box]
+        shell = ndimage.binary_dilation(grown, iterations=shell_steps) & ~grown & source[box]
+        if not shell.any():
+            continue
+        csf_like = shell & (smooth[box] < CSF_LIKE_HU)
+        if csf_like.sum() >= CSF_SPACE_SHARE * shell.sum():
+            if result is hu:
+                result = hu.copy()
+            result[box][grown] = np.float32(np.median(hu[box][csf_like]))
+            changed += int(grown.sum())
+        else:
+            filled, count = fill_from_surroundings(result[box], grown, source[box])
+            if result is hu:
+                result = hu.copy()
+            result[box] = filled
+            changed += count
     return result, changed

@@ -41,14 +41,14 @@ POSTERIORS_SUFFIX = "_posteriors.nii.gz"
 #: them (or the model's weights) differs from the run that wrote it.
 LABEL_SETTINGS = ("scheme", "tta", "sliding_window_overlap", "max_single_pass_voxels",
                   "mask_below_window", "largest_component", "component_min_fraction",
-                  "inpaint_dense_foci", "denoise", "align_pitch", "crop_size_mm",
+                  "inpaint_dense_foci", "inpaint_blood", "denoise", "align_pitch", "crop_size_mm",
                   "crop_offset_mm", "hu_offset", "force", "assume_orientation")
 
 #: Bumped whenever a change of subct's own code changes the labels of the same input with
 #: the same model and settings, so that a rerun recomputes cases finished by an older
 #: version. 2: skull ray-casting locator, labels cut to the skull, dense-focus in-painting,
-#: noise-adaptive smoothing, pitch-aligned crop.
-PIPELINE_REVISION = 2
+#: noise-adaptive smoothing, pitch-aligned crop. 3: blood-like regions in-painted.
+PIPELINE_REVISION = 3
 
 
 def resume_key(config: BatchConfig, model_sha256: str) -> dict[str, Any]:

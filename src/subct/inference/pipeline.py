@@ -59,6 +59,8 @@ from subct.qc.anatomy import (
     check_coverage,
     check_hyperdense_regions,
     check_intensities,
+    hyperdense_regions,
+    large_hyperdense_regions,
 )
 from subct.qc.checks import QcFlag, assess_input, build_qc_report
 from subct.qc.gate import check_head_ct, check_orientation, check_size
@@ -75,7 +77,7 @@ from subct.inference.crop import (
     resample_to_crop,
 )
 from subct.inference.denoise import denoise_for_network
-from subct.inference.dense import inpaint_dense_foci
+from subct.inference.dense import inpaint_blood_like_regions, inpaint_dense_foci
 from subct.inference.model import SegmentationModel, cached_model
 from subct.inference.postprocess import (
     _convert_scheme,
@@ -256,10 +258,18 @@ def segment_volume(image: str | Path | Volume, model: SegmentationModel,
     # distance (mm) from the skull-enclosed space's edge: computed once, used by the
     # in-painting and the hyperdense-region check
     depth_mm = None if inside_crop is None else depth_inside_mm(inside_crop, model.spacing_mm)
-    network_hu, inpainted_voxels = crop_hu, 0
+    network_hu, inpainted_voxels, blood_filled_voxels = crop_hu, 0, 0
     if config.inpaint_dense_foci and inside_crop is not None:
         network_hu, inpainted_voxels = inpaint_dense_foci(crop_hu, inside_crop,
                                                           model.spacing_mm, depth_mm)
+    # blood-like regions: found once on the original HU, filled for the network when
+    # asked, named by the hyperdense-lesion warning either way
+    blood_regions = None if inside_crop is None else \
+        hyperdense_regions(crop_hu, inside_crop, model.spacing_mm, depth_mm)
+    if config.inpaint_blood and blood_regions is not None:
+        network_hu, blood_filled_voxels = inpaint_blood_like_regions(
+            network_hu, large_hyperdense_regions(blood_regions), inside_crop,
+            model.spacing_mm)
     noise_hu, smoothing_mm = None, 0.0
     if config.denoise and inside_crop is not None:
         network_hu, noise_hu, smoothing_mm = denoise_for_network(network_hu, inside_crop,
@@ -330,7 +340,7 @@ def segment_volume(image: str | Path | Volume, model: SegmentationModel,
                       slice_mm=max(float(size) for size in volume.spacing))
     if inside_crop is not None:
         check_hyperdense_regions(indices, crop_hu, inside_crop, mc_names, model.spacing_mm,
-                                 anatomy, depth_mm)
+                                 anatomy, depth_mm, blood_regions)
     volumes_mm3 = _blank_outside_view(volumes, anatomy.not_in_view)
     check_asymmetry(volumes_mm3, anatomy)
     qc = build_qc_report(volumes_mm3, config.scheme, input_check, location,
@@ -356,6 +366,7 @@ def segment_volume(image: str | Path | Volume, model: SegmentationModel,
                                "labels lay on bone (> 600 HU) and were removed: the brain may "
                                "be mislocated or cut by the field of view; check the overlay"))
     qc.input.facts["dense_foci_inpainted_mm3"] = round(inpainted_voxels * crop_voxel_mm3, 1)
+    qc.input.facts["blood_like_inpainted_mm3"] = round(blood_filled_voxels * crop_voxel_mm3, 1)
     qc.input.facts["brain_noise_hu"] = None if noise_hu is None else round(noise_hu, 2)
     qc.input.facts["network_input_smoothing_mm"] = smoothing_mm
     outside_mm3 = outside_voxels * crop_voxel_mm3

@@ -259,11 +259,21 @@ def hyperdense_regions(crop_hu: NDArray[np.float32], intracranial: NDArray[np.bo
     return components, sizes.astype(np.float64)
 
 
+def large_hyperdense_regions(regions: tuple[NDArray[np.int32], NDArray[np.float64]]
+                             ) -> NDArray[np.bool_]:
+    """The voxels of the regions of :func:`hyperdense_regions` at least
+    :data:`HYPERDENSE_MIN_MM3` large: the likely haemorrhages."""
+    components, sizes = regions
+    return np.isin(components, np.flatnonzero(sizes >= HYPERDENSE_MIN_MM3))
+
+
 def check_hyperdense_regions(indices: NDArray[np.integer], crop_hu: NDArray[np.float32],
                              intracranial: NDArray[np.bool_], names: list[str],
                              spacing_mm: tuple[float, float, float],
                              report: AnatomyReport,
-                             depth_mm: NDArray[np.float64] | None = None) -> None:
+                             depth_mm: NDArray[np.float64] | None = None,
+                             regions: tuple[NDArray[np.int32], NDArray[np.float64]] | None = None
+                             ) -> None:
     """Blood-like regions inside the skull, and the structures next to them.
 
     A region of :data:`HYPERDENSE_HU` (after smoothing; calcium excluded) of at least
@@ -271,14 +281,16 @@ def check_hyperdense_regions(indices: NDArray[np.integer], crop_hu: NDArray[np.f
     ``hyperdense_lesion`` warning naming the structures, whose labels and volumes the
     network may have got wrong (held-out heads with drawn haemorrhage: mean Dice 0.73,
     half the adjacent volumes off by more than 15 %); elsewhere an info note.
+    ``regions``: the output of :func:`hyperdense_regions` when the caller has it.
     """
     spacing = np.asarray(spacing_mm, dtype=np.float64)
-    components, sizes = hyperdense_regions(crop_hu, intracranial, spacing_mm, depth_mm)
+    components, sizes = regions if regions is not None else \
+        hyperdense_regions(crop_hu, intracranial, spacing_mm, depth_mm)
     large = np.flatnonzero(sizes >= HYPERDENSE_MIN_MM3)
     report.facts["hyperdense_regions_mm3"] = [round(float(sizes[i]), 1) for i in large]
     if large.size == 0:
         return
-    region = np.isin(components, large)
+    region = large_hyperdense_regions((components, sizes))
     near = ndimage.distance_transform_edt(~region, sampling=spacing) <= NEAR_LESION_MM
     present = np.unique(np.asarray(indices)[near])
     near_names = [names[int(i) - 1] for i in present if 0 < int(i) <= len(names)]
