@@ -266,7 +266,7 @@ def segment_volume(image: str | Path | Volume, model: SegmentationModel,
     # asked, named by the hyperdense-lesion warning either way
     blood_regions = None if inside_crop is None else \
         hyperdense_regions(crop_hu, inside_crop, model.spacing_mm, depth_mm)
-    if config.inpaint_blood and blood_regions is not None:
+    if config.inpaint_blood and blood_regions is not None and inside_crop is not None:
         network_hu, blood_filled_voxels = inpaint_blood_like_regions(
             network_hu, large_hyperdense_regions(blood_regions), inside_crop,
             model.spacing_mm)
