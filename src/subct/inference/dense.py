@@ -48,11 +48,6 @@ SHELL_MM = 2.0
 #: A blood-like region (found on 1 mm-smoothed HU, so its edge lies a little inside the
 #: blood's) is grown by this much (mm) before it is filled: the partial-volume rim.
 BLOOD_RIM_MM = 2.0
-#: Shell voxels below this HU (after 1 mm smoothing) are CSF (CSF 0–15 HU, white matter
-#: 20–30 HU, oedema around a haematoma 15–25 HU).
-CSF_LIKE_HU = 15.0
-#: A blood-like region whose shell is at least this share CSF lies in a CSF space.
-CSF_SPACE_SHARE = 0.3
 #: Voxels outside this HU range never feed a fill (air, fat, bone, calcium).
 FILL_SOURCE_HU: tuple[float, float] = (-20.0, 100.0)
 
@@ -148,49 +143,21 @@ def inpaint_blood_like_regions(hu: NDArray[np.float32], regions: NDArray[np.bool
                                intracranial: NDArray[np.bool_],
                                spacing_mm: tuple[float, float, float]
                                ) -> tuple[NDArray[np.float32], int]:
-    """``hu`` with the blood-like ``regions`` (each grown by a :data:`BLOOD_RIM_MM` rim)
-    filled from their surroundings inside ``intracranial``; returns the copy and the
-    number of voxels changed. ``regions``: the large components of
-    :func:`subct.qc.anatomy.hyperdense_regions` on the same grid.
+    """``hu`` with the blood-like ``regions`` (grown by a :data:`BLOOD_RIM_MM` rim) filled
+    from their surroundings inside ``intracranial`` (:func:`fill_from_surroundings`; see
+    the module docstring); returns the copy and the number of voxels changed.
+    ``regions``: the large components of :func:`subct.qc.anatomy.hyperdense_regions` on
+    the same grid.
 
-    Blood displaces either brain or CSF, and the fill restores what it displaced. A region
-    whose surrounding shell (:data:`SHELL_MM` wide) is at least
-    :data:`CSF_SPACE_SHARE` CSF-dense (below :data:`CSF_LIKE_HU` after 1 mm smoothing)
-    lies in a CSF space — blood layering in a ventricle, in the basal cisterns or the
-    sulci — and takes the CSF level (the median of those shell voxels); any other region
-    is parenchymal and is filled layer by layer from the tissue around it
-    (:func:`fill_from_surroundings`).
+    Every region is filled from the tissue around it, blood in a CSF space included: a
+    variant that gave regions with a CSF-dense shell the CSF level never fired on the
+    validation heads (the shells of intraventricular layers were 9–22 % CSF-dense) and
+    was dropped (``docs/benchmarks.md``, "Blood-like regions in-painted").
     """
     if not regions.any():
         return hu, 0
     spacing = np.asarray(spacing_mm, dtype=np.float64)
     steps = max(1, int(round(BLOOD_RIM_MM / float(spacing.min()))))
-    shell_steps = max(1, int(round(SHELL_MM / float(spacing.min()))))
+    grown = ndimage.binary_dilation(regions, iterations=steps) & intracranial
     source = intracranial & (hu >= FILL_SOURCE_HU[0]) & (hu <= FILL_SOURCE_HU[1])
-    smooth = ndimage.gaussian_filter(hu, 1.0 / spacing)
-    components, _ = connected_components(regions)
-    result = hu
-    changed = 0
-    margin = steps + shell_steps + 1
-    for index, bounds in enumerate(ndimage.find_objects(components), start=1):
-        if bounds is None:
-            continue
-        box = tuple(slice(max(s.start - margin, 0), s.stop + margin) for s in bounds)
-        grown = ndimage.binary_dilation(components[box] == index, iterations=steps) \
-            & intracranial[box]
-        shell = ndimage.binary_dilation(grown, iterations=shell_steps) & ~grown & source[box]
-        if not shell.any():
-            continue
-        csf_like = shell & (smooth[box] < CSF_LIKE_HU)
-        if csf_like.sum() >= CSF_SPACE_SHARE * shell.sum():
-            if result is hu:
-                result = hu.copy()
-            result[box][grown] = np.float32(np.median(hu[box][csf_like]))
-            changed += int(grown.sum())
-        else:
-            filled, count = fill_from_surroundings(result[box], grown, source[box])
-            if result is hu:
-                result = hu.copy()
-            result[box] = filled
-            changed += count
-    return result, changed
+    return fill_from_surroundings(hu, grown, source)
