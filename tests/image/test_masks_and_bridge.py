@@ -61,3 +61,14 @@ def test_bridge_vector_images_and_reference_grids() -> None:
     np.testing.assert_allclose(sitk_geometry(reference), np.diag([2.0, 2.0, 2.0, 1.0]))
     plain = array_to_sitk(np.ones((2, 3, 4), dtype=np.uint8))
     assert plain.GetSize() == (2, 3, 4)
+
+
+def test_bounding_box_grows_by_the_margin_and_stays_inside_the_array() -> None:
+    from subct.image.masks import bounding_box
+
+    mask = np.zeros((10, 12, 14), dtype=bool)
+    assert bounding_box(mask) is None
+    mask[1, 5:7, 10:14] = True
+    assert bounding_box(mask) == (slice(1, 2), slice(5, 7), slice(10, 14))
+    # grown by 2, clipped at 0 and at the array's end
+    assert bounding_box(mask, margin_voxels=2) == (slice(0, 4), slice(3, 9), slice(8, 14))

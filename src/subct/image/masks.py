@@ -36,6 +36,18 @@ def connected_components(mask: NDArray[np.bool_], *, full_connectivity: bool = F
     return np.asarray(components, dtype=np.int32), int(count)
 
 
+def bounding_box(mask: NDArray[np.bool_], margin_voxels: int = 0
+                 ) -> tuple[slice, ...] | None:
+    """Index slices of the smallest box holding every True voxel of ``mask``, grown by
+    ``margin_voxels`` on each side and clipped to the array; ``None`` when ``mask`` is
+    empty. The one helper for "work on the part of the volume that matters"."""
+    found = ndimage.find_objects(np.asarray(mask, dtype=np.uint8))
+    if not found or found[0] is None:
+        return None
+    return tuple(slice(max(part.start - margin_voxels, 0), min(part.stop + margin_voxels, size))
+                 for part, size in zip(found[0], np.shape(mask), strict=True))
+
+
 def depth_inside_mm(mask: NDArray[np.bool_], spacing_mm: tuple[float, float, float]
                     ) -> NDArray[np.float64]:
     """Distance (mm) of every voxel of ``mask`` from the nearest voxel outside it (0

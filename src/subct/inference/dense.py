@@ -32,7 +32,7 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy import ndimage
 
-from subct.image.masks import connected_components, depth_inside_mm
+from subct.image.masks import bounding_box, connected_components, depth_inside_mm
 
 #: Above this HU a voxel inside the skull is dense (calcium, contrast, metal); acute
 #: blood (50–90 HU) stays below it and is left as it is.
@@ -114,10 +114,9 @@ def fill_from_surroundings(hu: NDArray[np.float32], region: NDArray[np.bool_],
     network reads. Works on the region's bounding box only.
     """
     result = hu.copy()
-    if not region.any():
+    box = bounding_box(region, margin_voxels=1)
+    if box is None:
         return result, 0
-    bounds = ndimage.find_objects(region.astype(np.uint8))[0]
-    box = tuple(slice(max(s.start - 1, 0), s.stop + 1) for s in bounds)
     values = result[box].astype(np.float64)
     missing = region[box].copy()
     known = source[box] & ~missing

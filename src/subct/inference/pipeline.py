@@ -340,7 +340,7 @@ def segment_volume(image: str | Path | Volume, model: SegmentationModel,
                       slice_mm=max(float(size) for size in volume.spacing))
     if inside_crop is not None:
         check_hyperdense_regions(indices, crop_hu, inside_crop, mc_names, model.spacing_mm,
-                                 anatomy, depth_mm, blood_regions)
+                                 anatomy, regions=blood_regions)
     volumes_mm3 = _blank_outside_view(volumes, anatomy.not_in_view)
     check_asymmetry(volumes_mm3, anatomy)
     qc = build_qc_report(volumes_mm3, config.scheme, input_check, location,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import NDArray
 
+from subct.image.masks import bounding_box
 from subct.image.sitk_bridge import array_to_sitk, sitk_to_array
 
 
@@ -14,13 +15,7 @@ def _vote_bounding_box(stack: list[NDArray[np.int16]]) -> tuple[slice, ...] | No
     anything = np.zeros(stack[0].shape, dtype=bool)
     for labels in stack:
         anything |= labels != BACKGROUND
-    if not anything.any():
-        return None
-    sizes: tuple[int, ...] = anything.shape
-    return tuple(
-        slice(max(int(idx.min()) - 1, 0), min(int(idx.max()) + 2, sizes[axis]))
-        for axis, idx in enumerate(np.nonzero(anything))
-    )
+    return bounding_box(anything, margin_voxels=1)
 
 
 def _present_labels(labels: NDArray[np.int16]) -> NDArray[np.int64]:
