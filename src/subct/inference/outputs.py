@@ -26,7 +26,7 @@ from subct.inference.pipeline import SegmentationResult
 from subct.io.writers import atomic_output, atomic_write_text, save_volume
 from subct.labels.colours import write_colour_tables
 from subct.labels.schemes import get_scheme, scheme_structure_names
-from subct.qc.report import render_segmentation_index
+from subct.qc.report import render_segmentation_index, structure_warnings
 from subct.qc.viewer import install_viewer, write_case_view
 
 if TYPE_CHECKING:
@@ -340,8 +340,7 @@ def statistics_csv_text(records: Sequence[dict[str, Any]]) -> str:
         codes = " ".join(sorted({flag["code"] for flag in warnings}))
         for name, row in (record.get("statistics") or {}).items():
             cells = [row.get(key) for key in STATISTICS_COLUMNS[2:6]]
-            own = " ".join(sorted({flag["code"] for flag in warnings
-                                   if name in (flag.get("structures") or ())}))
+            own = " ".join(structure_warnings(warnings, name))
             writer.writerow([record["case"], name, *("" if v is None else v for v in cells),
                              own, codes])
     return buffer.getvalue()
