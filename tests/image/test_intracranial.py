@@ -7,7 +7,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from subct.image.intracranial import escaping_rays, isotropic_ras, locate_intracranial
+from scipy import ndimage
+
+from subct.image.intracranial import (
+    _box_every_nth,
+    escaping_rays,
+    isotropic_ras,
+    locate_intracranial,
+)
 from subct.image.volume import Geometry, Volume
 from tests.support.phantom import analytic_head_phantom
 
@@ -51,6 +58,34 @@ def test_a_hole_in_the_skull_costs_only_the_rays_through_it() -> None:
     count = escaping_rays(bone, outside)
     assert count[20, 20, 20] == 1  # the straight-up ray
     assert count[20, 20, 30] <= 5  # just below the hole: a few upward rays
+
+
+@pytest.mark.parametrize("cut", [None, 28])
+def test_rays_within_the_heads_box_equal_rays_over_the_whole_image(cut: int | None) -> None:
+    bone, outside = _shell(size=61)
+    bone[40:, 28:33, 18:23] = False  # a hole in the side, so that some rays escape
+    outside[40:, 28:33, 18:23] = True
+    bone, outside = bone[:, :, :cut], outside[:, :, :cut]  # and a head cut by the view
+    head = ~outside
+    boxed = escaping_rays(bone, outside, region=head)
+    whole = escaping_rays(bone, outside)
+    assert np.array_equal(boxed[head], whole[head])
+    assert whole[head].max() > 0
+
+
+@pytest.mark.parametrize(("shape", "step"), [((9, 8, 7), 2), ((10, 11, 5), 3), ((7, 6, 5), 4)])
+def test_box_average_at_kept_voxels_equals_the_full_filter(shape: tuple[int, int, int],
+                                                           step: int) -> None:
+    array = np.random.default_rng(3).normal(size=shape).astype(np.float32)
+    for axis in range(3):
+        full = ndimage.uniform_filter1d(array, step, axis=axis, mode="nearest")
+        expected = np.take(full, np.arange(0, shape[axis], step), axis=axis)
+        assert np.allclose(_box_every_nth(array, step, axis), expected, atol=1e-5)
+        flipped = array[::-1]  # a strided view, as a reoriented scan is
+        expected = np.take(ndimage.uniform_filter1d(np.ascontiguousarray(flipped), step,
+                                                    axis=axis, mode="nearest"),
+                           np.arange(0, shape[axis], step), axis=axis)
+        assert np.allclose(_box_every_nth(flipped, step, axis), expected, atol=1e-5)
 
 
 def test_rays_leaving_the_image_inside_tissue_count_as_bone() -> None:

@@ -70,91 +70,129 @@ def _hu(slice_values: NDArray[Any], hu_offset: float) -> NDArray[np.float32]:
     return np.asarray(slice_values, dtype=np.float32) - np.float32(hu_offset)
 
 
+#: Canvas of the overlay (pixels): three panels side by side, a title row above them and
+#: a legend row below.
+CANVAS_PX = (1200, 460)
+PANEL_BOX_PX = (360, 300)
+PANEL_TOP_PX = 70
+LEGEND_TOP_PX = 430
+LETTER_COLOUR = (255, 255, 0)
+
+
+def _font(size: int) -> Any:
+    """Pillow's bundled scalable font (FreeType), or its bitmap font where FreeType is
+    missing."""
+    from PIL import ImageFont
+
+    try:
+        return ImageFont.load_default(size=size)
+    except (TypeError, OSError):  # pragma: no cover - Pillow built without FreeType
+        return ImageFont.load_default()
+
+
+def _panel_pixels(grey_hu: NDArray[np.float32], label_slice: NDArray[Any],
+                  lut: NDArray[np.float32], hu_window: tuple[float, float]) -> NDArray[np.uint8]:
+    """RGB of one slice: CT in the grey window, labels alpha-blended in their colours.
+    Array axes (horizontal world axis, vertical world axis), as sliced."""
+    low, high = hu_window
+    grey = np.clip((grey_hu - low) / (high - low), 0.0, 1.0)[..., None]
+    colours = lut[np.asarray(label_slice, dtype=np.int64).clip(min=0, max=len(lut) - 1)]
+    alpha = colours[..., 3:4]
+    rgb = grey * (1.0 - alpha) + colours[..., :3] * alpha
+    return np.asarray(np.rint(rgb * 255.0), dtype=np.uint8)
+
+
 def render_overlay(ct: Volume, labels: Volume, config: OverlayConfig | None = None,
                    hu_offset: float = 0.0) -> bytes:
-    """PNG bytes of the three-panel overlay of ``labels`` on ``ct`` (same grid required)."""
-    import matplotlib
+    """PNG bytes of the three-panel overlay of ``labels`` on ``ct`` (same grid required).
 
-    matplotlib.use("Agg", force=False)
-    from matplotlib.figure import Figure
-    from matplotlib.patches import Patch
+    Drawn with NumPy and Pillow (about 0.05 s; matplotlib took ~0.9 s of a 6 s ``subct
+    segment --fast`` run): each slice is blended, scaled to its size in millimetres
+    (nearest neighbour) and turned so that the convention's screen sides hold.
+    """
+    from PIL import Image, ImageDraw
 
     config = config or OverlayConfig()
     if ct.shape != labels.shape or not np.allclose(ct.affine, labels.affine, atol=1e-3):
         raise ValueError("overlay needs the CT and the labels on the same grid")
     ct_ras = ct.reoriented_view("RAS")  # views: only three slices are read
     lab_ras = labels.reoriented_view("RAS")
-    spacing = np.asarray(ct_ras.spacing)
-    origin = ct_ras.affine[:3, 3]
+    spacing = np.asarray(ct_ras.spacing, dtype=np.float64)
     ci, cj, ck = _centre_index(lab_ras.array)
     grey = ct_ras.array  # slices are converted to HU below, not the whole volume
-    drawn = np.concatenate([lab_ras.array[:, :, ck].ravel(), lab_ras.array[:, cj, :].ravel(),
-                            lab_ras.array[ci, :, :].ravel()])
-    lut = np.zeros((int(max(int(drawn.max()), 0)) + 1, 4), dtype=np.float32)
+    labs = lab_ras.array
+    panels = [  # name, slice (RAS array axes), horizontal axis, vertical axis, letters
+        ("axial", grey[:, :, ck], labs[:, :, ck], 0, 1, ("R", "L"), ("A", "P")),
+        ("coronal", grey[:, cj, :], labs[:, cj, :], 0, 2, ("R", "L"), ("S", "I")),
+        ("sagittal", grey[ci, :, :], labs[ci, :, :], 1, 2, ("A", "P"), ("S", "I")),
+    ]
+    drawn = np.concatenate([np.asarray(panel[2]).ravel() for panel in panels])
+    lut = np.zeros((max(int(drawn.max()), 0) + 1, 4), dtype=np.float32)
     present = [int(v) for v in np.unique(drawn) if v > 0]  # labels visible in the panels
     for value in present:
         lut[value, :3] = np.asarray(label_colour(value, config.scheme)) / 255.0
         lut[value, 3] = config.alpha
 
-    def extent(axis: int) -> tuple[float, float]:
-        low = origin[axis] - spacing[axis] / 2.0
-        return (float(low), float(low + spacing[axis] * ct_ras.shape[axis]))
-
-    labs = lab_ras.array
-    panels = [
-        ("axial", _hu(grey[:, :, ck].T, hu_offset), labs[:, :, ck].T, 0, 1,
-         ("R", "L"), ("A", "P")),
-        ("coronal", _hu(grey[:, cj, :].T, hu_offset), labs[:, cj, :].T, 0, 2,
-         ("R", "L"), ("S", "I")),
-        ("sagittal", _hu(grey[ci, :, :].T, hu_offset), labs[ci, :, :].T, 1, 2,
-         ("A", "P"), ("S", "I")),
-    ]
-    figure = Figure(figsize=(12, 4.6), dpi=config.dpi, facecolor="black")
-    low, high = config.hu_window
-    for column, (name, image, label_slice, h_axis, v_axis, h_letters, v_letters) in enumerate(
-            panels):
-        axes = figure.add_subplot(1, 3, column + 1)
-        h0, h1 = extent(h_axis)
-        v0, v1 = extent(v_axis)
-        axes.imshow(image, cmap="gray", vmin=low, vmax=high, origin="lower",
-                    extent=(h0, h1, v0, v1), interpolation="nearest")
-        axes.imshow(lut[np.asarray(label_slice, dtype=np.int64).clip(min=0)], origin="lower",
-                    extent=(h0, h1, v0, v1), interpolation="nearest")
+    canvas = Image.new("RGB", CANVAS_PX, (0, 0, 0))
+    draw = ImageDraw.Draw(canvas)
+    letter_font, title_font, legend_font = _font(18), _font(14), _font(11)
+    column_width = CANVAS_PX[0] // 3
+    box_w, box_h = PANEL_BOX_PX
+    for column, (name, grey_slice, label_slice, h_axis, v_axis, h_letters, v_letters) in \
+            enumerate(panels):
+        rgb = _panel_pixels(_hu(grey_slice, hu_offset), label_slice, lut, config.hu_window)
         # x grows to the patient's right, y to anterior: radiological axial/coronal views
         # put the patient's right (large x) on the left; sagittal views put anterior left.
         reverse = (config.convention == "radiological") if h_axis == 0 else True
         left_letter, right_letter = h_letters if reverse else h_letters[::-1]
-        axes.set_xlim((h1, h0) if reverse else (h0, h1))
-        axes.set_ylim(v0, v1)
-        axes.set_axis_off()
-        top_letter, bottom_letter = v_letters
-        style: dict[str, Any] = {"color": "yellow", "fontsize": 14, "fontweight": "bold",
-                 "transform": axes.transAxes}
-        axes.text(0.02, 0.5, left_letter, ha="left", va="center", **style)
-        axes.text(0.98, 0.5, right_letter, ha="right", va="center", **style)
-        axes.text(0.5, 0.98, top_letter, ha="center", va="top", **style)
-        axes.text(0.5, 0.02, bottom_letter, ha="center", va="bottom", **style)
-        axes.set_title(name, color="white", fontsize=10)
+        if reverse:
+            rgb = rgb[::-1]
+        image = np.ascontiguousarray(np.transpose(rgb, (1, 0, 2))[::-1])  # superior/anterior up
+        width_mm = spacing[h_axis] * grey_slice.shape[0]
+        height_mm = spacing[v_axis] * grey_slice.shape[1]
+        scale = min(box_w / width_mm, box_h / height_mm)
+        size = (max(1, round(width_mm * scale)), max(1, round(height_mm * scale)))
+        tile = Image.fromarray(image, "RGB").resize(size, Image.Resampling.NEAREST)
+        left = column * column_width + (column_width - size[0]) // 2
+        top = PANEL_TOP_PX + (box_h - size[1]) // 2
+        canvas.paste(tile, (left, top))
+        centre_x = column * column_width + column_width // 2
+        centre_y = PANEL_TOP_PX + box_h // 2
+        draw.text((centre_x, PANEL_TOP_PX - 28), name, fill=(255, 255, 255), font=title_font,
+                  anchor="mm")
+        half_w = max(size[0] // 2 + 22, 60)
+        draw.text((centre_x - half_w, centre_y), left_letter, fill=LETTER_COLOUR,
+                  font=letter_font, anchor="mm")
+        draw.text((centre_x + half_w, centre_y), right_letter, fill=LETTER_COLOUR,
+                  font=letter_font, anchor="mm")
+        draw.text((centre_x, top - 12), v_letters[0], fill=LETTER_COLOUR, font=letter_font,
+                  anchor="mm")
+        draw.text((centre_x, top + size[1] + 12), v_letters[1], fill=LETTER_COLOUR,
+                  font=letter_font, anchor="mm")
     names = scheme_names(config.scheme)
     seen: set[str] = set()
-    handles = []
+    legend: list[tuple[tuple[int, int, int], str]] = []
     for value in present:
-        colour = label_colour(value, config.scheme)
         if value not in names:
             continue
         short = names[value].removeprefix("Left-").removeprefix("Right-")
-        if short in seen:
-            continue
-        seen.add(short)
-        rgb = (colour[0] / 255.0, colour[1] / 255.0, colour[2] / 255.0)
-        handles.append(Patch(color=rgb, label=short))
-    if handles:
-        figure.legend(handles=handles, loc="lower center", ncol=min(len(handles), 9),
-                      fontsize=8, frameon=False, labelcolor="white")
-    title = config.title + f"  ({config.convention} convention)"
-    figure.suptitle(title.strip(), color="white", fontsize=11)
+        if short not in seen:
+            seen.add(short)
+            legend.append((label_colour(value, config.scheme), short))
+    if legend:
+        widths = [28 + int(draw.textlength(text, font=legend_font)) + 18 for _, text in legend]
+        x = max(4, (CANVAS_PX[0] - sum(widths)) // 2)
+        for (colour, text), width in zip(legend, widths, strict=True):
+            draw.rectangle((x, LEGEND_TOP_PX - 5, x + 22, LEGEND_TOP_PX + 5),
+                           fill=tuple(int(c) for c in colour))
+            draw.text((x + 28, LEGEND_TOP_PX), text, fill=(255, 255, 255), font=legend_font,
+                      anchor="lm")
+            x += width
+    title = (config.title + f"  ({config.convention} convention)").strip()
+    draw.text((CANVAS_PX[0] // 2, 16), title, fill=(255, 255, 255), font=title_font,
+              anchor="mm")
     buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", facecolor="black")
+    canvas.save(buffer, format="PNG", compress_level=3)
     return buffer.getvalue()
 
 
