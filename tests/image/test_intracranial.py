@@ -6,7 +6,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from scipy import ndimage
 
 from subct.image.intracranial import (
