@@ -145,3 +145,23 @@ def test_graph_engine_runs_without_importing_torch(tmp_path: Path) -> None:
                                env=env, check=False)
     assert completed.returncode == 0, completed.stderr[-2000:]
     assert completed.stdout.split() == ["openvino", "False", "False"]
+
+
+@pytest.mark.parametrize("backend", ["openvino", "onnxruntime"])
+def test_a_grown_network_exports_and_runs_in_the_graph_engines(tmp_path: Path,
+                                                                backend: str) -> None:
+    torch.manual_seed(2)
+    network = build_network("unet3d", in_channels=1, out_channels=8, channels=[4, 8, 16],
+                            refine_levels=[1, 2])
+    with torch.no_grad():
+        for name, parameter in network.named_parameters():
+            if name.endswith("refine.gate"):
+                parameter.fill_(0.3)  # trained blocks, not the identity
+    metadata = CheckpointMetadata(network_name="unet3d", network_kwargs={
+        "in_channels": 1, "out_channels": 8, "channels": [4, 8, 16], "refine_levels": [1, 2]},
+        label_scheme="paper7", spacing_mm=(4.0, 4.0, 4.0), patch_size=(32, 32, 32))
+    path = save_checkpoint(tmp_path / "grown.safetensors", network.eval(), metadata)
+    engine = graph_engine_for_checkpoint(path, backend, threads=1)
+    batch = np.random.default_rng(4).random((1, 1, 32, 32, 32), dtype=np.float32)
+    reference = TorchEngine(network, torch.device("cpu"), "fp32").logits(batch)
+    assert float(np.abs(np.array(engine.logits(batch)) - reference).max()) < ONNX_TOLERANCE

@@ -15,6 +15,7 @@ from subct.model.networks import (
     enable_mc_dropout,
     encoder_modules,
     freeze_encoder,
+    is_growth_of,
 )
 
 SMALL = {
@@ -85,3 +86,27 @@ def test_mc_dropout_makes_outputs_stochastic_only_when_enabled() -> None:
         assert torch.equal(network(x), network(x))
         assert enable_mc_dropout(network) > 0
         assert not torch.equal(network(x), network(x))
+
+
+def test_growing_a_unet_keeps_its_function_and_its_parameter_names() -> None:
+    torch.manual_seed(0)
+    plain = build_network("unet3d", channels=[4, 8, 16, 32])
+    grown = build_network("unet3d", channels=[4, 8, 16, 32], refine_levels=[1, 2, 3])
+    state = plain.state_dict()
+    assert is_growth_of(set(state), grown)
+    assert not is_growth_of(set(state), plain)  # nothing new: an ordinary load
+    grown.load_state_dict(state, strict=False)
+    patch = torch.randn(1, 1, 32, 32, 32)
+    plain.eval()
+    grown.eval()
+    with torch.no_grad():
+        assert torch.equal(plain(patch), grown(patch))  # the new blocks start as identity
+        gates = [m for name, m in grown.named_parameters() if name.endswith("refine.gate")]
+        assert len(gates) == 3
+        for gate in gates:
+            gate.fill_(0.5)
+        assert not torch.allclose(plain(patch), grown(patch))  # and do take part
+    extra = count_parameters(grown) - count_parameters(plain)
+    assert extra == sum(2 * (c * c * 27 + c) + 1 + 1 for c in (8, 16, 32))
+    with pytest.raises(ValueError, match="refine_levels"):
+        build_network("unet3d", channels=[4, 8, 16], refine_levels=[3])

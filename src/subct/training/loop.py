@@ -34,7 +34,7 @@ from torch.utils.data import DataLoader
 from subct.errors import SubctConfigError, SubctInputError
 from subct.model.checkpoint import load_state_dict, save_checkpoint
 from subct.model.losses import build_loss, class_weights
-from subct.model.networks import build_network, freeze_encoder
+from subct.model.networks import build_network, freeze_encoder, is_growth_of
 from subct.model.runtime import resolve_precision, torch_dtype
 from subct.training import data as training_data
 from subct.training.config import TrainingConfig
@@ -151,7 +151,11 @@ def _load_initial_weights(network: nn.Module, config: TrainingConfig) -> None:
     path = config.resolve_path(config.transfer.init_checkpoint or "")
     state = load_state_dict(path)
     try:
-        network.load_state_dict(state, strict=True)
+        if is_growth_of(set(state), network):
+            # a grown network (refine_levels): the new blocks start as the identity
+            network.load_state_dict(state, strict=False)
+        else:
+            network.load_state_dict(state, strict=True)
     except RuntimeError as error:
         raise SubctInputError(path, "initial checkpoint does not fit network "
                                     f"{config.network.name} {config.network.kwargs}") from error
