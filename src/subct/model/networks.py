@@ -122,8 +122,8 @@ class RefinedConvolution(nn.Module):
 
     def __init__(self, convolution: nn.Module, channels: int, norm: str) -> None:
         super().__init__()
-        self.conv = convolution.conv
-        self.adn = convolution.adn
+        self.conv: nn.Module = convolution.get_submodule("conv")
+        self.adn: nn.Module = convolution.get_submodule("adn")
         self.refine = ResidualRefinement(channels, norm)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
@@ -133,10 +133,10 @@ class RefinedConvolution(nn.Module):
 def _encoder_slot(unet: nn.Module, level: int) -> tuple[nn.Module, str]:
     """(parent module, attribute name) of the encoder convolution at ``level`` of a MONAI
     ``UNet`` (0: the first, full-input convolution; the last level is the bottom)."""
-    parent: nn.Module = unet.model
+    parent: nn.Module = unet.get_submodule("model")
     for _ in range(level):
-        skip = parent[1]  # type: ignore[index]
-        parent = skip.submodule
+        skip = parent.get_submodule("1")
+        parent = skip.get_submodule("submodule")
         if hasattr(parent, "conv"):  # the bottom: SkipConnection(Convolution)
             return skip, "submodule"
     return parent, "0"
@@ -159,12 +159,8 @@ def _build_unet3d(in_channels: int, out_channels: int, channels: Sequence[int] =
         if not 0 <= level < len(channels):
             raise ValueError(f"refine_levels: level {level} outside 0..{len(channels) - 1}")
         parent, name = _encoder_slot(unet, level)
-        convolution = getattr(parent, name) if name != "0" else parent[0]  # type: ignore[index]
-        refined = RefinedConvolution(convolution, int(channels[level]), norm)
-        if name == "0":
-            parent[0] = refined  # type: ignore[index]
-        else:
-            setattr(parent, name, refined)
+        refined = RefinedConvolution(parent.get_submodule(name), int(channels[level]), norm)
+        setattr(parent, name, refined)  # Sequential children are attributes "0", "1", ...
     return unet
 
 
