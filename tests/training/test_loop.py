@@ -192,3 +192,25 @@ def test_pipeline_dice_of_the_shipped_network_on_a_validation_head(
     # the shipped model's clean validation heads score about 0.83 (docs/benchmarks.md)
     assert 0.7 < score < 0.95
     assert shipped.network.training      # left as the training loop needs it
+
+
+def test_growing_a_trained_network_trains_only_its_new_blocks(
+        shared_data: Path, tmp_path: Path, tiny_run: TrainingResult) -> None:
+    start = load_checkpoint(tiny_run.output_dir / "last.safetensors").network
+    values = tiny_config(shared_data, tmp_path, **{"schedule.epochs": 1,
+                                                    "data.samples_per_epoch": 4})
+    values["network"]["kwargs"]["refine_levels"] = [1, 2]
+    values["transfer"] = {"init_checkpoint": str(tiny_run.output_dir / "last.safetensors"),
+                          "freeze_pretrained": True}
+    grown = load_checkpoint(train(training_config_from_dict(values)).last_checkpoint).network
+    before = dict(start.named_parameters())
+    new_names = [name for name, _ in grown.named_parameters() if name not in before]
+    assert new_names and all(".refine." in name for name in new_names)
+    for name, parameter in grown.named_parameters():
+        if name in before:
+            assert torch.equal(parameter, before[name]), name  # the trained network is fixed
+    gates = [p for name, p in grown.named_parameters() if name.endswith("refine.gate")]
+    assert any(float(gate.abs()) > 0 for gate in gates)  # and the new blocks learnt
+    with pytest.raises(SubctConfigError, match="freeze_pretrained needs init_checkpoint"):
+        training_config_from_dict(tiny_config(shared_data, tmp_path,
+                                              **{"transfer.freeze_pretrained": "true"}))

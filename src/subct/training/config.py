@@ -161,11 +161,15 @@ class TransferConfig(_Strict):
 
     init_checkpoint: str | None = None
     freeze_encoder: bool = False
+    #: Train only the parameters that ``init_checkpoint`` does not hold: the new blocks of
+    #: a grown network (``network.kwargs.refine_levels``), with the trained network fixed.
+    freeze_pretrained: bool = False
 
     @model_validator(mode="after")
     def _needs_checkpoint(self) -> TransferConfig:
-        if self.freeze_encoder and self.init_checkpoint is None:
-            raise ValueError("freeze_encoder needs init_checkpoint (a pre-trained network)")
+        for option in ("freeze_encoder", "freeze_pretrained"):
+            if getattr(self, option) and self.init_checkpoint is None:
+                raise ValueError(f"{option} needs init_checkpoint (a pre-trained network)")
         return self
 
 

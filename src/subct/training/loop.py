@@ -147,7 +147,8 @@ def _mean(values: dict[str, float]) -> float:
 # ----------------------------------------------------------------------------------- train
 
 
-def _load_initial_weights(network: nn.Module, config: TrainingConfig) -> None:
+def _load_initial_weights(network: nn.Module, config: TrainingConfig) -> set[str]:
+    """Load ``transfer.init_checkpoint`` into ``network``; returns the names it held."""
     path = config.resolve_path(config.transfer.init_checkpoint or "")
     state = load_state_dict(path)
     try:
@@ -159,6 +160,7 @@ def _load_initial_weights(network: nn.Module, config: TrainingConfig) -> None:
     except RuntimeError as error:
         raise SubctInputError(path, "initial checkpoint does not fit network "
                                     f"{config.network.name} {config.network.kwargs}") from error
+    return set(state)
 
 
 def _progress(enabled: bool) -> Any:
@@ -207,9 +209,13 @@ def _build_run(config: TrainingConfig, context: DistributedContext,
     device = context.device
     network = build_network(config.network.name, **network_kwargs(config))
     if config.transfer.init_checkpoint:
-        _load_initial_weights(network, config)
+        loaded = _load_initial_weights(network, config)
         if config.transfer.freeze_encoder:
             freeze_encoder(network)
+        if config.transfer.freeze_pretrained:
+            for name, parameter in network.named_parameters():
+                if name in loaded:
+                    parameter.requires_grad_(False)
     network.to(device)
     channels_last = use_channels_last(config, device)
     if channels_last:
