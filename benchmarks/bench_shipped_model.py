@@ -284,6 +284,9 @@ def score_case(case: EvaluationCase, model: SegmentationModel, tta: bool,
     FLAGGED_STRUCTURES[f"{case.name}_{case.resolution}"] = {
         name for flag in result.qc.flags if flag.severity == "warning"
         for name in names if flag.concerns(name)}
+    NAMED_STRUCTURES[f"{case.name}_{case.resolution}"] = {
+        name for flag in result.qc.flags if flag.severity == "warning"
+        for name in flag.structures}
     if case.lesion is not None and case.lesion.any():
         LESION_VOLUME_ERRORS[f"{case.name}_{case.resolution}"] = lesion_volume_errors(
             np.asarray(result.labels.array), np.asarray(case.reference.array), case.lesion,
@@ -322,6 +325,9 @@ def lesion_volume_errors(predicted: NDArray[np.integer], reference: NDArray[np.i
 LESION_VOLUME_ERRORS: dict[str, dict[str, float]] = {}
 #: Per case: the structures a QC warning puts in doubt (all of them for a whole-case one).
 FLAGGED_STRUCTURES: dict[str, set[str]] = {}
+#: Per case: the structures a warning names itself (what ``statistics.csv``'s
+#: ``structure_flags`` column lists; whole-case warnings name none).
+NAMED_STRUCTURES: dict[str, set[str]] = {}
 
 
 def print_lesion_volume_errors() -> None:
@@ -332,22 +338,27 @@ def print_lesion_volume_errors() -> None:
           f"(target: within {100 * LESION_VOLUME_TOLERANCE:.0f} %)")
     print("| case | structure: error |")
     print("|---|---|")
-    total = within = flagged = 0
+    total = within = flagged = named = 0
     for case, errors in LESION_VOLUME_ERRORS.items():
         total += len(errors)
         within += sum(abs(e) <= LESION_VOLUME_TOLERANCE for e in errors.values())
         doubted = FLAGGED_STRUCTURES.get(case, set())
         flagged += sum(abs(e) > LESION_VOLUME_TOLERANCE and name in doubted
                        for name, e in errors.items())
+        named += sum(abs(e) > LESION_VOLUME_TOLERANCE and name in NAMED_STRUCTURES.get(case, ())
+                     for name, e in errors.items())
         text = ", ".join(f"{name} {100 * error:+.0f} %" + ("*" if name in doubted else "")
                          for name, error in
                          sorted(errors.items(), key=lambda item: -abs(item[1])))
         print(f"| {case} | {text} |")
     print(f"{within} of {total} structure volumes beside a lesion within "
           f"{100 * LESION_VOLUME_TOLERANCE:.0f} %; of the {total - within} others, "
-          f"{flagged} named by a QC warning (* above)")
+          f"{flagged} named by a QC warning (* above; a whole-case warning counts for "
+          f"every structure), {named} by a warning about that structure itself (the "
+          "structure_flags column of statistics.csv)")
     LESION_FLAG_SUMMARY.update(beside_lesion=total, within_tolerance=within,
-                               outside_tolerance_flagged=flagged)
+                               outside_tolerance_flagged=flagged,
+                               outside_tolerance_named=named)
 
 
 #: Per case: the intensity figures of the ventricle checks (``subct.qc.anatomy``).
