@@ -214,3 +214,23 @@ def test_growing_a_trained_network_trains_only_its_new_blocks(
     with pytest.raises(SubctConfigError, match="freeze_pretrained needs init_checkpoint"):
         training_config_from_dict(tiny_config(shared_data, tmp_path,
                                               **{"transfer.freeze_pretrained": "true"}))
+
+
+def test_subcortical_only_maps_train_inside_the_background_head(
+        shared_data: Path, tmp_path: Path) -> None:
+    from subct.training.data import build_label_bank
+
+    paper_map = shared_data / "label_maps" / "ct_subcortical_paper" / "1BA001.nii.gz"
+    values = tiny_config(shared_data, tmp_path)
+    values["data"]["synthetic"]["label_maps"].append(str(paper_map))
+    with pytest.raises(SubctInputError, match="background"):
+        build_label_bank(training_config_from_dict(values), [str(paper_map)])
+    values["data"]["synthetic"]["background_label_map"] = \
+        values["data"]["synthetic"]["label_maps"][0]
+    config = training_config_from_dict(values)
+    bank = build_label_bank(config, config.data.synthetic.label_maps)
+    assert len(bank) == 3
+    embedded = bank.maps[2]
+    present = set(bank.label_values[np.unique(embedded.indices.numpy())].tolist())
+    assert {4, 43, 10, 49, 11, 50, 12, 51, 13, 52, 17, 53, 16} <= present  # split L/R
+    assert 2 in present or 41 in present  # surrounded by the head's white matter

@@ -46,6 +46,10 @@ class SyntheticDataConfig(_Strict):
     """Synthetic CT generated on the fly from whole-head label maps (``subct.synth``)."""
 
     label_maps: list[str]
+    #: Whole-head label map into which training maps that hold only subcortical
+    #: structures (e.g. the paper's 7-class CT-space maps) are embedded
+    #: (:func:`subct.synth.background.embed_in_head`); whole-head maps ignore it.
+    background_label_map: str | None = None
     validation_label_maps: list[str] = Field(default_factory=list)
     test_label_maps: list[str] = Field(default_factory=list)
     test_image_shape: tuple[int, int, int] = (160, 160, 160)

@@ -321,11 +321,14 @@ class PatchStream(IterableDataset[Sample]):
 
 
 def build_label_bank(config: TrainingConfig, entries: list[str]) -> Any:
-    """A :class:`subct.synth.LabelBank` of the label maps ``entries`` (None when empty)."""
+    """A :class:`subct.synth.LabelBank` of the label maps ``entries`` (None when empty);
+    subcortical-only maps are embedded in ``data.synthetic.background_label_map``."""
     if not entries:
         return None
-
-    return LabelBank(config.resolve_label_maps(entries))
+    synthetic = config.data.synthetic
+    background = None if synthetic is None or synthetic.background_label_map is None \
+        else config.resolve_label_maps([synthetic.background_label_map])[0]
+    return LabelBank(config.resolve_label_maps(entries), background=background)
 
 
 def build_validation_set(config: TrainingConfig, val_cases: list[CasePair]) -> list[Sample]:
