@@ -492,6 +492,8 @@ def main() -> None:
                              "the pipeline's)")
     parser.add_argument("--noise-target", type=float, default=None,
                         help="NOISE_TARGET_HU for --denoise on (a tuning knob)")
+    parser.add_argument("--noise-start", type=float, default=None,
+                        help="NOISE_START_HU for --denoise on (a tuning knob)")
     parser.add_argument("--no-inpaint", action="store_true",
                         help="show the network dense foci as they are (no in-painting)")
     parser.add_argument("--no-blood-inpaint", action="store_true",
@@ -531,10 +533,13 @@ def main() -> None:
         options["inpaint_blood"] = False
     if args.denoise is not None:
         options["denoise"] = args.denoise == "on"
-    if args.noise_target is not None:
-        import subct.inference.denoise
+    if args.noise_target is not None or args.noise_start is not None:
+        import subct.inference.denoise as denoise
 
-        subct.inference.denoise.NOISE_TARGET_HU = args.noise_target
+        if args.noise_target is not None:  # alone, it moves both (the session-5 tuning)
+            denoise.NOISE_TARGET_HU = denoise.NOISE_START_HU = args.noise_target
+        if args.noise_start is not None:
+            denoise.NOISE_START_HU = args.noise_start
     start = time.perf_counter()
     cases = generate_cases(paths, args.samples_per_map, args.seed, tuple(args.shape),
                            args.pathology, args.condition)

@@ -5,7 +5,12 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from subct.inference.denoise import NOISE_TARGET_HU, denoise_for_network, estimate_noise_hu
+from subct.inference.denoise import (
+    NOISE_START_HU,
+    NOISE_TARGET_HU,
+    denoise_for_network,
+    estimate_noise_hu,
+)
 from subct.inference.dense import (
     MAX_FOCUS_MM3,
     fill_from_surroundings,
@@ -130,6 +135,13 @@ def test_only_noisy_crops_are_smoothed_and_just_enough() -> None:
     quiet = (30.0 + rng.normal(0.0, 2.0, region.shape)).astype(np.float32)
     same, noise, sigma = denoise_for_network(quiet, region, (1.0, 1.0, 1.0))
     assert same is quiet and sigma == 0.0 and noise is not None and noise < NOISE_TARGET_HU
+    # between the target and the start: a clean scan's noise, left alone
+    middle_sigma = (NOISE_TARGET_HU + NOISE_START_HU) / 2.0
+    assert NOISE_TARGET_HU < middle_sigma < NOISE_START_HU
+    middle = (30.0 + rng.normal(0.0, middle_sigma, region.shape)).astype(np.float32)
+    same, noise, sigma = denoise_for_network(middle, region, (1.0, 1.0, 1.0))
+    assert same is middle and sigma == 0.0
+    assert noise is not None and NOISE_TARGET_HU < noise <= NOISE_START_HU
     noisy = (30.0 + rng.normal(0.0, 15.0, region.shape)).astype(np.float32)
     smoothed, noise, sigma = denoise_for_network(noisy, region, (1.0, 1.0, 1.0))
     assert noise is not None and noise > 12.0 and sigma > 0.0

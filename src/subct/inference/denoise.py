@@ -17,8 +17,9 @@ from numpy.typing import NDArray
 from scipy import ndimage
 
 #: Noise (HU, as measured by :func:`estimate_noise_hu`) up to which the crop is left as it
-#: is; above it, smoothing brings it down to this level.
-NOISE_TARGET_HU = 3.0
+#: is; above it, smoothing brings it down to :data:`NOISE_TARGET_HU`.
+NOISE_START_HU = 3.0
+NOISE_TARGET_HU = 2.5
 #: Gaussian widths tried, narrowest first (mm).
 SMOOTHING_SIGMAS_MM = (0.5, 0.7, 0.9, 1.2, 1.5)
 #: Soft tissue used to measure the noise (HU): CSF to grey matter, no blood or bone.
@@ -41,7 +42,7 @@ def denoise_for_network(hu: NDArray[np.float32], region: NDArray[np.bool_],
                         spacing_mm: tuple[float, float, float]
                         ) -> tuple[NDArray[np.float32], float | None, float]:
     """``hu`` smoothed just enough to bring the noise in ``region`` to
-    :data:`NOISE_TARGET_HU` (unchanged when already below it).
+    :data:`NOISE_TARGET_HU` (unchanged when it is at most :data:`NOISE_START_HU`).
 
     Returns:
         (image for the network, measured noise in HU or None, Gaussian σ used in mm;
@@ -49,7 +50,7 @@ def denoise_for_network(hu: NDArray[np.float32], region: NDArray[np.bool_],
     """
     region = ndimage.binary_erosion(region, iterations=2)
     noise = estimate_noise_hu(hu, region)
-    if noise is None or noise <= NOISE_TARGET_HU:
+    if noise is None or noise <= NOISE_START_HU:
         return hu, noise, 0.0
     spacing = np.asarray(spacing_mm, dtype=np.float64)
     smoothed = hu
