@@ -15,6 +15,7 @@ import torch
 
 from subct.errors import SubctInputError
 from subct.inference.window import (
+    class_argmax,
     gaussian_importance,
     sliding_window_logits,
     softmax,
@@ -71,6 +72,14 @@ def test_threaded_softmax_matches_one_thread() -> None:
     np.testing.assert_array_equal(softmax(logits, axis=1, threads=2), one)
     np.testing.assert_allclose(one.sum(axis=1), 1.0, atol=1e-6)
     np.testing.assert_array_equal(one.argmax(axis=1), logits.argmax(axis=1))
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_threaded_class_argmax_equals_numpy(threads: int) -> None:
+    probabilities = np.random.default_rng(5).random((6, 7, 4, 5), dtype=np.float32)
+    probabilities[:, 0, 0, 0] = 0.5  # a tie: the first class wins, as in numpy
+    np.testing.assert_array_equal(class_argmax(probabilities, threads),
+                                  probabilities.argmax(axis=0))
 
 
 def test_shipped_graph_belongs_to_the_shipped_checkpoint() -> None:

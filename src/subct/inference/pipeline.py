@@ -86,6 +86,7 @@ from subct.inference.postprocess import (
     remove_labels_outside,
 )
 from subct.inference.predict import mc_dropout_volumes, predict_probabilities
+from subct.inference.window import class_argmax
 from subct.io.hounsfield import detect_hu_offset
 from subct.model.registry import reference_pitch_deg
 
@@ -160,7 +161,7 @@ LABELS_OUTSIDE_WARN_MM3 = 200.0
 
 
 def crop_class_indices(probabilities: NDArray[np.float32], image_01: NDArray[np.float32],
-                       config: InferenceConfig) -> NDArray[np.int64]:
+                       config: InferenceConfig, threads: int = 1) -> NDArray[np.int64]:
     """Class indices on the network grid from the softmax: voxels below the HU window
     forced to background (``mask_below_window``; modifies ``probabilities``), argmax,
     then the largest component of each structure (``largest_component``).
@@ -171,9 +172,9 @@ def crop_class_indices(probabilities: NDArray[np.float32], image_01: NDArray[np.
     num_classes = int(probabilities.shape[0])
     if config.mask_below_window:
         outside = image_01 <= 0.0
-        probabilities[1:, outside] = 0.0
-        probabilities[0, outside] = 1.0
-    indices = probabilities.argmax(axis=0)
+        probabilities[1:] *= ~outside  # (a boolean index over 17 channels took 0.17 s)
+        probabilities[0][outside] = 1.0
+    indices = class_argmax(probabilities, threads)
     if config.largest_component:
         indices = keep_largest_components(indices, num_classes, config.component_min_fraction)
     return np.asarray(indices, dtype=np.int64)
@@ -294,7 +295,7 @@ def segment_volume(image: str | Path | Volume, model: SegmentationModel,
     clock = time.perf_counter()
     step("post-processing")
     num_classes = int(probabilities.shape[0])
-    indices = crop_class_indices(probabilities, image_01, config)
+    indices = crop_class_indices(probabilities, image_01, config, model.threads)
     indices, removed_voxels = remove_labels_on_bone(indices, crop_hu)
     outside_voxels = 0
     if location.method == "skull":  # only a skull-enclosed mask is trusted to cut labels

@@ -138,3 +138,16 @@ def softmax(logits: NDArray[np.float32], axis: int = 0, threads: int = 1
 
     in_parallel(part, logits.shape[split_axis], threads)
     return result
+
+
+def class_argmax(probabilities: NDArray[np.float32], threads: int = 1) -> NDArray[np.int64]:
+    """``probabilities.argmax(axis=0)`` for a (classes, X, Y, Z) array, in ``threads``
+    slabs along x (numpy's argmax over the first axis of a large array is slow: 0.35 s
+    for 18 × 112 × 160 × 144 on one core, 0.14 s in two slabs)."""
+    result = np.empty(probabilities.shape[1:], dtype=np.int64)
+
+    def part(index: slice) -> None:
+        result[index] = probabilities[:, index].argmax(axis=0)
+
+    in_parallel(part, probabilities.shape[1], threads)
+    return result

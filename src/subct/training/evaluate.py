@@ -41,7 +41,8 @@ def predict_indices(model: SegmentationModel, image: NDArray[np.float32],
     ``subct segment`` predicts its crop."""
     config = config or InferenceConfig()
     image = np.ascontiguousarray(image, dtype=np.float32)
-    return crop_class_indices(predict_probabilities(model, image, config), image, config)
+    return crop_class_indices(predict_probabilities(model, image, config), image, config,
+                              model.threads)
 
 
 def _score(prediction: NDArray[np.integer], reference: NDArray[np.integer], scheme: str,
