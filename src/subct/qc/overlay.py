@@ -82,7 +82,7 @@ LETTER_COLOUR = (255, 255, 0)
 def _font(size: int) -> Any:
     """Pillow's bundled scalable font (FreeType), or its bitmap font where FreeType is
     missing."""
-    from PIL import ImageFont
+    from PIL import ImageFont  # lazy: only drawing an overlay needs Pillow
 
     try:
         return ImageFont.load_default(size=size)
@@ -110,7 +110,7 @@ def render_overlay(ct: Volume, labels: Volume, config: OverlayConfig | None = No
     segment --fast`` run): each slice is blended, scaled to its size in millimetres
     (nearest neighbour) and turned so that the convention's screen sides hold.
     """
-    from PIL import Image, ImageDraw
+    from PIL import Image, ImageDraw  # lazy: only drawing an overlay needs Pillow
 
     config = config or OverlayConfig()
     if ct.shape != labels.shape or not np.allclose(ct.affine, labels.affine, atol=1e-3):
