@@ -73,7 +73,7 @@ def _hu(slice_values: NDArray[Any], hu_offset: float) -> NDArray[np.float32]:
 #: Canvas of the overlay (pixels): three panels side by side, a title row above them and
 #: a legend row below.
 CANVAS_PX = (1200, 460)
-PANEL_BOX_PX = (360, 300)
+PANEL_BOX_PX = (330, 300)
 PANEL_TOP_PX = 70
 LEGEND_TOP_PX = 430
 LETTER_COLOUR = (255, 255, 0)
@@ -160,7 +160,8 @@ def render_overlay(ct: Volume, labels: Volume, config: OverlayConfig | None = No
         centre_y = PANEL_TOP_PX + box_h // 2
         draw.text((centre_x, PANEL_TOP_PX - 28), name, fill=(255, 255, 255), font=title_font,
                   anchor="mm")
-        half_w = max(size[0] // 2 + 22, 60)
+        # side letters just outside the image, kept inside this panel's column
+        half_w = min(max(size[0] // 2 + 16, 60), column_width // 2 - 12)
         draw.text((centre_x - half_w, centre_y), left_letter, fill=LETTER_COLOUR,
                   font=letter_font, anchor="mm")
         draw.text((centre_x + half_w, centre_y), right_letter, fill=LETTER_COLOUR,
