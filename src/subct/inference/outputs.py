@@ -9,7 +9,6 @@ import io
 import json
 import os
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -27,6 +26,7 @@ from subct.inference.pipeline import SegmentationResult
 from subct.io.writers import atomic_output, atomic_write_text, save_volume
 from subct.labels.colours import write_colour_tables
 from subct.labels.schemes import get_scheme, scheme_structure_names
+from subct.qc.overlay import OverlayConfig, save_overlay
 from subct.qc.report import render_segmentation_index, structure_warnings
 from subct.qc.viewer import install_viewer, write_case_view
 
@@ -229,39 +229,22 @@ def _save_masks(labels: Any, scheme: str, roi_subset: tuple[str, ...] | None,
     return folder
 
 
-def _write_pictures(case_name: str, ct_hu_source: Any, result: SegmentationResult,
-                    config: BatchConfig, overlay_path: Path) -> Path:
-    """The overlay PNG and the report viewer's copy of the case; returns the viewer file."""
-    # lazy: loads matplotlib, which the rest of this module does not need
-    from subct.qc.overlay import OverlayConfig, save_overlay
-
-    save_overlay(ct_hu_source, result.labels, overlay_path,
-                 OverlayConfig(scheme=result.scheme, title=case_name),
-                 hu_offset=result.qc.input.hu_offset)
-    return write_case_view(config.output_dir, case_name, ct_hu_source, result.labels,
-                           result.qc.input.hu_offset)
-
-
 def write_case_outputs(case: CaseInput, ct_hu_source: Any, result: SegmentationResult,
                        config: BatchConfig, model_description: str,
                        seconds: float, key: dict[str, Any] | None = None) -> dict[str, Path]:
     """Write one case's files atomically; the QC JSON goes last (marks completion)."""
     outputs = case_outputs(config, case.name)
     labels = _subset(result.labels, result.scheme, config.roi_subset)
-    # The picture outputs are independent of the label files: they are drawn in a second
-    # thread while this one compresses and writes the NIfTI files (gzip and SimpleITK's
-    # resampling release the GIL), which takes ~0.5 s off a case on two cores.
-    with ThreadPoolExecutor(max_workers=1) as pictures:
-        pending = None
-        if "overlay" in outputs:
-            pending = pictures.submit(_write_pictures, case.name, ct_hu_source, result, config,
-                                      outputs["overlay"])
-        save_volume(labels, outputs["labels"])
-        if config.write_masks:
-            outputs["masks"] = _save_masks(labels, result.scheme, config.roi_subset,
-                                           Path(config.output_dir) / f"{case.name}_masks")
-        if pending is not None:
-            outputs["view"] = pending.result()
+    save_volume(labels, outputs["labels"])
+    if config.write_masks:
+        outputs["masks"] = _save_masks(labels, result.scheme, config.roi_subset,
+                                       Path(config.output_dir) / f"{case.name}_masks")
+    if "overlay" in outputs:
+        save_overlay(ct_hu_source, result.labels, outputs["overlay"],
+                     OverlayConfig(scheme=result.scheme, title=case.name),
+                     hu_offset=result.qc.input.hu_offset)
+        outputs["view"] = write_case_view(config.output_dir, case.name, ct_hu_source,
+                                          result.labels, result.qc.input.hu_offset)
     if "posteriors" in outputs:
         _save_posteriors(result, outputs["posteriors"], config.posteriors_on_input_grid)
     if config.write_dicom_seg and Path(case.path).is_dir():

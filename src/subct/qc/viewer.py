@@ -42,7 +42,7 @@ def write_case_view(folder: str | Path, case: str, ct: Volume, labels: Volume,
                     hu_offset: float = 0.0) -> Path:
     """Write ``viewer/<case>.js``: the case's CT (HU, int16) and labels (uint8) at
     :data:`VIEWER_SPACING_MM`, as base64 NIfTI registered in ``window.SUBCT_CASES``."""
-    # the RAS grid at the viewer's spacing, resampled to straight from the native grid (no
+    # the RAS grid at the viewer's spacing, resampled straight from the native grid (no
     # reoriented copy first); no anti-aliasing: the Gaussian costs 0.5 s on a 0.5 mm scan
     # and a viewing copy does not need it (labels and volumes come from the full pipeline)
     grid = geometry_with_spacing(ct.reoriented_view("RAS").geometry, VIEWER_SPACING_MM)
