@@ -498,6 +498,8 @@ def main() -> None:
                         help="show the network dense foci as they are (no in-painting)")
     parser.add_argument("--no-blood-inpaint", action="store_true",
                         help="show the network blood-like regions as they are")
+    parser.add_argument("--no-calibration", action="store_true",
+                        help="raw argmax: no per-structure volume calibration")
     parser.add_argument("--condition", choices=CONDITIONS, default="clean",
                         help="scan condition: low_dose (σ 15 HU correlated noise) or "
                              "pitch15 (head pitched 15°)")
@@ -531,6 +533,8 @@ def main() -> None:
         options["inpaint_dense_foci"] = False
     if args.no_blood_inpaint:
         options["inpaint_blood"] = False
+    if args.no_calibration:
+        options["calibrate_volumes"] = False
     if args.denoise is not None:
         options["denoise"] = args.denoise == "on"
     if args.noise_target is not None or args.noise_start is not None:
@@ -587,6 +591,7 @@ def main() -> None:
         "single_pass": args.single_pass,
         "inpaint_dense_foci": not args.no_inpaint,
         "inpaint_blood": not args.no_blood_inpaint,
+        "calibrate_volumes": not args.no_calibration,
         "condition": args.condition,
         "pathology": args.pathology,
         "lesion_volume_errors": LESION_VOLUME_ERRORS,

@@ -27,14 +27,16 @@ from tests.support.phantom import analytic_head_phantom
 
 
 def make_checkpoint(path: Path, dropout: float = 0.2, seed: int = 0,
-                    reference_pitch_deg: float | None = None) -> Path:
+                    reference_pitch_deg: float | None = None,
+                    class_scales: dict[str, float] | None = None) -> Path:
     """A tiny 3-level UNet with random weights, 2 mm spacing, saved as a checkpoint."""
     torch.manual_seed(seed)
     kwargs = {"in_channels": 1, "out_channels": 18, "channels": [4, 8, 16], "dropout": dropout}
     network = build_network("unet3d", **kwargs)
     metadata = CheckpointMetadata(network_name="unet3d", network_kwargs=kwargs,
                                   spacing_mm=(2.0, 2.0, 2.0), patch_size=(64, 96, 96),
-                                  reference_pitch_deg=reference_pitch_deg)
+                                  reference_pitch_deg=reference_pitch_deg,
+                                  class_scales=class_scales or {})
     return save_checkpoint(path, network, metadata)
 
 
@@ -396,3 +398,57 @@ def test_blood_is_filled_for_the_network_and_still_flagged(tiny_model: Segmentat
         assert result.qc.input.facts["anatomy"]["hyperdense_regions_mm3"]
     plain = segment_volume(phantom, tiny_model, InferenceConfig(tta=False))
     assert plain.qc.input.facts["blood_like_inpainted_mm3"] == 0.0
+
+
+def test_class_scales_move_the_argmax_before_the_component_step() -> None:
+    from subct.inference.pipeline import crop_class_indices
+
+    probabilities = np.zeros((18, 6, 6, 6), dtype=np.float32)
+    probabilities[0] = 0.55
+    probabilities[1] = 0.45            # channel 1: Left-Lateral-Ventricle
+    probabilities[2, :3] = 0.5         # channel 2 beats channel 1 in half the box
+    image_01 = np.full((6, 6, 6), 0.5, dtype=np.float32)
+    config = InferenceConfig()
+    plain = crop_class_indices(probabilities.copy(), image_01, config)
+    assert set(np.unique(plain)) == {0}
+    scales = np.ones(18, dtype=np.float32)
+    scales[1] = 1.5                    # 0.675 beats background 0.55 and channel 2's 0.5
+    scaled = crop_class_indices(probabilities.copy(), image_01, config, class_scales=scales)
+    assert (scaled == 1).all()
+    scales[1], scales[2] = 1.0, 1.2    # now only channel 2 (0.6 > 0.55) gains, in its half
+    scaled = crop_class_indices(probabilities.copy(), image_01, config, class_scales=scales)
+    assert (scaled[:3] == 2).all() and (scaled[3:] == 0).all()
+
+
+def test_model_volume_calibration_is_applied_recorded_and_can_be_switched_off(
+        tmp_path: Path, phantom: Volume) -> None:
+    from subct.model.registry import MODEL_REGISTRY, class_scales, default_model_path
+
+    path = make_checkpoint(tmp_path / "scaled.safetensors",
+                           class_scales={"Left-Thalamus": 40.0})
+    model = load_model(path, "cpu")
+    vector = model.class_scale_vector()
+    assert vector is not None and vector.shape == (18,)
+    channel = 1 + scheme_labels("canonical").index(10)  # Left-Thalamus, FreeSurfer ID 10
+    assert vector[channel] == 40.0 and np.count_nonzero(vector != 1.0) == 1
+    calibrated = segment_volume(phantom, model, InferenceConfig(tta=False))
+    raw = segment_volume(phantom, model, InferenceConfig(tta=False, calibrate_volumes=False))
+    assert calibrated.qc.input.facts["volume_calibration"] == {"Left-Thalamus": 40.0}
+    assert raw.qc.input.facts["volume_calibration"] == {}
+    assert (calibrated.volumes_mm3["Left-Thalamus"] or 0.0) > (raw.volumes_mm3["Left-Thalamus"]
+                                                             or 0.0)
+    # a checkpoint's own calibration wins; other files have none
+    assert class_scales(path, {"Brain-Stem": 0.9}) == {"Brain-Stem": 0.9}
+    assert class_scales(tmp_path / "other.safetensors", None) == {}
+    assert class_scales(default_model_path(), None) == dict(
+        MODEL_REGISTRY["ct-subcortical"].class_scales)
+
+
+@pytest.mark.parametrize("scales, message", [({"Thalamus": 0.8}, "not a structure"),
+                                             ({"Left-Thalamus": 0.0}, "outside 0.01-100")])
+def test_checkpoint_refuses_implausible_class_scales(scales: dict[str, float],
+                                                     message: str) -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match=message):
+        CheckpointMetadata(network_name="unet3d", class_scales=scales)

@@ -61,6 +61,10 @@ def register(app: typer.Typer) -> None:
         no_denoise: bool = typer.Option(
             False, "--no-denoise", help="No noise-adaptive smoothing of the network's input "
                                         "(default: only noisy scans are smoothed)."),
+        no_calibration: bool = typer.Option(
+            False, "--no-calibration", help="Raw argmax of the network: no per-structure "
+                                            "volume calibration (default: the model's own, "
+                                            "see docs/segment.md)."),
         qc: int = typer.Option(0, "--qc", help="Monte-Carlo dropout passes for QC "
                                                "(15 in the 3D UNet paper; 0 = off)."),
         posteriors_grid: str = typer.Option(
@@ -113,7 +117,7 @@ def register(app: typer.Typer) -> None:
                     "mc_dropout_samples": qc, "precision": precision, "backend": backend,
                     "force": force, "assume_orientation": assume_orientation,
                     "inpaint_dense_foci": not no_inpaint, "inpaint_blood": not no_inpaint,
-                    "denoise": not no_denoise}
+                    "denoise": not no_denoise, "calibrate_volumes": not no_calibration}
         inference = (InferenceConfig.fast(**settings) if fast
                      else InferenceConfig(tta=not no_tta, **settings))  # type: ignore[arg-type]
         config = BatchConfig(output_dir=output, model=model_path, inference=inference,

@@ -111,6 +111,12 @@ class InferenceConfig(StrictConfig):
         align_pitch: turn the crop about the left-right axis so that the head's pitch
             matches the pose of the model's training data, when the model records it
             (the shipped model does; pitched rescans then give the same labels).
+        calibrate_volumes: apply the model's volume calibration (its per-structure
+            factors on the softmax before the argmax, ``class_scales`` of the checkpoint
+            or the registry; ``--no-calibration`` off): the shipped network labels the
+            small structures too large on every validation head (accumbens +30–60 %,
+            pallidum +10–35 %), see ``benchmarks/tune_class_scales.py``. The kept
+            posteriors are the calibrated ones.
         keep_posteriors: also return the softmax map on the crop grid.
         crop_size_mm: deep-brain box size (x, y, z) in mm.
         crop_offset_mm: box centre relative to the intracranial centroid, RAS mm.
@@ -140,6 +146,7 @@ class InferenceConfig(StrictConfig):
     inpaint_blood: bool = True
     denoise: bool = True
     align_pitch: bool = True
+    calibrate_volumes: bool = True
     keep_posteriors: bool = False
     crop_size_mm: tuple[float, float, float] = DEFAULT_CROP_SIZE_MM
     crop_offset_mm: tuple[float, float, float] = DEFAULT_CROP_OFFSET_MM

@@ -8,11 +8,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+from numpy.typing import NDArray
+
 from subct.errors import SubctConfigError, SubctInputError
+from subct.labels.schemes import scheme_labels, scheme_names
 from subct.model.checkpoint import load_checkpoint, read_checkpoint_metadata, size_divisor
 from subct.model.engines import Engine, TorchEngine
 from subct.model.graphs import graph_engine_for_checkpoint
-from subct.model.registry import resolve_model_path
+from subct.model.registry import class_scales, resolve_model_path
 from subct.model.runtime import (
     ResolvedBackend,
     ResolvedPrecision,
@@ -79,6 +83,18 @@ class SegmentationModel:
         """Network input sides must be multiples of this."""
 
         return size_divisor(self.metadata.network_name, **self.metadata.network_kwargs)
+
+    def class_scale_vector(self) -> NDArray[np.float32] | None:
+        """Per-channel factors of the model's volume calibration (background first, 1 for
+        a structure it does not list; :func:`subct.model.registry.class_scales`), or
+        None when the model has none."""
+        scales = class_scales(self.path, self.metadata.class_scales)
+        if not scales:
+            return None
+        names = scheme_names(self.network_scheme)
+        return np.array([1.0] + [scales.get(names[value], 1.0)
+                                 for value in scheme_labels(self.network_scheme)],
+                        dtype=np.float32)
 
     def runtime(self) -> dict[str, Any]:
         """What runs the network: CPU, precision, engine, threads (for ``qc.json``)."""

@@ -161,15 +161,21 @@ LABELS_OUTSIDE_WARN_MM3 = 200.0
 
 
 def crop_class_indices(probabilities: NDArray[np.float32], image_01: NDArray[np.float32],
-                       config: InferenceConfig, threads: int = 1) -> NDArray[np.int64]:
-    """Class indices on the network grid from the softmax: voxels below the HU window
-    forced to background (``mask_below_window``; modifies ``probabilities``), argmax,
-    then the largest component of each structure (``largest_component``).
+                       config: InferenceConfig, threads: int = 1,
+                       class_scales: NDArray[np.float32] | None = None) -> NDArray[np.int64]:
+    """Class indices on the network grid from the softmax: each channel times its
+    volume-calibration factor (``class_scales``, one per channel, background first;
+    None: none), voxels below the HU window forced to background (``mask_below_window``),
+    argmax, then the largest component of each structure (``largest_component``).
+    Modifies ``probabilities`` (the scaled, masked values are what later steps read).
 
     The one post-processing of the network output, used by :func:`segment_volume` and
     by the test evaluation after training.
     """
     num_classes = int(probabilities.shape[0])
+    if class_scales is not None:
+        for channel in np.flatnonzero(class_scales != 1.0):  # only the calibrated ones
+            probabilities[channel] *= class_scales[channel]
     if config.mask_below_window:
         outside = image_01 <= 0.0
         probabilities[1:] *= ~outside  # (a boolean index over 17 channels took 0.17 s)
@@ -295,7 +301,8 @@ def segment_volume(image: str | Path | Volume, model: SegmentationModel,
     clock = time.perf_counter()
     step("post-processing")
     num_classes = int(probabilities.shape[0])
-    indices = crop_class_indices(probabilities, image_01, config, model.threads)
+    class_scales = model.class_scale_vector() if config.calibrate_volumes else None
+    indices = crop_class_indices(probabilities, image_01, config, model.threads, class_scales)
     indices, removed_voxels = remove_labels_on_bone(indices, crop_hu)
     outside_voxels = 0
     if location.method == "skull":  # only a skull-enclosed mask is trusted to cut labels
@@ -366,6 +373,10 @@ def segment_volume(image: str | Path | Volume, model: SegmentationModel,
         qc.flags.append(QcFlag("labels_on_bone", f"{removed_mm3 / 1000:.1f} cm3 of structure "
                                "labels lay on bone (> 600 HU) and were removed: the brain may "
                                "be mislocated or cut by the field of view; check the overlay"))
+    qc.input.facts["volume_calibration"] = (
+        {} if class_scales is None else
+        {mc_names[index - 1]: round(float(class_scales[index]), 3)
+         for index in np.flatnonzero(class_scales != 1.0)})
     qc.input.facts["dense_foci_inpainted_mm3"] = round(inpainted_voxels * crop_voxel_mm3, 1)
     qc.input.facts["blood_like_inpainted_mm3"] = round(blood_filled_voxels * crop_voxel_mm3, 1)
     qc.input.facts["brain_noise_hu"] = None if noise_hu is None else round(noise_hu, 2)

@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from subct import __version__
 from subct.errors import SubctConfigError, SubctInputError
 from subct.io.writers import atomic_output
-from subct.labels.schemes import scheme_labels
+from subct.labels.schemes import scheme_labels, scheme_names
 
 if TYPE_CHECKING:  # torch is imported inside the functions that need it: inference on
     # ONNX Runtime reads checkpoint metadata without loading torch (start-up time).
@@ -65,6 +65,11 @@ class CheckpointMetadata(BaseModel):
             :meth:`subct.image.intracranial.IntracranialLocation.pitch_deg`); when set,
             inference turns its crop so that every head sits at this pitch. None: the
             crop stays axis-aligned.
+        class_scales: volume calibration, structure name → factor (> 0) on that
+            structure's softmax probability before the argmax (1 for a structure not
+            listed): corrects a network that systematically labels a structure too
+            large (factor < 1) or too small (> 1). Chosen on validation heads by
+            ``benchmarks/tune_class_scales.py``; empty: no calibration.
     """
 
     model_config = ConfigDict(extra="allow", ser_json_inf_nan="constants")
@@ -84,6 +89,7 @@ class CheckpointMetadata(BaseModel):
     validation_dice: dict[str, float] = Field(default_factory=dict)
     created: str = Field(default_factory=_now)
     reference_pitch_deg: float | None = None
+    class_scales: dict[str, float] = Field(default_factory=dict)
 
     @property
     def num_classes(self) -> int:
@@ -101,6 +107,13 @@ class CheckpointMetadata(BaseModel):
         low, high = self.hu_window
         if not (-1100.0 <= low < high <= 4000.0):
             raise ValueError(f"hu_window {[low, high]} is not an increasing HU range")
+        names = set(scheme_names(self.label_scheme).values())
+        for name, factor in self.class_scales.items():
+            if name not in names:
+                raise ValueError(f"class_scales names {name!r}, not a structure of scheme "
+                                 f"{self.label_scheme}")
+            if not 0.01 <= factor <= 100.0:
+                raise ValueError(f"class_scales[{name!r}] = {factor} is outside 0.01-100")
         kwargs = self.network_kwargs
         if kwargs.get("in_channels", 1) != 1:
             raise ValueError(f"network_kwargs.in_channels is {kwargs['in_channels']}; a CT "

@@ -33,6 +33,9 @@ class ShippedModel:
     #: Pose of its training data (see CheckpointMetadata.reference_pitch_deg) when the
     #: weights file predates that field.
     reference_pitch_deg: float | None = None
+    #: Volume calibration of its weights when the weights file predates that field
+    #: (see CheckpointMetadata.class_scales): structure name → probability factor.
+    class_scales: tuple[tuple[str, float], ...] = ()
 
     @property
     def path(self) -> Path:
@@ -54,6 +57,11 @@ MODEL_REGISTRY: dict[str, ShippedModel] = {
         summary="3D UNet, 17 subcortical structures (FreeSurfer IDs), trained on synthetic CT",
         # mean head pitch of its training label maps 01-16 in their own pose (SD 9.5°)
         reference_pitch_deg=24.7,
+        # volume calibration (benchmarks/tune_class_scales.py on validation maps 17-18,
+        # 20 clean heads at 1 and 5 mm): the accumbens is the one structure that the
+        # network labels too large on every validation map at every resolution (median
+        # volume error +28 / +34 % left / right → +2 / +2 %); one factor for both sides
+        class_scales=(("Left-Accumbens-area", 0.37), ("Right-Accumbens-area", 0.37)),
     ),
 }
 
@@ -72,6 +80,21 @@ def reference_pitch_deg(path: Path | None, metadata_value: float | None) -> floa
         if shipped.installed and shipped.path.resolve() == Path(path).resolve():
             return shipped.reference_pitch_deg
     return None
+
+
+def class_scales(path: Path | None, metadata_value: dict[str, float] | None
+                 ) -> dict[str, float]:
+    """The volume calibration of the model at ``path`` (structure name → factor on its
+    softmax probability before the argmax): the checkpoint's own ``class_scales``, else
+    the registry's for a shipped weights file, else none (an empty dict)."""
+    if metadata_value:
+        return {str(name): float(value) for name, value in metadata_value.items()}
+    if path is None:
+        return {}
+    for shipped in MODEL_REGISTRY.values():
+        if shipped.installed and shipped.path.resolve() == Path(path).resolve():
+            return dict(shipped.class_scales)
+    return {}
 
 
 def default_model_path() -> Path:
