@@ -400,24 +400,25 @@ def test_blood_is_filled_for_the_network_and_still_flagged(tiny_model: Segmentat
     assert plain.qc.input.facts["blood_like_inpainted_mm3"] == 0.0
 
 
-def test_class_scales_move_the_argmax_before_the_component_step() -> None:
-    from subct.inference.pipeline import crop_class_indices
+def test_class_scales_shrink_a_structure_unless_it_would_nearly_vanish() -> None:
+    from subct.inference.postprocess import MIN_CALIBRATED_SHARE, apply_class_scales
 
-    probabilities = np.zeros((18, 6, 6, 6), dtype=np.float32)
-    probabilities[0] = 0.55
-    probabilities[1] = 0.45            # channel 1: Left-Lateral-Ventricle
-    probabilities[2, :3] = 0.5         # channel 2 beats channel 1 in half the box
-    image_01 = np.full((6, 6, 6), 0.5, dtype=np.float32)
-    config = InferenceConfig()
-    plain = crop_class_indices(probabilities.copy(), image_01, config)
-    assert set(np.unique(plain)) == {0}
+    probabilities = np.zeros((18, 8, 6, 6), dtype=np.float32)
+    # first half: Left-Lateral-Ventricle (channel 1) clear, 0.6 against 0.3 and 0.1
+    probabilities[1, :4], probabilities[2, :4], probabilities[0, :4] = 0.6, 0.3, 0.1
+    # second half: Right-Lateral-Ventricle (channel 2) only just ahead of background
+    probabilities[1, 4:], probabilities[2, 4:], probabilities[0, 4:] = 0.1, 0.5, 0.4
     scales = np.ones(18, dtype=np.float32)
-    scales[1] = 1.5                    # 0.675 beats background 0.55 and channel 2's 0.5
-    scaled = crop_class_indices(probabilities.copy(), image_01, config, class_scales=scales)
-    assert (scaled == 1).all()
-    scales[1], scales[2] = 1.0, 1.2    # now only channel 2 (0.6 > 0.55) gains, in its half
-    scaled = crop_class_indices(probabilities.copy(), image_01, config, class_scales=scales)
-    assert (scaled[:3] == 2).all() and (scaled[3:] == 0).all()
+    scales[1], scales[2] = 0.9, 0.7
+    scaled = probabilities.copy()
+    withheld = apply_class_scales(scaled, scales)
+    # channel 1 keeps all its voxels (0.54 > 0.3); channel 2 would keep none (0.35 < 0.4),
+    # so its factor is withheld and its probabilities stay as they were
+    assert MIN_CALIBRATED_SHARE == 0.5
+    assert withheld == {2: 0.0}
+    np.testing.assert_array_equal(scaled[2], probabilities[2])
+    np.testing.assert_allclose(scaled[1], probabilities[1] * np.float32(0.9))
+    np.testing.assert_array_equal(scaled[0], probabilities[0])
 
 
 def test_model_volume_calibration_is_applied_recorded_and_can_be_switched_off(

@@ -43,14 +43,16 @@ POSTERIORS_SUFFIX = "_posteriors.nii.gz"
 LABEL_SETTINGS = ("scheme", "tta", "sliding_window_overlap", "max_single_pass_voxels",
                   "mask_below_window", "largest_component", "component_min_fraction",
                   "inpaint_dense_foci", "inpaint_blood", "denoise", "align_pitch", "crop_size_mm",
-                  "crop_offset_mm", "hu_offset", "force", "assume_orientation")
+                  "crop_offset_mm", "hu_offset", "force", "assume_orientation",
+                  "calibrate_volumes")
 
 #: Bumped whenever a change of subct's own code changes the labels of the same input with
 #: the same model and settings, so that a rerun recomputes cases finished by an older
 #: version. 2: skull ray-casting locator, labels cut to the skull, dense-focus in-painting,
 #: noise-adaptive smoothing, pitch-aligned crop. 3: blood-like regions in-painted.
-#: 4: noisy crops (> 3 HU) smoothed down to 2.5 HU instead of 3.
-PIPELINE_REVISION = 4
+#: 4: noisy crops (> 3 HU) smoothed down to 2.5 HU instead of 3. 5: the shipped model's
+#: volume calibration (accumbens probability × 0.37).
+PIPELINE_REVISION = 5
 
 
 def resume_key(config: BatchConfig, model_sha256: str) -> dict[str, Any]:

@@ -80,7 +80,9 @@ from subct.inference.denoise import denoise_for_network
 from subct.inference.dense import inpaint_blood_like_regions, inpaint_dense_foci
 from subct.inference.model import SegmentationModel, cached_model
 from subct.inference.postprocess import (
+    MIN_CALIBRATED_SHARE,
     _convert_scheme,
+    apply_class_scales,
     keep_largest_components,
     remove_labels_on_bone,
     remove_labels_outside,
@@ -161,21 +163,16 @@ LABELS_OUTSIDE_WARN_MM3 = 200.0
 
 
 def crop_class_indices(probabilities: NDArray[np.float32], image_01: NDArray[np.float32],
-                       config: InferenceConfig, threads: int = 1,
-                       class_scales: NDArray[np.float32] | None = None) -> NDArray[np.int64]:
-    """Class indices on the network grid from the softmax: each channel times its
-    volume-calibration factor (``class_scales``, one per channel, background first;
-    None: none), voxels below the HU window forced to background (``mask_below_window``),
-    argmax, then the largest component of each structure (``largest_component``).
-    Modifies ``probabilities`` (the scaled, masked values are what later steps read).
+                       config: InferenceConfig, threads: int = 1) -> NDArray[np.int64]:
+    """Class indices on the network grid from the softmax: voxels below the HU window
+    forced to background (``mask_below_window``; modifies ``probabilities``), argmax,
+    then the largest component of each structure (``largest_component``).
 
-    The one post-processing of the network output, used by :func:`segment_volume` and
+    The one post-processing of the network output, used by :func:`segment_volume` (after
+    the volume calibration, :func:`subct.inference.postprocess.apply_class_scales`) and
     by the test evaluation after training.
     """
     num_classes = int(probabilities.shape[0])
-    if class_scales is not None:
-        for channel in np.flatnonzero(class_scales != 1.0):  # only the calibrated ones
-            probabilities[channel] *= class_scales[channel]
     if config.mask_below_window:
         outside = image_01 <= 0.0
         probabilities[1:] *= ~outside  # (a boolean index over 17 channels took 0.17 s)
@@ -302,7 +299,8 @@ def segment_volume(image: str | Path | Volume, model: SegmentationModel,
     step("post-processing")
     num_classes = int(probabilities.shape[0])
     class_scales = model.class_scale_vector() if config.calibrate_volumes else None
-    indices = crop_class_indices(probabilities, image_01, config, model.threads, class_scales)
+    withheld = {} if class_scales is None else apply_class_scales(probabilities, class_scales)
+    indices = crop_class_indices(probabilities, image_01, config, model.threads)
     indices, removed_voxels = remove_labels_on_bone(indices, crop_hu)
     outside_voxels = 0
     if location.method == "skull":  # only a skull-enclosed mask is trusted to cut labels
@@ -376,7 +374,17 @@ def segment_volume(image: str | Path | Volume, model: SegmentationModel,
     qc.input.facts["volume_calibration"] = (
         {} if class_scales is None else
         {mc_names[index - 1]: round(float(class_scales[index]), 3)
-         for index in np.flatnonzero(class_scales != 1.0)})
+         for index in np.flatnonzero(class_scales != 1.0) if int(index) not in withheld})
+    if withheld:
+        listed = ", ".join(f"{mc_names[index - 1]} (would keep {share:.0%})"
+                           for index, share in withheld.items())
+        qc.flags.append(QcFlag("weak_structure_evidence", "the network's evidence for "
+                               f"{listed} is weak: its volume calibration would remove "
+                               f"more than {1 - MIN_CALIBRATED_SHARE:.0%} of the label "
+                               "(on normal heads it removes 15-30 %), so the label is left "
+                               "uncalibrated; a lesion or artefact nearby? The volume is "
+                               "unreliable", structures=tuple(mc_names[index - 1]
+                                                              for index in withheld)))
     qc.input.facts["dense_foci_inpainted_mm3"] = round(inpainted_voxels * crop_voxel_mm3, 1)
     qc.input.facts["blood_like_inpainted_mm3"] = round(blood_filled_voxels * crop_voxel_mm3, 1)
     qc.input.facts["brain_noise_hu"] = None if noise_hu is None else round(noise_hu, 2)
