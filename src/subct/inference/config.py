@@ -114,9 +114,9 @@ class InferenceConfig(StrictConfig):
         calibrate_volumes: apply the model's volume calibration (its per-structure
             factors on the softmax before the argmax, ``class_scales`` of the checkpoint
             or the registry; ``--no-calibration`` off): the shipped network labels the
-            small structures too large on every validation head (accumbens +30–60 %,
-            pallidum +10–35 %), see ``benchmarks/tune_class_scales.py``. The kept
-            posteriors are the calibrated ones.
+            accumbens 30–60 % too large on every validation head, see
+            ``benchmarks/tune_class_scales.py``. The kept posteriors are the calibrated
+            ones.
         keep_posteriors: also return the softmax map on the crop grid.
         crop_size_mm: deep-brain box size (x, y, z) in mm.
         crop_offset_mm: box centre relative to the intracranial centroid, RAS mm.

@@ -381,10 +381,10 @@ def segment_volume(image: str | Path | Volume, model: SegmentationModel,
         qc.flags.append(QcFlag("weak_structure_evidence", "the network's evidence for "
                                f"{listed} is weak: its volume calibration would remove "
                                f"more than {1 - MIN_CALIBRATED_SHARE:.0%} of the label "
-                               "(on normal heads it removes 15-30 %), so the label is left "
-                               "uncalibrated; a lesion or artefact nearby? The volume is "
-                               "unreliable", structures=tuple(mc_names[index - 1]
-                                                              for index in withheld)))
+                               "(16-29 % on the shipped model's clean validation heads), "
+                               "so the label is left uncalibrated; a lesion or artefact "
+                               "nearby? The volume is unreliable",
+                               structures=tuple(mc_names[index - 1] for index in withheld)))
     qc.input.facts["dense_foci_inpainted_mm3"] = round(inpainted_voxels * crop_voxel_mm3, 1)
     qc.input.facts["blood_like_inpainted_mm3"] = round(blood_filled_voxels * crop_voxel_mm3, 1)
     qc.input.facts["brain_noise_hu"] = None if noise_hu is None else round(noise_hu, 2)
