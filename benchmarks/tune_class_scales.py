@@ -1,14 +1,20 @@
 """Tune per-structure probability scales (volume calibration) on the validation maps.
 
-On the validation heads (maps 17-18) the shipped network over-segments the smallest
-structures: accumbens +30-60 % and pallidum +10-35 % in volume, on clean heads, at 1 and
-5 mm (``bench_shipped_model.py --tuning``; docs/benchmarks.md). A bias that holds on every
-head is a calibration error, not noise: the softmax of a network trained with a Dice
-loss over-weights a small class near its boundary. This script chooses a factor
-``s_c`` per structure such that the label is ``argmax_c s_c · p_c`` (``s_background`` =
-1), by coordinate ascent on the mean Dice of the 17 structures over the validation
-heads, then prints the factors for :data:`subct.inference.postprocess.CLASS_SCALES` and
-the volume errors before and after.
+On the clean validation heads (maps 17-18) the shipped network labels some small
+structures too large: the accumbens by +29…+63 % on both maps at 1 and 5 mm
+(``bench_shipped_model.py --tuning``; docs/benchmarks.md, "Volume calibration"). A bias
+that every head shows is a calibration error of the network, not noise. This script
+chooses a factor ``s_c`` per structure such that the label is ``argmax_c s_c · p_c``
+(``s_background`` = 1), then prints the factors (for ``class_scales`` in
+:mod:`subct.model.registry` or a checkpoint's metadata) and the volume errors before
+and after. Three rules keep it from fitting two label maps' own styles:
+
+- one factor per structure, shared by its left and right sides (the network runs with
+  left/right flip averaging);
+- only structures whose median volume error has one sign and exceeds
+  :data:`MIN_CONSISTENT_BIAS` on every (map, resolution) group of heads are searched;
+- coordinate ascent on the mean Dice of the 17 structures, keeping a factor only if no
+  map's mean Dice falls.
 
 Each head is segmented once through :func:`subct.segment` (flip TTA, the located crop)
 keeping the softmax on the network's crop grid; candidates are scored there against the
@@ -20,7 +26,7 @@ read: ``bench_shipped_model.py`` measures the chosen factors on them afterwards.
 Usage::
 
     python benchmarks/tune_class_scales.py [--samples-per-map 5] [--seed 7100]
-        [--pathology clinical] [--out /tmp/class_scales.json]
+        [--pathology clinical] [--cache /tmp/crop_clean.npz] [--out /tmp/class_scales.json]
 """
 
 from __future__ import annotations
