@@ -104,11 +104,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default=None, help="checkpoint (default: shipped)")
+    parser.add_argument("--no-calibration", action="store_true",
+                        help="raw argmax: no per-structure volume calibration")
     args = parser.parse_args()
     print(cpu_line())
-    config = InferenceConfig()
+    config = InferenceConfig(calibrate_volumes=not args.no_calibration)
     model = cached_model(args.model, config)
-    print(f"# model {args.model or 'shipped'}; engine {model.backend} {model.precision}")
+    print(f"# model {args.model or 'shipped'}; engine {model.backend} {model.precision}; "
+          f"volume calibration {'off' if args.no_calibration else 'as the model has it'}")
     print("| CT | perturbation | mean self-Dice | worst structure (Dice) | grid limit |")
     print("|---|---|---|---|---|")
     volumes: dict[str, dict[str, float]] = {}

@@ -524,6 +524,14 @@ def main() -> None:
     info = cpu_info()
     print(f"# CPU: {info.model}; flags: {' '.join(info.relevant_flags) or 'none'}; engine "
           f"{model.backend} {model.precision}, {model.threads} threads")
+    # a checkpoint file has no calibration unless its metadata holds one, while the
+    # shipped weights have the registry's: compare checkpoints with --no-calibration
+    from subct.model.registry import class_scales
+
+    calibration = {} if args.no_calibration else class_scales(model.path,
+                                                               model.metadata.class_scales)
+    print("# volume calibration: " + (", ".join(f"{name} x{factor:g}" for name, factor
+                                                in calibration.items()) or "none"))
     paths = held_out_map_paths(args.maps, tuning=args.tuning)
     # InferenceConfig fields to change from the pipeline's defaults (None: keep default)
     options: dict[str, object] = {name: value for name, value in (
@@ -592,6 +600,7 @@ def main() -> None:
         "inpaint_dense_foci": not args.no_inpaint,
         "inpaint_blood": not args.no_blood_inpaint,
         "calibrate_volumes": not args.no_calibration,
+        "volume_calibration": calibration,
         "condition": args.condition,
         "pathology": args.pathology,
         "lesion_volume_errors": LESION_VOLUME_ERRORS,

@@ -25,7 +25,7 @@ read: ``bench_shipped_model.py`` measures the chosen factors on them afterwards.
 
 Usage::
 
-    python benchmarks/tune_class_scales.py [--samples-per-map 5] [--seed 7100]
+    python benchmarks/tune_class_scales.py [--model CKPT] [--samples-per-map 5] [--seed 7100]
         [--pathology clinical] [--cache /tmp/crop_clean.npz] [--out /tmp/class_scales.json]
 """
 
@@ -57,7 +57,8 @@ class CropCase:
 
 
 def crop_cases(samples_per_map: int, seed: int, pathology: str | None,
-               threads: int, cache: Path | None = None) -> list[CropCase]:
+               threads: int, cache: Path | None = None,
+               model_path: str | None = None) -> list[CropCase]:
     """Segment the validation heads once and keep what the search needs (in ``cache``,
     an .npz file, when given: later runs with the same heads read it back)."""
     if cache is not None and cache.is_file():
@@ -71,7 +72,7 @@ def crop_cases(samples_per_map: int, seed: int, pathology: str | None,
     from subct.inference.pipeline import segment
     from subct.labels.schemes import scheme_labels
 
-    model = load_model(None, "cpu", None, None, threads)
+    model = load_model(model_path, "cpu", None, None, threads)
     labels = scheme_labels(model.network_scheme)
     lookup = np.zeros(max(labels) + 1, dtype=np.int64)
     lookup[list(labels)] = np.arange(1, len(labels) + 1)
@@ -81,7 +82,9 @@ def crop_cases(samples_per_map: int, seed: int, pathology: str | None,
     out: list[CropCase] = []
     for case in cases:
         start = time.perf_counter()
-        result = segment(case.ct, model=model, keep_posteriors=True, force=True)
+        # the raw softmax: factors are searched from scratch, not on top of the model's own
+        result = segment(case.ct, model=model, keep_posteriors=True, force=True,
+                         calibrate_volumes=False)
         assert result.posteriors is not None
         grid = result.posteriors.grid
         reference = resample_to_geometry(references[case.name], grid.geometry, "nearest",
@@ -216,6 +219,8 @@ def consistent_bias_groups(cases: list[CropCase], errors: NDArray[np.float64],
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", default=None,
+                        help="checkpoint to calibrate (default: the shipped model)")
     parser.add_argument("--samples-per-map", type=int, default=5)
     parser.add_argument("--seed", type=int, default=7100)
     parser.add_argument("--pathology", default=None)
@@ -229,7 +234,7 @@ def main() -> None:
     from subct.labels.schemes import scheme_labels, scheme_names
 
     cases = crop_cases(args.samples_per_map, args.seed, args.pathology, args.threads,
-                       args.cache)
+                       args.cache, args.model)
     names = [scheme_names("canonical")[v] for v in scheme_labels("canonical")]
     counts = Counts(cases, np.zeros(len(names) + 1))
     before = volume_errors(counts)
