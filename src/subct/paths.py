@@ -19,3 +19,24 @@ def shared_data_dir() -> Path:
     if configured:
         return Path(configured).expanduser().resolve()
     return (REPOSITORY_ROOT.parent / "shared" / "data").resolve()
+
+
+#: The ensemble label-transfer paper's repository, whose 180 CT-space subcortical label
+#: maps :func:`paper_masks_dir` expects (a clone of it, or a copy of its two mask folders).
+PAPER_MASKS_REPOSITORY = "SCSE-Biomedical-Computing-Group/CT-Subcortical-Segmentation"
+
+
+def paper_masks_dir() -> Path:
+    """The folder holding the ensemble paper's 180 CT-space subcortical label maps.
+
+    ``SUBCT_PAPER_MASKS`` if set, else ``../data/paper_masks`` beside the checkout. The
+    layout is the paper repository's own (:data:`PAPER_MASKS_REPOSITORY`):
+    ``subcortical_segmentation_dataset/masks/<id>.nii.gz`` (all 180) and
+    ``segmentation_models_training/data/masks/{train,val,test}/<id>.nii.gz`` (the
+    paper's split: 126 / 27 / 27). The maps are not part of subct: they are read from
+    there, never copied into the repository (``scripts/get_paper_masks.sh`` fills it).
+    """
+    configured = os.environ.get("SUBCT_PAPER_MASKS")
+    if configured:
+        return Path(configured).expanduser().resolve()
+    return (REPOSITORY_ROOT.parent / "data" / "paper_masks").resolve()

@@ -54,3 +54,49 @@ def test_weighted_ce_equals_torch_reference_and_needs_weights() -> None:
     assert torch.allclose(loss(logits, target), reference)
     with pytest.raises(SubctConfigError):
         build_loss("weighted_ce")
+
+
+def test_fused_dice_ce_equals_monai_dice_plus_torch_ce_with_gradients() -> None:
+    from monai.losses import DiceLoss
+
+    torch.manual_seed(1)
+    logits = torch.randn(2, 5, 6, 7, 8, requires_grad=True)
+    target = torch.randint(0, 5, (2, 6, 7, 8))
+    target[target == 3] = 0  # a class absent from the batch, as in small patches
+    monai_dice = DiceLoss(include_background=True, to_onehot_y=True, softmax=True,
+                          smooth_nr=1e-5, smooth_dr=1e-5, batch=True)
+    reference = (monai_dice(logits, target.unsqueeze(1))
+                 + torch.nn.functional.cross_entropy(logits, target))
+    (expected_grad,) = torch.autograd.grad(reference, logits)
+    fused = build_loss("dice_ce")(logits, target)
+    (fused_grad,) = torch.autograd.grad(fused, logits)
+    assert torch.allclose(fused, reference, atol=1e-6)
+    assert torch.allclose(fused_grad, expected_grad, atol=1e-6)
+
+
+def test_marginal_loss_folds_missing_classes_into_background() -> None:
+    from subct.model.losses import marginal_log_probabilities
+
+    torch.manual_seed(2)
+    logits = torch.randn(2, 4, 3, 3, 3, requires_grad=True)
+    labelled = torch.tensor([[True, True, False, True], [True] * 4])
+    folded = marginal_log_probabilities(logits, labelled)
+    plain = torch.log_softmax(logits, dim=1)
+    # sample 0: background carries the missing class 2, which gets probability 0
+    assert torch.allclose(folded[0, 0].exp(), plain[0, 0].exp() + plain[0, 2].exp(), atol=1e-6)
+    assert torch.isneginf(folded[0, 2]).all()
+    assert torch.allclose(folded[0].exp().sum(0), torch.ones(3, 3, 3), atol=1e-5)
+    assert torch.equal(folded[1], plain[1])  # a fully labelled sample is untouched
+    # a background voxel of sample 0 predicted as the missing class costs (almost) nothing;
+    # the same prediction on the fully labelled sample is penalised
+    target = torch.zeros(2, 3, 3, 3, dtype=torch.int64)
+    confident = torch.full((2, 4, 3, 3, 3), -10.0)
+    confident[:, 2] = 10.0
+    loss = build_loss("ce")
+    partial_only = torch.tensor([[True, True, False, True], [True, True, False, True]])
+    assert float(loss(confident, target, partial_only)) < 1e-3
+    assert float(loss(confident, target)) > 10.0
+    # and its gradient never pushes the missing channel down
+    value = build_loss("dice_ce")(logits, target, labelled)
+    (gradient,) = torch.autograd.grad(value, logits)
+    assert torch.isfinite(gradient).all()

@@ -18,7 +18,8 @@ label map** (the *background*, e.g. a SynthSeg training map):
    structures are pasted at their aligned position (nearest-neighbour resampling).
 
 Structures that the subcortical map does not label (amygdala and accumbens for the
-7-class maps) keep the background's. The structures' shapes and relative positions
+7-class maps) keep the background's in the image; their labels are *unknown* in
+training (:func:`unlabelled_structures`, the marginal loss), not claimed. The structures' shapes and relative positions
 are the subcortical map's own; the surrounding anatomy is the background's, so the
 fit between them is only as good as a similarity alignment.
 """
@@ -39,6 +40,18 @@ def to_canonical_ids(labels: NDArray[np.integer], affine: NDArray[np.float64]) -
     if present <= set(range(1, 8)):
         return split_left_right(from_paper7(labels), affine)
     return np.where(np.isin(labels, CANONICAL_LABELS), labels, 0).astype(np.int16)
+
+
+def unlabelled_structures(subcortical: NDArray[np.integer],
+                          affine: NDArray[np.float64]) -> tuple[int, ...]:
+    """FreeSurfer IDs of the target structures a subcortical map does not label.
+
+    A 7-class paper map has no amygdala or accumbens (18/54, 26/58); any structure absent
+    from a map is unlabelled too. Training treats them as unknown there (the marginal
+    loss of :mod:`subct.model.losses`), never as absent.
+    """
+    present = set(np.unique(to_canonical_ids(subcortical, affine)).tolist())
+    return tuple(sorted(set(CANONICAL_LABELS) - present))
 
 
 def _centroids_mm(

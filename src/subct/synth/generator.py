@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from numpy.typing import NDArray
 
-from subct.labels.schemes import labels_to_indices
+from subct.labels.schemes import labels_to_indices, scheme_names
 from subct.model.preprocessing import ct_window_normalise
 from subct.synth.config import SynthConfig
 from subct.synth.ct import add_ct_noise, ct_texture_image, sample_ct_parameters
@@ -73,6 +73,10 @@ class SyntheticSample:
         lesion_mask: CT mode: voxels whose HU or label a drawn lesion (infarct,
             hypodensity, haemorrhage, calcification) changed, (X, Y, Z) bool; None when
             no lesion was drawn. For benchmarks (volume error next to a lesion).
+        labelled: which target classes the source map annotates, (C,) bool over the
+            target scheme's class indices; False for the structures of a partially
+            labelled map (:attr:`StoredLabelMap.unlabelled`), whose voxels carry target 0
+            ("background or unknown") and are scored by the marginal loss.
     """
 
     image: torch.Tensor
@@ -83,6 +87,7 @@ class SyntheticSample:
     source_indices: torch.Tensor
     label_table: torch.Tensor
     lesion_mask: torch.Tensor | None = None
+    labelled: torch.Tensor | None = None
 
     @property
     def labels_fs(self) -> torch.Tensor:
@@ -123,6 +128,7 @@ class SynthGenerator:
         self._fs_lut = torch.from_numpy(values.astype(np.int16)).to(self.device)
         self._target_lut = torch.from_numpy(
             labels_to_indices(values, self.config.target_scheme)).to(self.device)
+        self._num_classes = len(scheme_names(self.config.target_scheme)) + 1
         swap = [self.bank.index_of(left_right_partner(int(v))) for v in values]
         self._swap_lut = torch.tensor(
             [i if s is None else s for i, s in enumerate(swap)], device=self.device)
@@ -151,7 +157,7 @@ class SynthGenerator:
         config, rng = self.config, self._rng
         shape = config.output_shape
         if map_index is None:
-            map_index = int(rng.integers(len(self._maps)))
+            map_index = self.bank.draw(rng)
         stored = self.bank.maps[map_index]
         parameters: dict[str, Any] = {"label_map": stored.name}
 
@@ -192,9 +198,11 @@ class SynthGenerator:
 
         affine = np.eye(4)
         affine[:3, 3] = centre - (np.asarray(shape, dtype=np.float64) - 1.0) / 2.0
+        target_lut, labelled = self._target_table(relabel, stored.unlabelled)
         return SyntheticSample(
             image=image.float().unsqueeze(0),
-            target=lookup(self._target_lut[relabel], labels),
+            target=lookup(target_lut, labels),
+            labelled=labelled,
             hu=hu,
             affine=affine,
             parameters=parameters,
@@ -202,6 +210,23 @@ class SynthGenerator:
             label_table=self._fs_lut[relabel],
             lesion_mask=self._lesion_mask if config.mode == "ct" else None,
         )
+
+    def _target_table(self, relabel: torch.Tensor, unlabelled: tuple[int, ...]
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Compact index → target class for this sample, and the labelled-class mask.
+
+        Structures the source map does not annotate map to class 0 and are marked
+        unlabelled (after the flip's swap, so left stays left)."""
+        table = self._target_lut[relabel]
+        labelled = torch.ones(self._num_classes, dtype=torch.bool, device=self.device)
+        if not unlabelled:
+            return table, labelled
+        ids = torch.tensor(unlabelled, dtype=self._fs_lut.dtype, device=self.device)
+        table = torch.where(torch.isin(self._fs_lut[relabel], ids), 0, table)
+        classes = labels_to_indices(np.asarray(unlabelled), self.config.target_scheme)
+        labelled[torch.from_numpy(np.asarray(classes, dtype=np.int64))] = False
+        labelled[0] = True
+        return table, labelled
 
     def __iter__(self) -> SynthGenerator:
         return self

@@ -22,7 +22,7 @@ from subct.errors import SubctInputError
 from subct.image.volume import Volume
 from subct.io.readers import load_volume
 from subct.labels.schemes import CANONICAL_LABELS
-from subct.synth.background import embed_in_head
+from subct.synth.background import embed_in_head, unlabelled_structures
 from subct.synth.tissues import CANCELLOUS_LABEL, SKULL_LABEL
 
 LabelMapSource = Path | str | Volume
@@ -38,6 +38,9 @@ class StoredLabelMap:
         target_centroid_mm: world centroid of the 17 target structures (mm).
         head_centroid_mm: world centroid of all labelled voxels (mm).
         name: file name or description, for messages.
+        unlabelled: FreeSurfer IDs of target structures this map does not annotate
+            (a subcortical-only map embedded in a head: the head's own copies of them
+            are unknown, not truth); empty for whole-head maps.
     """
 
     indices: torch.Tensor
@@ -45,6 +48,7 @@ class StoredLabelMap:
     target_centroid_mm: NDArray[np.float64]
     head_centroid_mm: NDArray[np.float64]
     name: str
+    unlabelled: tuple[int, ...] = ()
 
 
 def _integer_labels(volume: Volume, name: str) -> NDArray[np.int32]:
@@ -119,8 +123,13 @@ class LabelBank:
     Args:
         sources: label-map files or :class:`~subct.image.volume.Volume` objects (FreeSurfer IDs
             plus extra-cerebral 502–530, any orientation and voxel size).
-        background: optional whole-head map used for maps that hold only subcortical
-            structures (see :func:`subct.synth.background.embed_in_head`).
+        background: whole-head map(s) into which maps that hold only subcortical
+            structures are embedded (see :func:`subct.synth.background.embed_in_head`);
+            with several, the k-th subcortical map goes into background k mod n, so
+            the embedded anatomy does not all share one head.
+        subcortical_share: probability that :meth:`draw` picks one of the embedded
+            subcortical maps (the rest: whole-head maps); ``None`` draws every map
+            with equal probability.
 
     Raises:
         SubctInputError: a map is unreadable, non-integer, empty, or holds only
@@ -128,47 +137,66 @@ class LabelBank:
     """
 
     def __init__(
-        self, sources: Sequence[LabelMapSource], background: LabelMapSource | None = None
+        self, sources: Sequence[LabelMapSource],
+        background: LabelMapSource | Sequence[LabelMapSource] | None = None,
+        subcortical_share: float | None = None,
     ) -> None:
         if not sources:
             raise SubctInputError(None, "no label maps given")
-        background_map = None if background is None else read_label_map(background)
-        raw: list[tuple[NDArray[np.int32], NDArray[np.float64], str]] = []
+        backgrounds = [] if background is None else (
+            [background] if isinstance(background, (str, Path, Volume)) else list(background))
+        background_maps = [read_label_map(b) for b in backgrounds]
+        raw: list[tuple[NDArray[np.int32], NDArray[np.float64], str, tuple[int, ...]]] = []
+        embedded = 0
         for source in sources:
             labels, affine, name = read_label_map(source)
             if not labels.any():
                 raise SubctInputError(name, "label map is empty (all background)")
+            unlabelled: tuple[int, ...] = ()
             if is_subcortical_only(labels):
-                if background_map is None:
+                if not background_maps:
                     raise SubctInputError(
                         name,
                         "label map holds only subcortical structures and no surrounding "
                         "tissue; give a whole-head background map (--background)",
                     )
-
-                labels, affine = embed_in_head(labels, affine, *background_map[:2])
-            raw.append((split_skull(labels), affine, name))
-        all_labels = np.unique(np.concatenate([np.unique(labels) for labels, _, _ in raw]))
+                unlabelled = unlabelled_structures(labels, affine)
+                head = background_maps[embedded % len(background_maps)]
+                labels, affine = embed_in_head(labels, affine, *head[:2])
+                embedded += 1
+            # cropped at once and kept as int16 (IDs < 32768): 142 whole 256³ int32 heads
+            # held until every map is read would take 9.5 GB
+            cropped, cropped_affine = _crop_with_border(split_skull(labels), affine)
+            raw.append((cropped.astype(np.int16), cropped_affine, name, unlabelled))
+        all_labels = np.unique(np.concatenate([np.unique(labels) for labels, *_ in raw]))
         all_labels = np.union1d(all_labels, [0])
         #: FreeSurfer ID of each compact index (index 0 is background).
         self.label_values: NDArray[np.int32] = all_labels.astype(np.int32)
         dtype = torch.uint8 if len(all_labels) <= 256 else torch.int16
         self.maps: list[StoredLabelMap] = []
-        for labels, affine, name in raw:
-            cropped, cropped_affine = _crop_with_border(labels, affine)
+        for cropped, cropped_affine, name, unlabelled in raw:
             compact = np.searchsorted(self.label_values, cropped)
             targets = np.isin(cropped, CANONICAL_LABELS)
-            head = cropped > 0
+            head_mask = cropped > 0
             self.maps.append(
                 StoredLabelMap(
                     indices=torch.from_numpy(compact.astype(np.int16)).to(dtype).contiguous(),
                     affine=cropped_affine,
-                    target_centroid_mm=_world_centroid(targets if targets.any() else head,
+                    target_centroid_mm=_world_centroid(targets if targets.any() else head_mask,
                                                        cropped_affine),
-                    head_centroid_mm=_world_centroid(head, cropped_affine),
+                    head_centroid_mm=_world_centroid(head_mask, cropped_affine),
                     name=name,
+                    unlabelled=unlabelled,
                 )
             )
+        self.map_probabilities = _map_probabilities(
+            [bool(m.unlabelled) for m in self.maps], subcortical_share)
+
+    def draw(self, rng: np.random.Generator) -> int:
+        """Index of a map drawn with :attr:`map_probabilities` (uniform when None)."""
+        if self.map_probabilities is None:
+            return int(rng.integers(len(self.maps)))
+        return int(rng.choice(len(self.maps), p=self.map_probabilities))
 
     def __len__(self) -> int:
         return len(self.maps)
@@ -179,3 +207,14 @@ class LabelBank:
         if position < len(self.label_values) and self.label_values[position] == label:
             return position
         return None
+
+
+def _map_probabilities(partial: list[bool], share: float | None) -> NDArray[np.float64] | None:
+    """Per-map draw probabilities giving the partially labelled maps ``share`` in all."""
+    count = sum(partial)
+    if share is None or count in (0, len(partial)):
+        return None
+    if not 0.0 <= share <= 1.0:
+        raise SubctInputError(None, f"subcortical map share {share} outside 0..1")
+    flags = np.asarray(partial)
+    return np.where(flags, share / count, (1.0 - share) / (len(partial) - count))

@@ -22,7 +22,7 @@ from subct.config import StrictConfig
 from subct.errors import SubctConfigError, SubctInputError
 from subct.labels.schemes import scheme_labels
 from subct.model.preprocessing import GeometryConfig
-from subct.paths import shared_data_dir
+from subct.paths import paper_masks_dir, shared_data_dir
 
 _Strict = StrictConfig
 
@@ -50,6 +50,13 @@ class SyntheticDataConfig(_Strict):
     #: structures (e.g. the paper's 7-class CT-space maps) are embedded
     #: (:func:`subct.synth.background.embed_in_head`); whole-head maps ignore it.
     background_label_map: str | None = None
+    #: Several whole-head maps to embed subcortical-only maps into, in turn (the k-th
+    #: subcortical map goes into head k mod n); overrides ``background_label_map``.
+    background_label_maps: list[str] = Field(default_factory=list)
+    #: Share of synthetic samples drawn from the embedded subcortical-only maps (which
+    #: label some structures only: trained with the marginal loss); None draws every
+    #: map with equal probability.
+    subcortical_share: float | None = Field(default=None, ge=0, le=1)
     validation_label_maps: list[str] = Field(default_factory=list)
     test_label_maps: list[str] = Field(default_factory=list)
     test_image_shape: tuple[int, int, int] = (160, 160, 160)
@@ -214,9 +221,11 @@ class TrainingConfig(_Strict):
         return len(scheme_labels(self.label_scheme)) + 1
 
     def resolve_path(self, value: str) -> Path:
-        """Expand ``{shared}`` and make relative paths relative to :attr:`base_dir`."""
+        """Expand ``{shared}`` (:func:`subct.paths.shared_data_dir`) and ``{paper_masks}``
+        (:func:`subct.paths.paper_masks_dir`); relative paths are relative to :attr:`base_dir`."""
 
-        expanded = Path(value.replace("{shared}", str(shared_data_dir()))).expanduser()
+        expanded = Path(value.replace("{shared}", str(shared_data_dir()))
+                        .replace("{paper_masks}", str(paper_masks_dir()))).expanduser()
         return expanded if expanded.is_absolute() else (Path(self.base_dir) / expanded).resolve()
 
     def resolve_label_maps(self, entries: list[str]) -> list[Path]:

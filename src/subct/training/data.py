@@ -215,8 +215,14 @@ def sample_patch(image: NDArray[np.float32], label: NDArray[np.integer],
             np.ascontiguousarray(label[region], dtype=np.int64))
 
 
-def _as_sample(image: NDArray[np.float32], label: NDArray[np.int64]) -> Sample:
-    return {"image": torch.from_numpy(image)[None], "label": torch.from_numpy(label)}
+def _as_sample(image: NDArray[np.float32], label: NDArray[np.int64], num_classes: int,
+               labelled: torch.Tensor | None = None) -> Sample:
+    """A training sample; ``labelled`` (C bool) marks the classes its map annotates
+    (all, unless it came from a partially labelled map: see the marginal loss)."""
+    if labelled is None:
+        labelled = torch.ones(num_classes, dtype=torch.bool)
+    return {"image": torch.from_numpy(image)[None], "label": torch.from_numpy(label),
+            "labelled": labelled.cpu()}
 
 
 # ---------------------------------------------------------------------- the epoch stream
@@ -303,6 +309,7 @@ class PatchStream(IterableDataset[Sample]):
                                                   worker))
         patch = self.config.data.patch_size
         fg = self.config.data.foreground_oversampling
+        classes = self.config.num_classes
         for position in positions:
             if plan[position]:
                 assert generator is not None
@@ -313,11 +320,11 @@ class PatchStream(IterableDataset[Sample]):
                 case = self.real_cases[int(rng.integers(len(self.real_cases)))]
                 image, label = sample_patch(case.image, case.label, patch, rng, fg,
                                             case.class_locations)
-                yield _as_sample(image, label)
+                yield _as_sample(image, label, classes)
                 continue
             if image.shape != tuple(patch):
                 image, label = sample_patch(image, label, patch, rng, fg)
-            yield _as_sample(image, label)
+            yield _as_sample(image, label, classes, synthetic.labelled)
 
 
 def build_label_bank(config: TrainingConfig, entries: list[str]) -> Any:
@@ -326,9 +333,15 @@ def build_label_bank(config: TrainingConfig, entries: list[str]) -> Any:
     if not entries:
         return None
     synthetic = config.data.synthetic
-    background = None if synthetic is None or synthetic.background_label_map is None \
-        else config.resolve_label_maps([synthetic.background_label_map])[0]
-    return LabelBank(config.resolve_label_maps(entries), background=background)
+    heads: list[str] = []
+    share = None
+    if synthetic is not None:
+        heads = synthetic.background_label_maps or (
+            [synthetic.background_label_map] if synthetic.background_label_map else [])
+        share = synthetic.subcortical_share
+    background = config.resolve_label_maps(heads) if heads else None
+    return LabelBank(config.resolve_label_maps(entries), background=background,
+                     subcortical_share=share)
 
 
 def build_validation_set(config: TrainingConfig, val_cases: list[CasePair]) -> list[Sample]:
@@ -348,7 +361,7 @@ def build_validation_set(config: TrainingConfig, val_cases: list[CasePair]) -> l
             if image.shape != tuple(config.data.patch_size):
                 image, label = sample_patch(image, label, config.data.patch_size, rng,
                                             config.data.foreground_oversampling)
-            samples.append(_as_sample(image, label))
+            samples.append(_as_sample(image, label, config.num_classes, pair.labelled))
     real = config.data.real
     if real is not None:
         rng = np.random.default_rng(_seed(config.seed, 999_961))
@@ -357,7 +370,7 @@ def build_validation_set(config: TrainingConfig, val_cases: list[CasePair]) -> l
                 image, label = sample_patch(case.image, case.label, config.data.patch_size,
                                             rng, config.data.foreground_oversampling,
                                             case.class_locations)
-                samples.append(_as_sample(image, label))
+                samples.append(_as_sample(image, label, config.num_classes))
     return samples
 
 

@@ -10,6 +10,9 @@ per-structure Dice); step ``ReduceLROnPlateau`` on the validation loss; write
 after ``early_stopping_patience`` epochs without improvement (paper: Adam 1e-4,
 plateau patience 3, early stopping patience 5).
 
+A file named ``STOP`` in the output folder ends the run after the epoch in progress
+(its state saved), as the time budget ``schedule.max_minutes`` does.
+
 ``resume=True`` restores all of that and continues with the next epoch, producing the
 same losses as an uninterrupted run (the data stream of an epoch depends only on the
 seed and the epoch number).
@@ -61,6 +64,9 @@ from subct.training.records import (
     structure_names,
     write_log,
 )
+
+#: Creating this file in the output folder stops the run cleanly after the current epoch.
+STOP_FILE = "STOP"
 
 # ----------------------------------------------------------------------------- precision
 
@@ -123,9 +129,10 @@ def validate(network: nn.Module, loss_fn: nn.Module, samples: list[dict[str, tor
         chunk = samples[start:start + batch_size]
         image = _prepare(torch.stack([s["image"] for s in chunk]), device, channels_last)
         label = torch.stack([s["label"] for s in chunk]).to(device)
+        labelled = torch.stack([s["labelled"] for s in chunk]).to(device)
         with _autocast(device, dtype):
             logits = network(image)
-        losses.append(float(loss_fn(logits.float(), label)) * len(chunk))
+        losses.append(float(loss_fn(logits.float(), label, labelled)) * len(chunk))
         prediction = logits.argmax(1).flatten().cpu()
         reference = label.flatten().cpu()
         joint = torch.bincount(reference * classes + prediction, minlength=classes * classes)
@@ -272,10 +279,11 @@ def _train_epoch(run: _Run, loader: DataLoader[Any], config: TrainingConfig,
     for batch in loader:
         image = _prepare(batch["image"], device, run.channels_last)
         label = batch["label"].to(device)
+        labelled = batch["labelled"].to(device)
         run.optimiser.zero_grad(set_to_none=True)
         with _autocast(device, run.dtype):
             logits = run.model(image)
-        loss = run.loss_fn(logits.float(), label)
+        loss = run.loss_fn(logits.float(), label, labelled)
         run.scaler.scale(loss).backward()
         if config.optimiser.grad_clip_norm is not None:
             run.scaler.unscale_(run.optimiser)
@@ -410,6 +418,8 @@ def train(config: TrainingConfig, *, resume: bool = False,
             budget = config.schedule.max_minutes
             if budget is not None and (time.perf_counter() - started) / 60.0 >= budget:
                 break  # time budget spent: resumable from the saved state
+            if (output / STOP_FILE).exists():
+                break  # asked to stop (scripts/continue_training.sh stop): resumable
     finally:
         if progress is not None:
             progress.stop()

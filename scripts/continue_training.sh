@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# The continuing training run of model v2 (issue 23): start it in the first minutes of every
+# session; it resumes where the last session stopped and stops itself before this one ends.
+#
+#   bash scripts/continue_training.sh start [MINUTES]   # background; default 150 min of training
+#   bash scripts/continue_training.sh status            # last epochs, pipeline Dice, pid
+#   bash scripts/continue_training.sh save              # copy the state into checkpoints/ now
+#   bash scripts/continue_training.sh stop              # stop after the epoch in progress
+#
+# The run lives in runs/model_v2 (not committed); after every epoch a watcher copies the
+# resumable state (weights, optimiser, scheduler, RNG, epoch: last.safetensors +
+# last_state.pt), the best full-pipeline checkpoint and the log into checkpoints/model_v2/
+# (each file < 50 MB), which a session commits. `start` first restores that state into
+# runs/model_v2 when the run folder holds none or an older one, then resumes; with no state
+# anywhere it starts from the shipped weights (configs/model_v2.yaml). Environment:
+# CONFIG (default configs/model_v2.yaml), THREADS (torch threads, default 2), NICE (10).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+CONFIG="${CONFIG:-configs/model_v2.yaml}"
+RUN=runs/model_v2
+STATE=checkpoints/model_v2
+FILES=(last.safetensors last_state.pt best_pipeline.safetensors training_log.csv)
+mode="${1:-status}"
+
+copy_files() {  # copy_files FROM TO: atomic per file (temporary name, then rename)
+  local from="$1" to="$2" name
+  mkdir -p "$to"
+  for name in "${FILES[@]}"; do
+    if [[ -f "$from/$name" ]]; then
+      cp "$from/$name" "$to/.$name.tmp" && mv -f "$to/.$name.tmp" "$to/$name"
+    fi
+  done
+}
+
+epoch_of() {  # the epoch recorded in a training log (0 when none)
+  if [[ -f "$1/training_log.csv" ]]; then
+    tail -n 1 "$1/training_log.csv" | cut -d, -f1 | grep -E '^[0-9]+$' || echo 0
+  else
+    echo 0
+  fi
+}
+
+case "$mode" in
+  start)
+    minutes="${2:-150}"
+    mkdir -p "$RUN"
+    if [[ -f "$RUN/pid" ]] && kill -0 "$(cat "$RUN/pid")" 2>/dev/null; then
+      echo "already running (pid $(cat "$RUN/pid"))"; exit 0
+    fi
+    rm -f "$RUN/STOP"
+    if [[ -f "$STATE/last_state.pt" ]] && (( $(epoch_of "$STATE") > $(epoch_of "$RUN") )); then
+      copy_files "$STATE" "$RUN"
+      echo "restored epoch $(epoch_of "$STATE") from $STATE"
+    fi
+    resume=()
+    [[ -f "$RUN/last_state.pt" && -f "$RUN/last.safetensors" ]] && resume=(--resume)
+    OMP_NUM_THREADS="${THREADS:-2}" nohup nice -n "${NICE:-10}" subct train "$CONFIG" \
+      "${resume[@]}" --set "schedule.max_minutes=$minutes" >> "$RUN/train.out" 2>&1 &
+    echo $! > "$RUN/pid"
+    # watcher: copy the state back after every epoch, until the trainer exits
+    ( trainer=$(cat "$RUN/pid"); seen=$(epoch_of "$RUN")
+      while kill -0 "$trainer" 2>/dev/null; do
+        sleep 30
+        now=$(epoch_of "$RUN")
+        if (( now > seen )); then sleep 5; copy_files "$RUN" "$STATE"; seen=$now; fi
+      done
+      copy_files "$RUN" "$STATE" ) >/dev/null 2>&1 &
+    echo "training ${resume[*]:-from the shipped weights} for up to $minutes min (pid $(cat "$RUN/pid")); log $RUN/train.out"
+    ;;
+  save)
+    copy_files "$RUN" "$STATE"; echo "saved epoch $(epoch_of "$STATE") to $STATE"
+    ;;
+  stop)
+    touch "$RUN/STOP"; echo "stops after the epoch in progress (pid $(cat "$RUN/pid" 2>/dev/null || echo none))"
+    ;;
+  status)
+    if [[ -f "$RUN/pid" ]] && kill -0 "$(cat "$RUN/pid")" 2>/dev/null; then
+      echo "running (pid $(cat "$RUN/pid"))"; else echo "not running"; fi
+    [[ -f "$RUN/training_log.csv" ]] && { head -n 1 "$RUN/training_log.csv" | cut -d, -f1-6,24-;
+      tail -n 5 "$RUN/training_log.csv" | cut -d, -f1-6,24-; }
+    ;;
+  *)
+    echo "usage: $0 start [MINUTES] | status | save | stop" >&2; exit 2
+    ;;
+esac
