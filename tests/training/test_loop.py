@@ -234,3 +234,16 @@ def test_subcortical_only_maps_train_inside_the_background_head(
     present = set(bank.label_values[np.unique(embedded.indices.numpy())].tolist())
     assert {4, 43, 10, 49, 11, 50, 12, 51, 13, 52, 17, 53, 16} <= present  # split L/R
     assert 2 in present or 41 in present  # surrounded by the head's white matter
+
+
+def test_stop_file_ends_the_run_after_the_epoch_in_progress(
+        shared_data: Path, tmp_path: Path) -> None:
+    from subct.training.loop import STOP_FILE
+
+    values = tiny_config(shared_data, tmp_path, **{"schedule.epochs": 5,
+                                                    "data.samples_per_epoch": 2})
+    tmp_path.mkdir(exist_ok=True)
+    (tmp_path / STOP_FILE).touch()
+    result = train(training_config_from_dict(values))
+    assert len(result.history) == 1  # one epoch, then the STOP file was seen
+    assert (tmp_path / "last_state.pt").exists()  # and it is resumable
