@@ -21,7 +21,8 @@ Structures that the subcortical map does not label (amygdala and accumbens for t
 7-class maps) keep the background's in the image; their labels are *unknown* in
 training (:func:`unlabelled_structures`, the marginal loss), not claimed. The
 structures' shapes and relative positions are the subcortical map's own; the
-surrounding anatomy is the background's, so the fit between them is only as good as a similarity alignment.
+surrounding anatomy is the background's, so the fit between them is only as good
+as a similarity alignment.
 """
 
 from __future__ import annotations
