@@ -13,7 +13,8 @@
 # (each file < 50 MB), which a session commits. `start` first restores that state into
 # runs/model_v2 when the run folder holds none or an older one, then resumes; with no state
 # anywhere it starts from the shipped weights (configs/model_v2.yaml). Environment:
-# CONFIG (default configs/model_v2.yaml), THREADS (torch threads, default 2), NICE (10).
+# CONFIG (default configs/model_v2.yaml), THREADS (torch threads, default 2), NICE (10),
+# RESTART_LR (a one-off warm restart at that learning rate; schedule.restart_lr).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CONFIG="${CONFIG:-configs/model_v2.yaml}"
@@ -54,6 +55,8 @@ case "$mode" in
     fi
     resume=()
     [[ -f "$RUN/last_state.pt" && -f "$RUN/last.safetensors" ]] && resume=(--resume)
+    # RESTART_LR=1e-4: one-off warm restart of a run whose rate has decayed to min_lr
+    [[ -n "${RESTART_LR:-}" && ${#resume[@]} -gt 0 ]] && resume+=(--set "schedule.restart_lr=$RESTART_LR")
     OMP_NUM_THREADS="${THREADS:-2}" nohup nice -n "${NICE:-10}" subct train "$CONFIG" \
       "${resume[@]}" --set "schedule.max_minutes=$minutes" >> "$RUN/train.out" 2>&1 &
     echo $! > "$RUN/pid"

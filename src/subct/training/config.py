@@ -152,6 +152,11 @@ class ScheduleConfig(_Strict):
         default=None, gt=0,
         description="stop after the epoch that passes this wall-clock budget (minutes); "
                     "checkpoints and state are saved every epoch, so --resume continues")
+    restart_lr: float | None = Field(
+        default=None, gt=0,
+        description="warm restart on --resume: set the learning rate to this value and clear "
+                    "the plateau counter (for a run whose rate has decayed to min_lr); "
+                    "ignored when not resuming")
 
 
 class PrecisionConfig(_Strict):

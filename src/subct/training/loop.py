@@ -249,8 +249,10 @@ def _build_run(config: TrainingConfig, context: DistributedContext,
                 channels_last)
 
 
-def _restore(run: _Run, output: Path, device: torch.device) -> None:
-    """Continue a run from ``last_state.pt`` + ``last.safetensors`` in ``output``."""
+def _restore(run: _Run, output: Path, device: torch.device,
+             restart_lr: float | None = None) -> None:
+    """Continue a run from ``last_state.pt`` + ``last.safetensors`` in ``output``; with
+    ``restart_lr`` a warm restart (that rate, plateau count and best loss cleared)."""
     state_path = output / STATE_FILE
     if not state_path.is_file() or not (output / LAST_CHECKPOINT).is_file():
         raise SubctInputError(state_path, "nothing to resume (no last_state.pt/last "
@@ -268,6 +270,11 @@ def _restore(run: _Run, output: Path, device: torch.device) -> None:
     run.epochs_without_improvement = int(state["epochs_without_improvement"])
     run.global_step = int(state["global_step"])
     run.history = [EpochRecord(**record) for record in json.loads(state["history_json"])]
+    if restart_lr is not None:  # warm restart: a fresh rate, a fresh plateau count
+        for group in run.optimiser.param_groups:
+            group["lr"] = restart_lr
+        run.scheduler.num_bad_epochs = 0
+        run.scheduler.best = math.inf
 
 
 def _train_epoch(run: _Run, loader: DataLoader[Any], config: TrainingConfig,
@@ -379,7 +386,7 @@ def train(config: TrainingConfig, *, resume: bool = False,
     heads = build_validation_heads(config) if context.is_main else []
     run = _build_run(config, context, real_train, bank)
     if resume:
-        _restore(run, output, device)
+        _restore(run, output, device, config.schedule.restart_lr)
 
     stream = training_data.PatchStream(
         config, real_train, bank, samples=max(1, config.data.samples_per_epoch
