@@ -82,6 +82,17 @@ def test_resume_reproduces_the_uninterrupted_run_exactly(
     assert [h.epoch for h in resumed.history] == [1, 2]
 
 
+def test_warm_restart_sets_the_learning_rate_only_when_resuming(
+        shared_data: Path, tmp_path: Path) -> None:
+    train(training_config_from_dict(tiny_config(shared_data, tmp_path, **{"schedule.epochs": 1})))
+    restarted = train(training_config_from_dict(tiny_config(
+        shared_data, tmp_path, **{"schedule.restart_lr": 7e-4})), resume=True)
+    assert restarted.history[-1].lr == pytest.approx(7e-4)  # not the 3e-3 of the first epoch
+    fresh = train(training_config_from_dict(tiny_config(
+        shared_data, tmp_path / "fresh", **{"schedule.epochs": 1, "schedule.restart_lr": 7e-4})))
+    assert fresh.history[-1].lr == pytest.approx(3e-3)  # no resume: the configured rate
+
+
 def test_config_rejects_unknown_keys_and_applies_overrides(tmp_path: Path) -> None:
     values = tiny_config(tmp_path, tmp_path)
     values["optimiser"]["lrr"] = 0.1
