@@ -1,5 +1,5 @@
 """Calibration of the ``hyperdense_lesion`` QC check (issue 11/12): the largest blood-like
-regions (``subct.qc.anatomy.hyperdense_regions``) on the pipeline's crop of the real head
+regions (``subct.image.hyperdense.hyperdense_regions``) on the pipeline's crop of the real head
 CTs and of the validation heads (maps 17–18, 1 mm and 5 mm) without and with a drawn
 haemorrhage. The reporting threshold (``HYPERDENSE_MIN_MM3``) must lie between the two.
 
@@ -17,12 +17,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_shipped_model import generate_cases, held_out_map_paths  # noqa: E402
 from real_cts import real_cts  # noqa: E402
+from subct.image.hyperdense import HYPERDENSE_MIN_MM3, hyperdense_regions  # noqa: E402
 from subct.image.intracranial import locate_intracranial  # noqa: E402
 from subct.image.volume import Volume  # noqa: E402
 from subct.inference.config import InferenceConfig  # noqa: E402
 from subct.inference.crop import crop_grid, resample_to_crop  # noqa: E402
 from subct.model.runtime import cpu_line  # noqa: E402
-from subct.qc.anatomy import HYPERDENSE_MIN_MM3, hyperdense_regions  # noqa: E402
 
 
 def largest_regions(volume: Volume) -> list[float]:

@@ -22,13 +22,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_shipped_model import generate_cases, held_out_map_paths  # noqa: E402
 from real_cts import real_cts  # noqa: E402
+from subct.image.hyperdense import hyperdense_regions, large_hyperdense_regions  # noqa: E402
 from subct.image.intracranial import locate_intracranial  # noqa: E402
 from subct.inference.config import InferenceConfig  # noqa: E402
 from subct.inference.crop import crop_grid, resample_to_crop  # noqa: E402
 from subct.inference.denoise import denoise_for_network  # noqa: E402
 from subct.inference.dense import inpaint_blood_like_regions, inpaint_dense_foci  # noqa: E402
 from subct.model.runtime import cpu_line  # noqa: E402
-from subct.qc.anatomy import hyperdense_regions, large_hyperdense_regions  # noqa: E402
 
 
 def main() -> None:

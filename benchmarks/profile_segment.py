@@ -30,7 +30,7 @@ STEPS: list[tuple[str, str, str]] = [
     ("resample the crop box", "subct/inference/crop.py", "resample_to_crop"),
     ("skull-depth map of the crop", "subct/image/masks.py", "depth_inside_mm"),
     ("clean-up: dense foci", "subct/inference/dense.py", "inpaint_dense_foci"),
-    ("clean-up: blood-like regions found", "subct/qc/anatomy.py", "hyperdense_regions"),
+    ("clean-up: blood-like regions found", "subct/image/hyperdense.py", "hyperdense_regions"),
     ("clean-up: noise smoothing", "subct/inference/denoise.py", "denoise_for_network"),
     ("network step (predict_probabilities)", "subct/inference/predict.py", "predict_probabilities"),
     ("  engine calls (the network itself)", "subct/model/engines.py", "logits"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
+from subct.image.hyperdense import hyperdense_regions, large_hyperdense_regions
 from subct.inference.denoise import (
     NOISE_START_HU,
     NOISE_TARGET_HU,
@@ -17,7 +18,6 @@ from subct.inference.dense import (
     inpaint_blood_like_regions,
     inpaint_dense_foci,
 )
-from subct.qc.anatomy import hyperdense_regions, large_hyperdense_regions
 
 
 def _ball(shape: tuple[int, int, int], centre: tuple[int, int, int], radius: float

@@ -315,7 +315,7 @@ def test_locator_survives_a_skull_open_in_every_lower_axial_slice() -> None:
 
 def test_no_label_is_kept_outside_the_skull(tiny_model: SegmentationModel,
                                             phantom: Volume) -> None:
-    from subct.inference.pipeline import INTRACRANIAL_MARGIN_MM
+    from subct.inference.steps import INTRACRANIAL_MARGIN_MM
 
     result = segment_volume(phantom, tiny_model, InferenceConfig(tta=False))
     location = locate_intracranial(phantom)

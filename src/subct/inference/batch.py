@@ -53,7 +53,6 @@ from subct.io.readers import load_volume
 from subct.io.writers import folder_lock
 from subct.model.graphs import file_sha256
 from subct.model.registry import resolve_model_path
-from subct.qc.gate import check_orientation
 from subct.runner import CaseOutcome, guarded, run_cases
 
 
@@ -128,16 +127,15 @@ def process_case(case: CaseInput, model: SegmentationModel, config: BatchConfig,
     def task() -> CaseOutcome:
         start = time.perf_counter()
         inference = config.inference.replace(keep_posteriors=config.write_posteriors)
-        # the stated orientation applies to the labels and to the overlay alike
         read_clock = time.perf_counter()
-        volume = check_orientation(load_volume(case.path, series=config.series
-                                               if case.path.is_dir() else None),
-                                   inference.assume_orientation, inference.force)
+        loaded = load_volume(case.path, series=config.series if case.path.is_dir() else None)
         read_seconds = time.perf_counter() - read_clock
-        result = segment_volume(volume, model, inference,
+        result = segment_volume(loaded, model, inference,
                                 on_step=(lambda step: on_step(case.name, step))
                                 if on_step else None)
         result.timings_s["read"] = result.timings_s.get("read", 0.0) + read_seconds
+        # the input as segmented (stated orientation applied): labels and overlay agree
+        volume = result.input if result.input is not None else loaded
         if on_step:
             on_step(case.name, "writing outputs")
         description = str(model.path) if model.path is not None else "in-memory model"

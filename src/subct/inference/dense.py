@@ -18,7 +18,7 @@ basal ganglia or thalamus, or blood layering in a ventricle, is labelled in the
 reference as the anatomy it lies in, but the network, which never saw blood in
 training, reads the bright region as something else and the structure around it
 shrinks or vanishes. Each blood-like region found by
-:func:`subct.qc.anatomy.hyperdense_regions` (the same regions the ``hyperdense_lesion``
+:func:`subct.image.hyperdense.hyperdense_regions` (the same regions the ``hyperdense_lesion``
 warning names; ≥ 0.5 cm³) is filled from its rim inwards, layer by layer, each voxel
 taking the mean of its already-known neighbours (:func:`fill_from_surroundings`), so
 that grey matter on one side and white matter or CSF on the other continue into it
@@ -145,7 +145,7 @@ def inpaint_blood_like_regions(hu: NDArray[np.float32], regions: NDArray[np.bool
     """``hu`` with the blood-like ``regions`` (grown by a :data:`BLOOD_RIM_MM` rim) filled
     from their surroundings inside ``intracranial`` (:func:`fill_from_surroundings`; see
     the module docstring); returns the copy and the number of voxels changed.
-    ``regions``: the large components of :func:`subct.qc.anatomy.hyperdense_regions` on
+    ``regions``: the large components of :func:`subct.image.hyperdense.hyperdense_regions` on
     the same grid.
 
     Every region is filled from the tissue around it, blood in a CSF space included: a

@@ -4,7 +4,7 @@ Test cases are segmented on the network grid by the same prediction and post-pro
 as ``subct segment`` (:func:`subct.inference.predict.predict_probabilities` with the
 default :class:`~subct.inference.config.InferenceConfig`: Gaussian sliding windows with
 50 % overlap, left/right flip TTA; then
-:func:`subct.inference.pipeline.crop_class_indices`: below-window voxels to background,
+:func:`subct.inference.steps.crop_class_indices`: below-window voxels to background,
 largest component per structure) and scored with
 :func:`subct.evaluation.metrics.label_map_metrics` (per-structure Dice, HD95, ASSD,
 absolute volume difference ...). Results go to ``<checkpoint stem>_test_metrics.csv`` (long CSV
@@ -26,8 +26,8 @@ from subct.evaluation.evaluate import write_long_csv
 from subct.evaluation.metrics import CaseMetrics, label_map_metrics
 from subct.inference.config import InferenceConfig
 from subct.inference.model import SegmentationModel, model_from_network
-from subct.inference.pipeline import crop_class_indices
 from subct.inference.predict import predict_probabilities
+from subct.inference.steps import crop_class_indices
 from subct.labels.schemes import indices_to_labels, scheme_names
 from subct.model.checkpoint import load_checkpoint
 from subct.synth.generator import SynthGenerator
