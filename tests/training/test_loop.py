@@ -149,7 +149,7 @@ def test_transfer_learning_freezes_encoder_and_tunes_decoder(
     values["evaluate_after_training"] = True  # on a synthetic CT from a held-out map
     values["data"]["synthetic"]["test_label_maps"] = [
         str(shared_data / "label_maps" / "synthseg" / "training_seg_18.nii.gz")]
-    values["data"]["synthetic"]["test_image_shape"] = [48, 48, 48]
+    values["data"]["synthetic"]["test_image_shape"] = [160, 192, 192]  # a whole head
     result = train(training_config_from_dict(values))
     assert result.evaluation_csv is not None
     rows = list(csv.DictReader(result.evaluation_csv.open()))

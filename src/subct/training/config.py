@@ -59,7 +59,10 @@ class SyntheticDataConfig(_Strict):
     subcortical_share: float | None = Field(default=None, ge=0, le=1)
     validation_label_maps: list[str] = Field(default_factory=list)
     test_label_maps: list[str] = Field(default_factory=list)
-    test_image_shape: tuple[int, int, int] = (160, 160, 160)
+    test_image_shape: tuple[int, int, int] = Field(
+        default=(192, 240, 240),
+        description="grid of the synthetic test heads, voxels of 1 mm: a whole head, as users "
+                    "give subct segment")
     synth: dict[str, Any] = Field(default_factory=dict)
 
 

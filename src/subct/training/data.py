@@ -85,6 +85,13 @@ def _save_npy_atomic(path: Path, array: NDArray[Any]) -> None:
         np.save(temporary, array)
 
 
+def case_files(dataset_dir: Path, case: str, images: str = "imagesTr",
+               labels: str = "labelsTr") -> tuple[Path, Path]:
+    """The image (``<case>_0000``) and label-map files of one nnU-Net raw case."""
+    return (_find_file(dataset_dir / images, f"{case}_0000"),
+            _find_file(dataset_dir / labels, case))
+
+
 def load_case(dataset_dir: Path, case: str, config: TrainingConfig,
               images: str = "imagesTr", labels: str = "labelsTr",
               cache_dir: Path | None = None) -> CasePair:
@@ -94,8 +101,7 @@ def load_case(dataset_dir: Path, case: str, config: TrainingConfig,
     by the source files and the preprocessing settings) and returned as read-only memory
     maps; later runs (and ``--resume``) skip the preprocessing.
     """
-    image_path = _find_file(dataset_dir / images, f"{case}_0000")
-    label_path = _find_file(dataset_dir / labels, case)
+    image_path, label_path = case_files(dataset_dir, case, images, labels)
     if cache_dir is not None:
         key = _cache_key(config, image_path, label_path)
         stem = cache_dir / f"{case}_{key}"

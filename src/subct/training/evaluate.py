@@ -1,18 +1,18 @@
 """Evaluate a trained checkpoint on the held-out test split (after ``subct train``).
 
-Test cases are segmented on the network grid by the same prediction and post-processing
-as ``subct segment`` (:func:`subct.inference.predict.predict_probabilities` with the
-default :class:`~subct.inference.config.InferenceConfig`: Gaussian sliding windows with
-50 % overlap, left/right flip TTA; then
-:func:`subct.inference.steps.crop_class_indices`: below-window voxels to background,
-largest component per structure) and scored with
+Every test case goes through the steps users run (:func:`subct.inference.pipeline.segment`
+with :func:`subct.training.pipeline_validation.pipeline_options`: brain location, crop,
+input clean-up, sliding windows with left/right flip TTA, post-processing, labels back on
+the input grid; no volume calibration, which a model in training does not have), so the
+test figures measure what ``subct segment`` gives. Scores come from
 :func:`subct.evaluation.metrics.label_map_metrics` (per-structure Dice, HD95, ASSD,
-absolute volume difference ...). Results go to ``<checkpoint stem>_test_metrics.csv`` (long CSV
-of :func:`subct.evaluation.evaluate.write_long_csv`) next to the checkpoint.
+absolute volume difference ...) on the input's own grid. Results go to
+``<checkpoint stem>_test_metrics.csv`` (long CSV of
+:func:`subct.evaluation.evaluate.write_long_csv`) next to the checkpoint.
 
-Test sources: real cases listed under ``"test"`` in the splits file (read from
-``imagesTs``/``labelsTs`` when present there, else ``imagesTr``/``labelsTr``), and
-synthetic CTs drawn once (fixed seed) from ``data.synthetic.test_label_maps``.
+Test sources: real cases listed under ``"test"`` in the splits file (the HU image and label
+map read from ``imagesTs``/``labelsTs`` when present there, else ``imagesTr``/``labelsTr``),
+and one whole synthetic head CT per map in ``data.synthetic.test_label_maps`` (fixed seeds).
 """
 
 from __future__ import annotations
@@ -24,32 +24,25 @@ from numpy.typing import NDArray
 
 from subct.evaluation.evaluate import write_long_csv
 from subct.evaluation.metrics import CaseMetrics, label_map_metrics
-from subct.inference.config import InferenceConfig
+from subct.image.volume import Volume
 from subct.inference.model import SegmentationModel, model_from_network
-from subct.inference.predict import predict_probabilities
-from subct.inference.steps import crop_class_indices
+from subct.inference.pipeline import segment
+from subct.io.readers import load_volume
 from subct.labels.schemes import indices_to_labels, scheme_names
 from subct.model.checkpoint import load_checkpoint
-from subct.synth.generator import SynthGenerator
 from subct.training import data as training_data
 from subct.training.config import TrainingConfig
+from subct.training.pipeline_validation import pipeline_options, synthetic_heads
 
 
-def predict_indices(model: SegmentationModel, image: NDArray[np.float32],
-                    config: InferenceConfig | None = None) -> NDArray[np.int64]:
-    """Class indices of a whole preprocessed image ([0, 1], network grid), exactly as
-    ``subct segment`` predicts its crop."""
-    config = config or InferenceConfig()
-    image = np.ascontiguousarray(image, dtype=np.float32)
-    return crop_class_indices(predict_probabilities(model, image, config), image, config,
-                              model.threads)
-
-
-def _score(prediction: NDArray[np.integer], reference: NDArray[np.integer], scheme: str,
-           spacing: tuple[float, float, float], case: str) -> CaseMetrics:
-    return label_map_metrics(indices_to_labels(prediction, scheme),
-                             indices_to_labels(reference, scheme), spacing,
-                             scheme_names(scheme), case=case)
+def score_through_pipeline(model: SegmentationModel, ct: Volume,
+                           reference: NDArray[np.integer], scheme: str, case: str
+                           ) -> CaseMetrics:
+    """Segment ``ct`` (HU) as ``subct segment`` does (flip TTA, no calibration) and score
+    it against ``reference`` (label values of ``scheme`` on ``ct``'s grid)."""
+    result = segment(ct, model=model, config=pipeline_options(scheme, tta=True))
+    return label_map_metrics(np.asarray(result.labels.array), np.asarray(reference),
+                             ct.spacing, scheme_names(scheme), case=case)
 
 
 def evaluate_checkpoint_on_test(config: TrainingConfig, checkpoint: Path,
@@ -65,22 +58,18 @@ def evaluate_checkpoint_on_test(config: TrainingConfig, checkpoint: Path,
         has_test_folder = all((dataset_dir / sub).is_dir() for sub in ("imagesTs", "labelsTs"))
         for name in test_cases:
             folders = ("imagesTs", "labelsTs") if has_test_folder else ("imagesTr", "labelsTr")
-            case = training_data.load_case(dataset_dir, name, config, *folders)
-            prediction = predict_indices(model, case.image)
-            results.append(_score(prediction, case.label, scheme, case.spacing_mm, name))
+            image_path, label_path = training_data.case_files(dataset_dir, name, *folders)
+            ct = load_volume(image_path, expect_ct=True)
+            reference = indices_to_labels(np.asarray(load_volume(label_path).array,
+                                                     dtype=np.int64), scheme)
+            results.append(score_through_pipeline(model, ct, reference, scheme, name))
     synthetic = config.data.synthetic
     if synthetic is not None and synthetic.test_label_maps:
         paths = config.resolve_label_maps(synthetic.test_label_maps)
-        synth_config = training_data.synth_config_for(
-            config, {"output_shape": list(synthetic.test_image_shape)})
-        for index, path in enumerate(paths):
-            bank = training_data.build_label_bank(config, [str(path)])
-            pair = SynthGenerator(bank, synth_config, seed=10_007 + index).sample()
-            image = pair.image[0].numpy().astype(np.float32)
-            reference = pair.target.numpy().astype(np.int64)
-            prediction = predict_indices(model, image)
-            name = "synthetic_" + path.name.split(".")[0]
-            results.append(_score(prediction, reference, scheme, (1.0, 1.0, 1.0), name))
+        heads = synthetic_heads(config, paths, seed=10_007, shape=synthetic.test_image_shape)
+        for path, head in zip(paths, heads, strict=True):
+            results.append(score_through_pipeline(model, head.ct, head.reference, scheme,
+                                                  "synthetic_" + path.name.split(".")[0]))
     if not results:
         return None
     output = checkpoint.with_name(checkpoint.name.split(".")[0] + "_test_metrics.csv")

@@ -13,6 +13,7 @@ so the loop can keep the checkpoint with the best mean Dice.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -49,13 +50,20 @@ def build_validation_heads(config: TrainingConfig) -> list[ValidationHead]:
     if settings.every_epochs == 0 or synthetic is None or not synthetic.validation_label_maps:
         return []
     paths = config.resolve_label_maps(synthetic.validation_label_maps)
+    return synthetic_heads(config, [paths[n % len(paths)] for n in range(settings.heads)],
+                           seed=20_011, shape=settings.shape)
+
+
+def synthetic_heads(config: TrainingConfig, paths: list[Path], seed: int,
+                    shape: tuple[int, int, int]) -> list[ValidationHead]:
+    """One whole synthetic head CT per label map (the run's generator settings, CT mode,
+    a grid of ``shape`` 1 mm voxels), seeds ``seed``, ``seed + 1``, ..."""
     synth_config = training_data.synth_config_for(
-        config, {"output_shape": list(settings.shape), "mode": "ct"})
+        config, {"output_shape": list(shape), "mode": "ct"})
     heads: list[ValidationHead] = []
-    for number in range(settings.heads):
-        path = paths[number % len(paths)]
+    for number, path in enumerate(paths):
         bank = training_data.build_label_bank(config, [str(path)])
-        sample = SynthGenerator(bank, synth_config, seed=20_011 + number).sample()
+        sample = SynthGenerator(bank, synth_config, seed=seed + number).sample()
         if sample.hu is None:
             raise RuntimeError("the synthetic generator gave no HU image in CT mode")
         hu = np.round(sample.hu.numpy()).astype(np.int16)
@@ -67,14 +75,23 @@ def build_validation_heads(config: TrainingConfig) -> list[ValidationHead]:
     return heads
 
 
+def pipeline_options(scheme: str, tta: bool = False, calibrate: bool = False
+                     ) -> InferenceConfig:
+    """The inference options model selection and test scoring use: ``subct segment``'s
+    own steps (input clean-up, post-processing, back to the input grid), ``force`` (every
+    head is scored), no MC dropout; flip TTA and the volume calibration switchable (a
+    model in training has no calibration of its own)."""
+    return InferenceConfig(tta=tta, force=True, scheme=scheme, mc_dropout_samples=0,
+                           calibrate_volumes=calibrate)
+
+
 def pipeline_dice(network: torch.nn.Module, metadata: CheckpointMetadata,
                   heads: list[ValidationHead], device: torch.device) -> float:
     """Mean Dice over the structures and heads when ``network`` segments each head as
     ``subct segment --fast --force`` would. The network is left in training mode."""
     was_training = network.training
     model = model_from_network(network, metadata, device, precision="fp32")
-    options = InferenceConfig(tta=False, force=True, scheme=str(metadata.label_scheme),
-                              mc_dropout_samples=0)
+    options = pipeline_options(str(metadata.label_scheme))
     names = scheme_names(str(metadata.label_scheme))
     scores: list[float] = []
     try:
