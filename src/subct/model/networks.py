@@ -39,7 +39,8 @@ import torch
 from torch import nn
 
 from subct.errors import SubctConfigError
-from subct.model.checkpoint import size_divisor as size_divisor  # torch-free; re-exported here
+from subct.model.metadata import DEFAULT_NETWORK_CHANNELS
+from subct.model.metadata import size_divisor as size_divisor  # torch-free; re-exported here
 
 NetworkBuilder = Callable[..., nn.Module]
 
@@ -48,7 +49,7 @@ NetworkBuilder = Callable[..., nn.Module]
 NETWORK_REGISTRY: dict[str, NetworkBuilder] = {}
 
 
-DEFAULT_CHANNELS: tuple[int, ...] = (16, 32, 64, 128, 256)
+DEFAULT_CHANNELS: tuple[int, ...] = DEFAULT_NETWORK_CHANNELS["unet3d"]
 
 
 def register_network(name: str) -> Callable[[NetworkBuilder], NetworkBuilder]:
@@ -186,7 +187,7 @@ def _build_resunet3d(in_channels: int, out_channels: int,
 
 @register_network("dynunet")
 def _build_dynunet(in_channels: int, out_channels: int,
-                   channels: Sequence[int] = (32, 64, 128, 256, 320),
+                   channels: Sequence[int] = DEFAULT_NETWORK_CHANNELS["dynunet"],
                    dropout: float = 0.0, res_block: bool = False) -> nn.Module:
     from monai.networks.nets import DynUNet
 
@@ -235,7 +236,7 @@ class SliceWise2DNetwork(nn.Module):
 
 @register_network("unet2d_layernorm")
 def _build_unet2d_layernorm(in_channels: int, out_channels: int,
-                            channels: Sequence[int] = (32, 64, 128, 256, 512),
+                            channels: Sequence[int] = DEFAULT_NETWORK_CHANNELS["unet2d_layernorm"],
                             dropout: float = 0.0, slice_axis: int = 4) -> nn.Module:
     from monai.networks.nets import UNet
 

@@ -1,0 +1,23 @@
+"""The one place the CLI makes its consoles and turns outside text into plain text.
+
+Paths, case names, library messages and hints can hold square brackets (``[/x]``,
+``subct[atlas]``, ``[options]``) that Rich would read as markup: dropped, or a
+``MarkupError`` that ends the batch. Every command prints such text through
+:func:`plain` and makes its consoles with :func:`make_console` (no highlighting, no
+wrapping of long paths).
+"""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.markup import escape
+
+
+def plain(text: object) -> str:
+    """``text`` as literal console text: Rich markup characters escaped."""
+    return escape(str(text))
+
+
+def make_console(stderr: bool = False) -> Console:
+    """A console for command output (stdout) or messages (``stderr=True``)."""
+    return Console(stderr=stderr, highlight=False, soft_wrap=True)
