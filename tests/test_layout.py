@@ -178,3 +178,76 @@ def test_readme_python_names_resolve() -> None:
     import subct
 
     assert callable(subct.segment)
+
+
+def _functions() -> list[tuple[str, str, int]]:
+    """(file, function, length in lines) of every function in the package."""
+    found = []
+    for path in SOURCE.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                assert node.end_lineno is not None
+                found.append((str(path.relative_to(SOURCE)), node.name,
+                              node.end_lineno - node.lineno + 1))
+    return found
+
+
+def test_no_function_over_80_lines_and_segment_volume_a_short_loop() -> None:
+    functions = _functions()
+    long = [(file, name, length) for file, name, length in functions if length > 80]
+    assert not long
+    lengths = {(file, name): length for file, name, length in functions}
+    assert lengths[("inference/pipeline.py", "segment_volume")] <= 40
+
+
+def _all_imports(path: Path) -> set[str]:
+    """subct modules ``path`` imports anywhere (functions included), not for typing."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    typing_only = {id(inner) for node in ast.walk(tree)
+                   if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
+                   for inner in ast.walk(node)}
+    imported: set[str] = set()
+    for node in ast.walk(tree):
+        if id(node) in typing_only:
+            continue
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("subct"):
+            imported.add(node.module)
+            imported.update(f"{node.module}.{alias.name}" for alias in node.names)
+        elif isinstance(node, ast.Import):
+            imported.update(a.name for a in node.names if a.name.startswith("subct"))
+    return imported
+
+
+def test_no_import_cycles_counting_function_level_imports() -> None:
+    """Module to module (package ``__init__``s, which only re-export lazily, left out)."""
+    modules = {name: path for name, path in _modules().items() if path.name != "__init__.py"}
+    graph = {name: {t for t in _all_imports(path) if t in modules and t != name}
+             for name, path in modules.items()}
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(node: str) -> None:
+        state[node] = 1
+        stack.append(node)
+        for target in sorted(graph[node]):
+            if state.get(target) == 1:
+                pytest.fail("import cycle: " + " -> ".join(stack[stack.index(target):]
+                                                           + [target]))
+            if target not in state:
+                visit(target)
+        stack.pop()
+        state[node] = 2
+
+    for name in sorted(graph):
+        if name not in state:
+            visit(name)
+
+
+def test_every_qc_check_is_registered() -> None:
+    from subct.qc import case_checks
+    from subct.qc.registry import QC_CHECKS
+
+    defined = {name for name, value in vars(case_checks).items()
+               if callable(value) and getattr(value, "__module__", "") == case_checks.__name__
+               and not name.startswith("_")}
+    assert defined == {check.__name__ for check in QC_CHECKS}  # type: ignore[attr-defined]

@@ -150,37 +150,50 @@ def labels_to_native(crop_indices: NDArray[np.integer], grid: CropGrid, native: 
     out = np.where(inside, padded.ravel()[flat], 0).astype(np.int16)
     edge = inside & ~uniform.ravel()[flat]
     if edge.any():
-        fractions = [(coords[axis][edge] - floors[axis][edge]).astype(np.float32)
-                     for axis in range(3)]
-        base = [floors[axis][edge] for axis in range(3)]
-        corner_labels = []
-        corner_weights = []
-        for dx in (0, 1):
-            for dy in (0, 1):
-                for dz in (0, 1):
-                    weight = ((fractions[0] if dx else 1.0 - fractions[0])
-                              * (fractions[1] if dy else 1.0 - fractions[1])
-                              * (fractions[2] if dz else 1.0 - fractions[2]))
-                    weight = np.round(weight, 5)  # float noise must not decide ties
-                    corner = (base[0] + dx, base[1] + dy, base[2] + dz)
-                    label = padded[corner]
-                    if probabilities is not None:  # crop index = padded index − 1
-                        unpadded = tuple(np.clip(c - 1, 0, n - 1)
-                                         for c, n in zip(corner, labels.shape, strict=True))
-                        weight = weight * (1.0 + 1e-3 * probabilities[
-                            (label.astype(np.int64), *unpadded)])
-                    corner_labels.append(label)
-                    corner_weights.append(weight.astype(np.float32))
-        # Score of corner k's label = summed weight of the corners sharing that label.
-        best_score = np.full(corner_labels[0].shape, -1.0, dtype=np.float32)
-        best_label = np.zeros(corner_labels[0].shape, dtype=np.int16)
-        for label in corner_labels:
-            score = np.zeros(label.shape, dtype=np.float32)
-            for other, weight in zip(corner_labels, corner_weights, strict=True):
-                score += np.where(other == label, weight, np.float32(0.0))
-            better = score > best_score
-            best_score[better] = score[better]
-            best_label[better] = label[better]
-        out[edge] = best_label
+        out[edge] = _boundary_labels([coords[axis][edge] for axis in range(3)],
+                                     [floors[axis][edge] for axis in range(3)], padded,
+                                     probabilities)
     result[block] = out
     return result
+
+
+def _boundary_labels(coords: list[NDArray[np.float32]], base: list[NDArray[np.int64]],
+                     padded: NDArray[np.int16], probabilities: NDArray[np.float32] | None
+                     ) -> NDArray[np.int16]:
+    """Labels of native voxels whose 8 surrounding crop voxels disagree: the label with
+    the largest summed trilinear weight (ties broken by the interpolated posterior).
+
+    ``coords``/``base``: continuous and floor coordinates of those voxels on ``padded``
+    (the crop's labels padded by one background voxel on every side).
+    """
+    fractions = [(coords[axis] - base[axis]).astype(np.float32) for axis in range(3)]
+    unpadded_shape = tuple(n - 2 for n in padded.shape)
+    corner_labels = []
+    corner_weights = []
+    for dx in (0, 1):
+        for dy in (0, 1):
+            for dz in (0, 1):
+                weight = ((fractions[0] if dx else 1.0 - fractions[0])
+                          * (fractions[1] if dy else 1.0 - fractions[1])
+                          * (fractions[2] if dz else 1.0 - fractions[2]))
+                weight = np.round(weight, 5)  # float noise must not decide ties
+                corner = (base[0] + dx, base[1] + dy, base[2] + dz)
+                label = padded[corner]
+                if probabilities is not None:  # crop index = padded index − 1
+                    unpadded = tuple(np.clip(c - 1, 0, n - 1)
+                                     for c, n in zip(corner, unpadded_shape, strict=True))
+                    weight = weight * (1.0 + 1e-3 * probabilities[
+                        (label.astype(np.int64), *unpadded)])
+                corner_labels.append(label)
+                corner_weights.append(weight.astype(np.float32))
+    # Score of corner k's label = summed weight of the corners sharing that label.
+    best_score = np.full(corner_labels[0].shape, -1.0, dtype=np.float32)
+    best_label = np.zeros(corner_labels[0].shape, dtype=np.int16)
+    for label in corner_labels:
+        score = np.zeros(label.shape, dtype=np.float32)
+        for other, weight in zip(corner_labels, corner_weights, strict=True):
+            score += np.where(other == label, weight, np.float32(0.0))
+        better = score > best_score
+        best_score[better] = score[better]
+        best_label[better] = label[better]
+    return best_label

@@ -170,7 +170,19 @@ def render_overlay(ct: Volume, labels: Volume, config: OverlayConfig | None = No
                   anchor="mm")
         draw.text((centre_x, top + size[1] + 12), v_letters[1], fill=LETTER_COLOUR,
                   font=letter_font, anchor="mm")
-    names = scheme_names(config.scheme)
+    _draw_legend(draw, present, config.scheme, legend_font)
+    title = (config.title + f"  ({config.convention} convention)").strip()
+    draw.text((CANVAS_PX[0] // 2, 16), title, fill=(255, 255, 255), font=title_font,
+              anchor="mm")
+    buffer = io.BytesIO()
+    canvas.save(buffer, format="PNG", compress_level=3)
+    return buffer.getvalue()
+
+
+def _draw_legend(draw: Any, present: list[int], scheme: str, font: Any) -> None:
+    """One colour swatch and name per structure drawn (left and right share a colour
+    family), centred in a row under the panels."""
+    names = scheme_names(scheme)
     seen: set[str] = set()
     legend: list[tuple[tuple[int, int, int], str]] = []
     for value in present:
@@ -179,22 +191,16 @@ def render_overlay(ct: Volume, labels: Volume, config: OverlayConfig | None = No
         short = names[value].removeprefix("Left-").removeprefix("Right-")
         if short not in seen:
             seen.add(short)
-            legend.append((label_colour(value, config.scheme), short))
+            legend.append((label_colour(value, scheme), short))
     if legend:
-        widths = [28 + int(draw.textlength(text, font=legend_font)) + 18 for _, text in legend]
+        widths = [28 + int(draw.textlength(text, font=font)) + 18 for _, text in legend]
         x = max(4, (CANVAS_PX[0] - sum(widths)) // 2)
         for (colour, text), width in zip(legend, widths, strict=True):
             draw.rectangle((x, LEGEND_TOP_PX - 5, x + 22, LEGEND_TOP_PX + 5),
                            fill=tuple(int(c) for c in colour))
-            draw.text((x + 28, LEGEND_TOP_PX), text, fill=(255, 255, 255), font=legend_font,
+            draw.text((x + 28, LEGEND_TOP_PX), text, fill=(255, 255, 255), font=font,
                       anchor="lm")
             x += width
-    title = (config.title + f"  ({config.convention} convention)").strip()
-    draw.text((CANVAS_PX[0] // 2, 16), title, fill=(255, 255, 255), font=title_font,
-              anchor="mm")
-    buffer = io.BytesIO()
-    canvas.save(buffer, format="PNG", compress_level=3)
-    return buffer.getvalue()
 
 
 def save_overlay(ct: Volume, labels: Volume, path: str | Path,

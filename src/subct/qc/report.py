@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import html
 import typing
 from collections.abc import Sequence
 
@@ -47,7 +48,6 @@ def _viewer_section(records: Sequence[dict[str, object]], scheme: str) -> list[s
     """A NiiVue slice viewer of the CT with its labels, one case at a time (the cases'
     ``viewer/<case>.js`` data scripts, loaded when a case is chosen, and the bundled
     ``viewer/niivue.umd.js``)."""
-    import html
     import json
 
     cases = [str(r["case"]) for r in records
@@ -123,8 +123,6 @@ def structure_warnings(flags: Sequence[dict[str, typing.Any]], structure: str) -
 def _case_panels(records: Sequence[dict[str, object]]) -> list[str]:
     """Per case: the QC flags in plain words with what to do, and each structure's
     volume against its normal adult range (a bar; flagged ones red) and reliability."""
-    import html
-    import typing
 
     def esc(value: object) -> str:
         return html.escape(str(value))
@@ -174,6 +172,39 @@ def _case_panels(records: Sequence[dict[str, object]]) -> list[str]:
     return parts
 
 
+def _esc(value: object) -> str:
+    return html.escape(str(value))
+
+
+def _volume_row(record: dict[str, object], names: list[str]) -> str:
+    """One case's row of the volume table: overlay thumbnail, QC status, ICV (cm³),
+    MC-dropout CV (%) and each structure's volume (mm³; flagged cells shaded)."""
+    qc = record.get("qc") if isinstance(record.get("qc"), dict) else {}
+    assert isinstance(qc, dict)
+    is_flagged = bool(qc.get("flagged"))
+    outputs = record.get("outputs") if isinstance(record.get("outputs"), dict) else {}
+    assert isinstance(outputs, dict)
+    overlay = outputs.get("overlay")
+    thumb = (f"<a href='{_esc(overlay)}'><img src='{_esc(overlay)}' alt='overlay'></a>"
+             if overlay else "")
+    icv = record.get("intracranial_volume_mm3")
+    icv_text = "–" if not isinstance(icv, int | float) else f"{icv / 1000:.0f}"
+    mc = qc.get("mc_dropout")
+    mc_text = f"{mc['mean_cv_percent']:.2f}" if isinstance(mc, dict) else "–"
+    volumes = record.get("volumes_mm3") if isinstance(record.get("volumes_mm3"), dict) else {}
+    assert isinstance(volumes, dict)
+    case_flags = qc.get("flags", [])
+    cells = ""
+    for name in names:
+        volume = volumes.get(name, 0.0)
+        own = structure_warnings(case_flags, name)
+        opening = f"<td class='flag' title='{_esc(' '.join(own))}'>" if own else "<td>"
+        cells += "<td>–</td>" if volume is None else f"{opening}{float(volume):.0f}</td>"
+    status = "<td class='flag'>flagged</td>" if is_flagged else "<td class='ok'>ok</td>"
+    return (f"<tr id='{_esc(record['case'])}'><td class='l'>{_esc(record['case'])}</td>"
+            f"<td>{thumb}</td>{status}<td>{icv_text}</td><td>{mc_text}</td>{cells}</tr>")
+
+
 def render_segmentation_index(records: Sequence[dict[str, object]],
                               failures: Sequence[tuple[str, str]] = ()) -> str:
     """The batch ``index.html`` of ``subct segment``: one self-contained HTML page.
@@ -182,8 +213,6 @@ def render_segmentation_index(records: Sequence[dict[str, object]],
     list, a row per case with its overlay thumbnail (linked, relative path), QC status,
     intracranial volume and every structure's volume (mm³), and the failed cases.
     """
-    import html
-    import typing
 
     def esc(value: object) -> str:
         return html.escape(str(value))
@@ -225,31 +254,7 @@ def render_segmentation_index(records: Sequence[dict[str, object]],
                  "<thead><tr><th>case</th><th>overlay</th><th>QC</th>"
                  "<th>ICV (cm³)</th><th>MC-dropout CV (%)</th>"
                  + "".join(f"<th>{esc(n)}</th>" for n in names) + "</tr></thead><tbody>")
-    for record in records:
-        qc = record.get("qc") if isinstance(record.get("qc"), dict) else {}
-        assert isinstance(qc, dict)
-        is_flagged = bool(qc.get("flagged"))
-        outputs = record.get("outputs") if isinstance(record.get("outputs"), dict) else {}
-        assert isinstance(outputs, dict)
-        overlay = outputs.get("overlay")
-        thumb = (f"<a href='{esc(overlay)}'><img src='{esc(overlay)}' alt='overlay'></a>"
-                 if overlay else "")
-        icv = record.get("intracranial_volume_mm3")
-        icv_text = "–" if not isinstance(icv, int | float) else f"{icv / 1000:.0f}"
-        mc = qc.get("mc_dropout")
-        mc_text = f"{mc['mean_cv_percent']:.2f}" if isinstance(mc, dict) else "–"
-        volumes = record.get("volumes_mm3") if isinstance(record.get("volumes_mm3"), dict) else {}
-        assert isinstance(volumes, dict)
-        case_flags = qc.get("flags", [])
-        cells = ""
-        for name in names:
-            volume = volumes.get(name, 0.0)
-            own = structure_warnings(case_flags, name)
-            opening = f"<td class='flag' title='{esc(' '.join(own))}'>" if own else "<td>"
-            cells += "<td>–</td>" if volume is None else f"{opening}{float(volume):.0f}</td>"
-        status = "<td class='flag'>flagged</td>" if is_flagged else "<td class='ok'>ok</td>"
-        parts.append(f"<tr id='{esc(record['case'])}'><td class='l'>{esc(record['case'])}</td>"
-                     f"<td>{thumb}</td>{status}<td>{icv_text}</td><td>{mc_text}</td>{cells}</tr>")
+    parts.extend(_volume_row(record, names) for record in records)
     parts.append("</tbody></table>" + _SORT_SCRIPT
                  + "<p>Volumes are measured on the written label maps (input grid). "
                  "QC flags: input not like head CT, volumes outside normal adult ranges, "

@@ -168,72 +168,102 @@ class PathologySimulator:
                 ) -> tuple[torch.Tensor, torch.Tensor]:
         """Infarcts, white-matter hypodensity, haemorrhage and calcification (HU), and
         the CSF-core relabelling of infarcts. Returns the new HU image and labels."""
-        config, groups = self.config, self.groups
-        shape = _shape3(hu)
         hu, labels = hu.clone(), labels.clone()
         found: list[str] = []
+        brain = self.groups.mask(labels, BRAIN)
+        self._infarcts(hu, labels, brain, rng, generator, found)
+        self._white_matter_hypodensity(hu, labels, rng, generator, found)
+        self._parenchymal_bleeds(hu, labels, brain, rng, generator, found)
+        self._extra_axial_bleeds(hu, labels, brain, rng, generator, found)
+        hu = self._calcification(hu, labels, rng, generator, found)
+        parameters["pathology"] = found
+        return hu, labels
 
-        def texture(std: float) -> torch.Tensor:
-            return torch.randn(shape, generator=generator, device=self.device) * std
+    def _texture(self, hu: torch.Tensor, std: float, generator: torch.Generator
+                 ) -> torch.Tensor:
+        """Gaussian noise (HU) of ``std`` on ``hu``'s grid: the grain inside a lesion."""
+        return torch.randn(_shape3(hu), generator=generator, device=self.device) * std
 
-        brain = groups.mask(labels, BRAIN)
-        # Old infarcts / encephalomalacia: cortical-subcortical or beside the ventricles.
-        if chance(rng, config.infarct.probability):
-            count = int(rng.integers(config.infarct.count[0], config.infarct.count[1] + 1))
-            csf_index = groups.index(EXTRACEREBRAL_CSF[0])
-            for _ in range(count):
-                near_ventricle = rng.uniform() < 0.4
-                region = (dilate(groups.mask(labels, LATERAL_VENTRICLES), 6) & brain
-                          if near_ventricle else brain)
-                centre = random_voxel(region, rng)
-                if centre is None:
-                    continue
-                radius = float(rng.uniform(*config.infarct.radius_mm))
-                lesion = blob(shape, centre, radius, 0.25, generator, self.device) & brain
-                level = float(rng.uniform(*config.infarct.hu))
-                hu[lesion] = level + texture(2.0)[lesion]
-                if csf_index is not None and level < config.infarct.csf_core_below_hu:
-                    labels[lesion & groups.mask(labels, TARGETS)] = csf_index
-                found.append("infarct_periventricular" if near_ventricle else "infarct")
-        # Small-vessel disease: patchy periventricular / deep white-matter hypodensity.
-        if chance(rng, config.white_matter_hypodensity.probability):
-            white = groups.mask(labels, WHITE_MATTER)
-            near = dilate(groups.mask(labels, LATERAL_VENTRICLES), 10)
-            patches = smooth_random_field(shape, (10, 10, 10), 1.0, generator, self.device)
-            extent = float(rng.uniform(*config.white_matter_hypodensity.extent))
-            threshold = float(torch.quantile(patches[white][::50], 1.0 - extent)) \
-                if bool(white.any()) else 1e9
-            area = white & ((patches > threshold) | (near & (patches > threshold - 0.5)))
-            hu[area] -= float(rng.uniform(*config.white_matter_hypodensity.drop_hu))
-            found.append("white_matter_hypodensity")
-        # Intraparenchymal haemorrhage, basal ganglia and thalamus included.
-        if chance(rng, config.haemorrhage.intraparenchymal_probability):
+    def _infarcts(self, hu: torch.Tensor, labels: torch.Tensor, brain: torch.Tensor,
+                  rng: np.random.Generator, generator: torch.Generator,
+                  found: list[str]) -> None:
+        """Old infarcts / encephalomalacia: cortical-subcortical or beside the ventricles;
+        a core below ``csf_core_below_hu`` is relabelled CSF (in place)."""
+        config, groups, shape = self.config.infarct, self.groups, _shape3(hu)
+        if not chance(rng, config.probability):
+            return
+        count = int(rng.integers(config.count[0], config.count[1] + 1))
+        csf_index = groups.index(EXTRACEREBRAL_CSF[0])
+        for _ in range(count):
+            near_ventricle = rng.uniform() < 0.4
+            region = (dilate(groups.mask(labels, LATERAL_VENTRICLES), 6) & brain
+                      if near_ventricle else brain)
+            centre = random_voxel(region, rng)
+            if centre is None:
+                continue
+            radius = float(rng.uniform(*config.radius_mm))
+            lesion = blob(shape, centre, radius, 0.25, generator, self.device) & brain
+            level = float(rng.uniform(*config.hu))
+            hu[lesion] = level + self._texture(hu, 2.0, generator)[lesion]
+            if csf_index is not None and level < config.csf_core_below_hu:
+                labels[lesion & groups.mask(labels, TARGETS)] = csf_index
+            found.append("infarct_periventricular" if near_ventricle else "infarct")
+
+    def _white_matter_hypodensity(self, hu: torch.Tensor, labels: torch.Tensor,
+                                  rng: np.random.Generator, generator: torch.Generator,
+                                  found: list[str]) -> None:
+        """Small-vessel disease: patchy periventricular / deep white-matter hypodensity."""
+        config, groups, shape = self.config.white_matter_hypodensity, self.groups, _shape3(hu)
+        if not chance(rng, config.probability):
+            return
+        white = groups.mask(labels, WHITE_MATTER)
+        near = dilate(groups.mask(labels, LATERAL_VENTRICLES), 10)
+        patches = smooth_random_field(shape, (10, 10, 10), 1.0, generator, self.device)
+        extent = float(rng.uniform(*config.extent))
+        threshold = float(torch.quantile(patches[white][::50], 1.0 - extent)) \
+            if bool(white.any()) else 1e9
+        area = white & ((patches > threshold) | (near & (patches > threshold - 0.5)))
+        hu[area] -= float(rng.uniform(*config.drop_hu))
+        found.append("white_matter_hypodensity")
+
+    def _parenchymal_bleeds(self, hu: torch.Tensor, labels: torch.Tensor, brain: torch.Tensor,
+                            rng: np.random.Generator, generator: torch.Generator,
+                            found: list[str]) -> None:
+        """Intraparenchymal haemorrhage (basal ganglia and thalamus included) with an
+        oedema rim, and intraventricular blood layering in the posterior ventricle."""
+        config, groups, shape = self.config.haemorrhage, self.groups, _shape3(hu)
+        if chance(rng, config.intraparenchymal_probability):
             region = (groups.mask(labels, DEEP_NUCLEI) if rng.uniform() < 0.5 else brain)
             centre = random_voxel(region, rng)
             if centre is not None:
-                radius = float(rng.uniform(*config.haemorrhage.radius_mm))
+                radius = float(rng.uniform(*config.radius_mm))
                 bleed = blob(shape, centre, radius, 0.2, generator, self.device) & brain
-                hu[bleed] = float(rng.uniform(*config.haemorrhage.hu)) + texture(3.0)[bleed]
-                # oedema rim, hypodense
-                rim = dilate(bleed, 2) & ~bleed & brain
+                hu[bleed] = float(rng.uniform(*config.hu)) + \
+                    self._texture(hu, 3.0, generator)[bleed]
+                rim = dilate(bleed, 2) & ~bleed & brain  # oedema rim, hypodense
                 hu[rim] -= float(rng.uniform(3.0, 10.0))
                 found.append("haemorrhage_intraparenchymal")
-        # Intraventricular: blood layering in the dependent (posterior) ventricle.
-        if chance(rng, config.haemorrhage.intraventricular_probability):
+        if chance(rng, config.intraventricular_probability):
             ventricle = groups.mask(labels, LATERAL_VENTRICLES)
             if bool(ventricle.any()):
                 y = torch.arange(shape[1], device=self.device)[None, :, None].float()
                 cut = float(torch.quantile(torch.nonzero(ventricle)[:, 1].float(),
                                            float(rng.uniform(0.1, 0.4))))
                 layer = ventricle & (y < cut)
-                hu[layer] = float(rng.uniform(*config.haemorrhage.hu)) + texture(3.0)[layer]
+                hu[layer] = float(rng.uniform(*config.hu)) + \
+                    self._texture(hu, 3.0, generator)[layer]
                 found.append("haemorrhage_intraventricular")
-        # Subdural: a crescent under the skull over one hemisphere.
-        if chance(rng, config.haemorrhage.subdural_probability):
+
+    def _extra_axial_bleeds(self, hu: torch.Tensor, labels: torch.Tensor, brain: torch.Tensor,
+                            rng: np.random.Generator, generator: torch.Generator,
+                            found: list[str]) -> None:
+        """Subdural crescent under the skull over one hemisphere (acute or subacute), and
+        subarachnoid blood in part of the sulcal CSF."""
+        config, groups, shape = self.config.haemorrhage, self.groups, _shape3(hu)
+        if chance(rng, config.subdural_probability):
             skull = groups.mask(labels, SKULL)
             if bool(skull.any()):
-                thickness = int(rng.integers(config.haemorrhage.subdural_mm[0],
-                                             config.haemorrhage.subdural_mm[1] + 1))
+                thickness = int(rng.integers(config.subdural_mm[0], config.subdural_mm[1] + 1))
                 # between the skull and the brain: extra-cerebral CSF and outer cortex
                 inner = dilate(skull, thickness) & groups.mask(labels, EXTRACEREBRAL_CSF + CORTEX)
                 x = torch.arange(shape[0], device=self.device)[:, None, None].float()
@@ -242,20 +272,16 @@ class PathologySimulator:
                 side = (x < middle) if rng.uniform() < 0.5 else (x >= middle)
                 crescent = inner & side & ~groups.mask(labels, TARGETS)
                 acute = rng.uniform() < 0.6
-                level = (float(rng.uniform(*config.haemorrhage.hu)) if acute
+                level = (float(rng.uniform(*config.hu)) if acute
                          else float(rng.uniform(20.0, 45.0)))
-                hu[crescent] = level + texture(3.0)[crescent]
+                hu[crescent] = level + self._texture(hu, 3.0, generator)[crescent]
                 found.append("haemorrhage_subdural")
-        # Subarachnoid: blood in part of the sulcal CSF.
-        if chance(rng, config.haemorrhage.subarachnoid_probability):
+        if chance(rng, config.subarachnoid_probability):
             csf = groups.mask(labels, EXTRACEREBRAL_CSF)
             patches = smooth_random_field(shape, (8, 8, 8), 1.0, generator, self.device)
             area = csf & (patches > float(rng.uniform(0.0, 1.0)))
-            hu[area] = float(rng.uniform(40.0, 70.0)) + texture(4.0)[area]
+            hu[area] = float(rng.uniform(40.0, 70.0)) + self._texture(hu, 4.0, generator)[area]
             found.append("haemorrhage_subarachnoid")
-        hu = self._calcification(hu, labels, rng, generator, found)
-        parameters["pathology"] = found
-        return hu, labels
 
     def _calcification(self, hu: torch.Tensor, labels: torch.Tensor,
                        rng: np.random.Generator, generator: torch.Generator,

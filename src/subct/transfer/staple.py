@@ -34,6 +34,34 @@ def _disagreement(stack: list[NDArray[np.int16]]) -> NDArray[np.bool_]:
 BACKGROUND = 0
 
 
+def _staple_em(patterns: NDArray[np.int64], weights: NDArray[np.float64],
+               prior: NDArray[np.float64], posterior: NDArray[np.float64],
+               max_iterations: int, tolerance: float) -> NDArray[np.float64]:
+    """EM of STAPLE on vote patterns: ``patterns`` (maps, P) label indices, ``weights`` (P)
+    voxel counts, ``prior`` (K), ``posterior`` (P, K) the initial W; returns the final W
+    (stops when no confusion-matrix entry moves by more than ``tolerance``)."""
+    n_maps, n_patterns = patterns.shape
+    n_labels = len(prior)
+    confusion = np.zeros((n_maps, n_labels, n_labels))
+    for _ in range(max(1, max_iterations)):
+        previous = confusion.copy()
+        weighted = posterior * weights[:, None]  # (P, K_true)
+        for j in range(n_maps):
+            for true_label in range(n_labels):
+                confusion[j, true_label] = np.bincount(
+                    patterns[j], weights=weighted[:, true_label], minlength=n_labels)
+            confusion[j] /= np.maximum(confusion[j].sum(axis=1, keepdims=True), 1e-300)
+        log_posterior = np.log(np.maximum(prior, 1e-300))[None, :].repeat(n_patterns, 0)
+        for j in range(n_maps):
+            log_posterior += np.log(np.maximum(confusion[j][:, patterns[j]].T, 1e-300))
+        log_posterior -= log_posterior.max(axis=1, keepdims=True)
+        posterior = np.exp(log_posterior)
+        posterior /= posterior.sum(axis=1, keepdims=True)
+        if np.abs(confusion - previous).max() < tolerance:
+            break
+    return posterior
+
+
 def _staple(stack: list[NDArray[np.int16]], max_iterations: int,
             tolerance: float = 1e-6) -> NDArray[np.int16]:
     """Multi-label STAPLE (Warfield 2004; Rohlfing 2004) by EM on vote *patterns*.
@@ -84,23 +112,7 @@ def _staple(stack: list[NDArray[np.int16]], max_iterations: int,
         vote_counts[np.arange(n_patterns), patterns[j]] += 1.0
     winners = vote_counts == vote_counts.max(axis=1, keepdims=True)
     posterior = (winners & (winners.sum(axis=1, keepdims=True) == 1)).astype(np.float64)
-    confusion = np.zeros((n_maps, n_labels, n_labels))
-    for _ in range(max(1, max_iterations)):
-        previous = confusion.copy()
-        weighted = posterior * weights[:, None]  # (P, K_true)
-        for j in range(n_maps):
-            for true_label in range(n_labels):
-                confusion[j, true_label] = np.bincount(
-                    patterns[j], weights=weighted[:, true_label], minlength=n_labels)
-            confusion[j] /= np.maximum(confusion[j].sum(axis=1, keepdims=True), 1e-300)
-        log_posterior = np.log(np.maximum(prior, 1e-300))[None, :].repeat(n_patterns, 0)
-        for j in range(n_maps):
-            log_posterior += np.log(np.maximum(confusion[j][:, patterns[j]].T, 1e-300))
-        log_posterior -= log_posterior.max(axis=1, keepdims=True)
-        posterior = np.exp(log_posterior)
-        posterior /= posterior.sum(axis=1, keepdims=True)
-        if np.abs(confusion - previous).max() < tolerance:
-            break
+    posterior = _staple_em(patterns, weights, prior, posterior, max_iterations, tolerance)
     best = posterior.argmax(axis=1)
     top = np.take_along_axis(posterior, best[:, None], axis=1)[:, 0]
     tied = (np.abs(posterior - top[:, None]) <= 1e-12 * np.maximum(top[:, None], 1e-300)).sum(
