@@ -251,3 +251,8 @@ def test_every_qc_check_is_registered() -> None:
                if callable(value) and getattr(value, "__module__", "") == case_checks.__name__
                and not name.startswith("_")}
     assert defined == {check.__name__ for check in QC_CHECKS}  # type: ignore[attr-defined]
+
+
+def test_hu_window_and_spacing_defaults_are_written_once() -> None:
+    for literal in ("-100.0, 200.0", "(1.0, 1.0, 1.0)"):
+        assert _calls(literal) == ["model/plan.py"], literal

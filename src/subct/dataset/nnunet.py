@@ -48,7 +48,7 @@ from subct.labels.schemes import (
     scheme_labels,
 )
 from subct.labels.schemes import scheme_names as _scheme_names
-from subct.model.preprocessing import DEFAULT_HU_WINDOW
+from subct.model.plan import DEFAULT_HU_WINDOW, require_same
 from subct.synth import LabelBank, SynthConfig, SynthGenerator
 
 REQUIRED_DATASET_KEYS = ("channel_names", "labels", "numTraining", "file_ending")
@@ -138,6 +138,10 @@ def export_synthetic(label_maps: Sequence[str | Path], samples_per_map: int,
     if samples_per_map < 1:
         raise SubctConfigError("samples_per_map must be at least 1")
     synth_values = {"mode": "ct", "target_scheme": config.label_scheme} | dict(config.synth)
+    ct = dict(synth_values.get("ct") or {})
+    if "window" in ct:  # the images are mapped back to HU through hu_window: one window
+        require_same("synth.ct.window", ct["window"], "hu_window", config.hu_window)
+    synth_values["ct"] = ct | {"window": list(config.hu_window)}
     synth_config = SynthConfig.from_dict(synth_values)
     low, high = config.hu_window
     cases: list[str] = []

@@ -140,9 +140,8 @@ def clean_input(state: CaseState) -> CaseState:
 
 def window(state: CaseState) -> CaseState:
     """The model's HU window mapped to [0, 1]: the network's input."""
-    low, high = state.model.metadata.hu_window
     state.image_01 = ct_window_normalise(need(state.network_hu, "network_hu"),
-                                         (float(low), float(high)))
+                                         state.model.metadata.plan.hu_window)
     return state
 
 

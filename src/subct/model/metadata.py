@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from subct import __version__
 from subct.errors import SubctInputError
 from subct.labels.schemes import scheme_labels, scheme_names
+from subct.model.plan import DEFAULT_HU_WINDOW, DEFAULT_SPACING_MM, Plan
 
 METADATA_KEY = "subct"
 
@@ -67,9 +68,9 @@ class CheckpointMetadata(BaseModel):
     network_name: str
     network_kwargs: dict[str, Any] = Field(default_factory=dict)
     label_scheme: Literal["canonical", "merged", "paper7"] = "canonical"
-    spacing_mm: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    spacing_mm: tuple[float, float, float] = DEFAULT_SPACING_MM
     orientation: Literal["RAS"] = "RAS"
-    hu_window: tuple[float, float] = (-100.0, 200.0)
+    hu_window: tuple[float, float] = DEFAULT_HU_WINDOW
     patch_size: tuple[int, int, int] = (128, 128, 128)
     skull_strip: bool = False
     subct_version: str = __version__
@@ -80,6 +81,15 @@ class CheckpointMetadata(BaseModel):
     created: str = Field(default_factory=now_utc)
     reference_pitch_deg: float | None = None
     class_scales: dict[str, float] = Field(default_factory=dict)
+
+    @property
+    def plan(self) -> Plan:
+        """The grid and intensity settings this network was trained with."""
+        return Plan(spacing_mm=tuple(float(s) for s in self.spacing_mm),  # type: ignore[arg-type]
+                    hu_window=(float(self.hu_window[0]), float(self.hu_window[1])),
+                    patch_size=self.patch_size, label_scheme=self.label_scheme,
+                    size_divisor=size_divisor(self.network_name, **self.network_kwargs),
+                    reference_pitch_deg=self.reference_pitch_deg)
 
     @property
     def num_classes(self) -> int:

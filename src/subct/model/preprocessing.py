@@ -19,10 +19,10 @@ from subct.labels.schemes import labels_to_indices, merge_left_right
 if TYPE_CHECKING:  # torch is not imported here: ONNX Runtime inference runs without it
     import torch
 from subct.image.masks import skull_strip_mask
+from subct.model.plan import DEFAULT_HU_WINDOW, DEFAULT_SPACING_MM
 
-#: Default HU window for subcortical CT: clips air/fat below and bone above, keeps the
-#: brain (CSF ≈ 0–15 HU, white matter ≈ 25–30 HU, grey matter ≈ 35–45 HU) in range.
-DEFAULT_HU_WINDOW: tuple[float, float] = (-100.0, 200.0)
+__all__ = ["DEFAULT_HU_WINDOW", "DEFAULT_SPACING_MM", "GeometryConfig", "ct_window_normalise",
+           "preprocess_ct"]
 
 
 ArrayOrTensor = TypeVar("ArrayOrTensor", np.ndarray, "torch.Tensor")
@@ -77,7 +77,7 @@ class GeometryConfig(StrictConfig):
     """
 
 
-    spacing_mm: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    spacing_mm: tuple[float, float, float] = DEFAULT_SPACING_MM
     hu_window: tuple[float, float] = DEFAULT_HU_WINDOW
     skull_strip: bool = False
     merge_left_right: bool = False

@@ -16,7 +16,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from subct.config import StrictConfig
-from subct.model.preprocessing import DEFAULT_HU_WINDOW
+from subct.model.plan import DEFAULT_HU_WINDOW
 from subct.synth.tissues import CT_TISSUE_HU, TISSUES
 
 Range = tuple[float, float]

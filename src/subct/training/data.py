@@ -23,9 +23,10 @@ import torch
 from numpy.typing import NDArray
 from torch.utils.data import IterableDataset, get_worker_info
 
-from subct.errors import SubctConfigError, SubctInputError
+from subct.errors import SubctInputError
 from subct.io.readers import load_volume
 from subct.io.writers import atomic_output, atomic_write_text
+from subct.model.plan import require_same
 from subct.model.preprocessing import preprocess_ct, to_network_grid
 from subct.synth import LabelBank, SynthConfig, SynthGenerator
 from subct.training.config import TrainingConfig
@@ -255,10 +256,9 @@ def synth_config_for(config: TrainingConfig, extra: dict[str, Any] | None = None
     values.update(extra or {})
     window = [float(v) for v in config.preprocessing.hu_window]
     ct = dict(values.get("ct") or {})
-    if "window" in ct and [float(v) for v in ct["window"]] != window:
-        raise SubctConfigError(
-            f"data.synthetic.synth.ct.window {list(ct['window'])} differs from "
-            f"preprocessing.hu_window {window}: set the HU window once, in preprocessing")
+    if "window" in ct:
+        require_same("data.synthetic.synth.ct.window", ct["window"],
+                     "preprocessing.hu_window", window)
     ct["window"] = window
     values["ct"] = ct
     return SynthConfig.from_dict(values)
