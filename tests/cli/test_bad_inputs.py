@@ -142,6 +142,19 @@ CASES: dict[str, tuple[Case, tuple[str, ...]]] = {
     "model with 50 mm spacing": (lambda t: [str(_head(t)), "--model",
                                             str(_bad_checkpoint(t, "bad_meta"))],
                                  ("bad_meta.safetensors", "spacing_mm")),
+    # issue 25: what the first round of hostile inputs let through
+    "uniform noise -1024..3000 HU": (lambda t: [str(_nifti(
+        t / "noise.nii.gz", np.random.default_rng(0).uniform(-1024, 3000, (96, 96, 80))
+        .astype(np.float32), np.diag([2.0, 2.0, 2.5, 1.0])))], ("noise.nii.gz", "noise")),
+    "--vol is the input": (lambda t: [str(_head(t)), "--vol", str(t / "head.nii.gz")],
+                           ("head.nii.gz", "--vol", "overwrite the input")),
+    "--vol in a missing folder": (lambda t: [str(_head(t)), "--vol",
+                                             str(t / "nowhere" / "v.csv")],
+                                  ("v.csv", "does not exist")),
+    "--vol is a folder": (lambda t: [str(_head(t)), "--vol", str(_mkdir(t / "csvdir"))],
+                          ("csvdir", "folder")),
+    "path with Rich markup": (lambda t: [str(_head(_mkdirs(t / "a[/x]b"))), "--scheme",
+                                         "bogus"], ("bogus",)),
 }
 
 
@@ -157,6 +170,11 @@ def _write(path: Path, data: bytes) -> Path:
 
 def _mkdir(path: Path) -> Path:
     path.mkdir()
+    return path
+
+
+def _mkdirs(path: Path) -> Path:
+    path.mkdir(parents=True)
     return path
 
 
@@ -218,6 +236,20 @@ def test_usage_errors_are_one_line_and_exit_2(argv: list[str], words: tuple[str,
                                               capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = _run(argv, capsys)
     _check_one_line(code, out, err, words)
+
+
+def test_console_text_with_brackets_is_printed_as_is(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    folder = _mkdirs(tmp_path / "scans [bold]x[/bold]")  # "[/" spans two folders
+    head = save_volume(analytic_head_phantom(spacing_mm=4.0).ct, folder / "h[bold]ead.nii.gz")
+    code, out, err = _run(["segment", str(head), "-o", str(tmp_path / "o[red]ut"), "--model",
+                           str(FIXTURE), "--fast", "--threads", "1", "--scheme", "merged"],
+                          capsys)
+    assert code == 0, err
+    assert "h[bold]ead" in out and "o[red]ut" in out  # brackets shown, no MarkupError
+    missing = tmp_path / "[options]" / "none.nii.gz"
+    code, out, err = _run(["segment", str(missing), "-o", str(tmp_path / "o2")], capsys)
+    assert code == 2 and "[options]" in err
 
 
 def test_output_folder_mistakes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

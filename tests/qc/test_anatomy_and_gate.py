@@ -210,3 +210,14 @@ def test_a_ventricle_label_spread_over_hypodense_tissue_is_flagged() -> None:
     report = AnatomyReport()
     check_intensities(indices, hu, NAMES, report, slice_mm=5.0)
     assert not report.flags
+
+
+def test_noise_is_not_anatomy_and_a_head_is() -> None:
+    from subct.qc.checks import MIN_NEIGHBOUR_CORRELATION, neighbour_correlation
+    from tests.support.phantom import analytic_head_phantom
+
+    head = analytic_head_phantom(spacing_mm=4.0).ct
+    noise = Volume(np.random.default_rng(1).uniform(-1024, 3000, (64, 64, 48))
+                   .astype(np.float32), np.eye(4))
+    assert neighbour_correlation(head) > 0.9
+    assert abs(neighbour_correlation(noise)) < MIN_NEIGHBOUR_CORRELATION / 5

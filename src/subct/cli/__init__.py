@@ -13,9 +13,9 @@ import os
 import sys
 
 import typer
-from rich.console import Console
 
 from subct import __version__
+from subct.cli.console import make_console, plain
 from subct.errors import SubctError
 
 app = typer.Typer(
@@ -26,7 +26,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode="rich",
 )
-error_console = Console(stderr=True, highlight=False, soft_wrap=True)
+error_console = make_console(stderr=True)
 _state = {"debug": False}
 
 #: Command name → module defining ``register(app)``. Order = order in ``subct --help``.
@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> None:
     except SubctError as error:
         if debug:
             raise
-        error_console.print(f"[bold red]error:[/] {error}", markup=True, highlight=False)
+        error_console.print(f"[bold red]error:[/] {plain(error)}", markup=True, highlight=False)
         sys.exit(2)
     except KeyboardInterrupt:
         error_console.print("interrupted")
@@ -170,12 +170,12 @@ def _exit_code_for(error: Exception, debug: bool) -> int:
         context = getattr(error, "ctx", None)
         usage = context.command_path if context is not None else "subct"
         message = error.format_message() if hasattr(error, "format_message") else str(error)
-        error_console.print(f"[bold red]error:[/] {usage}: {message} "
+        error_console.print(f"[bold red]error:[/] {plain(usage)}: {plain(message)} "
                             f"(see {usage} --help)", markup=True, highlight=False)
         return 2
     if debug:
         raise error
-    error_console.print(f"[bold red]internal error:[/] {type(error).__name__}: {error} "
+    error_console.print(f"[bold red]internal error:[/] {type(error).__name__}: {plain(error)} "
                         "(rerun with --debug for the traceback, and please report it)",
                         markup=True, highlight=False)
     return 1

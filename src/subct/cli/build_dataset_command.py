@@ -10,7 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.console import Console
+
+from subct.cli.console import make_console, plain
 
 
 def register(app: typer.Typer) -> None:
@@ -64,7 +65,7 @@ def register(app: typer.Typer) -> None:
             )
         except (ValidationError, ValueError) as error:
             raise SubctConfigError(f"invalid build-dataset option: {error}") from error
-        console = Console(stderr=True, highlight=False)
+        console = make_console(stderr=True)
         report = build_dataset(source, output, config, workers=workers, scheduler=scheduler,
                                progress=not no_progress)
         flagged = [row["case"] for row in report.qc_rows if row.get("flags")]
@@ -72,6 +73,6 @@ def register(app: typer.Typer) -> None:
                       f"{len(report.failed)} failed, {len(flagged)} flagged in qc.csv "
                       f"({report.seconds:.1f} s) → {report.output}")
         for case_id, problem in report.failed.items():
-            console.print(f"[red]failed[/] {case_id}: {problem}")
+            console.print(f"[red]failed[/] {plain(case_id)}: {plain(problem)}")
         if report.failed:
             raise typer.Exit(code=2)

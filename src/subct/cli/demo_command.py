@@ -6,7 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.console import Console
+
+from subct.cli.console import make_console, plain
 
 
 def register(app: typer.Typer) -> None:
@@ -26,13 +27,13 @@ def register(app: typer.Typer) -> None:
         from subct.model.registry import resolve_model_path
 
         resolve_model_path(model)
-        console = Console(highlight=False, soft_wrap=True)
+        console = make_console()
         console.print("building a synthetic head CT from MNI152 + Harvard-Oxford ...")
         result = run_demo(output, model=model, tta=not no_tta, threads=threads, device=device)
-        console.print(f"CT: {result.ct_path}")
-        console.print(f"reference labels: {result.reference_path}")
+        console.print(f"CT: {plain(result.ct_path)}")
+        console.print(f"reference labels: {plain(result.reference_path)}")
         console.print("Dice against the atlas labels:")
         for name, value in result.dice.items():
             console.print(f"  {name:<26} {value:.3f}")
         console.print(f"  {'mean':<26} {result.mean_dice:.3f}")
-        console.print(f"outputs in {result.output_dir} (open index.html)")
+        console.print(f"outputs in {plain(result.output_dir)} (open index.html)")

@@ -15,6 +15,7 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
+from subct.cli.console import make_console
 from subct.errors import SubctInputError
 from subct.evaluation.evaluate import (
     EvaluationConfig,
@@ -70,8 +71,8 @@ def register(app: typer.Typer) -> None:
         if output is not None and output.resolve() in (pred.resolve(), ref.resolve()):
             raise SubctInputError(output, "refusing to overwrite an input")
         result = evaluate_paths(pred, ref, config)
-        console = Console(highlight=False, soft_wrap=True)
-        errors = Console(stderr=True, highlight=False, soft_wrap=True)
+        console = make_console()
+        errors = make_console(stderr=True)
         if result.cases:
             console.print(summary_table(result.cases, title=f"subct evaluate ({scheme})"))
         if output is not None:

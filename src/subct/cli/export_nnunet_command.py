@@ -10,8 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.console import Console
 
+from subct.cli.console import make_console, plain
 from subct.errors import SubctConfigError
 
 
@@ -49,7 +49,7 @@ def register(app: typer.Typer) -> None:
         config = NnunetExportConfig(output_root=output_root, dataset_id=dataset_id,
                                     dataset_name=name, label_scheme=scheme, seed=seed,
                                     synth={"output_shape": list(shape)})
-        console = Console(stderr=True)
+        console = make_console(stderr=True)
         failures: list[str] = []
         if label_maps and (images or labels):
             raise SubctConfigError("use either --label-maps or --images/--labels, not both")
@@ -60,9 +60,9 @@ def register(app: typer.Typer) -> None:
         else:
             raise SubctConfigError("give --label-maps, or both --images and --labels")
         problems = check_nnunet_raw(folder)
-        console.print(f"wrote {folder}")
+        console.print(f"wrote {plain(folder)}")
         for line in failures + problems:
-            console.print(f"[red]{line}[/]")
+            console.print(f"[red]{plain(line)}[/]")
         if failures or problems:
             raise typer.Exit(1)
 
@@ -77,9 +77,9 @@ def register(app: typer.Typer) -> None:
         from subct.dataset.nnunet import nnunet_predictions_to_labels
 
         written, failures = nnunet_predictions_to_labels(predictions, dataset_json, output)
-        console = Console(stderr=True)
-        console.print(f"wrote {len(written)} label maps to {output}")
+        console = make_console(stderr=True)
+        console.print(f"wrote {len(written)} label maps to {plain(output)}")
         for line in failures:
-            console.print(f"[red]{line}[/]")
+            console.print(f"[red]{plain(line)}[/]")
         if failures:
             raise typer.Exit(1)

@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from rich.console import Console
 from rich.text import Text
 
+from subct.cli.console import make_console
 from subct.errors import SubctError
 from subct.io.readers import load_volume
 from subct.io.summary import VolumeSummary, summarise_volume
@@ -98,8 +98,8 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Show shape, spacing, orientation, affine and intensity range of each image."""
         debug = bool(context.find_root().params.get("debug", False))
-        console = Console(highlight=False, soft_wrap=True)
-        errors = Console(stderr=True, highlight=False, soft_wrap=True)
+        console = make_console()
+        errors = make_console(stderr=True)
         failed: list[Path] = []
         for path in images:
             summaries, failures = describe_inputs([path], series=series, expect_ct=expect_ct)

@@ -13,6 +13,7 @@ from typing import Any
 import typer
 import yaml
 
+from subct.cli.console import make_console
 from subct.errors import SubctConfigError, SubctInputError
 
 
@@ -106,14 +107,13 @@ def register(app: typer.Typer) -> None:
                                      "partial field of view) at training probabilities."),
     ) -> None:
         """Write N synthetic image/label NIfTI pairs and a PNG mosaic of them."""
-        from rich.console import Console
 
         from subct.synth.export import write_synthetic_samples
 
         if mode is not None and mode not in ("ct", "generic"):
             raise SubctConfigError(f"--mode must be ct or generic, not {mode!r}")
         config = build_config(config_file, mode, shape, scheme, ct_noise, pathology, scanner)
-        console = Console(stderr=True, highlight=False)
+        console = make_console(stderr=True)
         with console.status(f"generating {count} samples") as status:
             result = write_synthetic_samples(
                 label_maps, output, count, config=config, seed=seed, background=background,

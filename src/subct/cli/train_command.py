@@ -9,7 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.console import Console
+
+from subct.cli.console import make_console, plain
 
 
 def run_training(config_path: Path, resume: bool = False,
@@ -21,20 +22,20 @@ def run_training(config_path: Path, resume: bool = False,
 
     config = load_training_config(config_path, overrides or [])
     context = context_from_environment()
-    console = Console(stderr=True)
+    console = make_console(stderr=True)
     try:
         result = train(config, resume=resume, context=context)
     finally:
         shutdown(context)
     if context.is_main:
         last = result.history[-1] if result.history else None
-        console.print(f"trained {len(result.history)} epochs -> {result.output_dir}")
+        console.print(f"trained {len(result.history)} epochs -> {plain(result.output_dir)}")
         if last is not None:
             console.print(f"last epoch: val loss {last.val_loss:.4f}, "
                           f"mean Dice {last.mean_dice:.3f}"
                           + (" (stopped early)" if result.stopped_early else ""))
         if result.evaluation_csv is not None:
-            console.print(f"test metrics: {result.evaluation_csv}")
+            console.print(f"test metrics: {plain(result.evaluation_csv)}")
 
 
 def register(app: typer.Typer) -> None:

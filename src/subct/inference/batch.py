@@ -21,6 +21,7 @@ others go on; :class:`BatchSummary` lists the failures.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from subct.errors import SubctInputError
 from subct.inference.model import SegmentationModel, cached_model
 from subct.inference.outputs import (
     BatchConfig,
@@ -177,6 +179,25 @@ def _worker_thread_budget() -> int | None:
     return max(1, int(threads)) if threads else None
 
 
+def check_extra_output(path: Path, inputs: list[Path], option: str) -> None:
+    """Refuse an output file outside ``-o`` (e.g. ``--vol``) that is, or lies inside, an
+    input (links resolved), is a folder, or cannot be written: before any work, so a
+    run never overwrites a scan or fails only at its end."""
+    target = path.resolve()
+    for item in inputs:
+        source = item.resolve()
+        if target == source or source in target.parents:
+            raise SubctInputError(path, f"{option} would overwrite the input {item}; "
+                                        "choose another path")
+    if target.is_dir():
+        raise SubctInputError(path, f"{option} is a folder; give a file path (volumes.csv)")
+    folder = target.parent
+    if not folder.is_dir():
+        raise SubctInputError(path, f"{option}: folder {folder} does not exist")
+    if not os.access(folder, os.W_OK) or (target.exists() and not os.access(target, os.W_OK)):
+        raise SubctInputError(path, f"{option} cannot be written (permission denied)")
+
+
 def run_batch(inputs: Iterable[str | Path], config: BatchConfig,
               model: SegmentationModel | None = None,
               progress: Callable[[CaseOutcome], None] | None = None,
@@ -194,6 +215,8 @@ def run_batch(inputs: Iterable[str | Path], config: BatchConfig,
     """
     input_paths = [Path(item) for item in inputs]
     check_output_dir(Path(config.output_dir), input_paths)
+    if config.volumes_copy is not None:
+        check_extra_output(Path(config.volumes_copy), input_paths, "--vol")
     with folder_lock(config.output_dir, "subct segment"):
         return _run_locked(input_paths, config, model, progress, on_step)
 

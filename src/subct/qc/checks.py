@@ -124,6 +124,28 @@ class InputCheck:
     facts: dict[str, Any]
 
 
+#: Correlation of in-plane neighbouring voxels (HU clipped to −1024..3000) below which an
+#: image is not anatomy: noise or random data. Real head CTs measure 0.93–0.99 (air,
+#: soft tissue and bone form large regions; ``tests/qc/test_anatomy_and_gate.py``);
+#: uniform noise measures ≈ 0.
+MIN_NEIGHBOUR_CORRELATION = 0.5
+
+
+def neighbour_correlation(volume: Volume, hu_offset: float = 0.0,
+                          slices: int = 12) -> float:
+    """Pearson correlation between in-plane neighbouring voxels (axis 0) over up to
+    ``slices`` evenly spaced slices of the last axis: near 1 for images of objects,
+    near 0 for noise."""
+    array = np.asarray(volume.array)
+    picks = np.unique(np.linspace(0, array.shape[2] - 1, slices).round().astype(int))
+    block = np.clip(array[:, :, picks].astype(np.float32) - np.float32(hu_offset),
+                    -1024.0, 3000.0)
+    first, second = block[:-1].ravel(), block[1:].ravel()
+    if first.std() == 0 or second.std() == 0:
+        return 1.0  # a constant image is not noise; other checks refuse it
+    return float(np.corrcoef(first, second)[0, 1])
+
+
 def assess_input(volume: Volume, location: IntracranialLocation,
                  hu_offset: float = 0.0) -> InputCheck:
     """Does the image look like a head CT? (HU histogram, field of view, ICV.)"""
@@ -151,6 +173,12 @@ def assess_input(volume: Volume, location: IntracranialLocation,
         not_ct = True
         flags.append(QcFlag("no_air", f"lowest value {low:g} is far above air (-1000 HU); "
                             "this does not look like CT in Hounsfield units"))
+    correlation = neighbour_correlation(volume, hu_offset)
+    if correlation < MIN_NEIGHBOUR_CORRELATION:
+        not_ct = True
+        flags.append(QcFlag("not_anatomical", f"neighbouring voxels are uncorrelated "
+                            f"(r = {correlation:.2f}; images of a head give above 0.9): "
+                            "noise or random data, not an image of anatomy"))
     if hist.get("bone_fraction_of_head", 0.0) < 0.01:
         not_ct = True
         flags.append(QcFlag("no_bone", "under 1 % of the head is above 250 HU: no skull "
@@ -185,6 +213,7 @@ def assess_input(volume: Volume, location: IntracranialLocation,
         flags.append(QcFlag("icv_range", f"intracranial volume {icv / 1000:.0f} cm3 is "
                             "outside the adult range 900-2200 cm3 (partial field of view?)"))
     facts: dict[str, Any] = dict(hist)
+    facts["neighbour_correlation"] = round(correlation, 3)
     facts.update({"head_extent_mm": list(extent), "locator": location.method,
                   "intracranial_centroid_ras_mm": [float(v) for v in location.centroid_ras_mm],
                   "input_spacing_mm": [float(v) for v in volume.spacing],

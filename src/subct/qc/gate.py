@@ -88,4 +88,4 @@ def check_head_ct(volume: Volume, input_check: InputCheck, force: bool) -> None:
 
 
 #: QC flag codes that mean "not a head CT" (see :func:`subct.qc.checks.assess_input`).
-NOT_HEAD_CT_CODES = ("no_air", "no_bone", "brain_hu", "fov_large", "hu_range")
+NOT_HEAD_CT_CODES = ("no_air", "no_bone", "brain_hu", "fov_large", "hu_range", "not_anatomical")
