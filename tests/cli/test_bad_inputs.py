@@ -148,11 +148,13 @@ CASES: dict[str, tuple[Case, tuple[str, ...]]] = {
         .astype(np.float32), np.diag([2.0, 2.0, 2.5, 1.0])))], ("noise.nii.gz", "noise")),
     "--vol is the input": (lambda t: [str(_head(t)), "--vol", str(t / "head.nii.gz")],
                            ("head.nii.gz", "--vol", "overwrite the input")),
-    "--vol in a missing folder": (lambda t: [str(_head(t)), "--vol",
-                                             str(t / "nowhere" / "v.csv")],
-                                  ("v.csv", "does not exist")),
+    "--vol under a file": (lambda t: [str(_head(t)), "--vol",
+                                      str(_touch(t / "notes.txt") / "v.csv")],
+                           ("v.csv", "notes.txt", "not a folder")),
     "--vol is a folder": (lambda t: [str(_head(t)), "--vol", str(_mkdir(t / "csvdir"))],
                           ("csvdir", "folder")),
+    "--backend bogus": (lambda t: [str(_head(t)), "--backend", "bogus"], ("--backend", "bogus")),
+    "--precision fp8": (lambda t: [str(_head(t)), "--precision", "fp8"], ("--precision", "fp8")),
     "path with Rich markup": (lambda t: [str(_head(_mkdirs(t / "a[/x]b"))), "--scheme",
                                          "bogus"], ("bogus",)),
 }
@@ -321,3 +323,12 @@ def test_rerun_with_another_model_recomputes(tmp_path: Path,
     assert code == 0 and "redone 1 case" in stdout  # TTA on changes labels: recomputed
     record = json.loads((out / "head_qc.json").read_text())
     assert record["resume_key"]["tta"] is True
+
+
+def test_evaluate_refuses_a_ct_given_as_a_label_map(tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    head = _head(tmp_path)
+    labels = _label_map(tmp_path)
+    code, out, err = _run(["evaluate", str(head), str(labels)], capsys)
+    assert code == 2 and "Traceback" not in out + err
+    assert "head.nii.gz" in err and "not a label map" in err

@@ -160,8 +160,9 @@ def test_differing_grids_fail_unless_resampled(tmp_path, capsys):
     coarse_affine[:3, 3] += AFFINE[:3, 0] * 0.5  # voxel centres: keep the same field of view
     coarse = reference_map()[::2]
     pred = write(tmp_path / "pred" / "c.nii.gz", coarse, coarse_affine)
-    assert run_cli(["evaluate", str(pred), str(ref)]) == 1
+    assert run_cli(["evaluate", str(pred), str(ref)]) == 2  # the user's to fix (issue 25)
     errors = capsys.readouterr().err
+    assert len(errors.strip().splitlines()) == 1  # one line
     assert str(pred) in errors and str(ref) in errors and "--resample" in errors
     result = evaluate_paths(pred, ref, EvaluationConfig(resample=True))
     assert not result.failures
@@ -188,11 +189,13 @@ def test_bad_options_and_inputs_exit_2_with_one_line(tmp_path, capsys):
     error = capsys.readouterr().err
     assert "nope.nii.gz: no such file" in error and "Traceback" not in error
     assert run_cli(["evaluate", str(tmp_path), str(ref)]) == 2  # folder vs file
+    capsys.readouterr()
     float_map = tmp_path / "float.nii.gz"
     nib.save(nib.Nifti1Image(np.full(SHAPE, 0.5, dtype=np.float32) + np.eye(30, 26)[..., None],
                              AFFINE), str(float_map))
-    assert run_cli(["evaluate", str(float_map), str(ref)]) == 1
-    assert "non-integer" in capsys.readouterr().err
+    assert run_cli(["evaluate", str(float_map), str(ref)]) == 2
+    error = capsys.readouterr().err
+    assert "non-integer" in error and len(error.strip().splitlines()) == 1
     with pytest.raises(SubctConfigError):
         EvaluationConfig(pred_labels="quicknat")
 

@@ -173,9 +173,27 @@ def _exit_code_for(error: Exception, debug: bool) -> int:
         error_console.print(f"[bold red]error:[/] {plain(usage)}: {plain(message)} "
                             f"(see {usage} --help)", markup=True, highlight=False)
         return 2
+    if type(error).__name__ == "ValidationError" and hasattr(error, "errors"):
+        if debug:
+            raise error
+        # an option value outside what its settings object accepts (--backend bogus,
+        # --precision fp8, --threads -1...): the user's to fix
+        error_console.print(f"[bold red]error:[/] {plain(_validation_line(error))}",
+                            markup=True, highlight=False)
+        return 2
     if debug:
         raise error
     error_console.print(f"[bold red]internal error:[/] {type(error).__name__}: {plain(error)} "
                         "(rerun with --debug for the traceback, and please report it)",
                         markup=True, highlight=False)
     return 1
+
+
+def _validation_line(error: Exception) -> str:
+    """A pydantic ValidationError of an options object as one line naming the options."""
+    problems = []
+    for item in error.errors():  # type: ignore[attr-defined]
+        option = "--" + "-".join(str(part) for part in item.get("loc", ())).replace("_", "-")
+        message = str(item.get("msg", "invalid")).removeprefix("Value error, ")
+        problems.append(f"{option} {item.get('input')!r}: {message}")
+    return "invalid option value: " + "; ".join(problems)

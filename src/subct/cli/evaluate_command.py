@@ -78,6 +78,9 @@ def register(app: typer.Typer) -> None:
         if output is not None:
             write_long_csv(result.cases, output)
             console.print(f"wrote {output}", markup=False)
+        if not pred.is_dir() and len(result.failures) == 1 and not result.cases:
+            # one pair of files: its problem is the one line (the user's to fix)
+            raise SubctInputError(None, result.failures[0].problem)
         print_problems(result, errors)
         if result.failures:
             errors.print(
@@ -87,4 +90,4 @@ def register(app: typer.Typer) -> None:
                     f"{len(result.failures) + len(result.cases)} case(s) failed",
                 )
             )
-            raise typer.Exit(1)
+            raise typer.Exit(2)  # every recorded failure is an input problem

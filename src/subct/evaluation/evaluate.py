@@ -109,6 +109,11 @@ class EvaluationResult:
         return not (self.failures or self.missing_predictions or self.unmatched_predictions)
 
 
+#: More distinct values than this (FreeSurfer's aparc+aseg has about 110) mean an image,
+#: not a label map.
+MAX_LABEL_VALUES = 500
+
+
 def load_label_map(path: str | Path) -> Volume:
     """Read an integer label map (NIfTI/MGZ/NRRD/MHA), allowing an all-background map.
 
@@ -133,6 +138,12 @@ def load_label_map(path: str | Path) -> Volume:
         array = rounded.astype(np.int32)
     elif not np.issubdtype(array.dtype, np.integer):
         raise SubctInputError(path, f"not a label map: voxel type {array.dtype}")
+    low = int(array.min())
+    distinct = len(np.unique(np.asarray(array).ravel()[::7]))  # a sample is enough
+    if low < 0 or distinct > MAX_LABEL_VALUES:
+        raise SubctInputError(path, f"not a label map: {distinct}+ distinct values from {low} "
+                                    f"to {int(array.max())} (an image, e.g. a CT, given as "
+                                    "labels?)")
     return Volume(array=array, affine=volume.affine, path=path, metadata=volume.metadata)
 
 

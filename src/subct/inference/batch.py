@@ -191,9 +191,11 @@ def check_extra_output(path: Path, inputs: list[Path], option: str) -> None:
                                         "choose another path")
     if target.is_dir():
         raise SubctInputError(path, f"{option} is a folder; give a file path (volumes.csv)")
-    folder = target.parent
+    folder = target.parent  # created when missing, as the output folder is
+    while not folder.exists():
+        folder = folder.parent
     if not folder.is_dir():
-        raise SubctInputError(path, f"{option}: folder {folder} does not exist")
+        raise SubctInputError(path, f"{option}: {folder} is a file, not a folder")
     if not os.access(folder, os.W_OK) or (target.exists() and not os.access(target, os.W_OK)):
         raise SubctInputError(path, f"{option} cannot be written (permission denied)")
 
