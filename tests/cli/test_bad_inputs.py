@@ -332,3 +332,22 @@ def test_evaluate_refuses_a_ct_given_as_a_label_map(tmp_path: Path,
     code, out, err = _run(["evaluate", str(head), str(labels)], capsys)
     assert code == 2 and "Traceback" not in out + err
     assert "head.nii.gz" in err and "not a label map" in err
+
+
+def test_a_replaced_input_is_recomputed_not_skipped(tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    first, second = _mkdirs(tmp_path / "f1"), _mkdirs(tmp_path / "f2")
+    head = _head(first)
+    other = analytic_head_phantom(spacing_mm=4.0).ct
+    moved = other.with_array(np.roll(np.asarray(other.array), 3, axis=0))  # another scan
+    save_volume(moved, second / "head.nii.gz")
+    out = tmp_path / "out"
+    common = ["-o", str(out), "--model", str(FIXTURE), "--fast", "--threads", "1",
+              "--scheme", "merged"]
+    assert _run(["segment", str(head), *common], capsys)[0] == 0
+    code, stdout, _ = _run(["segment", str(head), *common], capsys)
+    assert code == 0 and "skipped" in stdout  # same input: skipped
+    code, stdout, _ = _run(["segment", str(second / "head.nii.gz"), *common], capsys)
+    assert code == 0 and "skipped" not in stdout and "redone 1 case" in stdout
+    record = json.loads((out / "head_qc.json").read_text())
+    assert record["resume_key"]["input"]["size"] == (second / "head.nii.gz").stat().st_size

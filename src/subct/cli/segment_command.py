@@ -197,8 +197,8 @@ def _print_summary(summary: BatchSummary, config: BatchConfig, console: Console,
                    errors: Console) -> None:
     """Redone and flagged cases, where the outputs are, failures (exit 2 or 1)."""
     if summary.redone:
-        console.print(f"redone {len(summary.redone)} case(s) finished earlier with another "
-                      f"model or label settings: {plain(', '.join(summary.redone))}")
+        console.print(f"redone {len(summary.redone)} case(s) finished earlier from another "
+                      f"input, model or label settings: {plain(', '.join(summary.redone))}")
     flagged = [o.case_id for o in summary.cases if o.details.get("qc_warnings")]
     if flagged:
         console.print(f"[yellow]{len(flagged)} of {len(summary.cases)} case(s) flagged by "

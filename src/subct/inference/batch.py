@@ -35,6 +35,7 @@ from subct.inference.outputs import (
     BatchConfig,
     CaseInput,
     case_outputs,
+    case_resume_key,
     check_output_dir,
     is_complete,
     remove_stale_temporaries,
@@ -141,8 +142,9 @@ def process_case(case: CaseInput, model: SegmentationModel, config: BatchConfig,
         if on_step:
             on_step(case.name, "writing outputs")
         description = str(model.path) if model.path is not None else "in-memory model"
+        case_key = None if key is None else case_resume_key(key, case.path)
         outputs = write_case_outputs(case, volume, result, config, description,
-                                     time.perf_counter() - start, key)
+                                     time.perf_counter() - start, case_key)
         warnings = [f"{flag.code}: {flag.message}" for flag in result.qc.flags
                     if flag.severity == "warning"]
         return CaseOutcome(case.name, "done", seconds=time.perf_counter() - start,
@@ -236,7 +238,8 @@ def _run_locked(inputs: list[Path], config: BatchConfig, model: SegmentationMode
     todo: list[CaseInput] = []
     redone: list[str] = []
     for case in cases:
-        if not config.overwrite and is_complete(config, case.name, key):
+        if not config.overwrite and is_complete(config, case.name,
+                                                case_resume_key(key, case.path)):
             outcome = CaseOutcome(case.name, "skipped", source=case.path,
                                   outputs=case_outputs(config, case.name))
             outcomes.append(outcome)
@@ -244,7 +247,7 @@ def _run_locked(inputs: list[Path], config: BatchConfig, model: SegmentationMode
                 progress(outcome)
         else:
             if not config.overwrite and is_complete(config, case.name):
-                redone.append(case.name)  # finished, but with another model or settings
+                redone.append(case.name)  # finished, but from another input, model or settings
             todo.append(case)
     if todo:
         if config.scheduler:

@@ -5,6 +5,7 @@ when a case counts as finished, and the batch's ``volumes.csv`` and ``index.html
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import os
@@ -63,6 +64,39 @@ def resume_key(config: BatchConfig, model_sha256: str) -> dict[str, Any]:
     settings["posteriors_on_input_grid"] = config.posteriors_on_input_grid
     return {"model_sha256": model_sha256, "pipeline_revision": PIPELINE_REVISION,
             **dict(sorted(settings.items()))}
+
+
+#: Bytes hashed at the start, middle and end of an input file (its identity on resume).
+IDENTITY_SAMPLE_BYTES = 1 << 20
+#: Bytes hashed at the start of each file of a DICOM folder (the header: UIDs, position).
+DICOM_HEADER_BYTES = 4096
+
+
+def input_identity(path: Path) -> dict[str, Any]:
+    """What identifies an input's content for resume, cheaply: a file's size and a
+    SHA-256 of 1 MiB at its start, middle and end; a folder's file count and a SHA-256
+    of every file's name, size and first 4 KiB (DICOM headers carry the series and
+    instance UIDs and slice positions). A replaced scan with the same name differs."""
+    digest = hashlib.sha256()
+    if path.is_dir():
+        files = sorted(p for p in path.rglob("*") if p.is_file())
+        for file in files:
+            digest.update(f"{file.relative_to(path)}\0{file.stat().st_size}\0".encode())
+            with open(file, "rb") as stream:
+                digest.update(stream.read(DICOM_HEADER_BYTES))
+        return {"files": len(files), "sha256_sample": digest.hexdigest()}
+    size = path.stat().st_size
+    with open(path, "rb") as stream:
+        for start in sorted({0, max(0, size // 2 - IDENTITY_SAMPLE_BYTES // 2),
+                             max(0, size - IDENTITY_SAMPLE_BYTES)}):
+            stream.seek(start)
+            digest.update(stream.read(IDENTITY_SAMPLE_BYTES))
+    return {"size": size, "sha256_sample": digest.hexdigest()}
+
+
+def case_resume_key(key: dict[str, Any], source: Path) -> dict[str, Any]:
+    """The batch's :func:`resume_key` plus the identity of this case's input."""
+    return {**key, "input": input_identity(source)}
 
 
 def is_complete(config: BatchConfig, name: str, key: dict[str, Any] | None = None) -> bool:
