@@ -44,7 +44,7 @@ from subct.labels.schemes import indices_to_labels, scheme_names
 from subct.model.preprocessing import ct_window_normalise
 from subct.model.registry import reference_pitch_deg
 from subct.qc.checks import assess_input, build_qc_report
-from subct.qc.gate import check_head_ct, check_orientation, check_size
+from subct.qc.gate import check_head_ct, check_orientation, check_size, check_slice_gaps
 from subct.qc.registry import QC_CHECKS
 
 #: Larger deviations from the model's reference pitch (degrees) are not aligned (an
@@ -62,6 +62,7 @@ def read_input(state: CaseState) -> CaseState:
     volume = state.source if isinstance(state.source, Volume) else load_volume(state.source)
     volume = check_orientation(volume, config.assume_orientation, config.force)
     check_size(volume, config.force)
+    check_slice_gaps(volume, config.force)
     state.volume = volume
     state.hu_offset = detect_hu_offset(volume) if config.hu_offset is None \
         else config.hu_offset

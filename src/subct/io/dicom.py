@@ -31,6 +31,7 @@ from numpy.typing import NDArray
 
 from subct.errors import SubctInputError
 from subct.image.volume import Volume, is_orthogonal_affine
+from subct.io.dicom_slices import refuse_corrupt_files, series_uid_of_stem, slice_gaps
 from subct.io.files import is_volume_file
 
 #: dcm2niix file-name markers of corrected outputs, best first.
@@ -178,6 +179,7 @@ def _convert(folder: Path, output: Path) -> list[DicomSeries]:
         if (found := _series_from_sidecar(sidecar)) is not None
     ]
     if not series:
+        refuse_corrupt_files(folder)  # a broken file is the likely cause: name it
         messages = [
             line.strip()
             for line in (result.stdout + "\n" + result.stderr).splitlines()
@@ -315,6 +317,7 @@ def load_dicom_series(folder: str | Path, series: str | None = None) -> Volume:
         )
         if flag
     ]
+    gaps = slice_gaps(folder, series_uid_of_stem(chosen.plain_image.stem))
     description = f"DICOM {chosen.label}, {reason}" + (f"; {', '.join(fixes)}" if fixes else "")
     metadata: dict[str, Any] = {
         "format": "DICOM (dcm2niix)",
@@ -327,6 +330,7 @@ def load_dicom_series(folder: str | Path, series: str | None = None) -> Volume:
         "spacing_equalised": chosen.spacing_equalised,
         "slice_tilt_deg": chosen.slice_tilt_deg,
         "orthogonal_grid": is_orthogonal_affine(affine),
+        "dicom_slice_gaps": None if gaps is None else gaps.as_metadata(),
     }
     return Volume(array=array, affine=affine, path=folder, description=description,
                   metadata=metadata)

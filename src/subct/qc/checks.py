@@ -163,6 +163,12 @@ def assess_input(volume: Volume, location: IntracranialLocation,
         flags.append(QcFlag("orientation_assumed", "the file records no orientation; "
                             f"{volume.metadata['orientation_assumed']} was assumed as asked "
                             "(--assume-orientation)", "info"))
+    gaps = volume.metadata.get("dicom_slice_gaps") or {}
+    if gaps.get("missing_slices"):
+        flags.append(QcFlag("missing_slices", f"about {gaps['missing_slices']} slice(s) are "
+                            f"missing from the DICOM series ({gaps['largest_missing_mm']:g} mm "
+                            "without a slice): structures there are interpolated across the "
+                            "gap and their volumes are unreliable"))
     low = float(np.min(volume.array)) - hu_offset
     high = float(np.max(volume.array)) - hu_offset
     if low < -4000.0 or high > 40000.0:

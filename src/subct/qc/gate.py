@@ -77,6 +77,21 @@ def check_size(volume: Volume, force: bool) -> None:
                                                "--force to segment anyway")
 
 
+def check_slice_gaps(volume: Volume, force: bool) -> None:
+    """Refuse a DICOM series with a stretch of missing slices longer than one slice
+    thickness (``--force`` segments it, flagged ``missing_slices``): the structures there
+    would be interpolated across the hole, a plausible wrong volume."""
+    gaps = volume.metadata.get("dicom_slice_gaps") or {}
+    missing_mm = float(gaps.get("largest_missing_mm", 0.0))
+    thickness = float(gaps.get("slice_thickness_mm", 0.0))
+    if force or missing_mm <= thickness:
+        return
+    raise SubctInputError(volume.path, f"about {gaps.get('missing_slices')} slice(s) are "
+                                       f"missing from the series ({missing_mm:.1f} mm without a "
+                                       f"slice, slices {thickness:g} mm thick); add the missing "
+                                       "files, or use --force to segment anyway (flagged)")
+
+
 def check_head_ct(volume: Volume, input_check: InputCheck, force: bool) -> None:
     """Refuse inputs whose data do not look like a head CT (reasons from the QC flags)."""
     if input_check.looks_like_head_ct or force:
