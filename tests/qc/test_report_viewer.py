@@ -49,3 +49,28 @@ def test_report_embeds_a_working_viewer(tmp_path: Path) -> None:
     # the viewer's copy holds about as much of each label as the full-resolution map
     ratio = np.count_nonzero(shown) * 8.0 / (np.count_nonzero(written) * 64.0)
     assert 0.7 < ratio < 1.3
+
+
+def test_viewer_assets_are_repaired_and_never_written_through_links(tmp_path) -> None:
+    from subct.qc.viewer import NIIVUE_SCRIPT, VIEWER_FOLDER, install_viewer
+
+    out = tmp_path / "out"
+    script = install_viewer(out)
+    good = script.read_bytes()
+    script.write_bytes(good[: len(good) // 3])  # a full disk truncated it
+    assert install_viewer(out).read_bytes() == good  # repaired on the next run
+    outside = tmp_path / "outside.js"
+    outside.write_text("not yours")
+    script.unlink()
+    script.symlink_to(outside)  # a dangling or foreign link at the asset's path
+    install_viewer(out)
+    assert outside.read_text() == "not yours" and not script.is_symlink()
+    assert script.read_bytes() == good
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (out / VIEWER_FOLDER / NIIVUE_SCRIPT).unlink()
+    (out / VIEWER_FOLDER / "NIIVUE_LICENSE.txt").unlink()
+    (out / VIEWER_FOLDER).rmdir()
+    (out / VIEWER_FOLDER).symlink_to(elsewhere, target_is_directory=True)
+    install_viewer(out)
+    assert not any(elsewhere.iterdir())  # nothing written outside -o

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import base64
 import gzip
+import hashlib
 import json
-import shutil
 from importlib.resources import files
 from pathlib import Path
 
@@ -21,7 +21,7 @@ import numpy as np
 
 from subct.image.resample import geometry_with_spacing, resample_to_geometry
 from subct.image.volume import Volume
-from subct.io.writers import atomic_write_text
+from subct.io.writers import atomic_write_bytes, atomic_write_text
 from subct.labels.colours import label_colour
 from subct.labels.schemes import get_scheme
 
@@ -58,16 +58,27 @@ def write_case_view(folder: str | Path, case: str, ct: Volume, labels: Volume,
 
 
 def install_viewer(folder: str | Path) -> Path:
-    """Copy the bundled NiiVue script and its licence into ``<folder>/viewer/`` (once)."""
-    target = Path(folder) / VIEWER_FOLDER / NIIVUE_SCRIPT
+    """Copy the bundled NiiVue script and its licence into ``<folder>/viewer/``.
+
+    A copy already there is kept only when it is a regular file with exactly the bundled
+    bytes (a truncated copy from a full disk is replaced); every copy is written
+    atomically (temporary name, then rename), and a symbolic link at the folder or a
+    file is replaced by a real one, so nothing is written outside ``folder`` through it.
+    """
+    viewer = Path(folder) / VIEWER_FOLDER
+    if viewer.is_symlink():
+        viewer.unlink()
+    viewer.mkdir(parents=True, exist_ok=True)
     for name in (NIIVUE_SCRIPT, "NIIVUE_LICENSE.txt"):
-        copy = target.parent / name
-        if not copy.is_file():
-            copy.parent.mkdir(parents=True, exist_ok=True)
-            source = files("subct.qc").joinpath("assets", name)
-            with source.open("rb") as stream, open(copy, "wb") as out:
-                shutil.copyfileobj(stream, out)
-    return target
+        copy = viewer / name
+        bundled = files("subct.qc").joinpath("assets", name).read_bytes()
+        if copy.is_symlink():
+            copy.unlink()
+        elif copy.is_file() and copy.stat().st_size == len(bundled) and \
+                hashlib.sha256(copy.read_bytes()).digest() == hashlib.sha256(bundled).digest():
+            continue
+        atomic_write_bytes(copy, bundled)
+    return viewer / NIIVUE_SCRIPT
 
 
 def label_lut_json(scheme: str) -> str:
