@@ -153,6 +153,7 @@ CASES: dict[str, tuple[Case, tuple[str, ...]]] = {
                            ("v.csv", "notes.txt", "not a folder")),
     "--vol is a folder": (lambda t: [str(_head(t)), "--vol", str(_mkdir(t / "csvdir"))],
                           ("csvdir", "folder")),
+    "zero pixdim": (lambda t: [str(_zero_pixdim(t))], ("zero_pixdim.nii.gz", "voxel size")),
     "--backend bogus": (lambda t: [str(_head(t)), "--backend", "bogus"], ("--backend", "bogus")),
     "--precision fp8": (lambda t: [str(_head(t)), "--precision", "fp8"], ("--precision", "fp8")),
     "path with Rich markup": (lambda t: [str(_head(_mkdirs(t / "a[/x]b"))), "--scheme",
@@ -173,6 +174,16 @@ def _write(path: Path, data: bytes) -> Path:
 def _mkdir(path: Path) -> Path:
     path.mkdir()
     return path
+
+
+def _zero_pixdim(tmp: Path) -> Path:
+    ct = analytic_head_phantom(spacing_mm=4.0).ct
+    image = nib.Nifti1Image(np.asarray(ct.array), ct.affine)
+    image.header["pixdim"][2] = 0.0  # nibabel would quietly make it 1 mm on reading
+    image.set_qform(None, code=0)
+    image.set_sform(None, code=0)
+    nib.save(image, str(tmp / "zero_pixdim.nii.gz"))
+    return tmp / "zero_pixdim.nii.gz"
 
 
 def _mkdirs(path: Path) -> Path:

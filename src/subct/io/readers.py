@@ -55,6 +55,8 @@ def check_voxel_type(path: Path, array: NDArray[Any]) -> None:
 
 
 def _from_nibabel(path: Path) -> tuple[NDArray[Any], NDArray[np.float64], dict[str, Any]]:
+    if path.name.lower().endswith((".nii", ".nii.gz")):
+        _check_nifti_voxel_size(path)  # before nibabel replaces a zero size by 1 mm
     try:
         image = nib.load(str(path))
     except Exception as error:  # nibabel raises many types for corrupt files
@@ -69,6 +71,29 @@ def _from_nibabel(path: Path) -> tuple[NDArray[Any], NDArray[np.float64], dict[s
     if isinstance(image, nib.Nifti1Image):
         metadata.update(_nifti_orientation_notes(image))
     return array, affine, metadata
+
+
+def _check_nifti_voxel_size(path: Path) -> None:
+    """Refuse a NIfTI header whose voxel size (pixdim, mm) is zero, negative or not a
+    number: nibabel would quietly take 1 mm and every volume would be wrong. The raw
+    header is read unchecked (nibabel's check is what replaces the size)."""
+    try:
+        with nib.openers.ImageOpener(str(path)) as stream:
+            prefix = stream.read(4)
+            stream.seek(0)
+            header_class = nib.Nifti2Header if int.from_bytes(prefix, "little") == 540 \
+                or int.from_bytes(prefix, "big") == 540 else nib.Nifti1Header
+            header = header_class.from_fileobj(stream, check=False)
+    except Exception:  # unreadable: nib.load reports it in its own words
+        return
+    dims = header["dim"]
+    spatial = int(min(3, max(int(dims[0]), 1)))
+    raw = np.asarray(header["pixdim"][1:1 + spatial], dtype=np.float64)
+    if not np.all(np.isfinite(raw)) or np.any(raw <= 0):
+        sizes = " x ".join(f"{value:g}" for value in raw)
+        raise SubctInputError(path, f"invalid voxel size in the header (pixdim {sizes} mm): "
+                                    "zero, negative or not a number; fix the header "
+                                    "(volumes need the true voxel size)")
 
 
 def _nifti_orientation_notes(image: nib.Nifti1Image) -> dict[str, Any]:
