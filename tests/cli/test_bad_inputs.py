@@ -153,6 +153,8 @@ CASES: dict[str, tuple[Case, tuple[str, ...]]] = {
                            ("v.csv", "notes.txt", "not a folder")),
     "--vol is a folder": (lambda t: [str(_head(t)), "--vol", str(_mkdir(t / "csvdir"))],
                           ("csvdir", "folder")),
+    "binary list file": (lambda t: [str(_write(t / "list.txt", b"\x00\x01binary\xff"))],
+                         ("list.txt", "not a text list")),
     "zero pixdim": (lambda t: [str(_zero_pixdim(t))], ("zero_pixdim.nii.gz", "voxel size")),
     "--backend bogus": (lambda t: [str(_head(t)), "--backend", "bogus"], ("--backend", "bogus")),
     "--precision fp8": (lambda t: [str(_head(t)), "--precision", "fp8"], ("--precision", "fp8")),
@@ -362,3 +364,9 @@ def test_a_replaced_input_is_recomputed_not_skipped(tmp_path: Path,
     assert code == 0 and "skipped" not in stdout and "redone 1 case" in stdout
     record = json.loads((out / "head_qc.json").read_text())
     assert record["resume_key"]["input"]["size"] == (second / "head.nii.gz").stat().st_size
+
+
+def test_train_refuses_an_image_given_as_its_config(tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = _run(["train", str(_head(tmp_path))], capsys)
+    _check_one_line(code, out, err, ("head.nii.gz", "not a text file"))

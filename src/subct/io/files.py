@@ -6,6 +6,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+from subct.errors import SubctInputError
+
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 
 
@@ -65,7 +67,13 @@ def _is_dicom_folder(folder: Path) -> bool:
 
 def _read_list_file(path: Path) -> list[Path]:
     entries = []
-    for line in path.read_text(encoding="utf-8").splitlines():
+    try:
+        text_lines = path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as error:
+        raise SubctInputError(path, "not a text list of paths (binary data); give image "
+                                    "files, DICOM folders, or a text file with one path per "
+                                    "line") from error
+    for line in text_lines:
         text = line.split("#", 1)[0].strip().strip(",")
         if text:
             entry = Path(text).expanduser()

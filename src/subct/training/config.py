@@ -324,6 +324,9 @@ def load_training_config(path: str | Path, overrides: list[str] | None = None) -
         raise SubctInputError(path, "training config not found")
     try:
         values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError as error:
+        raise SubctInputError(path, "not a text file: a training config is YAML text "
+                                    "(e.g. configs/shipped_ct_unet.yaml)") from error
     except yaml.YAMLError as error:
         raise SubctInputError(path, f"not valid YAML ({error})") from error
     if not isinstance(values, dict):
