@@ -370,3 +370,15 @@ def test_train_refuses_an_image_given_as_its_config(tmp_path: Path,
                                                     capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = _run(["train", str(_head(tmp_path))], capsys)
     _check_one_line(code, out, err, ("head.nii.gz", "not a text file"))
+
+
+def test_negative_numbers_for_sizes_and_threads_are_usage_errors(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    head = str(_head(tmp_path))
+    code, out, err = _run(["register", "--fixed", head, "--moving", head, "-o",
+                           str(tmp_path / "reg"), "--working-spacing", "-1"], capsys)
+    _check_one_line(code, out, err, ("working-spacing", "greater than 0"))
+    code, out, err = _run(["mri-seg", head, "-o", str(tmp_path / "l.nii.gz"), "--tool",
+                           "atlas-ho", "--threads", "-1"], capsys)
+    _check_one_line(code, out, err, ("--threads",))
+    assert not (tmp_path / "reg").exists() and not (tmp_path / "l.nii.gz").exists()

@@ -37,7 +37,7 @@ def register(app: typer.Typer) -> None:
         command: str | None = typer.Option(
             None, "--command", help="quicknat: command template with {input} and {output}."),
         threads: int | None = typer.Option(
-            None, "--threads", help="Threads for external tools (default 1) and MeshNet "
+            None, "--threads", min=1, help="Threads for external tools (default 1) and MeshNet "
                                     "(default: the cores this process may use)."),
         device: str = typer.Option("auto", "--device",
                                    help="MeshNet: auto, cpu, cuda, cuda:N or mps."),

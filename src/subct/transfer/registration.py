@@ -29,6 +29,7 @@ from typing import Any, Literal
 import numpy as np
 import SimpleITK as sitk
 from numpy.typing import NDArray
+from pydantic import Field
 
 from subct.config import StrictConfig
 from subct.errors import SubctConfigError, SubctInputError
@@ -95,10 +96,10 @@ class RegistrationConfig(StrictConfig):
     bspline_shrink_factors: tuple[int, ...] = (2, 1)
     bspline_smoothing_sigmas_mm: tuple[float, ...] = (1.0, 0.0)
     bspline_min_mi_gain: float = 0.0
-    working_spacing_mm: float | None = 2.0
+    working_spacing_mm: float | None = Field(default=2.0, gt=0)
     mask_dilation_mm: float = 6.0
     seed: int = 20231
-    threads: int | None = None
+    threads: int | None = Field(default=None, ge=1)
 
     def model_post_init(self, context: Any, /) -> None:
         if len(self.shrink_factors) != len(self.smoothing_sigmas_mm):
