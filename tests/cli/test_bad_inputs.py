@@ -382,3 +382,17 @@ def test_negative_numbers_for_sizes_and_threads_are_usage_errors(
                            "atlas-ho", "--threads", "-1"], capsys)
     _check_one_line(code, out, err, ("--threads",))
     assert not (tmp_path / "reg").exists() and not (tmp_path / "l.nii.gz").exists()
+
+
+def test_dicom_seg_without_highdicom_is_refused_before_any_case(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "highdicom", None)  # as if not installed
+    head = _head(tmp_path)
+    out = tmp_path / "out"
+    code, stdout, stderr = _run(["segment", str(head), "-o", str(out), "--model",
+                                 str(FIXTURE), "--fast", "--dicom-seg"], capsys)
+    _check_one_line(code, stdout, stderr, ("highdicom", "subct[dicom]"))
+    assert not list(out.glob("*")) if out.exists() else True  # nothing written

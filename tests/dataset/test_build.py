@@ -216,3 +216,19 @@ def test_build_dataset_command_rejects_bad_options_in_one_line(
     assert exit_info.value.code == 2
     error = capsys.readouterr().err
     assert "missing" in error and len(error.strip().splitlines()) == 1
+
+
+def test_a_missing_tool_is_refused_before_any_work(tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    from subct.transfer.segmenter import SegmenterUnavailableError
+
+    case = tmp_path / "source" / "brain" / "1BA001"
+    case.mkdir(parents=True)
+    for name in ("mr.nii.gz", "ct.nii.gz"):
+        (case / name).write_bytes(b"never read")
+    output = tmp_path / "Dataset502"
+    config = BuildConfig(tools=("samseg",), fusion="majority")
+    monkeypatch.setenv("PATH", str(tmp_path))  # no tool installed, whatever this machine has
+    with pytest.raises(SegmenterUnavailableError, match="samseg"):
+        build_dataset(tmp_path / "source", output, config, workers=1, progress=False)
+    assert not output.exists()  # refused before creating anything

@@ -101,6 +101,18 @@ def nnunet_dataset_json(config: BuildConfig, num_training: int) -> dict[str, Any
     return meta
 
 
+def check_segmenters(cases: list[Any], config: BuildConfig) -> None:
+    """Raise before any work when a configured tool cannot run for some case (not
+    installed, and that case has no precomputed output for it)."""
+    from subct.transfer import registry  # lazy: the registry knows MeshNet (torch)
+
+    for tool in config.tools:
+        if all(tool in case.precomputed for case in cases):
+            continue
+        registry.get_segmenter(tool, **dict(config.segmenter_options.get(tool, {}))
+                               ).check_available()
+
+
 def build_dataset(
     source: str | Path,
     output: str | Path,
@@ -131,6 +143,7 @@ def build_dataset(
     started = time.perf_counter()
     output = Path(output)
     cases = discover_cases(source)
+    check_segmenters(cases, config)  # a missing tool is found now, not after a case
     output.mkdir(parents=True, exist_ok=True)
     for folder in ("imagesTr", "labelsTr", "cases"):
         (output / folder).mkdir(exist_ok=True)

@@ -44,6 +44,7 @@ from subct.inference.outputs import (
     write_case_outputs,
 )
 from subct.inference.pipeline import segment_volume
+from subct.io.dicom_seg import require_highdicom
 from subct.io.files import (
     LIST_SUFFIXES,
     VOLUME_SUFFIXES,
@@ -221,6 +222,8 @@ def run_batch(inputs: Iterable[str | Path], config: BatchConfig,
     check_output_dir(Path(config.output_dir), input_paths)
     if config.volumes_copy is not None:
         check_extra_output(Path(config.volumes_copy), input_paths, "--vol")
+    if config.write_dicom_seg:
+        require_highdicom()  # an optional dependency: missing is known before any case
     with folder_lock(config.output_dir, "subct segment"):
         return _run_locked(input_paths, config, model, progress, on_step)
 

@@ -99,6 +99,16 @@ def labels_on_slices(labels: Volume, datasets: list[Any]) -> NDArray[np.int16]:
     return np.stack(frames)
 
 
+def require_highdicom() -> None:
+    """Raise the one-line install hint when highdicom (``--dicom-seg``) is missing:
+    checked before a batch starts, not after its cases ran."""
+    try:
+        import highdicom  # noqa: F401
+    except ImportError as error:
+        raise SubctConfigError("DICOM SEG output (--dicom-seg) needs highdicom: pip install "
+                               "'subct[dicom]'") from error
+
+
 def write_dicom_seg(labels: Volume, dicom_folder: str | Path, output: str | Path,
                     scheme: str | LabelScheme = "canonical", series: str | None = None) -> Path:
     """Write the DICOM SEG of ``labels`` (label values of ``scheme``) for the series in

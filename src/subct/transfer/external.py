@@ -104,19 +104,22 @@ class ExternalToolSegmenter(Segmenter):
         self.name = self.spec.name
         self.__doc__ = f"{self.spec.name}: runs `{self.spec.executable}` or reads --from"
 
-    def segment(self, mri: Volume) -> Volume:
-        """Run the tool (or read ``from_file``) → canonical labels on ``mri``'s grid."""
-        if self.from_file is not None:
-            return canonical_on_grid(load_volume(self.from_file), mri.geometry,
-                                     self.spec.label_convention)
-        executable = shutil.which(self.spec.executable)
-        if executable is None:
+    def check_available(self) -> None:
+        """The executable must be on PATH unless a precomputed output is given."""
+        if self.from_file is None and shutil.which(self.spec.executable) is None:
             raise SegmenterUnavailableError(
                 f"{self.name}: executable '{self.spec.executable}' not found on PATH "
                 f"({self.spec.install_hint}); or run {self.name} elsewhere and pass its "
                 f"output label map with --from FILE (Python: get_segmenter({self.name!r}, "
                 "from_file=...))"
             )
+
+    def segment(self, mri: Volume) -> Volume:
+        """Run the tool (or read ``from_file``) → canonical labels on ``mri``'s grid."""
+        if self.from_file is not None:
+            return canonical_on_grid(load_volume(self.from_file), mri.geometry,
+                                     self.spec.label_convention)
+        self.check_available()
         with tempfile.TemporaryDirectory(prefix=f"subct-{self.name}-") as temporary:
             work = Path(self.work_dir) if self.work_dir is not None else Path(temporary)
             work.mkdir(parents=True, exist_ok=True)

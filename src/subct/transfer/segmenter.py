@@ -31,6 +31,13 @@ class Segmenter(ABC):
     def segment(self, mri: Volume) -> Volume:
         """Label map (int16 canonical FreeSurfer IDs) on ``mri``'s grid."""
 
+    def check_available(self) -> None:
+        """Raise :class:`SegmenterUnavailableError` when :meth:`segment` could not run
+        (an external tool not installed and no precomputed output): checked before a
+        batch starts, so a missing tool is not found after a minute of work. Built-in
+        segmenters always can."""
+        return None
+
     def describe(self) -> str:
         """One-line description for ``subct mri-seg --help`` and reports."""
         return (self.__doc__ or self.name).strip().splitlines()[0]
