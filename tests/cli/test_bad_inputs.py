@@ -396,3 +396,15 @@ def test_dicom_seg_without_highdicom_is_refused_before_any_case(
                                  str(FIXTURE), "--fast", "--dicom-seg"], capsys)
     _check_one_line(code, stdout, stderr, ("highdicom", "subct[dicom]"))
     assert not list(out.glob("*")) if out.exists() else True  # nothing written
+
+
+def test_synth_never_overwrites_an_input_named_like_its_outputs(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    victim = out / "synth_0000_labels.nii.gz"
+    _label_map(tmp_path).rename(victim)
+    before = _snapshot(out)
+    code, stdout, stderr = _run(["synth", str(victim), "-o", str(out), "-n", "1"], capsys)
+    _check_one_line(code, stdout, stderr, ("synth_0000_labels.nii.gz", "overwritten"))
+    assert _snapshot(out) == before

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from subct.errors import SubctInputError
 from subct.image.volume import Volume
 from subct.io.writers import save_volume
 from subct.synth.config import SynthConfig
@@ -26,6 +27,24 @@ class SynthExportResult:
     image_paths: list[Path] = field(default_factory=list)
     label_paths: list[Path] = field(default_factory=list)
     mosaic_path: Path | None = None
+
+
+def output_names(count: int) -> list[str]:
+    """The files :func:`write_synthetic_samples` writes for ``count`` samples."""
+    names = [f"synth_{index:04d}_{kind}.nii.gz" for index in range(count)
+             for kind in ("image", "labels")]
+    return [*names, "synth_mosaic.png"]
+
+
+def _refuse_overwriting_inputs(output_dir: Path, count: int,
+                               sources: Sequence[LabelMapSource | None]) -> None:
+    """Refuse, before any work, an output file that is one of the input label maps."""
+    inputs = {Path(source).resolve() for source in sources if isinstance(source, str | Path)}
+    for name in output_names(count):
+        if (output_dir / name).resolve() in inputs:
+            raise SubctInputError(output_dir / name, "is an input label map and would be "
+                                                     "overwritten by the samples; choose "
+                                                     "another output folder")
 
 
 def write_synthetic_samples(
@@ -48,6 +67,7 @@ def write_synthetic_samples(
     """
     config = config if config is not None else SynthConfig()
     output_dir = Path(output_dir)
+    _refuse_overwriting_inputs(output_dir, count, [*label_maps, background])
     output_dir.mkdir(parents=True, exist_ok=True)
     generator = SynthGenerator(label_maps, config, device=device, seed=seed,
                                background=background)
