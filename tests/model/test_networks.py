@@ -42,11 +42,13 @@ def test_every_network_maps_patch_to_logits_of_same_size(name: str) -> None:
 
 
 def test_registry_lists_all_and_rejects_unknown_names_and_options() -> None:
-    assert set(SMALL) <= set(available_networks())
+    assert set(SMALL) == set(available_networks())  # every offered network is built above
     with pytest.raises(SubctConfigError, match="unknown network"):
         build_network("vnet-9000")
     with pytest.raises(SubctConfigError, match="bad options"):
         build_network("unet3d", colour="blue")
+    with pytest.raises(SubctConfigError, match="bad options"):
+        build_network("unet3d", channels=[4, 8], norm="bogus")
 
 
 def test_slicewise_2d_network_treats_slices_independently() -> None:
@@ -108,5 +110,5 @@ def test_growing_a_unet_keeps_its_function_and_its_parameter_names() -> None:
         assert not torch.allclose(plain(patch), grown(patch))  # and do take part
     extra = count_parameters(grown) - count_parameters(plain)
     assert extra == sum(2 * (c * c * 27 + c) + 1 + 1 for c in (8, 16, 32))
-    with pytest.raises(ValueError, match="refine_levels"):
+    with pytest.raises(SubctConfigError, match="refine_levels"):
         build_network("unet3d", channels=[4, 8, 16], refine_levels=[3])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -258,3 +259,23 @@ def test_stop_file_ends_the_run_after_the_epoch_in_progress(
     result = train(training_config_from_dict(values))
     assert len(result.history) == 1  # one epoch, then the STOP file was seen
     assert (tmp_path / "last_state.pt").exists()  # and it is resumable
+
+
+def test_resume_refuses_a_foreign_pickle_in_one_line(
+        shared_data: Path, tmp_path: Path, tiny_run: TrainingResult) -> None:
+    import pickle
+
+    from subct.errors import SubctInputError
+
+    output = tmp_path / "run"
+    output.mkdir()
+    shutil.copy(tiny_run.output_dir / "last.safetensors", output / "last.safetensors")
+
+    class Payload:  # a pickle that would run code if unpickled without weights_only
+        def __reduce__(self) -> tuple[object, tuple[str]]:
+            return (print, ("executed!",))
+
+    (output / "last_state.pt").write_bytes(pickle.dumps(Payload()))
+    with pytest.raises(SubctInputError, match="not a subct training state") as error:
+        train(training_config_from_dict(tiny_config(shared_data, output)), resume=True)
+    assert "\n" not in str(error.value)

@@ -86,7 +86,8 @@ def build_network(name: str, in_channels: int = 1, out_channels: int = 18,
         )
     try:
         return NETWORK_REGISTRY[name](in_channels, out_channels, **kwargs)
-    except TypeError as error:
+    except (TypeError, ValueError, LookupError, AssertionError) as error:
+        # a wrong option name (TypeError) or value MONAI refuses (norm="bogus": KeyError...)
         raise SubctConfigError(f"bad options for network {name!r}: {error}") from error
 
 

@@ -257,7 +257,14 @@ def _restore(run: _Run, output: Path, device: torch.device,
     if not state_path.is_file() or not (output / LAST_CHECKPOINT).is_file():
         raise SubctInputError(state_path, "nothing to resume (no last_state.pt/last "
                                           "checkpoint in the output folder)")
-    state = torch.load(state_path, map_location="cpu", weights_only=True)
+    try:  # tensors and plain containers only: a pickle with code is never run
+        state = torch.load(state_path, map_location="cpu", weights_only=True)
+    except Exception as error:  # UnpicklingError, RuntimeError, EOFError... from torch
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise SubctInputError(state_path, "not a subct training state (written by subct "
+                                          f"train; loading refused: {first[:160]})") from error
+    if not isinstance(state, dict) or "optimiser" not in state:
+        raise SubctInputError(state_path, "not a subct training state (no optimiser state)")
     run.network.load_state_dict(load_state_dict(output / LAST_CHECKPOINT, device))
     run.optimiser.load_state_dict(state["optimiser"])
     run.scheduler.load_state_dict(state["scheduler"])
