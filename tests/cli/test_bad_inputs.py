@@ -408,3 +408,21 @@ def test_synth_never_overwrites_an_input_named_like_its_outputs(
     code, stdout, stderr = _run(["synth", str(victim), "-o", str(out), "-n", "1"], capsys)
     _check_one_line(code, stdout, stderr, ("synth_0000_labels.nii.gz", "overwritten"))
     assert _snapshot(out) == before
+
+
+def test_a_closed_stdout_pipe_does_not_stop_the_batch(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    inputs = _mkdirs(tmp_path / "in")
+    for name in ("a", "b"):
+        save_volume(analytic_head_phantom(spacing_mm=4.0).ct, inputs / f"{name}.nii.gz")
+    out = tmp_path / "out"
+    command = (f"{sys.executable} -m subct segment {inputs} -o {out} --model {FIXTURE} "
+               "--fast --threads 1 --scheme merged | head -c 1 > /dev/null")
+    finished = subprocess.run(["bash", "-o", "pipefail", "-c", command], env=dict(os.environ),
+                              capture_output=True, text=True, timeout=300)
+    assert finished.returncode == 0, finished.stderr
+    for name in ("volumes.csv", "index.html", "a_labels.nii.gz", "b_labels.nii.gz"):
+        assert (out / name).is_file(), name

@@ -9,6 +9,9 @@ wrapping of long paths).
 
 from __future__ import annotations
 
+import os
+import sys
+
 from rich.console import Console
 from rich.markup import escape
 
@@ -18,6 +21,17 @@ def plain(text: object) -> str:
     return escape(str(text))
 
 
+class _Console(Console):
+    """A Rich console that outlives its reader: when stdout's pipe closes (``subct
+    segment ... | head``) it goes quiet instead of exiting, so a batch still finishes and
+    writes volumes.csv and index.html (Rich's default ends the program)."""
+
+    def on_broken_pipe(self) -> None:
+        self.quiet = True
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, (sys.stderr if self.stderr else sys.stdout).fileno())
+
+
 def make_console(stderr: bool = False) -> Console:
     """A console for command output (stdout) or messages (``stderr=True``)."""
-    return Console(stderr=stderr, highlight=False, soft_wrap=True)
+    return _Console(stderr=stderr, highlight=False, soft_wrap=True)

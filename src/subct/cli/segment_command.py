@@ -152,7 +152,7 @@ def segment(
     reporter = _CaseReporter()
     summary = reporter.run(lambda: run_batch(inputs, config, progress=reporter.report,
                                              on_step=reporter.step))
-    _print_summary(summary, config, reporter.console, reporter.errors)
+    _print_summary(summary, config, reporter)
 
 
 class _CaseReporter:
@@ -169,19 +169,23 @@ class _CaseReporter:
         if self.status is not None:
             self.status.update(f"[{self.finished} done] {plain(case)}: {plain(name)}")
 
+    def say(self, console: Console, text: str) -> None:
+        """Print (a closed pipe only silences the console: see :mod:`subct.cli.console`)."""
+        console.print(text)
+
     def report(self, outcome: CaseOutcome) -> None:
         self.finished += 1
         case = plain(outcome.case_id)
         if outcome.status == "failed":
-            self.errors.print(f"[red]failed[/]  {case}: {plain(outcome.error)}")
+            self.say(self.errors, f"[red]failed[/]  {case}: {plain(outcome.error)}")
         elif outcome.status == "skipped":
-            self.console.print(f"skipped {case} (complete; --overwrite redoes it)")
+            self.say(self.console, f"skipped {case} (complete; --overwrite redoes it)")
         else:
             warnings = outcome.details.get("qc_warnings", [])
             note = f", [yellow]{len(warnings)} QC warning(s)[/]" if warnings else ""
-            self.console.print(f"done    {case} ({outcome.seconds:.1f} s){note}")
+            self.say(self.console, f"done    {case} ({outcome.seconds:.1f} s){note}")
             for warning in warnings:
-                self.console.print(f"        [yellow]![/] {plain(warning)}")
+                self.say(self.console, f"        [yellow]![/] {plain(warning)}")
 
     def run(self, batch: Any) -> BatchSummary:
         if self.status is not None:
@@ -193,25 +197,26 @@ class _CaseReporter:
                 self.status.stop()
 
 
-def _print_summary(summary: BatchSummary, config: BatchConfig, console: Console,
-                   errors: Console) -> None:
+def _print_summary(summary: BatchSummary, config: BatchConfig, reporter: _CaseReporter
+                   ) -> None:
     """Redone and flagged cases, where the outputs are, failures (exit 2 or 1)."""
+    console, errors, say = reporter.console, reporter.errors, reporter.say
     if summary.redone:
-        console.print(f"redone {len(summary.redone)} case(s) finished earlier from another "
-                      f"input, model or label settings: {plain(', '.join(summary.redone))}")
+        say(console, f"redone {len(summary.redone)} case(s) finished earlier from another "
+                     f"input, model or label settings: {plain(', '.join(summary.redone))}")
     flagged = [o.case_id for o in summary.cases if o.details.get("qc_warnings")]
     if flagged:
-        console.print(f"[yellow]{len(flagged)} of {len(summary.cases)} case(s) flagged by "
-                      f"QC[/] ({plain(', '.join(flagged))}): check them before using their "
-                      "volumes (docs/segment.md explains each flag)")
+        say(console, f"[yellow]{len(flagged)} of {len(summary.cases)} case(s) flagged by "
+                     f"QC[/] ({plain(', '.join(flagged))}): check them before using their "
+                     "volumes (docs/segment.md explains each flag)")
     if summary.volumes_csv is not None:
-        console.print(f"outputs in {plain(config.output_dir)} (volumes.csv, index.html)")
+        say(console, f"outputs in {plain(config.output_dir)} (volumes.csv, index.html)")
     if summary.failures:
         if len(summary.cases) > 1:
-            errors.print(f"[red]{len(summary.failures)} of {len(summary.cases)} "
-                         "case(s) failed:[/]")
+            say(errors, f"[red]{len(summary.failures)} of {len(summary.cases)} "
+                        "case(s) failed:[/]")
             for outcome in summary.failures:
-                errors.print(f"  {plain(outcome.error)}")
+                say(errors, f"  {plain(outcome.error)}")
         # 2: every failure is the input's (fixable by the user); 1: a bug somewhere
         raise typer.Exit(1 if any(o.internal for o in summary.failures) else 2)
 
