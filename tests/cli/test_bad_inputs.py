@@ -426,3 +426,32 @@ def test_a_closed_stdout_pipe_does_not_stop_the_batch(tmp_path: Path) -> None:
     assert finished.returncode == 0, finished.stderr
     for name in ("volumes.csv", "index.html", "a_labels.nii.gz", "b_labels.nii.gz"):
         assert (out / name).is_file(), name
+
+
+def test_a_damaged_output_is_redone_on_rerun(tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    head = _head(tmp_path)
+    out = tmp_path / "out"
+    argv = ["segment", str(head), "-o", str(out), "--model", str(FIXTURE), "--fast",
+            "--threads", "1", "--scheme", "merged"]
+    assert _run(argv, capsys)[0] == 0
+    record = json.loads((out / "head_qc.json").read_text())
+    assert set(record["output_files"]) == {"labels", "overlay"}
+    labels = out / "head_labels.nii.gz"
+    good = labels.read_bytes()
+    labels.write_bytes(good[: len(good) // 2])  # a full disk cut it short
+    code, stdout, _ = _run(argv, capsys)
+    assert code == 0 and "skipped" not in stdout
+    assert labels.read_bytes() == good  # rewritten whole (same input, same labels)
+
+
+def test_every_case_writer_has_its_own_name_and_temporary_pattern() -> None:
+    from subct.inference.outputs import _TEMPORARY_PATTERNS
+    from subct.inference.writers import CASE_WRITERS
+
+    roles = [writer.role for writer in CASE_WRITERS]
+    assert len(set(roles)) == len(roles) and "qc" not in roles
+    suffixes = [(writer.subfolder, writer.suffix) for writer in CASE_WRITERS]
+    assert len(set(suffixes)) == len(suffixes)
+    for writer in CASE_WRITERS:
+        assert writer.temporary_pattern() in _TEMPORARY_PATTERNS

@@ -15,29 +15,28 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from numpy.typing import NDArray
 from pydantic import Field
-from scipy import ndimage
 
 from subct import __version__
 from subct.config import StrictConfig
 from subct.errors import SubctConfigError, SubctInputError
 from subct.inference.config import InferenceConfig
 from subct.inference.pipeline import SegmentationResult
-from subct.io.writers import atomic_output, atomic_write_text, save_volume
+from subct.inference.writers import (
+    CASE_WRITERS,
+    CaseContext,
+    file_fingerprint,
+)
+from subct.io.writers import atomic_write_text
 from subct.labels.colours import write_colour_tables
 from subct.labels.schemes import get_scheme, scheme_structure_names
-from subct.qc.overlay import OverlayConfig, save_overlay
 from subct.qc.report import render_segmentation_index, structure_warnings
-from subct.qc.viewer import install_viewer, write_case_view
+from subct.qc.viewer import install_viewer
 
 if TYPE_CHECKING:
     from subct.runner import CaseOutcome
 
 QC_SUFFIX = "_qc.json"
-LABELS_SUFFIX = "_labels.nii.gz"
-OVERLAY_SUFFIX = "_overlay.png"
-POSTERIORS_SUFFIX = "_posteriors.nii.gz"
 
 #: Inference settings that change the labels: a finished case is redone when one of
 #: them (or the model's weights) differs from the run that wrote it.
@@ -112,7 +111,13 @@ def is_complete(config: BatchConfig, name: str, key: dict[str, Any] | None = Non
         return False
     if not record.get("complete") or record.get("scheme") != config.inference.scheme:
         return False
-    return key is None or record.get("resume_key") == key
+    if key is not None and record.get("resume_key") != key:
+        return False
+    recorded = record.get("output_files") or {}
+    for role, path in outputs.items():  # a truncated or replaced output is redone
+        if role != "qc" and (role not in recorded or file_fingerprint(path) != recorded[role]):
+            return False
+    return True
 
 
 def check_output_dir(output_dir: Path, inputs: Sequence[Path]) -> None:
@@ -145,13 +150,13 @@ def check_output_dir(output_dir: Path, inputs: Sequence[Path]) -> None:
 
 
 def case_outputs(config: BatchConfig, name: str) -> dict[str, Path]:
-    """Paths of one case's output files (only those this configuration writes)."""
+    """Paths of the outputs a case is complete only with, for this configuration: the
+    required writers' files (:data:`subct.inference.writers.CASE_WRITERS`) and the QC JSON."""
     folder = Path(config.output_dir)
-    outputs = {"labels": folder / f"{name}{LABELS_SUFFIX}", "qc": folder / f"{name}{QC_SUFFIX}"}
-    if config.write_overlay:
-        outputs["overlay"] = folder / f"{name}{OVERLAY_SUFFIX}"
-    if config.write_posteriors:
-        outputs["posteriors"] = folder / f"{name}{POSTERIORS_SUFFIX}"
+    required = [w for w in CASE_WRITERS if w.required and w.wanted(config, None)]
+    outputs = {required[0].role: required[0].path(folder, name),
+               "qc": folder / f"{name}{QC_SUFFIX}"}
+    outputs.update({w.role: w.path(folder, name) for w in required[1:]})
     return outputs
 
 
@@ -211,38 +216,6 @@ class CaseInput:
     name: str
     path: Path
 
-def posteriors_on_input_grid(result: SegmentationResult) -> NDArray[np.uint8]:
-    """The crop-grid softmax carried onto the label map's (the input's) grid, channel by
-    channel (trilinear; outside the crop: background 1, structures 0), as uint8 p × 255
-    with the channel last (SynthSeg's ``--post`` convention)."""
-    assert result.posteriors is not None
-    probabilities = result.posteriors.probabilities
-    native_to_crop = np.linalg.inv(result.posteriors.grid.affine) @ result.labels.affine
-    shape = result.labels.shape
-    out = np.empty((*shape, probabilities.shape[0]), dtype=np.uint8)
-    for channel, values in enumerate(probabilities):
-        sampled = ndimage.affine_transform(
-            np.asarray(values, dtype=np.float32), native_to_crop[:3, :3],
-            offset=native_to_crop[:3, 3], output_shape=shape, order=1, mode="constant",
-            cval=1.0 if channel == 0 else 0.0, prefilter=False)
-        out[..., channel] = np.clip(np.rint(sampled * 255.0), 0, 255).astype(np.uint8)
-    return out
-
-
-def _save_posteriors(result: SegmentationResult, path: Path, on_input_grid: bool) -> None:
-    import nibabel as nib
-
-    assert result.posteriors is not None
-    if on_input_grid:
-        image = nib.Nifti1Image(posteriors_on_input_grid(result), result.labels.affine)
-    else:
-        scaled = np.round(np.moveaxis(result.posteriors.probabilities, 0, -1) * 255.0)
-        image = nib.Nifti1Image(scaled.astype(np.uint8), result.posteriors.grid.affine)
-    image.header["descrip"] = b"subct posteriors x/255; channel 0 background"
-    with atomic_output(path, suffix=".nii.gz") as temporary:
-        nib.save(image, str(temporary))
-
-
 def _subset(labels: Any, scheme: str, roi_subset: tuple[str, ...] | None) -> Any:
     """The label map with only the ``roi_subset`` structures (all when None)."""
     if roi_subset is None:
@@ -252,44 +225,21 @@ def _subset(labels: Any, scheme: str, roi_subset: tuple[str, ...] | None) -> Any
     return labels.with_array(np.where(np.isin(array, keep), array, 0).astype(array.dtype))
 
 
-def _save_masks(labels: Any, scheme: str, roi_subset: tuple[str, ...] | None,
-                folder: Path) -> Path:
-    """One uint8 mask per structure in ``folder`` (``<structure>.nii.gz``)."""
-    array = np.asarray(labels.array)
-    for value, name in get_scheme(scheme).names.items():
-        path = folder / f"{name}.nii.gz"
-        if roi_subset is None or name in roi_subset:
-            save_volume(labels.with_array((array == value).astype(np.uint8)), path)
-        else:
-            path.unlink(missing_ok=True)  # left by an earlier run with another subset
-    return folder
-
-
 def write_case_outputs(case: CaseInput, ct_hu_source: Any, result: SegmentationResult,
                        config: BatchConfig, model_description: str,
                        seconds: float, key: dict[str, Any] | None = None) -> dict[str, Path]:
-    """Write one case's files atomically; the QC JSON goes last (marks completion)."""
+    """Write one case's outputs (:data:`~subct.inference.writers.CASE_WRITERS`, each
+    atomically); the QC JSON goes last (marks completion, with the size and SHA-256 of
+    every required output for verification on reuse)."""
     outputs = case_outputs(config, case.name)
-    labels = _subset(result.labels, result.scheme, config.roi_subset)
-    save_volume(labels, outputs["labels"])
-    if config.write_masks:
-        outputs["masks"] = _save_masks(labels, result.scheme, config.roi_subset,
-                                       Path(config.output_dir) / f"{case.name}_masks")
-    if "overlay" in outputs:
-        save_overlay(ct_hu_source, result.labels, outputs["overlay"],
-                     OverlayConfig(scheme=result.scheme, title=case.name),
-                     hu_offset=result.qc.input.hu_offset)
-        outputs["view"] = write_case_view(config.output_dir, case.name, ct_hu_source,
-                                          result.labels, result.qc.input.hu_offset)
-    if "posteriors" in outputs:
-        _save_posteriors(result, outputs["posteriors"], config.posteriors_on_input_grid)
-    if config.write_dicom_seg and Path(case.path).is_dir():
-        # lazy: pydicom/highdicom are optional and only DICOM inputs need them
-        from subct.io.dicom_seg import write_dicom_seg
-
-        outputs["dicom_seg"] = write_dicom_seg(
-            result.labels, case.path, Path(config.output_dir) / f"{case.name}_seg.dcm",
-            result.scheme, config.series)
+    context = CaseContext(case, ct_hu_source, result, config,
+                          _subset(result.labels, result.scheme, config.roi_subset))
+    folder = Path(config.output_dir)
+    for writer in CASE_WRITERS:
+        if writer.wanted(config, case):
+            outputs[writer.role] = writer.write(context, writer.path(folder, case.name))
+    fingerprints = {role: file_fingerprint(path) for role, path in outputs.items()
+                    if role != "qc" and role in case_outputs(config, case.name)}
     record = {
         "complete": True,
         "case": case.name,
@@ -312,6 +262,7 @@ def write_case_outputs(case: CaseInput, ct_hu_source: Any, result: SegmentationR
         "runtime": result.runtime,
         "outputs": {role: path.name for role, path in outputs.items()},
         "resume_key": key,
+        "output_files": fingerprints,
     }
     atomic_write_text(outputs["qc"], json.dumps(record, indent=2, allow_nan=True) + "\n")
     return outputs
@@ -402,8 +353,11 @@ def write_batch_files(config: BatchConfig,
     return csv_path, html_path
 
 
-_TEMPORARY_PATTERNS = (f".*{LABELS_SUFFIX}.*", f".*{QC_SUFFIX}.*", f".*{OVERLAY_SUFFIX}.*",
-                       f".*{POSTERIORS_SUFFIX}.*", ".volumes.csv.*", ".index.html.*")
+#: Hidden temporary names a killed run may leave: every writer's, the QC JSON's and the
+#: batch files'.
+_TEMPORARY_PATTERNS = (*(writer.temporary_pattern() for writer in CASE_WRITERS),
+                       f".*{QC_SUFFIX}.*", ".volumes.csv.*", ".statistics.csv.*",
+                       ".index.html.*")
 
 
 def remove_stale_temporaries(folder: Path) -> list[Path]:
