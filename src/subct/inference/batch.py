@@ -45,14 +45,7 @@ from subct.inference.outputs import (
 )
 from subct.inference.pipeline import segment_volume
 from subct.io.dicom_seg import require_highdicom
-from subct.io.files import (
-    LIST_SUFFIXES,
-    VOLUME_SUFFIXES,
-    _is_dicom_folder,
-    _read_list_file,
-    case_name,
-    is_volume_file,
-)
+from subct.io.files import discover_inputs
 from subct.io.readers import load_volume
 from subct.io.writers import folder_lock
 from subct.model.graphs import file_sha256
@@ -76,51 +69,13 @@ class BatchSummary:
 
 
 def expand_inputs(inputs: Iterable[str | Path]) -> tuple[list[CaseInput], list[CaseOutcome]]:
-    """Turn command-line inputs into cases; unusable inputs become failed outcomes.
+    """Command-line inputs as cases (:func:`subct.io.files.discover_inputs`); unusable
+    inputs become failed outcomes."""
+    found, problems = discover_inputs(inputs)
+    return ([CaseInput(name, path) for name, path in found],
+            [CaseOutcome(path.name, "failed", source=path, error=error)
+             for path, error in problems])
 
-    Case names come from file names (``case01.nii.gz`` → ``case01``) or DICOM folder
-    names; repeated names get ``_2``, ``_3``... appended.
-    """
-    cases: list[CaseInput] = []
-    problems: list[CaseOutcome] = []
-
-    def add(path: Path, depth: int = 0) -> None:
-        if not path.exists():
-            problems.append(CaseOutcome(path.name, "failed", source=path,
-                                        error=f"{path}: no such file or folder"))
-        elif path.is_dir():
-            if _is_dicom_folder(path):
-                cases.append(CaseInput(path.name, path))
-                return
-            found = False
-            for child in sorted(path.iterdir()):
-                if is_volume_file(child) or (child.is_dir() and depth == 0
-                                             and _is_dicom_folder(child)):
-                    add(child, depth + 1)
-                    found = True
-            if not found:
-                problems.append(CaseOutcome(path.name, "failed", source=path,
-                                            error=f"{path}: folder holds no volume files "
-                                                  "or DICOM series"))
-        elif any(path.name.lower().endswith(s) for s in VOLUME_SUFFIXES):
-            cases.append(CaseInput(case_name(path), path))
-        elif path.suffix.lower() in LIST_SUFFIXES and depth == 0:
-            for entry in _read_list_file(path):
-                add(entry, depth + 1)
-        else:
-            problems.append(CaseOutcome(path.name, "failed", source=path,
-                                        error=f"{path}: not a volume file, DICOM folder or "
-                                              "list of paths"))
-
-    for item in inputs:
-        add(Path(item))
-    seen: dict[str, int] = {}
-    unique: list[CaseInput] = []
-    for case in cases:
-        count = seen.get(case.name, 0) + 1
-        seen[case.name] = count
-        unique.append(case if count == 1 else CaseInput(f"{case.name}_{count}", case.path))
-    return unique, problems
 
 
 def process_case(case: CaseInput, model: SegmentationModel, config: BatchConfig,

@@ -1,9 +1,14 @@
-"""File names: which suffixes are volumes, case names, DICOM folders, list files.
+"""Input discovery: which suffixes are volumes, case names, DICOM folders, list files.
+
+:func:`discover_inputs` turns command-line inputs (files, DICOM folders, folders of
+files or series, text lists) into named cases; :mod:`subct.io.readers` reads each
+(``INPUT_FORMATS``). **A new input format**: its suffixes in a tuple here (part of
+:data:`VOLUME_SUFFIXES`) and one ``InputFormat`` entry in :mod:`subct.io.readers`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from subct.errors import SubctInputError
@@ -50,7 +55,7 @@ def iter_volume_files(folder: Path) -> Iterator[Path]:
 LIST_SUFFIXES = (".txt", ".lst", ".list", ".csv")
 
 
-def _looks_like_dicom_file(path: Path) -> bool:
+def looks_like_dicom_file(path: Path) -> bool:
     if path.suffix.lower() in (".dcm", ".ima"):
         return True
     try:
@@ -61,11 +66,13 @@ def _looks_like_dicom_file(path: Path) -> bool:
         return False
 
 
-def _is_dicom_folder(folder: Path) -> bool:
-    return any(child.is_file() and _looks_like_dicom_file(child) for child in folder.iterdir())
+def is_dicom_folder(folder: Path) -> bool:
+    """True for a folder holding DICOM files (``.dcm``/``.ima`` or the ``DICM`` tag)."""
+    return any(child.is_file() and looks_like_dicom_file(child) for child in folder.iterdir())
 
 
-def _read_list_file(path: Path) -> list[Path]:
+def read_list_file(path: Path) -> list[Path]:
+    """The paths listed in a text file, one per line (``#`` comments; relative to the file)."""
     entries = []
     try:
         text_lines = path.read_text(encoding="utf-8").splitlines()
@@ -79,3 +86,51 @@ def _read_list_file(path: Path) -> list[Path]:
             entry = Path(text).expanduser()
             entries.append(entry if entry.is_absolute() else path.parent / entry)
     return entries
+
+
+def discover_inputs(inputs: Iterable[str | Path]
+                    ) -> tuple[list[tuple[str, Path]], list[tuple[Path, str]]]:
+    """Command-line inputs → (case name, path) pairs and (path, problem) pairs.
+
+    A volume file is one case (``case01.nii.gz`` → ``case01``); a DICOM folder is one
+    case named after the folder; a folder of volume files or DICOM series folders gives
+    one case each; a text list (``.txt``, ``.lst``, ``.list``, ``.csv``) is expanded.
+    Repeated names get ``_2``, ``_3``... appended, so no two inputs share one.
+    """
+    cases: list[tuple[str, Path]] = []
+    problems: list[tuple[Path, str]] = []
+
+    def add(path: Path, depth: int = 0) -> None:
+        if not path.exists():
+            problems.append((path, f"{path}: no such file or folder"))
+        elif path.is_dir():
+            if is_dicom_folder(path):
+                cases.append((path.name, path))
+                return
+            found = False
+            for child in sorted(path.iterdir()):
+                if is_volume_file(child) or (child.is_dir() and depth == 0
+                                             and is_dicom_folder(child)):
+                    add(child, depth + 1)
+                    found = True
+            if not found:
+                problems.append((path, f"{path}: folder holds no volume files or DICOM "
+                                       "series"))
+        elif _has_suffix(path, VOLUME_SUFFIXES):
+            cases.append((case_name(path), path))
+        elif path.suffix.lower() in LIST_SUFFIXES and depth == 0:
+            for entry in read_list_file(path):
+                add(entry, depth + 1)
+        else:
+            problems.append((path, f"{path}: not a volume file, DICOM folder or list of "
+                                   "paths"))
+
+    for item in inputs:
+        add(Path(item))
+    seen: dict[str, int] = {}
+    unique: list[tuple[str, Path]] = []
+    for name, path in cases:
+        count = seen.get(name, 0) + 1
+        seen[name] = count
+        unique.append((name if count == 1 else f"{name}_{count}", path))
+    return unique, problems

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -250,6 +252,29 @@ def _short(error: BaseException | str) -> str:
     return text[:200] if text else type(error).__name__
 
 
+@dataclass(frozen=True)
+class InputFormat:
+    """A file format subct reads: its name, file suffixes and reader (array in voxel
+    order, RAS affine in mm, metadata). DICOM folders go through :mod:`subct.io.dicom`."""
+
+    name: str
+    suffixes: tuple[str, ...]
+    read: Callable[[Path], tuple[NDArray[Any], NDArray[np.float64], dict[str, Any]]]
+
+
+#: The file formats :func:`load_volume` reads, by suffix (a new format: one entry here and
+#: its suffixes in :mod:`subct.io.files`).
+INPUT_FORMATS: tuple[InputFormat, ...] = (
+    InputFormat("NIfTI / FreeSurfer MGH", NIFTI_SUFFIXES + FREESURFER_SUFFIXES, _from_nibabel),
+    InputFormat("NRRD / MetaImage (ITK)", ITK_SUFFIXES, _from_simpleitk),
+)
+
+
+def input_format_of(path: Path) -> InputFormat | None:
+    """The :data:`INPUT_FORMATS` entry for ``path``'s suffix (None: not a known format)."""
+    return next((f for f in INPUT_FORMATS if _has_suffix(path, f.suffixes)), None)
+
+
 def load_volume(path: str | Path, *, expect_ct: bool = False, series: str | None = None) -> Volume:
     """Read a 3D volume from a file or DICOM folder, keeping its voxel order and geometry.
 
@@ -270,16 +295,14 @@ def load_volume(path: str | Path, *, expect_ct: bool = False, series: str | None
     if path.is_dir():
         volume = load_dicom_series(path, series=series)
     else:
-        if _has_suffix(path, NIFTI_SUFFIXES + FREESURFER_SUFFIXES):
-            array, affine, meta = _from_nibabel(path)
-        elif _has_suffix(path, ITK_SUFFIXES):
-            array, affine, meta = _from_simpleitk(path)
-        else:
+        reader = input_format_of(path)
+        if reader is None:
             raise SubctInputError(
                 path,
                 "unknown image format; expected one of " + ", ".join(VOLUME_SUFFIXES)
                 + " or a DICOM folder",
             )
+        array, affine, meta = reader.read(path)
         check_voxel_type(path, array)
         array = _squeeze_to_3d(path, array)
         volume = Volume(array=array, affine=affine, path=path, metadata=meta)
