@@ -153,3 +153,19 @@ def test_input_clean_up_can_be_switched_off(files: dict[str, Path], tmp_path: Pa
     facts = off["qc"]["input"]
     assert facts["dense_foci_inpainted_mm3"] == 0 and facts["network_input_smoothing_mm"] == 0
     assert on["resume_key"]["pipeline_revision"] >= 2
+
+
+def test_progress_lines_with_eta_and_quiet(files: dict[str, Path], tmp_path: Path,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    for name in ("a", "b"):
+        (inputs / f"{name}.nii.gz").write_bytes(files["ct"].read_bytes())
+    common = ["--model", str(files["checkpoint"]), "--fast", "--threads", "1"]
+    assert _run(["segment", str(inputs), "-o", str(tmp_path / "out"), *common]) == 0
+    out = capsys.readouterr().out
+    assert "[0/2 done] a: started" in out  # not a terminal: one plain line per case
+    assert "[1/2 done, about 0:" in out and "b: started" in out  # with the batch ETA
+    assert _run(["segment", str(inputs), "-o", str(tmp_path / "quiet"), *common, "--quiet"]) == 0
+    quiet = capsys.readouterr().out
+    assert "started" not in quiet and "done    " not in quiet and "outputs in" in quiet

@@ -15,6 +15,8 @@ import typer
 
 from subct.cli.console import make_console, plain
 from subct.errors import SubctConfigError
+from subct.inference.config import FIRST_STEP
+from subct.io.files import discover_inputs
 from subct.labels.schemes import get_scheme
 
 if TYPE_CHECKING:
@@ -94,6 +96,8 @@ OPTIONS: dict[str, Any] = {
                                    "label map and masks (default: all)."),
     "vol": typer.Option(
         None, "--vol", help="Also write volumes.csv to this file (SynthSeg's --vol)."),
+    "quiet": typer.Option(False, "--quiet", "-q", help="No progress lines and no line per "
+                          "finished case; errors and the summary only."),
     "scheduler": typer.Option(
         None, "--scheduler", help="Dask scheduler address (tcp://host:8786) to spread "
                                   "the batch over; default: in this process."),
@@ -119,7 +123,7 @@ def segment(
     series: str | None = _O["series"], no_overlay: bool = _O["no_overlay"],
     dicom_seg: bool = _O["dicom_seg"], masks: bool = _O["masks"],
     roi_subset: str | None = _O["roi_subset"], vol: Path | None = _O["vol"],
-    scheduler: str | None = _O["scheduler"],
+    scheduler: str | None = _O["scheduler"], quiet: bool = _O["quiet"],
 ) -> None:
     """Segment head CTs: labels, volumes.csv, QC JSON, overlays and index.html."""
     # torch-heavy modules are imported here, not at module import, so that
@@ -149,25 +153,41 @@ def segment(
                          write_dicom_seg=dicom_seg, write_masks=masks,
                          roi_subset=None if roi_subset is None else tuple(
                              name.strip() for name in roi_subset.split(",") if name.strip()))
-    reporter = _CaseReporter()
+    reporter = _CaseReporter(len(discover_inputs(inputs)[0]), quiet)
     summary = reporter.run(lambda: run_batch(inputs, config, progress=reporter.report,
                                              on_step=reporter.step))
     _print_summary(summary, config, reporter)
 
 
 class _CaseReporter:
-    """One line per finished case, and a live status line on a terminal."""
+    """One line per finished case; progress while cases run: on a terminal a live status
+    line (cases done, the current case and step, the batch's ETA), otherwise one plain
+    line on stdout as each case starts (logs stay short; stderr keeps only errors);
+    nothing of either with ``--quiet``."""
 
-    def __init__(self) -> None:
+    def __init__(self, total: int, quiet: bool = False) -> None:
         self.console: Console = make_console()
         self.errors: Console = make_console(stderr=True)
+        self.total, self.quiet = total, quiet
         self.finished = 0
-        self.status = self.errors.status("loading the model") if self.errors.is_terminal \
-            else None
+        self.computed_seconds: list[float] = []  # of cases segmented (not skipped) so far
+        self.status = self.errors.status("loading the model") \
+            if self.errors.is_terminal and not quiet else None
+
+    def eta(self) -> str:
+        """Time left at the mean pace of the cases segmented so far (mm:ss)."""
+        if not self.computed_seconds:
+            return ""
+        left = (self.total - self.finished) * sum(self.computed_seconds) / \
+            len(self.computed_seconds)
+        return f", about {int(left) // 60}:{int(left) % 60:02d} left"
 
     def step(self, case: str, name: str) -> None:
+        progress = f"[{self.finished}/{self.total} done{self.eta()}] {plain(case)}"
         if self.status is not None:
-            self.status.update(f"[{self.finished} done] {plain(case)}: {plain(name)}")
+            self.status.update(f"{progress}: {plain(name)}")
+        elif not self.quiet and name == FIRST_STEP:
+            self.say(self.console, f"{progress}: started")
 
     def say(self, console: Console, text: str) -> None:
         """Print (a closed pipe only silences the console: see :mod:`subct.cli.console`)."""
@@ -179,13 +199,16 @@ class _CaseReporter:
         if outcome.status == "failed":
             self.say(self.errors, f"[red]failed[/]  {case}: {plain(outcome.error)}")
         elif outcome.status == "skipped":
-            self.say(self.console, f"skipped {case} (complete; --overwrite redoes it)")
+            if not self.quiet:
+                self.say(self.console, f"skipped {case} (complete; --overwrite redoes it)")
         else:
+            self.computed_seconds.append(outcome.seconds)
             warnings = outcome.details.get("qc_warnings", [])
             note = f", [yellow]{len(warnings)} QC warning(s)[/]" if warnings else ""
-            self.say(self.console, f"done    {case} ({outcome.seconds:.1f} s){note}")
-            for warning in warnings:
-                self.say(self.console, f"        [yellow]![/] {plain(warning)}")
+            if not self.quiet:
+                self.say(self.console, f"done    {case} ({outcome.seconds:.1f} s){note}")
+                for warning in warnings:
+                    self.say(self.console, f"        [yellow]![/] {plain(warning)}")
 
     def run(self, batch: Any) -> BatchSummary:
         if self.status is not None:

@@ -20,6 +20,9 @@ from subct.model.runtime import (
     requested_precision,
 )
 
+#: The progress name of the first step of every case (``on_step``): a case starts.
+FIRST_STEP = "checking input"
+
 
 def parse_device(name: str) -> str:
     """Validate a device name: ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps`` (Apple

@@ -23,7 +23,7 @@ from subct.image.hyperdense import hyperdense_regions, large_hyperdense_regions
 from subct.image.intracranial import IntracranialLocation, locate_intracranial
 from subct.image.masks import depth_inside_mm, skull_strip_mask
 from subct.image.volume import Volume
-from subct.inference.config import InferenceConfig
+from subct.inference.config import FIRST_STEP, InferenceConfig
 from subct.inference.crop import crop_grid, labels_to_native, pitch_rotation, resample_to_crop
 from subct.inference.denoise import denoise_for_network
 from subct.inference.dense import inpaint_blood_like_regions, inpaint_dense_foci
@@ -291,7 +291,7 @@ class Step:
 
 #: The pipeline of ``subct segment``, in order.
 SEGMENT_STEPS: tuple[Step, ...] = (
-    Step(read_input, "checking input", "read"),
+    Step(read_input, FIRST_STEP, "read"),
     Step(locate_brain, "locating the brain", "locate_and_resample"),
     Step(crop, None, "locate_and_resample"),
     Step(clean_input, None, "locate_and_resample"),
