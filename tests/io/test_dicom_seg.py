@@ -82,3 +82,22 @@ def test_seg_passes_dciodvfy(shared_data: Path, tmp_path: Path) -> None:
     errors = [line for line in (report.stdout + report.stderr).splitlines()
               if line.startswith("Error")]
     assert not errors
+
+
+def test_left_and_right_segments_carry_snomed_laterality(shared_data: Path,
+                                                         tmp_path: Path) -> None:
+    pytest.importorskip("highdicom")
+    import pydicom
+
+    folder = shared_data / "ct" / "dicom_ge_tilted"
+    output = write_dicom_seg(_world_labels(load_volume(folder)), folder, tmp_path / "s.dcm")
+    segments = pydicom.dcmread(output).SegmentSequence
+    sides = {}
+    for segment in segments:
+        item = segment.SegmentedPropertyTypeCodeSequence[0]
+        modifiers = [m.CodeValue for m in
+                     item.get("SegmentedPropertyTypeModifierCodeSequence", [])]
+        sides[segment.SegmentLabel] = (item.CodeValue, modifiers)
+    assert sides["Left-Thalamus"][1] == ["7771000"] and sides["Right-Thalamus"][1] == ["24028007"]
+    assert sides["Left-Thalamus"][0] == sides["Right-Thalamus"][0]  # same structure code
+    assert sides["Brain-Stem"][1] == []  # a midline structure has no side

@@ -14,6 +14,8 @@ highdicom is an optional dependency (``pip install "subct[dicom]"``).
 
 from __future__ import annotations
 
+import logging
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +28,8 @@ from subct.image.volume import Volume
 from subct.io.writers import atomic_output
 from subct.labels.colours import label_colour
 from subct.labels.schemes import LabelScheme, get_scheme
+
+LOG = logging.getLogger(__name__)
 
 #: SNOMED CT code (pydicom's ``codes.SCT`` keyword) of each structure's property type.
 STRUCTURE_CODES: dict[str, str] = {
@@ -116,7 +120,6 @@ def write_dicom_seg(labels: Volume, dicom_folder: str | Path, output: str | Path
     try:
         import highdicom as hd
         from pydicom.sr.codedict import codes
-        from pydicom.uid import generate_uid
     except ImportError as error:
         raise SubctConfigError("DICOM SEG output needs highdicom: pip install "
                                "'subct[dicom]'") from error
@@ -134,21 +137,26 @@ def write_dicom_seg(labels: Volume, dicom_folder: str | Path, output: str | Path
     for value, number in segment_of.items():
         name = resolved.names[value]
         base = name.removeprefix("Left-").removeprefix("Right-")
-        descriptions.append(hd.seg.SegmentDescription(
+        description = hd.seg.SegmentDescription(
             segment_number=number, segment_label=name,
             segmented_property_category=codes.SCT.AnatomicalStructure,
             segmented_property_type=getattr(codes.SCT, STRUCTURE_CODES[base]),
             algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
             algorithm_identification=algorithm,
-            display_color=hd.color.CIELabColor(*_rgb_to_lab(label_colour(value, resolved)))))
-    segmentation = hd.seg.Segmentation(
-        source_images=datasets, pixel_array=pixel_array,
-        segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
-        segment_descriptions=descriptions, series_instance_uid=generate_uid(),
-        series_number=int(datasets[0].get("SeriesNumber", 0) or 0) + 1000,
-        sop_instance_uid=generate_uid(), instance_number=1, manufacturer="subct",
-        manufacturer_model_name="subct ct-subcortical", software_versions=__version__,
-        device_serial_number="0", series_description="subct subcortical structures")
+            display_color=hd.color.CIELabColor(*_rgb_to_lab(label_colour(value, resolved))))
+        side = "Left" if name.startswith("Left-") else "Right" if name.startswith("Right-") \
+            else None
+        if side is not None:  # laterality as a coded modifier (SNOMED Left / Right), so a
+            # PACS tells the two sides apart without reading the label text
+            description.SegmentedPropertyTypeCodeSequence[0]. \
+                SegmentedPropertyTypeModifierCodeSequence = [
+                    hd.sr.CodedConcept.from_code(getattr(codes.SCT, side))]
+        descriptions.append(description)
+    with warnings.catch_warnings(record=True) as caught:  # library notes go to the log,
+        warnings.simplefilter("always")                     # not the user's console
+        segmentation = _segmentation(hd, datasets, pixel_array, descriptions)
+    for note in caught:
+        LOG.info("highdicom: %s", note.message)
     if segmentation.get("PatientIdentityRemoved") == "YES" and not segmentation.get(
             "DeidentificationMethod"):
         # type 1C when the identity was removed; the source left it empty
@@ -156,6 +164,21 @@ def write_dicom_seg(labels: Volume, dicom_folder: str | Path, output: str | Path
     with atomic_output(output, suffix=".dcm") as temporary:
         segmentation.save_as(temporary)
     return Path(output)
+
+
+def _segmentation(hd: Any, datasets: list[Any], pixel_array: NDArray[np.uint8],
+                  descriptions: list[Any]) -> Any:
+    """The highdicom Segmentation object of the series (binary, one frame per slice)."""
+    from pydicom.uid import generate_uid
+
+    return hd.seg.Segmentation(
+        source_images=datasets, pixel_array=pixel_array,
+        segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
+        segment_descriptions=descriptions, series_instance_uid=generate_uid(),
+        series_number=int(datasets[0].get("SeriesNumber", 0) or 0) + 1000,
+        sop_instance_uid=generate_uid(), instance_number=1, manufacturer="subct",
+        manufacturer_model_name="subct ct-subcortical", software_versions=__version__,
+        device_serial_number="0", series_description="subct subcortical structures")
 
 
 def _rgb_to_lab(rgb: tuple[int, int, int]) -> tuple[float, float, float]:
