@@ -164,7 +164,7 @@ def main() -> None:
                         help="engine:precision pairs to time")
     parser.add_argument("--inputs", nargs="+", default=["256", "512"])
     parser.add_argument("--no-busy", action="store_true", help="skip the contention rows")
-    parser.add_argument("--qc", action="store_true", help="add a --qc 15 row")
+    parser.add_argument("--qc", action="store_true", help="add a --mc-samples 15 row")
     args = parser.parse_args()
     work = args.work_dir or Path(tempfile.mkdtemp(prefix="subct-bench-segment-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -182,7 +182,7 @@ def main() -> None:
     print(f"# load average at start: {os.getloadavg()[0]:.2f}")
     configurations: dict[str, list[str]] = {"default (TTA)": [], "--fast": ["--fast"]}
     if args.qc:
-        configurations["--qc 15 (MC dropout)"] = ["--qc", "15"]
+        configurations["--mc-samples 15 (MC dropout)"] = ["--mc-samples", "15"]
     print("| input | engine | configuration | machine | wall s (best) | CPU s (user+sys) | "
           "peak RSS GB (max) | network s | engine/precision that ran |")
     print("|---|---|---|---|---|---|---|---|---|")

@@ -130,7 +130,7 @@ CASES: dict[str, tuple[Case, tuple[str, ...]]] = {
                                  ("--assume-orientation", "axis codes")),
     "bad --scheme": (lambda t: [str(_head(t)), "--scheme", "aseg"], ("aseg", "label scheme")),
     "bad --device": (lambda t: [str(_head(t)), "--device", "tpu"], ("tpu",)),
-    "--qc 1": (lambda t: [str(_head(t)), "--qc", "1"], ("--qc",)),
+    "--mc-samples 1": (lambda t: [str(_head(t)), "--mc-samples", "1"], ("--mc-samples",)),
     "missing model": (lambda t: [str(_head(t)), "--model", str(t / "none.safetensors")],
                       ("none.safetensors",)),
     "model not safetensors": (lambda t: [str(_head(t)), "--model",

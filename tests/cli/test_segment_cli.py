@@ -169,3 +169,18 @@ def test_progress_lines_with_eta_and_quiet(files: dict[str, Path], tmp_path: Pat
     assert _run(["segment", str(inputs), "-o", str(tmp_path / "quiet"), *common, "--quiet"]) == 0
     quiet = capsys.readouterr().out
     assert "started" not in quiet and "done    " not in quiet and "outputs in" in quiet
+
+
+def test_qc_takes_a_csv_path_as_synthseg(files: dict[str, Path], tmp_path: Path,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    qc_csv = tmp_path / "qc" / "scores.csv"
+    assert _run(["segment", str(files["ct"]), "-o", str(tmp_path / "out"), "--model",
+                 str(files["checkpoint"]), "--threads", "1", "--qc", str(qc_csv)]) == 0
+    rows = qc_csv.read_text().splitlines()
+    header = rows[0].split(",")
+    assert header[:3] == ["case", "qc_flagged", "qc_flags"] and "Left-Thalamus" in header
+    assert len(rows) == 2 and rows[1].startswith("head,")
+    capsys.readouterr()
+    assert _run(["segment", str(files["ct"]), "-o", str(tmp_path / "old"), "--model",
+                 str(files["checkpoint"]), "--fast", "--threads", "1", "--qc", "0"]) == 0
+    assert "deprecated" in capsys.readouterr().err  # the old spelling still works, said so

@@ -66,8 +66,11 @@ OPTIONS: dict[str, Any] = {
         False, "--no-calibration", help="Raw argmax of the network: no per-structure "
                                         "volume calibration (default: the model's own, "
                                         "see docs/segment.md)."),
-    "qc": typer.Option(0, "--qc", help="Monte-Carlo dropout passes for QC "
-                                       "(15 in the 3D UNet paper; 0 = off)."),
+    "qc": typer.Option(None, "--qc", help="Write per-case QC scores to this CSV, as "
+                       "SynthSeg's --qc (an integer here is the old spelling of "
+                       "--mc-samples, deprecated)."),
+    "mc_samples": typer.Option(0, "--mc-samples", min=0, help="Monte-Carlo dropout passes "
+                               "for the uncertainty QC (15 in the 3D UNet paper; 0 = off)."),
     "posteriors_grid": typer.Option(
         "crop", "--posteriors-grid", help="Grid of --posteriors: crop (the network's "
                                           "1 mm box) or input (the labels' grid)."),
@@ -117,7 +120,8 @@ def segment(
     precision: str | None = _O["precision"], backend: str | None = _O["backend"],
     fast: bool = _O["fast"], no_tta: bool = _O["no_tta"], no_inpaint: bool = _O["no_inpaint"],
     no_denoise: bool = _O["no_denoise"], no_calibration: bool = _O["no_calibration"],
-    qc: int = _O["qc"], posteriors_grid: str = _O["posteriors_grid"],
+    qc: str | None = _O["qc"], mc_samples: int = _O["mc_samples"],
+    posteriors_grid: str = _O["posteriors_grid"],
     posteriors: bool = _O["posteriors"], overwrite: bool = _O["overwrite"],
     force: bool = _O["force"], assume_orientation: str | None = _O["assume_orientation"],
     series: str | None = _O["series"], no_overlay: bool = _O["no_overlay"],
@@ -137,9 +141,10 @@ def segment(
     if not inputs:
         raise SubctConfigError("no input: give files or folders (positional or -i)")
     get_scheme(scheme)  # an unknown name is a one-line error (exit 2)
+    qc_csv, mc_samples = _qc_option(qc, mc_samples)
     model_path = resolve_model_path(model)  # fail fast (exit 2) when no model exists
     settings = {"scheme": scheme, "device": device, "threads": threads,
-                "mc_dropout_samples": qc, "precision": precision, "backend": backend,
+                "mc_dropout_samples": mc_samples, "precision": precision, "backend": backend,
                 "force": force, "assume_orientation": assume_orientation,
                 "inpaint_dense_foci": not no_inpaint, "inpaint_blood": not no_inpaint,
                 "denoise": not no_denoise, "calibrate_volumes": not no_calibration}
@@ -149,7 +154,7 @@ def segment(
                          overwrite=overwrite, write_posteriors=posteriors,
                          posteriors_on_input_grid=_posteriors_grid(posteriors_grid),
                          scheduler=scheduler, series=series,
-                         write_overlay=not no_overlay, volumes_copy=vol,
+                         write_overlay=not no_overlay, volumes_copy=vol, qc_csv=qc_csv,
                          write_dicom_seg=dicom_seg, write_masks=masks,
                          roi_subset=None if roi_subset is None else tuple(
                              name.strip() for name in roi_subset.split(",") if name.strip()))
@@ -242,6 +247,18 @@ def _print_summary(summary: BatchSummary, config: BatchConfig, reporter: _CaseRe
                 say(errors, f"  {plain(outcome.error)}")
         # 2: every failure is the input's (fixable by the user); 1: a bug somewhere
         raise typer.Exit(1 if any(o.internal for o in summary.failures) else 2)
+
+
+def _qc_option(qc: str | None, mc_samples: int) -> tuple[Path | None, int]:
+    """``--qc PATH`` (the QC CSV, as SynthSeg) or the deprecated ``--qc N`` (MC samples)."""
+    if qc is None:
+        return None, mc_samples
+    if qc.strip().lstrip("-").isdigit():
+        make_console(stderr=True).print(
+            f"warning: --qc {plain(qc)} as a number of Monte-Carlo passes is deprecated; use "
+            f"--mc-samples {plain(qc)} (--qc now takes a CSV path, as SynthSeg's --qc)")
+        return None, int(qc)
+    return Path(qc), mc_samples
 
 
 def _posteriors_grid(name: str) -> bool:

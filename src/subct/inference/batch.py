@@ -177,6 +177,8 @@ def run_batch(inputs: Iterable[str | Path], config: BatchConfig,
     check_output_dir(Path(config.output_dir), input_paths)
     if config.volumes_copy is not None:
         check_extra_output(Path(config.volumes_copy), input_paths, "--vol")
+    if config.qc_csv is not None:
+        check_extra_output(Path(config.qc_csv), input_paths, "--qc")
     if config.write_dicom_seg:
         require_highdicom()  # an optional dependency: missing is known before any case
     with folder_lock(config.output_dir, "subct segment"):

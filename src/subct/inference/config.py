@@ -160,7 +160,7 @@ class InferenceConfig(StrictConfig):
     def model_post_init(self, context: Any, /) -> None:
         get_scheme(self.scheme)  # raises for an unknown name
         if self.mc_dropout_samples < 0 or self.mc_dropout_samples == 1:
-            raise SubctConfigError("--qc needs 0 (off) or at least 2 Monte-Carlo samples")
+            raise SubctConfigError("--mc-samples needs 0 (off) or at least 2 Monte-Carlo samples")
         parse_device(self.device)
         requested_precision(self.precision)
         requested_backend(self.backend)

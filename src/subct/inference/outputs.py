@@ -175,6 +175,8 @@ class BatchConfig(StrictConfig):
         series: for DICOM folders holding several series, the one to read (number or
             part of its description); default: the largest axial CT series.
         volumes_copy: also write ``volumes.csv`` to this path (SynthSeg's ``--vol``).
+        qc_csv: write per-case QC scores to this CSV (SynthSeg's ``--qc``;
+            :func:`qc_csv_text`).
         write_dicom_seg: for DICOM series inputs, also write ``<case>_seg.dcm``, a DICOM
             SEG on the original slices (:mod:`subct.io.dicom_seg`).
         posteriors_on_input_grid: write the posteriors on the label map's grid (the
@@ -194,6 +196,7 @@ class BatchConfig(StrictConfig):
     scheduler: str | None = None
     series: str | None = None
     volumes_copy: Path | None = None
+    qc_csv: Path | None = None
     write_dicom_seg: bool = False
     write_masks: bool = False
     posteriors_on_input_grid: bool = False
@@ -307,6 +310,26 @@ def volumes_csv_text(records: Sequence[dict[str, Any]]) -> str:
     return buffer.getvalue()
 
 
+def qc_csv_text(records: Sequence[dict[str, Any]]) -> str:
+    """The ``--qc`` CSV (SynthSeg's ``--qc``: one row per case, a 0–1 score per
+    structure, higher is better): QC flag and warning codes, then each structure's
+    agreement (Dice) between the plain and mirrored network passes; empty without TTA."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    scheme = records[0]["scheme"] if records else "canonical"
+    names = scheme_structure_names(scheme)
+    writer.writerow(["case", "qc_flagged", "qc_flags", *names])
+    for record in records:
+        qc = record.get("qc", {})
+        codes = sorted({flag["code"] for flag in qc.get("flags", [])
+                        if flag.get("severity") == "warning"})
+        statistics = record.get("statistics", {})
+        scores = [statistics.get(name, {}).get("tta_agreement_dice") for name in names]
+        writer.writerow([record["case"], int(bool(qc.get("flagged"))), " ".join(codes),
+                         *("" if score is None else f"{float(score):.3f}" for score in scores)])
+    return buffer.getvalue()
+
+
 #: Columns of ``statistics.csv`` (one row per case and structure).
 STATISTICS_COLUMNS = ("case", "structure", "volume_mm3", "mean_hu", "sd_hu",
                       "tta_agreement_dice", "structure_flags", "qc_flags")
@@ -346,6 +369,8 @@ def write_batch_files(config: BatchConfig,
     atomic_write_text(folder / "statistics.csv", statistics_csv_text(records))
     if config.volumes_copy is not None:
         atomic_write_text(config.volumes_copy, csv_path.read_text(encoding="utf-8"))
+    if config.qc_csv is not None:
+        atomic_write_text(config.qc_csv, qc_csv_text(records))
     failed = [(outcome.case_id, outcome.error) for outcome in failures]
     install_viewer(folder)
     html_path = atomic_write_text(folder / "index.html",
