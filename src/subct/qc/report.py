@@ -12,7 +12,10 @@ from subct.qc.viewer import label_lut_json
 #: The page script: NiiVue on the canvas, the selected case's CT and labels.
 _VIEWER_SCRIPT = """<script>
 const SUBCT_LUT = %(lut)s;
-const nv = new niivue.Niivue({backColor: [0, 0, 0, 1], show3Dcrosshair: false});
+// Radiological convention (patient's right on screen left), as the overlay PNGs; the
+// checkbox switches to neurological.
+const nv = new niivue.Niivue({backColor: [0, 0, 0, 1], show3Dcrosshair: false,
+                              isRadiologicalConvention: true});
 // Each case's data script (viewer/<case>.js, about 1.4 MB) is loaded only when the case
 // is shown, so a report of hundreds of cases opens as fast as one of a single case.
 function subctLoad(name) {
@@ -41,6 +44,11 @@ async function subctShow(name) {
 }
 nv.attachTo('subct-viewer').then(() => subctShow(%(first)s));
 document.getElementById('subct-case').onchange = (e) => subctShow(e.target.value);
+document.getElementById('subct-radiological').onchange = (e) => {
+  nv.setRadiologicalConvention(e.target.checked);
+  document.getElementById('subct-convention').textContent =
+    e.target.checked ? 'radiological: R on the left' : 'neurological: L on the left';
+};
 </script>"""
 
 
@@ -58,7 +66,10 @@ def _viewer_section(records: Sequence[dict[str, object]], scheme: str) -> list[s
     options = "".join(f"<option>{html.escape(c)}</option>" for c in cases)
     return [
         "<h2>Viewer</h2><p>Case <select id='subct-case'>" + options + "</select> "
-        "(click a slice to move the cross; labels in FreeSurfer colours)</p>",
+        "(click a slice to move the cross; labels in FreeSurfer colours) &nbsp; "
+        "<label><input type='checkbox' id='subct-radiological' checked> radiological "
+        "convention, as the overlay images</label> "
+        "(<b id='subct-convention'>radiological: R on the left</b>)</p>",
         "<div style='width:960px;height:420px;background:#000'>"
         "<canvas id='subct-viewer'></canvas></div>",
         "<script src='viewer/niivue.umd.js'></script>",
