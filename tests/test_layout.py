@@ -256,3 +256,13 @@ def test_every_qc_check_is_registered() -> None:
 def test_hu_window_and_spacing_defaults_are_written_once() -> None:
     for literal in ("-100.0, 200.0", "(1.0, 1.0, 1.0)"):
         assert _calls(literal) == ["model/plan.py"], literal
+
+
+def test_package_inits_share_one_lazy_export_helper() -> None:
+    for path in SOURCE.glob("*/__init__.py"):
+        if path.parent.name == "lazy":  # the helper itself
+            continue
+        text = path.read_text(encoding="utf-8")
+        assert "def __getattr__" not in text, path  # the helper, not a copy of it
+        if "_EXPORTS" in text:
+            assert "lazy_exports(__name__, _EXPORTS)" in text, path

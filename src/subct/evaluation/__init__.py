@@ -7,8 +7,9 @@ cheap and free of import cycles.
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING
+
+from subct.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from subct.evaluation.evaluate import (
@@ -36,7 +37,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> object:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _EXPORTS)

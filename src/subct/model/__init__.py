@@ -8,8 +8,9 @@ cheap and free of import cycles.
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING
+
+from subct.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from subct.model.checkpoint import load_checkpoint, read_checkpoint_metadata
@@ -34,7 +35,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> object:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -12,8 +12,9 @@ cheap and free of import cycles.
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING
+
+from subct.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from subct.training.config import TrainingConfig, load_training_config
@@ -29,7 +30,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> object:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _EXPORTS)
