@@ -25,14 +25,15 @@ from subct.cli import main as subct_main
 from subct.paths import shared_data_dir
 
 
-def screenshot(index_html: Path, png: Path) -> str:
-    """Screenshot of the page after its scripts ran; returns the browser's log."""
+def screenshot(index_html: Path, png: Path, window: tuple[int, int] = (1100, 900)) -> str:
+    """Screenshot of the page (``window``: width, height in CSS pixels) after its
+    scripts ran; returns the browser's log."""
     browser = shutil.which("chromium") or shutil.which("chromium-browser")
     if browser is None:
         sys.exit("chromium is not installed (apt-get install chromium)")
     completed = subprocess.run(
         [browser, "--headless=new", "--no-sandbox", "--use-angle=swiftshader",
-         "--enable-unsafe-swiftshader", "--window-size=1100,900",
+         "--enable-unsafe-swiftshader", f"--window-size={window[0]},{window[1]}",
          "--virtual-time-budget=20000", "--enable-logging=stderr", "--v=0",
          f"--screenshot={png}", index_html.resolve().as_uri()],
         capture_output=True, text=True, timeout=120, check=False)

@@ -40,6 +40,7 @@ async function subctShow(name) {
   nv.addVolume(ct);
   nv.addVolume(labels);
   nv.setSliceType(nv.sliceTypeMultiplanar);
+  nv.setMultiplanarLayout(3);  // ROW: the three planes side by side
   document.title = 'subct: ' + name;
 }
 nv.attachTo('subct-viewer').then(() => subctShow(%(first)s));
@@ -70,7 +71,7 @@ def _viewer_section(records: Sequence[dict[str, object]], scheme: str) -> list[s
         "<label><input type='checkbox' id='subct-radiological' checked> radiological "
         "convention, as the overlay images</label> "
         "(<b id='subct-convention'>radiological: R on the left</b>)</p>",
-        "<div style='width:960px;height:420px;background:#000'>"
+        "<div style='width:min(100%,1500px);height:480px;background:#000'>"
         "<canvas id='subct-viewer'></canvas></div>",
         "<script src='viewer/niivue.umd.js'></script>",
         _VIEWER_SCRIPT % {"lut": label_lut_json(scheme), "first": json.dumps(cases[0])},
@@ -241,7 +242,7 @@ def render_segmentation_index(records: Sequence[dict[str, object]],
         "<style>body{font-family:sans-serif;margin:1em}table{border-collapse:collapse}"
         "td,th{border:1px solid #ccc;padding:3px 6px;font-size:12px;text-align:right}"
         "th{background:#eee}.flag{background:#fdd}.ok{background:#dfd}img{width:240px}"
-        "td.l{text-align:left}.bar{position:relative;width:160px;height:8px;"
+        "td.l{text-align:left;position:sticky;left:0;background:#fff}.bar{position:relative;width:160px;height:8px;"
         "background:#dfe;border:1px solid #9a9}.dot{position:absolute;top:-3px;"
         "width:6px;height:12px;margin-left:-3px}details{margin:4px 0}</style></head><body>",
         f"<h1>subct segment: {len(records)} case(s)</h1>",
@@ -251,22 +252,27 @@ def render_segmentation_index(records: Sequence[dict[str, object]],
     ]
     for record in flagged:
         flags: typing.Any = typing.cast(dict[str, typing.Any], record["qc"]).get("flags", [])
-        messages = "; ".join(esc(f.get("message", "")) for f in flags
-                             if f.get("severity") == "warning")
-        parts.append(f"<li><a href='#{esc(record['case'])}'>{esc(record['case'])}</a>: "
-                     f"{messages}</li>")
+        warnings = [f for f in flags if f.get("severity") == "warning"]
+        codes = ", ".join(sorted({esc(f.get("code", "")) for f in warnings}))
+        # one line per case (its warning codes), the messages one per line when opened
+        items = "".join(f"<li><b>{esc(f.get('code', ''))}</b>: {esc(f.get('message', ''))}"
+                        "</li>" for f in warnings)
+        parts.append(f"<li><details><summary><a href='#{esc(record['case'])}'>"
+                     f"{esc(record['case'])}</a>: {len(warnings)} warning(s): {codes}"
+                     f"</summary><ul>{items}</ul></details></li>")
     parts.append("</ul>")
     if failures:
         parts.append(f"<h2>Failed cases ({len(failures)})</h2><ul>")
         parts.extend(f"<li>{esc(name)}: {esc(error)}</li>" for name, error in failures)
         parts.append("</ul>")
     parts.extend(_case_panels(records))
-    parts.append("<h2>Volumes (mm³; click a column to sort)</h2><table class='sortable'>"
+    parts.append("<h2>Volumes (mm³; click a column to sort)</h2>"
+                 "<div style='overflow-x:auto;max-width:100%'><table class='sortable'>"
                  "<thead><tr><th>case</th><th>overlay</th><th>QC</th>"
                  "<th>ICV (cm³)</th><th>MC-dropout CV (%)</th>"
                  + "".join(f"<th>{esc(n)}</th>" for n in names) + "</tr></thead><tbody>")
     parts.extend(_volume_row(record, names) for record in records)
-    parts.append("</tbody></table>" + _SORT_SCRIPT
+    parts.append("</tbody></table></div>" + _SORT_SCRIPT
                  + "<p>Volumes are measured on the written label maps (input grid). "
                  "QC flags: input not like head CT, volumes outside normal adult ranges, "
                  "MC-dropout CV above 10 % per structure. See each case's _qc.json and "
