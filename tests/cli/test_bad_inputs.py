@@ -16,6 +16,7 @@ import pytest
 import torch
 
 from subct.cli import main
+from subct.image.volume import Volume
 from subct.io.writers import folder_lock, save_volume
 from subct.model.checkpoint import METADATA_KEY, CheckpointMetadata, save_checkpoint
 from subct.model.networks import build_network
@@ -186,6 +187,15 @@ def _zero_pixdim(tmp: Path) -> Path:
     image.set_sform(None, code=0)
     nib.save(image, str(tmp / "zero_pixdim.nii.gz"))
     return tmp / "zero_pixdim.nii.gz"
+
+
+def _below_basal_ganglia(tmp: Path) -> Path:
+    """The phantom's slices below its basal ganglia only (a neck/skull-base scan)."""
+    phantom = analytic_head_phantom(spacing_mm=2.0)
+    labels = np.asarray(phantom.labels.array)
+    lowest = int(np.nonzero(np.isin(labels, [10, 49, 11, 50, 12, 51]).any(axis=(0, 1)))[0].min())
+    array = np.ascontiguousarray(np.asarray(phantom.ct.array)[:, :, :lowest - 2])
+    return save_volume(Volume(array, phantom.ct.affine.copy()), tmp / "neck.nii.gz")
 
 
 def _mkdirs(path: Path) -> Path:
@@ -455,3 +465,12 @@ def test_every_case_writer_has_its_own_name_and_temporary_pattern() -> None:
     assert len(set(suffixes)) == len(suffixes)
     for writer in CASE_WRITERS:
         assert writer.temporary_pattern() in _TEMPORARY_PATTERNS
+
+
+@pytest.mark.parametrize("speed", [[], ["--fast"], ["--no-tta"]])
+def test_a_scan_below_the_basal_ganglia_is_refused_at_any_speed(
+        speed: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    neck = _below_basal_ganglia(tmp_path)
+    code, out, err = _run(["segment", str(neck), "-o", str(tmp_path / "out"), "--model",
+                           str(FIXTURE), "--threads", "1", "--scheme", "merged", *speed], capsys)
+    _check_one_line(code, out, err, ("neck.nii.gz", "basal ganglia"))
