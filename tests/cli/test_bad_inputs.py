@@ -474,3 +474,13 @@ def test_a_scan_below_the_basal_ganglia_is_refused_at_any_speed(
     code, out, err = _run(["segment", str(neck), "-o", str(tmp_path / "out"), "--model",
                            str(FIXTURE), "--threads", "1", "--scheme", "merged", *speed], capsys)
     _check_one_line(code, out, err, ("neck.nii.gz", "basal ganglia"))
+
+
+def test_evaluate_output_is_checked_before_scoring(tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    labels = _label_map(tmp_path)
+    folder = _mkdirs(tmp_path / "metrics_dir")
+    code, out, err = _run(["evaluate", str(labels), str(labels), "-o", str(folder)], capsys)
+    _check_one_line(code, out, err, ("metrics_dir", "folder"))
+    code, out, err = _run(["evaluate", str(labels), str(labels), "-o", str(labels)], capsys)
+    _check_one_line(code, out, err, ("labels.nii.gz", "overwrite the input"))

@@ -24,6 +24,7 @@ from subct.evaluation.evaluate import (
     write_long_csv,
 )
 from subct.evaluation.tables import summary_table
+from subct.io.writers import check_output_file
 
 
 def print_problems(result: EvaluationResult, console: Console) -> None:
@@ -68,8 +69,8 @@ def register(app: typer.Typer) -> None:
         config = EvaluationConfig(
             scheme=scheme, pred_labels=pred_scheme, ref_labels=ref_scheme, resample=resample
         )
-        if output is not None and output.resolve() in (pred.resolve(), ref.resolve()):
-            raise SubctInputError(output, "refusing to overwrite an input")
+        if output is not None:
+            check_output_file(output, [pred, ref], "-o")  # before any scoring
         result = evaluate_paths(pred, ref, config)
         console = make_console()
         errors = make_console(stderr=True)

@@ -21,7 +21,6 @@ others go on; :class:`BatchSummary` lists the failures.
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -29,7 +28,6 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from subct.errors import SubctInputError
 from subct.inference.model import SegmentationModel, cached_model
 from subct.inference.outputs import (
     BatchConfig,
@@ -47,7 +45,7 @@ from subct.inference.pipeline import segment_volume
 from subct.io.dicom_seg import require_highdicom
 from subct.io.files import discover_inputs
 from subct.io.readers import load_volume
-from subct.io.writers import folder_lock
+from subct.io.writers import check_output_file, folder_lock
 from subct.model.graphs import file_sha256
 from subct.model.registry import resolve_model_path
 from subct.runner import CaseOutcome, guarded, run_cases
@@ -137,27 +135,6 @@ def _worker_thread_budget() -> int | None:
     return max(1, int(threads)) if threads else None
 
 
-def check_extra_output(path: Path, inputs: list[Path], option: str) -> None:
-    """Refuse an output file outside ``-o`` (e.g. ``--vol``) that is, or lies inside, an
-    input (links resolved), is a folder, or cannot be written: before any work, so a
-    run never overwrites a scan or fails only at its end."""
-    target = path.resolve()
-    for item in inputs:
-        source = item.resolve()
-        if target == source or source in target.parents:
-            raise SubctInputError(path, f"{option} would overwrite the input {item}; "
-                                        "choose another path")
-    if target.is_dir():
-        raise SubctInputError(path, f"{option} is a folder; give a file path (volumes.csv)")
-    folder = target.parent  # created when missing, as the output folder is
-    while not folder.exists():
-        folder = folder.parent
-    if not folder.is_dir():
-        raise SubctInputError(path, f"{option}: {folder} is a file, not a folder")
-    if not os.access(folder, os.W_OK) or (target.exists() and not os.access(target, os.W_OK)):
-        raise SubctInputError(path, f"{option} cannot be written (permission denied)")
-
-
 def run_batch(inputs: Iterable[str | Path], config: BatchConfig,
               model: SegmentationModel | None = None,
               progress: Callable[[CaseOutcome], None] | None = None,
@@ -176,9 +153,9 @@ def run_batch(inputs: Iterable[str | Path], config: BatchConfig,
     input_paths = [Path(item) for item in inputs]
     check_output_dir(Path(config.output_dir), input_paths)
     if config.volumes_copy is not None:
-        check_extra_output(Path(config.volumes_copy), input_paths, "--vol")
+        check_output_file(Path(config.volumes_copy), input_paths, "--vol")
     if config.qc_csv is not None:
-        check_extra_output(Path(config.qc_csv), input_paths, "--qc")
+        check_output_file(Path(config.qc_csv), input_paths, "--qc")
     if config.write_dicom_seg:
         require_highdicom()  # an optional dependency: missing is known before any case
     with folder_lock(config.output_dir, "subct segment"):

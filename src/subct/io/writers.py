@@ -148,3 +148,24 @@ def folder_lock(folder: str | Path, purpose: str) -> Iterator[Path]:
         yield lock_path
     finally:
         handle.close()
+
+
+def check_output_file(path: Path, inputs: list[Path], option: str) -> None:
+    """Refuse an output file (``--vol``, ``--qc``, ``evaluate -o``) that is, or lies
+    inside, an input (links resolved), is a folder, or cannot be written: checked before
+    any work, so a run never overwrites a scan or fails only at its end."""
+    target = path.resolve()
+    for item in inputs:
+        source = item.resolve()
+        if target == source or source in target.parents:
+            raise SubctInputError(path, f"{option} would overwrite the input {item}; "
+                                        "choose another path")
+    if target.is_dir():
+        raise SubctInputError(path, f"{option} is a folder; give a file path (volumes.csv)")
+    folder = target.parent  # created when missing, as the output folder is
+    while not folder.exists():
+        folder = folder.parent
+    if not folder.is_dir():
+        raise SubctInputError(path, f"{option}: {folder} is a file, not a folder")
+    if not os.access(folder, os.W_OK) or (target.exists() and not os.access(target, os.W_OK)):
+        raise SubctInputError(path, f"{option} cannot be written (permission denied)")
