@@ -73,7 +73,8 @@ def default_checkpoint(folder: Path) -> Path:
     torch.manual_seed(0)
     kwargs = {"in_channels": 1, "out_channels": 18, "dropout": 0.2}
     metadata = CheckpointMetadata(network_name="unet3d", network_kwargs=kwargs,
-                                  spacing_mm=(1.0, 1.0, 1.0), patch_size=(128, 128, 128))
+                                  spacing_mm=(1.0, 1.0, 1.0), patch_size=(128, 128, 128),
+                                  hu_window=(-100.0, 200.0))
     return save_checkpoint(folder / "random_unet3d.safetensors",
                            build_network("unet3d", **kwargs), metadata)
 

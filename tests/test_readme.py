@@ -50,7 +50,8 @@ def _workspace(folder: Path, shared_data: Path) -> None:
     kwargs = {"in_channels": 1, "out_channels": 18, "channels": [4, 8, 16]}
     save_checkpoint(folder / "checkpoint.safetensors", build_network("unet3d", **kwargs),
                     CheckpointMetadata(network_name="unet3d", network_kwargs=kwargs,
-                                       spacing_mm=(4.0, 4.0, 4.0), patch_size=(32, 32, 32)))
+                                       spacing_mm=(4.0, 4.0, 4.0), patch_size=(32, 32, 32),
+                                       hu_window=(-100.0, 200.0)))
     for sub in ("pred", "refs"):
         save_volume(case.labels, folder / sub / "case01.nii.gz")
     labels = np.zeros((48, 48, 48), dtype=np.int16)

@@ -68,7 +68,8 @@ def _bad_checkpoint(tmp: Path, kind: str) -> Path:
     kwargs = {"in_channels": 1, "out_channels": 18, "channels": [4, 8, 16]}
     network = build_network("unet3d", **kwargs)
     metadata = CheckpointMetadata(network_name="unet3d", network_kwargs=kwargs,
-                                  spacing_mm=(4.0, 4.0, 4.0), patch_size=(32, 32, 32))
+                                  spacing_mm=(4.0, 4.0, 4.0), patch_size=(32, 32, 32),
+                                  hu_window=(-100.0, 200.0))
     path = tmp / f"{kind}.safetensors"
     if kind == "nan_weights":
         with torch.no_grad():

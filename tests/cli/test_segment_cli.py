@@ -27,7 +27,8 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     torch.manual_seed(0)
     kwargs = {"in_channels": 1, "out_channels": 18, "channels": [4, 8, 16]}
     metadata = CheckpointMetadata(network_name="unet3d", network_kwargs=kwargs,
-                                  spacing_mm=(2.0, 2.0, 2.0), patch_size=(64, 96, 96))
+                                  spacing_mm=(2.0, 2.0, 2.0), patch_size=(64, 96, 96),
+                                  hu_window=(-100.0, 200.0))
     checkpoint = save_checkpoint(root / "m.safetensors", build_network("unet3d", **kwargs),
                                  metadata)
     ct = save_volume(analytic_head_phantom(spacing_mm=2.0).ct, root / "head.nii.gz")

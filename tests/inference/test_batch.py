@@ -26,7 +26,8 @@ def make_checkpoint(path: Path) -> Path:
     torch.manual_seed(0)
     kwargs = {"in_channels": 1, "out_channels": 18, "channels": [4, 8, 16], "dropout": 0.2}
     metadata = CheckpointMetadata(network_name="unet3d", network_kwargs=kwargs,
-                                  spacing_mm=(2.0, 2.0, 2.0), patch_size=(64, 96, 96))
+                                  spacing_mm=(2.0, 2.0, 2.0), patch_size=(64, 96, 96),
+                                  hu_window=(-100.0, 200.0))
     return save_checkpoint(path, build_network("unet3d", **kwargs), metadata)
 
 

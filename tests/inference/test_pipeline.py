@@ -35,6 +35,7 @@ def make_checkpoint(path: Path, dropout: float = 0.2, seed: int = 0,
     network = build_network("unet3d", **kwargs)
     metadata = CheckpointMetadata(network_name="unet3d", network_kwargs=kwargs,
                                   spacing_mm=(2.0, 2.0, 2.0), patch_size=(64, 96, 96),
+                                  hu_window=(-100.0, 200.0),
                                   reference_pitch_deg=reference_pitch_deg,
                                   class_scales=class_scales or {})
     return save_checkpoint(path, network, metadata)
@@ -267,7 +268,8 @@ def test_skull_stripped_model_runs_on_stripped_crop(phantom: Volume) -> None:
 
     kwargs = {"in_channels": 1, "out_channels": 18, "channels": [4, 8, 16]}
     metadata = CheckpointMetadata(network_name="unet3d", network_kwargs=kwargs,
-                                  spacing_mm=(2.0, 2.0, 2.0), skull_strip=True)
+                                  spacing_mm=(2.0, 2.0, 2.0), skull_strip=True,
+                                  patch_size=(64, 96, 96), hu_window=(-100.0, 200.0))
     model = model_from_network(build_network("unet3d", **kwargs), metadata, "cpu")
     result = segment_volume(phantom, model, InferenceConfig(tta=False, keep_posteriors=True))
     assert result.labels.shape == phantom.shape
@@ -452,4 +454,6 @@ def test_checkpoint_refuses_implausible_class_scales(scales: dict[str, float],
     from pydantic import ValidationError
 
     with pytest.raises(ValidationError, match=message):
-        CheckpointMetadata(network_name="unet3d", class_scales=scales)
+        CheckpointMetadata(network_name="unet3d", class_scales=scales,
+                           spacing_mm=(1.0, 1.0, 1.0), patch_size=(64, 64, 64),
+                           hu_window=(-100.0, 200.0))

@@ -111,7 +111,8 @@ def _tiny_checkpoint(path: Path, seed: int) -> Path:
     network = _small_network(seed)
     metadata = CheckpointMetadata(network_name="unet3d", network_kwargs={
         "in_channels": 1, "out_channels": 8, "channels": [4, 8, 16]},
-        label_scheme="paper7", spacing_mm=(4.0, 4.0, 4.0), patch_size=(32, 32, 32))
+        label_scheme="paper7", spacing_mm=(4.0, 4.0, 4.0), patch_size=(32, 32, 32),
+        hu_window=(-100.0, 200.0))
     return save_checkpoint(path, network, metadata)
 
 
@@ -168,7 +169,8 @@ def test_a_grown_network_exports_and_runs_in_the_graph_engines(tmp_path: Path,
                 parameter.fill_(0.3)  # trained blocks, not the identity
     metadata = CheckpointMetadata(network_name="unet3d", network_kwargs={
         "in_channels": 1, "out_channels": 8, "channels": [4, 8, 16], "refine_levels": [1, 2]},
-        label_scheme="paper7", spacing_mm=(4.0, 4.0, 4.0), patch_size=(32, 32, 32))
+        label_scheme="paper7", spacing_mm=(4.0, 4.0, 4.0), patch_size=(32, 32, 32),
+        hu_window=(-100.0, 200.0))
     path = save_checkpoint(tmp_path / "grown.safetensors", network.eval(), metadata)
     engine = graph_engine_for_checkpoint(path, backend, threads=1)
     batch = np.random.default_rng(4).random((1, 1, 32, 32, 32), dtype=np.float32)

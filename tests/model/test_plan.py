@@ -21,7 +21,8 @@ def test_require_same_names_both_settings_and_values() -> None:
 def test_checkpoint_metadata_gives_the_plan() -> None:
     metadata = CheckpointMetadata(network_name="unet3d",
                                   network_kwargs={"channels": [8, 16, 32]},
-                                  hu_window=(-50.0, 150.0), patch_size=(64, 64, 64))
+                                  hu_window=(-50.0, 150.0), patch_size=(64, 64, 64),
+                                  spacing_mm=(1.0, 1.0, 1.0))
     plan = metadata.plan
     assert plan.hu_window == (-50.0, 150.0) and plan.size_divisor == 4
     assert plan.spacing_mm == (1.0, 1.0, 1.0) and plan.label_scheme == "canonical"
@@ -33,3 +34,18 @@ def test_nnunet_export_refuses_a_second_hu_window(tmp_path: Path) -> None:
     with pytest.raises(SubctConfigError, match="synth.ct.window"):
         export_synthetic(["unused.nii.gz"], 1, config)
     assert not any(tmp_path.iterdir())  # refused before any work
+
+
+def test_checkpoint_metadata_without_its_plan_is_refused(tmp_path: Path) -> None:
+    import json
+    import struct
+
+    from subct.errors import SubctInputError
+    from subct.model.metadata import METADATA_KEY, read_checkpoint_metadata
+
+    meta = {"network_name": "unet3d", "spacing_mm": [1, 1, 1], "patch_size": [64, 64, 64]}
+    header = json.dumps({"__metadata__": {METADATA_KEY: json.dumps(meta)}}).encode()
+    path = tmp_path / "no_window.safetensors"
+    path.write_bytes(struct.pack("<Q", len(header)) + header)
+    with pytest.raises(SubctInputError, match="hu_window"):
+        read_checkpoint_metadata(path)

@@ -54,7 +54,7 @@ def train_tiny_phantom_unet(path: Path = FIXTURE) -> Path:
         optimiser.step()
     metadata = CheckpointMetadata(network_name="unet3d", network_kwargs=NETWORK_KWARGS,
                                   label_scheme="merged", spacing_mm=(4.0, 4.0, 4.0),
-                                  patch_size=(32, 48, 48))
+                                  patch_size=(32, 48, 48), hu_window=(-100.0, 200.0))
     return save_checkpoint(path, network.eval(), metadata)
 
 

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from subct import __version__
 from subct.errors import SubctInputError
 from subct.labels.schemes import scheme_labels, scheme_names
-from subct.model.plan import DEFAULT_HU_WINDOW, DEFAULT_SPACING_MM, Plan
+from subct.model.plan import Plan
 
 METADATA_KEY = "subct"
 
@@ -68,10 +68,12 @@ class CheckpointMetadata(BaseModel):
     network_name: str
     network_kwargs: dict[str, Any] = Field(default_factory=dict)
     label_scheme: Literal["canonical", "merged", "paper7"] = "canonical"
-    spacing_mm: tuple[float, float, float] = DEFAULT_SPACING_MM
+    # the plan: no defaults, so a checkpoint never silently claims settings it was not
+    # trained with (every checkpoint subct writes records them)
+    spacing_mm: tuple[float, float, float]
     orientation: Literal["RAS"] = "RAS"
-    hu_window: tuple[float, float] = DEFAULT_HU_WINDOW
-    patch_size: tuple[int, int, int] = (128, 128, 128)
+    hu_window: tuple[float, float]
+    patch_size: tuple[int, int, int]
     skull_strip: bool = False
     subct_version: str = __version__
     training_config: dict[str, Any] = Field(default_factory=dict)
