@@ -195,11 +195,17 @@ def _exit_code_for(error: Exception, debug: bool) -> int:
     return 1
 
 
+#: Settings whose command-line flag is not the field name with dashes.
+FLAG_OF_FIELD = {"working_spacing_mm": "--working-spacing", "mc_dropout_samples": "--mc-samples",
+                 "threads": "--threads"}
+
+
 def _validation_line(error: Exception) -> str:
     """A pydantic ValidationError of an options object as one line naming the options."""
     problems = []
     for item in error.errors():  # type: ignore[attr-defined]
-        option = "--" + "-".join(str(part) for part in item.get("loc", ())).replace("_", "-")
+        field = ".".join(str(part) for part in item.get("loc", ()))
+        option = FLAG_OF_FIELD.get(field, "--" + field.replace("_", "-").replace(".", "-"))
         message = str(item.get("msg", "invalid")).removeprefix("Value error, ")
         problems.append(f"{option} {item.get('input')!r}: {message}")
     return "invalid option value: " + "; ".join(problems)
