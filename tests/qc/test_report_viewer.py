@@ -42,12 +42,15 @@ def test_report_embeds_a_working_viewer(tmp_path: Path) -> None:
     script = (out / "viewer" / "head.js").read_text()
     payload = json.loads(script.split(" = ", 2)[-1].rstrip(";\n"))
     ct, labels = _decode(payload["ct"]), _decode(payload["labels"])
-    assert ct.shape == labels.shape and np.allclose(ct.header.get_zooms(), 2.0)
+    from subct.qc.viewer import VIEWER_SPACING_MM
+
+    assert ct.shape == labels.shape
+    assert np.allclose(ct.header.get_zooms(), VIEWER_SPACING_MM)  # 1 mm, not blocky
     written = np.asarray(load_volume(out / "head_labels.nii.gz").array)
     shown = np.asarray(labels.dataobj)
     assert set(np.unique(shown)) <= set(np.unique(written)) and shown.max() > 0
     # the viewer's copy holds about as much of each label as the full-resolution map
-    ratio = np.count_nonzero(shown) * 8.0 / (np.count_nonzero(written) * 64.0)
+    ratio = np.count_nonzero(shown) * VIEWER_SPACING_MM ** 3 / (np.count_nonzero(written) * 64.0)
     assert 0.7 < ratio < 1.3
 
 

@@ -25,8 +25,12 @@ from subct.io.writers import atomic_write_bytes, atomic_write_text
 from subct.labels.colours import label_colour
 from subct.labels.schemes import get_scheme
 
-#: Voxel size of the viewer's copy of each case (mm): enough to judge the labels.
-VIEWER_SPACING_MM = 2.0
+#: Voxel size of the viewer's copy of each case (mm): the labels' own resolution on
+#: typical head CTs (2 mm looked blocky).
+VIEWER_SPACING_MM = 1.0
+#: HU kept in the viewer's copy: the viewer shows -10..90 HU; clipping air and dense bone
+#: halves the compressed size (the GE series at 1 mm: 11.1 → 4.9 MB).
+VIEWER_HU_RANGE = (-200.0, 300.0)
 VIEWER_FOLDER = "viewer"
 NIIVUE_SCRIPT = "niivue.umd.js"
 
@@ -47,7 +51,7 @@ def write_case_view(folder: str | Path, case: str, ct: Volume, labels: Volume,
     # and a viewing copy does not need it (labels and volumes come from the full pipeline)
     grid = geometry_with_spacing(ct.reoriented_view("RAS").geometry, VIEWER_SPACING_MM)
     small = resample_to_geometry(ct, grid, "linear")
-    hu = np.clip(np.rint(np.asarray(small.array, np.float32) - hu_offset), -1024, 3071)
+    hu = np.clip(np.rint(np.asarray(small.array, np.float32) - hu_offset), *VIEWER_HU_RANGE)
     small_labels = resample_to_geometry(labels, small.geometry, "nearest", fill_value=0)
     payload = {"ct": _nifti_base64(hu.astype(np.int16), small.affine),
                "labels": _nifti_base64(np.asarray(small_labels.array).astype(np.uint8),
