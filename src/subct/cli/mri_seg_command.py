@@ -6,6 +6,7 @@ canonical FreeSurfer IDs on the MRI's own grid.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -45,10 +46,10 @@ def register(app: typer.Typer) -> None:
             None, "--precision", help="MeshNet: auto (fp32 on CPU, where bf16 was slower "
                                       "even with AMX; AMP on CUDA), fp32 or bf16; default "
                                       "$SUBCT_PRECISION or auto."),
-        backend: str = typer.Option(
-            "torch", "--backend", help="MeshNet engine: torch (default; measured the "
-                                       "leanest on a whole head), openvino, onnxruntime "
-                                       "or auto."),
+        backend: str | None = typer.Option(
+            None, "--backend", help="MeshNet engine: torch, openvino, onnxruntime or auto; "
+                                    "default $SUBCT_BACKEND, else OpenVINO when 10 GB of "
+                                    "memory are free (faster), else torch (leaner)."),
     ) -> None:
         """Segment a T1 MRI into the 17 subcortical structures with one segmenter."""
         from subct.transfer.external import EXTERNAL_TOOLS
@@ -62,12 +63,17 @@ def register(app: typer.Typer) -> None:
             options = {"from_file": from_file, "command": command}
         elif key.startswith("meshnet"):
             from subct.inference.model import resolve_device
-            from subct.model.runtime import requested_backend, requested_precision
+            from subct.model.runtime import (
+                BACKEND_ENV,
+                requested_backend,
+                requested_precision,
+            )
             from subct.transfer.meshnet import MeshNetRunConfig
 
             run = MeshNetRunConfig(device=resolve_device(device), threads=threads,
                                    precision=requested_precision(precision),
-                                   backend=requested_backend(backend))
+                                   backend=None if backend is None and not os.environ.get(
+                                       BACKEND_ENV) else requested_backend(backend))
             options = {"model_dir": model_dir, "midline": midline, "run": run}
         elif key in BUILTIN_SEGMENTERS:
             options = {"transform": transform}

@@ -136,12 +136,12 @@ class MeshNetRunConfig(StrictConfig):
             CPU: on an AMX CPU meshnet-subcortical took 110 s in bf16 against 49 s in
             fp32 (``benchmarks/bench_meshnet.py``), and on a CPU without native bf16 it
             is ~70× slower and asked for a 27 GB buffer on a 256³ T1.
-        backend: ``torch`` (default), ``openvino``, ``onnxruntime`` or ``auto``. On a
-            96³ tile OpenVINO fp32 was the fastest (1.48 s against PyTorch's 2.24 s,
-            ``benchmarks/bench_engines.py``), but on a whole 256³ head it gained 15 %
-            (``subct mri-seg``: 43.1 s wall / 73.3 s CPU against 49.1 s / 88.6 s) for a
-            6.7 GB peak against PyTorch's 4.2 GB, so PyTorch fp32 stays MeshNet's
-            default. The graph engines export the loaded weights once, cached by hash.
+        backend: ``torch``, ``openvino``, ``onnxruntime``, ``auto``, or None (default):
+            on a CPU, OpenVINO fp32 when at least :data:`OPENVINO_MIN_AVAILABLE_GB` of
+            memory is available, else PyTorch. On a whole 256³ head OpenVINO took 82.6 s CPU
+            (45.9 s wall) against PyTorch's 94.5 s (51.3 s), identical labels, but peaked at
+            7.1 GB against 4.4 GB (AMD EPYC, 2 cores; ``docs/benchmarks.md``). The graph
+            engines export the loaded weights once, cached by hash.
         crop_to_head: run only on the bounding box of the head (voxels above
             ``head_threshold`` of the scaled image) plus the receptive-field halo; the
             output inside the head is then identical, and outside it is background.
@@ -155,11 +155,35 @@ class MeshNetRunConfig(StrictConfig):
 
     device: str = "cpu"
     precision: str | None = None
-    backend: str | None = "torch"
+    backend: str | None = None
     crop_to_head: bool = True
     head_threshold: float = 0.05
     region: tuple[slice, slice, slice] | None = None
     threads: int | None = None
+
+
+#: Available memory (GB) from which MeshNet runs on OpenVINO by default (its whole-head
+#: peak is 7.1 GB, PyTorch's 4.4 GB).
+OPENVINO_MIN_AVAILABLE_GB = 10.0
+
+
+def available_memory_gb() -> float:
+    """Memory the system can give this process now (GB; ``MemAvailable``), 0 if unknown."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) / 1024 ** 2
+    except OSError:
+        pass
+    return 0.0
+
+
+def default_backend(device_type: str) -> str:
+    """MeshNet's engine when none is asked for (see :class:`MeshNetRunConfig`)."""
+    if device_type != "cpu":
+        return "torch"
+    return "openvino" if available_memory_gb() >= OPENVINO_MIN_AVAILABLE_GB else "torch"
 
 
 @dataclass
@@ -215,7 +239,8 @@ def _predict_classes(network: MeshNet, image: NDArray[np.float32],
 
     device = torch.device(config.device)
     threads = config.threads or default_threads()
-    backend, precision = resolve_engine(config.backend, config.precision, device.type,
+    requested = config.backend if config.backend is not None else default_backend(device.type)
+    backend, precision = resolve_engine(requested, config.precision, device.type,
                                         cpu_bf16_pays=False)
     if backend == "openvino":
 
