@@ -69,16 +69,8 @@ def test_no_source_file_over_450_lines() -> None:
     assert not long
 
 
-def test_no_import_cycles() -> None:
-    modules = _modules()
-    graph: dict[str, set[str]] = {}
-    for name, path in modules.items():
-        edges: set[str] = set()
-        for target in _top_level_imports(path):
-            parts = target.split(".")
-            # importing a.b.c runs a/__init__ and a/b/__init__ first
-            edges.update(".".join(parts[:i]) for i in range(2, len(parts) + 1))
-        graph[name] = {t for t in edges if t in modules and t != name}
+def _fail_on_cycle(graph: dict[str, set[str]]) -> None:
+    """Fail naming the first import cycle of ``graph`` (module → modules it imports)."""
     state: dict[str, int] = {}
     stack: list[str] = []
 
@@ -97,6 +89,19 @@ def test_no_import_cycles() -> None:
     for name in sorted(graph):
         if name not in state:
             visit(name)
+
+
+def test_no_import_cycles() -> None:
+    modules = _modules()
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        edges: set[str] = set()
+        for target in _top_level_imports(path):
+            parts = target.split(".")
+            # importing a.b.c runs a/__init__ and a/b/__init__ first
+            edges.update(".".join(parts[:i]) for i in range(2, len(parts) + 1))
+        graph[name] = {t for t in edges if t in modules and t != name}
+    _fail_on_cycle(graph)
 
 
 def _calls(pattern: str) -> list[str]:
@@ -223,24 +228,7 @@ def test_no_import_cycles_counting_function_level_imports() -> None:
     modules = {name: path for name, path in _modules().items() if path.name != "__init__.py"}
     graph = {name: {t for t in _all_imports(path) if t in modules and t != name}
              for name, path in modules.items()}
-    state: dict[str, int] = {}
-    stack: list[str] = []
-
-    def visit(node: str) -> None:
-        state[node] = 1
-        stack.append(node)
-        for target in sorted(graph[node]):
-            if state.get(target) == 1:
-                pytest.fail("import cycle: " + " -> ".join(stack[stack.index(target):]
-                                                           + [target]))
-            if target not in state:
-                visit(target)
-        stack.pop()
-        state[node] = 2
-
-    for name in sorted(graph):
-        if name not in state:
-            visit(name)
+    _fail_on_cycle(graph)
 
 
 def test_every_qc_check_is_registered() -> None:

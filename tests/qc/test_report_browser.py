@@ -31,17 +31,27 @@ def _bench() -> object:
     return module
 
 
-def test_viewer_shows_labels_in_chromium(tmp_path: Path) -> None:
+def _require_chromium() -> None:
     if shutil.which("chromium") is None and shutil.which("chromium-browser") is None:
         if os.environ.get("CI"):
             pytest.fail("chromium is missing under CI (.ci/run installs it)")
         pytest.skip("chromium is not installed (apt-get install chromium)")
-    bench = _bench()
+
+
+def _segmented_phantom(tmp_path: Path) -> tuple[Path, Path]:
+    """The 4 mm phantom and the output folder of ``subct segment`` on it (tiny model)."""
     ct_path = save_volume(analytic_head_phantom(spacing_mm=4.0).ct, tmp_path / "head.nii.gz")
     out = tmp_path / "out"
     with pytest.raises(SystemExit):
         main(["segment", str(ct_path), "-o", str(out), "--model", str(FIXTURE), "--fast",
               "--threads", "1", "--scheme", "merged"])
+    return ct_path, out
+
+
+def test_viewer_shows_labels_in_chromium(tmp_path: Path) -> None:
+    _require_chromium()
+    bench = _bench()
+    ct_path, out = _segmented_phantom(tmp_path)
     log = bench.screenshot(out / "index.html", tmp_path / "shot.png")  # type: ignore[attr-defined]
     errors = [line for line in log.splitlines() if "CONSOLE" in line
               and ("Uncaught" in line or "Error" in line)]
@@ -74,16 +84,9 @@ def test_viewer_and_overlay_agree_on_left_and_right(tmp_path: Path) -> None:
     from subct.qc.overlay import CANVAS_PX, OverlayConfig, save_overlay
     from subct.qc.viewer import write_case_view
 
-    if shutil.which("chromium") is None and shutil.which("chromium-browser") is None:
-        if os.environ.get("CI"):
-            pytest.fail("chromium is missing under CI (.ci/run installs it)")
-        pytest.skip("chromium is not installed (apt-get install chromium)")
+    _require_chromium()
     bench = _bench()
-    ct_path = save_volume(analytic_head_phantom(spacing_mm=4.0).ct, tmp_path / "head.nii.gz")
-    out = tmp_path / "out"
-    with pytest.raises(SystemExit):
-        main(["segment", str(ct_path), "-o", str(out), "--model", str(FIXTURE), "--fast",
-              "--threads", "1", "--scheme", "merged"])
+    ct_path, out = _segmented_phantom(tmp_path)
     ct = load_volume(ct_path)
     labels = load_volume(out / "head_labels.nii.gz")
     ras = labels.reoriented("RAS")

@@ -192,28 +192,24 @@ class _CaseReporter:
         if self.status is not None:
             self.status.update(f"{progress}: {plain(name)}")
         elif not self.quiet and name == FIRST_STEP:
-            self.say(self.console, f"{progress}: started")
-
-    def say(self, console: Console, text: str) -> None:
-        """Print (a closed pipe only silences the console: see :mod:`subct.cli.console`)."""
-        console.print(text)
+            self.console.print(f"{progress}: started")
 
     def report(self, outcome: CaseOutcome) -> None:
         self.finished += 1
         case = plain(outcome.case_id)
         if outcome.status == "failed":
-            self.say(self.errors, f"[red]failed[/]  {case}: {plain(outcome.error)}")
+            self.errors.print(f"[red]failed[/]  {case}: {plain(outcome.error)}")
         elif outcome.status == "skipped":
             if not self.quiet:
-                self.say(self.console, f"skipped {case} (complete; --overwrite redoes it)")
+                self.console.print(f"skipped {case} (complete; --overwrite redoes it)")
         else:
             self.computed_seconds.append(outcome.seconds)
             warnings = outcome.details.get("qc_warnings", [])
             note = f", [yellow]{len(warnings)} QC warning(s)[/]" if warnings else ""
             if not self.quiet:
-                self.say(self.console, f"done    {case} ({outcome.seconds:.1f} s){note}")
+                self.console.print(f"done    {case} ({outcome.seconds:.1f} s){note}")
                 for warning in warnings:
-                    self.say(self.console, f"        [yellow]![/] {plain(warning)}")
+                    self.console.print(f"        [yellow]![/] {plain(warning)}")
 
     def run(self, batch: Any) -> BatchSummary:
         if self.status is not None:
@@ -228,23 +224,23 @@ class _CaseReporter:
 def _print_summary(summary: BatchSummary, config: BatchConfig, reporter: _CaseReporter
                    ) -> None:
     """Redone and flagged cases, where the outputs are, failures (exit 2 or 1)."""
-    console, errors, say = reporter.console, reporter.errors, reporter.say
+    console, errors = reporter.console, reporter.errors
     if summary.redone:
-        say(console, f"redone {len(summary.redone)} case(s) finished earlier from another "
-                     f"input, model or label settings: {plain(', '.join(summary.redone))}")
+        console.print(f"redone {len(summary.redone)} case(s) finished earlier from another "
+                      f"input, model or label settings: {plain(', '.join(summary.redone))}")
     flagged = [o.case_id for o in summary.cases if o.details.get("qc_warnings")]
     if flagged:
-        say(console, f"[yellow]{len(flagged)} of {len(summary.cases)} case(s) flagged by "
-                     f"QC[/] ({plain(', '.join(flagged))}): check them before using their "
-                     "volumes (docs/segment.md explains each flag)")
+        console.print(f"[yellow]{len(flagged)} of {len(summary.cases)} case(s) flagged by "
+                      f"QC[/] ({plain(', '.join(flagged))}): check them before using their "
+                      "volumes (docs/segment.md explains each flag)")
     if summary.volumes_csv is not None:
-        say(console, f"outputs in {plain(config.output_dir)} (volumes.csv, index.html)")
+        console.print(f"outputs in {plain(config.output_dir)} (volumes.csv, index.html)")
     if summary.failures:
         if len(summary.cases) > 1:
-            say(errors, f"[red]{len(summary.failures)} of {len(summary.cases)} "
-                        "case(s) failed:[/]")
+            errors.print(f"[red]{len(summary.failures)} of {len(summary.cases)} "
+                         "case(s) failed:[/]")
             for outcome in summary.failures:
-                say(errors, f"  {plain(outcome.error)}")
+                errors.print(f"  {plain(outcome.error)}")
         # 2: every failure is the input's (fixable by the user); 1: a bug somewhere
         raise typer.Exit(1 if any(o.internal for o in summary.failures) else 2)
 

@@ -235,14 +235,14 @@ def write_case_outputs(case: CaseInput, ct_hu_source: Any, result: SegmentationR
     atomically); the QC JSON goes last (marks completion, with the size and SHA-256 of
     every required output for verification on reuse)."""
     outputs = case_outputs(config, case.name)
+    required = set(outputs) - {"qc"}  # verified on reuse
     context = CaseContext(case, ct_hu_source, result, config,
                           _subset(result.labels, result.scheme, config.roi_subset))
     folder = Path(config.output_dir)
     for writer in CASE_WRITERS:
         if writer.wanted(config, case):
             outputs[writer.role] = writer.write(context, writer.path(folder, case.name))
-    fingerprints = {role: file_fingerprint(path) for role, path in outputs.items()
-                    if role != "qc" and role in case_outputs(config, case.name)}
+    fingerprints = {role: file_fingerprint(outputs[role]) for role in required}
     record = {
         "complete": True,
         "case": case.name,

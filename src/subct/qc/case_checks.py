@@ -115,15 +115,23 @@ def no_tta_note(state: CaseState) -> list[QcFlag]:
     return [] if state.config.tta else [QcFlag("no_tta", NO_TTA_NOTE, "info")]
 
 
+def _removed_labels(state: CaseState, voxels: int, fact: str, limit_mm3: float, code: str,
+                    message: str) -> list[QcFlag]:
+    """Record the volume (mm³) of labels a post-processing rule removed; flag above a limit.
+    ``message`` follows the removed volume in cm³."""
+    removed_mm3 = voxels * state.crop_voxel_mm3
+    state.facts[fact] = round(removed_mm3, 1)
+    if removed_mm3 <= limit_mm3:
+        return []
+    return [QcFlag(code, f"{removed_mm3 / 1000:.1f} cm3 of structure labels {message}")]
+
+
 def labels_on_bone(state: CaseState) -> list[QcFlag]:
     """``labels_on_bone``: much structure removed on bone (a mislocated or cut brain)."""
-    removed_mm3 = state.removed_on_bone_voxels * state.crop_voxel_mm3
-    state.facts["labels_removed_on_bone_mm3"] = round(removed_mm3, 1)
-    if removed_mm3 <= LABELS_ON_BONE_WARN_MM3:
-        return []
-    return [QcFlag("labels_on_bone", f"{removed_mm3 / 1000:.1f} cm3 of structure labels lay "
-                   "on bone (> 600 HU) and were removed: the brain may be mislocated or cut "
-                   "by the field of view; check the overlay")]
+    return _removed_labels(state, state.removed_on_bone_voxels, "labels_removed_on_bone_mm3",
+                           LABELS_ON_BONE_WARN_MM3, "labels_on_bone",
+                           "lay on bone (> 600 HU) and were removed: the brain may be "
+                           "mislocated or cut by the field of view; check the overlay")
 
 
 def weak_structure_evidence(state: CaseState) -> list[QcFlag]:
@@ -146,10 +154,9 @@ def weak_structure_evidence(state: CaseState) -> list[QcFlag]:
 
 def labels_outside_skull(state: CaseState) -> list[QcFlag]:
     """``labels_outside_skull``: much structure outside the skull-enclosed space."""
-    outside_mm3 = state.removed_outside_voxels * state.crop_voxel_mm3
-    state.facts["labels_removed_outside_intracranial_mm3"] = round(outside_mm3, 1)
-    if outside_mm3 <= LABELS_OUTSIDE_WARN_MM3:
-        return []
-    return [QcFlag("labels_outside_skull", f"{outside_mm3 / 1000:.1f} cm3 of structure labels "
-                   "lay outside the skull-enclosed space and were removed: the brain may be "
-                   "mislocated, or the skull open (craniectomy); check the overlay")]
+    return _removed_labels(state, state.removed_outside_voxels,
+                           "labels_removed_outside_intracranial_mm3", LABELS_OUTSIDE_WARN_MM3,
+                           "labels_outside_skull",
+                           "lay outside the skull-enclosed space and were removed: the brain "
+                           "may be mislocated, or the skull open (craniectomy); check the "
+                           "overlay")
