@@ -125,8 +125,8 @@ class InputCheck:
 
 
 #: Correlation of in-plane neighbouring voxels (HU clipped to −1024..3000) below which an
-#: image is not anatomy: noise or random data. Real head CTs measure 0.93–0.99 (air,
-#: soft tissue and bone form large regions; ``tests/qc/test_anatomy_and_gate.py``);
+#: image is not anatomy: noise or random data. Real head CTs measure 0.93–0.996 (air,
+#: soft tissue and bone form large regions; ``benchmarks/bench_noise_gate.py``);
 #: uniform noise measures ≈ 0.
 MIN_NEIGHBOUR_CORRELATION = 0.5
 
