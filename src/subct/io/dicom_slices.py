@@ -46,25 +46,28 @@ class SliceGaps:
 
 
 def _read_header(path: Path) -> object | None:
-    """The dataset of a DICOM file read whole, None for a file that is not DICOM; a
-    DICOM file that cannot be read whole (truncated, corrupt) is refused by name."""
+    """The header of a DICOM file (values over 1 KiB, the pixels, are not read), None for
+    a file that is not DICOM; a DICOM file that is corrupt, or whose pixel data the file
+    is too short to hold (truncated), is refused by name."""
     import pydicom  # lazy: only DICOM inputs need it
     from pydicom.errors import InvalidDicomError
 
     try:
-        dataset = pydicom.dcmread(path)
+        dataset = pydicom.dcmread(path, defer_size=1024)  # dcm2niix reads the pixels
     except InvalidDicomError:
         return None
     except Exception as error:  # pydicom raises many types for a broken file
         raise SubctInputError(path, f"corrupt DICOM file ({type(error).__name__}: {error})"
                               ) from error
-    pixels = dataset.get("PixelData")
-    if pixels is not None and "Rows" in dataset and "Columns" in dataset:
+    if "PixelData" in dataset and "Rows" in dataset and "Columns" in dataset and \
+            dataset.file_meta.TransferSyntaxUID.is_compressed is False:
         expected = int(dataset.Rows) * int(dataset.Columns) * \
             int(dataset.get("BitsAllocated", 16)) // 8 * int(dataset.get("SamplesPerPixel", 1))
-        if dataset.file_meta.TransferSyntaxUID.is_compressed is False and \
-                len(pixels) < expected:
-            raise SubctInputError(path, f"truncated DICOM file: {len(pixels)} of {expected} "
+        # the pixel value starts at the element's file position; the file must hold it all
+        start = dataset.get_item("PixelData").file_tell
+        available = path.stat().st_size - (start or 0)
+        if start is not None and available < expected:
+            raise SubctInputError(path, f"truncated DICOM file: {available} of {expected} "
                                         "bytes of pixel data")
     return dataset
 
