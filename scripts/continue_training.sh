@@ -14,7 +14,9 @@
 # runs/model_v2 when the run folder holds none or an older one, then resumes; with no state
 # anywhere it starts from the shipped weights (configs/model_v2.yaml). Environment:
 # CONFIG (default configs/model_v2.yaml), THREADS (torch threads, default 2), NICE (10),
-# RESTART_LR (a one-off warm restart at that learning rate; schedule.restart_lr).
+# RESTART_LR (a one-off warm restart at that learning rate; schedule.restart_lr), SET (extra
+# space-separated config overrides for this and later starts, e.g. "data.patch_size=[96,96,96]";
+# each start appends the overrides it used to runs/model_v2/overrides.log).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CONFIG="${CONFIG:-configs/model_v2.yaml}"
@@ -57,6 +59,8 @@ case "$mode" in
     [[ -f "$RUN/last_state.pt" && -f "$RUN/last.safetensors" ]] && resume=(--resume)
     # RESTART_LR=1e-4: one-off warm restart of a run whose rate has decayed to min_lr
     [[ -n "${RESTART_LR:-}" && ${#resume[@]} -gt 0 ]] && resume+=(--set "schedule.restart_lr=$RESTART_LR")
+    for override in ${SET:-}; do resume+=(--set "$override"); done
+    echo "$(date -u +%FT%TZ) epoch $(epoch_of "$RUN"): ${resume[*]:-}" >> "$RUN/overrides.log"
     OMP_NUM_THREADS="${THREADS:-2}" nohup nice -n "${NICE:-10}" subct train "$CONFIG" \
       "${resume[@]}" --set "schedule.max_minutes=$minutes" >> "$RUN/train.out" 2>&1 &
     echo $! > "$RUN/pid"
