@@ -185,3 +185,58 @@ def test_qc_takes_a_csv_path_as_synthseg(files: dict[str, Path], tmp_path: Path,
     assert _run(["segment", str(files["ct"]), "-o", str(tmp_path / "old"), "--model",
                  str(files["checkpoint"]), "--fast", "--threads", "1", "--qc", "0"]) == 0
     assert "deprecated" in capsys.readouterr().err  # the old spelling still works, said so
+
+
+def test_normative_percentiles_from_a_csv_refreshed_on_rerun_without_redoing(
+        files: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import csv
+    import json
+
+    out = tmp_path / "out"
+    people = tmp_path / "people.csv"
+    people.write_text("case,age,sex\nhead,71,F\nnobody,40,M\n")
+    base = ["segment", str(files["ct"]), "-o", str(out), "--model", str(files["checkpoint"]),
+            "--fast", "--threads", "1"]
+    assert _run([*base, "--demographics", str(people)]) == 0
+    said = capsys.readouterr().out
+    assert "case(s) not in this batch" in said and "nobody" in said
+    record = json.loads((out / "head_qc.json").read_text())
+    normative = record["normative"]
+    assert normative["available"] and normative["demographics"]["age_years"] == 71.0
+    assert normative["demographics"]["age_source"] == str(people)
+    row = next(csv.DictReader((out / "volumes.csv").open()))
+    assert row["age_years"] == "71" and row["sex"] == "female"
+    thalamus = normative["structures"]["Left-Thalamus"]
+    assert float(row["Left-Thalamus_percentile"]) == pytest.approx(thalamus["percentile"])
+    assert row["Brain-Stem_percentile"] == ""  # no norm for the brainstem
+    assert "<svg" in (out / "index.html").read_text()
+    # new age and sex: the case is not segmented again, its percentiles are refreshed
+    assert _run([*base, "--age", "40", "--sex", "M"]) == 0
+    assert "skipped head" in capsys.readouterr().out
+    refreshed = json.loads((out / "head_qc.json").read_text())["normative"]
+    assert refreshed["demographics"] == {"age_years": 40.0, "sex": "male",
+                                         "age_source": "--age", "sex_source": "--sex"}
+    assert refreshed["structures"]["Left-Thalamus"]["expected_mm3"] != \
+        thalamus["expected_mm3"]
+    # without age and sex: no percentiles, and the console says why
+    assert _run([*base, "--overwrite"]) == 0
+    assert "no normative percentiles for 1 case(s) (head): age and sex unknown" in \
+        capsys.readouterr().out
+    row = next(csv.DictReader((out / "volumes.csv").open()))
+    assert row["Left-Thalamus_percentile"] == "" and row["age_years"] == ""
+
+
+def test_demographics_options_are_checked_before_any_case(
+        files: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "out"
+    base = ["segment", str(files["ct"]), "-o", str(out), "--model", str(files["checkpoint"])]
+    bad = tmp_path / "bad.csv"
+    bad.write_text("case,age,sex\nhead,70,Q\n")
+    for extra, words in ((["--demographics", str(bad)], "bad.csv:2: sex 'Q'"),
+                         (["--age", "-3"], "--age: age -3 years"),
+                         (["--sex", "yes"], "--sex: sex 'yes'"),
+                         (["--age", "70", str(files["ct"])], "describe one person")):
+        assert _run([*base, *extra]) == 2
+        error = capsys.readouterr().err.strip()
+        assert len(error.splitlines()) == 1 and words in error, error
+    assert not (out / "head_qc.json").exists()

@@ -6,7 +6,7 @@ import csv
 import io
 from dataclasses import asdict
 
-from subct.inference.outputs import statistics_csv_text, volumes_csv_text
+from subct.inference.tables import statistics_csv_text, volumes_csv_text
 from subct.qc.checks import QcFlag
 
 

@@ -18,6 +18,7 @@ from subct.errors import SubctConfigError
 from subct.inference.config import FIRST_STEP
 from subct.io.files import discover_inputs
 from subct.labels.schemes import get_scheme
+from subct.norms.demographics import parse_sex
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -97,6 +98,15 @@ OPTIONS: dict[str, Any] = {
     "roi_subset": typer.Option(
         None, "--roi-subset", help="Comma-separated structure names to keep in the "
                                    "label map and masks (default: all)."),
+    "age": typer.Option(
+        None, "--age", help="Age at the scan (years) for the normative percentiles of a "
+                            "single case (default: the DICOM header's, if any)."),
+    "sex": typer.Option(
+        None, "--sex", help="F or M, for the normative percentiles of a single case "
+                            "(default: the DICOM header's, if any)."),
+    "demographics": typer.Option(
+        None, "--demographics", help="CSV with columns case,age,sex (case = output "
+                                     "name) for a batch's normative percentiles."),
     "vol": typer.Option(
         None, "--vol", help="Also write volumes.csv to this file (SynthSeg's --vol)."),
     "quiet": typer.Option(False, "--quiet", "-q", help="No progress lines and no line per "
@@ -127,6 +137,8 @@ def segment(
     series: str | None = _O["series"], no_overlay: bool = _O["no_overlay"],
     dicom_seg: bool = _O["dicom_seg"], masks: bool = _O["masks"],
     roi_subset: str | None = _O["roi_subset"], vol: Path | None = _O["vol"],
+    age: float | None = _O["age"], sex: str | None = _O["sex"],
+    demographics: Path | None = _O["demographics"],
     scheduler: str | None = _O["scheduler"], quiet: bool = _O["quiet"],
 ) -> None:
     """Segment head CTs: labels, volumes.csv, QC JSON, overlays and index.html."""
@@ -150,15 +162,21 @@ def segment(
                 "denoise": not no_denoise, "calibrate_volumes": not no_calibration}
     inference = (InferenceConfig.fast(**settings) if fast
                  else InferenceConfig(tta=not no_tta, **settings))  # type: ignore[arg-type]
+    case_count = len(discover_inputs(inputs)[0])
+    if (age is not None or sex is not None) and case_count > 1:
+        raise SubctConfigError(f"--age/--sex describe one person, and the inputs hold "
+                               f"{case_count} cases: give a --demographics CSV instead")
     config = BatchConfig(output_dir=output, model=model_path, inference=inference,
                          overwrite=overwrite, write_posteriors=posteriors,
                          posteriors_on_input_grid=_posteriors_grid(posteriors_grid),
                          scheduler=scheduler, series=series,
                          write_overlay=not no_overlay, volumes_copy=vol, qc_csv=qc_csv,
                          write_dicom_seg=dicom_seg, write_masks=masks,
+                         age_years=age, sex=None if sex is None else parse_sex(sex, "--sex"),
+                         demographics_csv=demographics,
                          roi_subset=None if roi_subset is None else tuple(
                              name.strip() for name in roi_subset.split(",") if name.strip()))
-    reporter = _CaseReporter(len(discover_inputs(inputs)[0]), quiet)
+    reporter = _CaseReporter(case_count, quiet)
     summary = reporter.run(lambda: run_batch(inputs, config, progress=reporter.report,
                                              on_step=reporter.step))
     _print_summary(summary, config, reporter)
@@ -233,6 +251,17 @@ def _print_summary(summary: BatchSummary, config: BatchConfig, reporter: _CaseRe
         console.print(f"[yellow]{len(flagged)} of {len(summary.cases)} case(s) flagged by "
                       f"QC[/] ({plain(', '.join(flagged))}): check them before using their "
                       "volumes (docs/segment.md explains each flag)")
+    if summary.demographics_unmatched:
+        console.print(f"[yellow]--demographics lists {len(summary.demographics_unmatched)} "
+                      f"case(s) not in this batch[/] "
+                      f"({plain(', '.join(summary.demographics_unmatched[:5]))}"
+                      f"{', ...' if len(summary.demographics_unmatched) > 5 else ''}): "
+                      "its case column must be the output names")
+    if summary.without_norms:
+        console.print(f"no normative percentiles for {len(summary.without_norms)} case(s) "
+                      f"({plain(', '.join(summary.without_norms[:5]))}"
+                      f"{', ...' if len(summary.without_norms) > 5 else ''}): "
+                      f"{plain(summary.norms_reason)}")
     if summary.volumes_csv is not None:
         console.print(f"outputs in {plain(config.output_dir)} (volumes.csv, index.html)")
     if summary.failures:

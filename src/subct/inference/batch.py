@@ -36,6 +36,8 @@ from subct.inference.outputs import (
     case_resume_key,
     check_output_dir,
     is_complete,
+    normative_gaps,
+    refresh_normative,
     remove_stale_temporaries,
     resume_key,
     write_batch_files,
@@ -59,6 +61,11 @@ class BatchSummary:
     volumes_csv: Path | None
     index_html: Path | None
     redone: list[str] = field(default_factory=list)
+    #: cases of the ``--demographics`` CSV that are not in this batch (a name mismatch?)
+    demographics_unmatched: list[str] = field(default_factory=list)
+    #: finished cases without normative percentiles, and the first one's reason
+    without_norms: list[str] = field(default_factory=list)
+    norms_reason: str = ""
 
     @property
     def failures(self) -> list[CaseOutcome]:
@@ -158,6 +165,7 @@ def run_batch(inputs: Iterable[str | Path], config: BatchConfig,
         check_output_file(Path(config.qc_csv), input_paths, "--qc")
     if config.write_dicom_seg:
         require_highdicom()  # an optional dependency: missing is known before any case
+    config.demographics_options()  # a bad --demographics CSV is refused before any case
     with folder_lock(config.output_dir, "subct segment"):
         return _run_locked(input_paths, config, model, progress, on_step)
 
@@ -172,11 +180,13 @@ def _run_locked(inputs: list[Path], config: BatchConfig, model: SegmentationMode
         if progress:
             progress(outcome)
     key = resume_key(config, _model_sha256(config, model))
+    demographics = config.demographics_options()
     todo: list[CaseInput] = []
     redone: list[str] = []
     for case in cases:
         if not config.overwrite and is_complete(config, case.name,
                                                 case_resume_key(key, case.path)):
+            refresh_normative(config, case.name, demographics)  # new ages/sexes: no redo
             outcome = CaseOutcome(case.name, "skipped", source=case.path,
                                   outputs=case_outputs(config, case.name))
             outcomes.append(outcome)
@@ -200,7 +210,10 @@ def _run_locked(inputs: list[Path], config: BatchConfig, model: SegmentationMode
     outcomes.sort(key=lambda o: order.get(o.case_id, -1))
     failures = [o for o in outcomes if o.status == "failed"]
     csv_path, html_path = write_batch_files(config, failures)
-    return BatchSummary(outcomes, csv_path, html_path, redone)
+    unmatched = sorted(set(demographics.table or {}) - {case.name for case in cases})
+    reasons = normative_gaps(config, [o.case_id for o in outcomes if o.status != "failed"])
+    return BatchSummary(outcomes, csv_path, html_path, redone, unmatched, list(reasons),
+                        next(iter(reasons.values()), ""))
 
 
 def _model_sha256(config: BatchConfig, model: SegmentationModel | None) -> str:

@@ -4,15 +4,13 @@ when a case counts as finished, and the batch's ``volumes.csv`` and ``index.html
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 from pydantic import Field
@@ -22,6 +20,7 @@ from subct.config import StrictConfig
 from subct.errors import SubctConfigError, SubctInputError
 from subct.inference.config import InferenceConfig
 from subct.inference.pipeline import SegmentationResult
+from subct.inference.tables import qc_csv_text, statistics_csv_text, volumes_csv_text
 from subct.inference.writers import (
     CASE_WRITERS,
     CaseContext,
@@ -29,8 +28,16 @@ from subct.inference.writers import (
 )
 from subct.io.writers import atomic_write_text
 from subct.labels.colours import write_colour_tables
-from subct.labels.schemes import get_scheme, scheme_structure_names
-from subct.qc.report import render_segmentation_index, structure_warnings
+from subct.labels.schemes import get_scheme
+from subct.norms.assess import normative_assessment
+from subct.norms.demographics import (
+    Demographics,
+    DemographicsOptions,
+    check_age,
+    from_volume_metadata,
+    read_demographics_csv,
+)
+from subct.qc.report import render_segmentation_index
 from subct.qc.viewer import install_viewer
 
 if TYPE_CHECKING:
@@ -185,6 +192,11 @@ class BatchConfig(StrictConfig):
             ``<case>_masks/<structure>.nii.gz`` (as TotalSegmentator does).
         roi_subset: structure names of the scheme to keep in the label map and masks
             (``None``: all); volumes and QC still cover every structure.
+        age_years: the person's age at the scan (years; ``--age``), for the normative
+            percentiles (:mod:`subct.norms`); a CSV row or nothing else overrides it.
+        sex: ``"female"``/``"male"`` (``--sex``), likewise.
+        demographics_csv: CSV of ``case,age,sex`` (``--demographics``); its rows come
+            first, then ``age_years``/``sex``, then the DICOM header.
     """
 
     output_dir: Path
@@ -201,8 +213,19 @@ class BatchConfig(StrictConfig):
     write_masks: bool = False
     posteriors_on_input_grid: bool = False
     roi_subset: tuple[str, ...] | None = None
+    age_years: float | None = None
+    sex: Literal["female", "male"] | None = None
+    demographics_csv: Path | None = None
+
+    def demographics_options(self) -> DemographicsOptions:
+        """The user's ages and sexes (the CSV read now; a bad one raises naming it)."""
+        table = (None if self.demographics_csv is None
+                 else read_demographics_csv(self.demographics_csv))
+        return DemographicsOptions(self.age_years, self.sex, table)
 
     def model_post_init(self, context: Any, /) -> None:
+        if self.age_years is not None:
+            check_age(self.age_years, "--age")
         if self.roi_subset is not None:
             names = set(get_scheme(self.inference.scheme).names.values())
             unknown = [name for name in self.roi_subset if name not in names]
@@ -243,6 +266,8 @@ def write_case_outputs(case: CaseInput, ct_hu_source: Any, result: SegmentationR
         if writer.wanted(config, case):
             outputs[writer.role] = writer.write(context, writer.path(folder, case.name))
     fingerprints = {role: file_fingerprint(outputs[role]) for role in required}
+    header = from_volume_metadata(getattr(ct_hu_source, "metadata", None) or {})
+    demographics = config.demographics_options().for_case(case.name, header)
     record = {
         "complete": True,
         "case": case.name,
@@ -257,6 +282,8 @@ def write_case_outputs(case: CaseInput, ct_hu_source: Any, result: SegmentationR
                                   "tta_agreement_dice", {}).get(name)}
                        for name, volume in result.volumes_mm3.items()},
         "intracranial_volume_mm3": result.intracranial_volume_mm3,
+        "header_demographics": header.to_json_dict(),
+        "normative": normative_assessment(result.volumes_mm3, demographics),
         "qc": result.qc.to_json_dict(),
         "timings_s": {**result.timings_s, "total": seconds},
         "inference": {"tta": config.inference.tta,
@@ -269,6 +296,41 @@ def write_case_outputs(case: CaseInput, ct_hu_source: Any, result: SegmentationR
     }
     atomic_write_text(outputs["qc"], json.dumps(record, indent=2, allow_nan=True) + "\n")
     return outputs
+
+
+def refresh_normative(config: BatchConfig, name: str, options: DemographicsOptions) -> bool:
+    """Recompute a finished case's ``normative`` section with this run's ages and sexes
+    (CSV, ``--age``/``--sex``, and the DICOM header facts its record kept) and rewrite
+    its QC JSON when that changed: the percentiles need no new segmentation. True when
+    rewritten."""
+    path = case_outputs(config, name)["qc"]
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    header = Demographics.from_json_dict(record.get("header_demographics"))
+    normative = normative_assessment(record.get("volumes_mm3") or {},
+                                     options.for_case(name, header))
+    if record.get("normative") == normative:
+        return False
+    record["normative"] = normative
+    atomic_write_text(path, json.dumps(record, indent=2, allow_nan=True) + "\n")
+    return True
+
+
+def normative_gaps(config: BatchConfig, names: Sequence[str]) -> dict[str, str]:
+    """The finished cases among ``names`` whose QC JSON has no normative percentiles,
+    with the reason each gives (age or sex unknown, age out of range)."""
+    gaps = {}
+    for name in names:
+        try:
+            record = json.loads(case_outputs(config, name)["qc"].read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        normative = record.get("normative") or {}
+        if not normative.get("available"):
+            gaps[name] = str(normative.get("reason") or "not computed")
+    return gaps
 
 
 def _load_records(config: BatchConfig) -> list[dict[str, Any]]:
@@ -285,74 +347,6 @@ def _load_records(config: BatchConfig) -> list[dict[str, Any]]:
         if record.get("complete") and record.get("scheme") == config.inference.scheme:
             records.append(record)
     return sorted(records, key=lambda record: str(record.get("case", "")))
-
-
-def volumes_csv_text(records: Sequence[dict[str, Any]]) -> str:
-    """``volumes.csv``: case, each structure's volume (mm³), ICV (mm³), QC flag."""
-
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    scheme = records[0]["scheme"] if records else "canonical"
-    names = scheme_structure_names(scheme)
-    writer.writerow(["case", *(f"{name}_mm3" for name in names), "intracranial_volume_mm3",
-                     "qc_flagged", "qc_flags"])
-    for record in records:
-        volumes = record.get("volumes_mm3", {})
-        icv = record.get("intracranial_volume_mm3")
-        qc = record.get("qc", {})
-        codes = sorted({flag["code"] for flag in qc.get("flags", [])
-                        if flag.get("severity") == "warning"})
-        writer.writerow([record["case"], *("" if volumes.get(n, 0.0) is None
-                                           else f"{float(volumes.get(n, 0.0)):.1f}"
-                                           for n in names),
-                         "" if icv is None else f"{float(icv):.0f}",
-                         int(bool(qc.get("flagged"))), " ".join(codes)])
-    return buffer.getvalue()
-
-
-def qc_csv_text(records: Sequence[dict[str, Any]]) -> str:
-    """The ``--qc`` CSV (SynthSeg's ``--qc``: one row per case, a 0–1 score per
-    structure, higher is better): QC flag and warning codes, then each structure's
-    agreement (Dice) between the plain and mirrored network passes; empty without TTA."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    scheme = records[0]["scheme"] if records else "canonical"
-    names = scheme_structure_names(scheme)
-    writer.writerow(["case", "qc_flagged", "qc_flags", *names])
-    for record in records:
-        qc = record.get("qc", {})
-        codes = sorted({flag["code"] for flag in qc.get("flags", [])
-                        if flag.get("severity") == "warning"})
-        statistics = record.get("statistics", {})
-        scores = [statistics.get(name, {}).get("tta_agreement_dice") for name in names]
-        writer.writerow([record["case"], int(bool(qc.get("flagged"))), " ".join(codes),
-                         *("" if score is None else f"{float(score):.3f}" for score in scores)])
-    return buffer.getvalue()
-
-
-#: Columns of ``statistics.csv`` (one row per case and structure).
-STATISTICS_COLUMNS = ("case", "structure", "volume_mm3", "mean_hu", "sd_hu",
-                      "tta_agreement_dice", "structure_flags", "qc_flags")
-
-
-def statistics_csv_text(records: Sequence[dict[str, Any]]) -> str:
-    """``statistics.csv``: per case and structure its volume (mm³; empty outside the
-    field of view), the mean and standard deviation of its HU, the agreement of the
-    plain and mirrored network passes (Dice), the QC warnings that name this structure
-    (``structure_flags``: drop this one volume) and all the case's QC warning codes."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(STATISTICS_COLUMNS)
-    for record in records:
-        warnings = [flag for flag in record.get("qc", {}).get("flags", [])
-                    if flag.get("severity") == "warning"]
-        codes = " ".join(sorted({flag["code"] for flag in warnings}))
-        for name, row in (record.get("statistics") or {}).items():
-            cells = [row.get(key) for key in STATISTICS_COLUMNS[2:6]]
-            own = " ".join(structure_warnings(warnings, name))
-            writer.writerow([record["case"], name, *("" if v is None else v for v in cells),
-                             own, codes])
-    return buffer.getvalue()
 
 
 def write_batch_files(config: BatchConfig,

@@ -31,6 +31,7 @@ from numpy.typing import NDArray
 
 from subct.errors import SubctInputError
 from subct.image.volume import Volume, is_orthogonal_affine
+from subct.io.dicom_patient import series_patient
 from subct.io.dicom_slices import refuse_corrupt_files, series_uid_of_stem, slice_gaps
 from subct.io.files import is_volume_file
 
@@ -294,7 +295,8 @@ def load_dicom_series(folder: str | Path, series: str | None = None) -> Volume:
     ``Volume.description`` says which series was read and why, and
     ``Volume.metadata`` holds ``dicom_series_number``, ``dicom_series_description``,
     ``dicom_modality``, ``dicom_available_series``, ``tilt_corrected``,
-    ``spacing_equalised`` and ``slice_tilt_deg``.
+    ``spacing_equalised``, ``slice_tilt_deg`` and the patient's age and sex
+    (:func:`subct.io.dicom_patient.series_patient`).
 
     Args:
         folder: a folder holding DICOM files (sub-folders are searched too).
@@ -317,7 +319,8 @@ def load_dicom_series(folder: str | Path, series: str | None = None) -> Volume:
         )
         if flag
     ]
-    gaps = slice_gaps(folder, series_uid_of_stem(chosen.plain_image.stem))
+    series_uid = series_uid_of_stem(chosen.plain_image.stem)
+    gaps = slice_gaps(folder, series_uid)
     description = f"DICOM {chosen.label}, {reason}" + (f"; {', '.join(fixes)}" if fixes else "")
     metadata: dict[str, Any] = {
         "format": "DICOM (dcm2niix)",
@@ -331,6 +334,7 @@ def load_dicom_series(folder: str | Path, series: str | None = None) -> Volume:
         "slice_tilt_deg": chosen.slice_tilt_deg,
         "orthogonal_grid": is_orthogonal_affine(affine),
         "dicom_slice_gaps": None if gaps is None else gaps.as_metadata(),
+        **series_patient(folder, series_uid),
     }
     return Volume(array=array, affine=affine, path=folder, description=description,
                   metadata=metadata)

@@ -7,6 +7,8 @@ import html
 import typing
 from collections.abc import Sequence
 
+from subct.norms.chart import centile_chart_svg, percentile_text
+from subct.norms.models import centilebrain_norms
 from subct.qc.viewer import label_lut_json
 
 #: The page script: NiiVue on the canvas, the selected case's CT and labels.
@@ -101,7 +103,8 @@ FLAG_ADVICE: dict[str, str] = {
     "low_reliability": "treat those volumes with caution",
     "mc_dropout_cv": "treat those volumes as uncertain",
     "structure_missing": "the segmentation failed there",
-    "volume_range": "look at the case (ranges are not age/sex/ICV-adjusted)",
+    "volume_range": "look at the case (these wide ranges are not adjusted; the "
+                    "percentiles are, when age and sex are known)",
 }
 
 #: Click-to-sort for the batch table (numbers as numbers, text as text).
@@ -132,9 +135,72 @@ def structure_warnings(flags: Sequence[dict[str, typing.Any]], structure: str) -
                    and structure in (flag.get("structures") or ())})
 
 
+def _normative_block(record: dict[str, typing.Any], flags: list[dict[str, typing.Any]]
+                     ) -> list[str]:
+    """The case's normative section: who the norms compare it with and a centile chart
+    per structure, or one line saying why there are no percentiles."""
+    normative = record.get("normative") or {}
+    if not normative:
+        return []
+    if not normative.get("available"):
+        reason = html.escape(str(normative.get("reason")))
+        return [f"<p class='norm'>No normative percentiles: {reason}.</p>"]
+    people = normative.get("demographics") or {}
+    age, sex = float(people["age_years"]), str(people["sex"])
+    sources = {str(people.get("age_source")), str(people.get("sex_source"))}
+    source = centilebrain_norms()
+    charts = []
+    for name, entry in (normative.get("structures") or {}).items():
+        model = source.model(sex, name)  # type: ignore[arg-type]
+        volume = (record.get("volumes_mm3") or {}).get(name)
+        if model is None or "percentile" not in entry or volume is None:
+            continue
+        charts.append(centile_chart_svg(model, name, age, float(volume),
+                                        float(entry["percentile"]),
+                                        bool(structure_warnings(flags, name))))
+    return [f"<p class='norm'>Against {html.escape(str(normative.get('source')))}'s healthy "
+            f"{html.escape(sex)}s of the same age ({age:g} years; from "
+            f"{html.escape(' and '.join(sorted(sources)))}): band = 2.5th–97.5th percentile, "
+            "line = median; adjusted for age and sex, not head size; the norms are "
+            "FreeSurfer volumes on MRI (docs/segment.md, \"Normative percentiles\"). A hollow "
+            "dot: a QC warning names the structure.</p>",
+            "<div class='charts'>" + "".join(charts) + "</div>"]
+
+
+def _structure_row(name: str, row: dict[str, typing.Any], flags: list[dict[str, typing.Any]],
+                   low_high: typing.Any, norm: dict[str, typing.Any]) -> str:
+    """One structure's table row: volume, its band (normative when known, else the
+    unadjusted adult range) as text and as a bar, percentile, HU, TTA agreement, flags."""
+    volume = row.get("volume_mm3")
+    if "band_mm3" in norm:
+        low_high = norm["band_mm3"]
+    bar = ""
+    if volume is not None and low_high:
+        low, high = low_high
+        position = (volume - low) / (high - low) if high > low else 0.5
+        outside = not 0.0 <= position <= 1.0
+        left = min(max(position, 0.0), 1.0) * 100
+        colour = "#c00" if outside else "#080"
+        bar = (f"<div class='bar'><div class='dot' style='left:{left:.0f}%;"
+               f"background:{colour}'></div></div>")
+    volume_text = "–" if volume is None else f"{volume / 1000:.2f}"
+    range_text = "" if not low_high else f"{low_high[0] / 1000:.1f}–{low_high[1] / 1000:.1f}"
+    percentile = "" if "percentile" not in norm else percentile_text(float(norm["percentile"]))
+    agreement = row.get("tta_agreement_dice")
+    own = structure_warnings(flags, name)
+    volume_class = " class='flag'" if own else ""
+    return (f"<tr><td class='l'>{html.escape(name)}</td><td{volume_class}>{volume_text}</td>"
+            f"<td>{range_text}</td><td>{bar}</td><td>{percentile}</td>"
+            f"<td>{'' if row.get('mean_hu') is None else row['mean_hu']}</td>"
+            f"<td>{'' if agreement is None else f'{agreement:.2f}'}</td>"
+            f"<td class='l'>{html.escape(' '.join(own))}</td></tr>")
+
+
 def _case_panels(records: Sequence[dict[str, object]]) -> list[str]:
-    """Per case: the QC flags in plain words with what to do, and each structure's
-    volume against its normal adult range (a bar; flagged ones red) and reliability."""
+    """Per case: the QC flags in plain words with what to do, the centile charts, and
+    each structure's volume against its band (the age- and sex-specific normative band
+    when age and sex are known, else the unadjusted adult range; a bar, outside red),
+    percentile and reliability."""
 
     def esc(value: object) -> str:
         return html.escape(str(value))
@@ -145,6 +211,8 @@ def _case_panels(records: Sequence[dict[str, object]]) -> list[str]:
         flags = [f for f in qc.get("flags", []) if f.get("severity") == "warning"]
         ranges = qc.get("normal_volume_ranges_mm3", {})
         statistics = typing.cast(dict[str, typing.Any], record.get("statistics") or {})
+        normative = typing.cast(dict[str, typing.Any], record.get("normative") or {})
+        norms = normative.get("structures") or {}
         title = f"{esc(record['case'])}: " + (f"{len(flags)} QC warning(s)" if flags
                                               else "no QC warning")
         parts.append(f"<details id='panel-{esc(record['case'])}'><summary>{title}</summary>")
@@ -153,33 +221,14 @@ def _case_panels(records: Sequence[dict[str, object]]) -> list[str]:
                 f"<li><b>{esc(f['code'])}</b>: {esc(f['message'])} — "
                 f"<i>{esc(FLAG_ADVICE.get(f['code'], 'see docs/segment.md'))}</i></li>"
                 for f in flags) + "</ul>")
-        parts.append("<table><tr><th>structure</th><th>volume (cm³)</th><th>normal range "
-                     "(cm³)</th><th>within the range</th><th>mean HU</th>"
+        parts.extend(_normative_block(typing.cast(dict[str, typing.Any], record), flags))
+        band = ("normative band (cm³)" if normative.get("available")
+                else "normal adult range, unadjusted (cm³)")
+        parts.append(f"<table><tr><th>structure</th><th>volume (cm³)</th><th>{band}</th>"
+                     "<th>within it</th><th>percentile</th><th>mean HU</th>"
                      "<th>TTA agreement</th><th>QC warnings naming it</th></tr>")
-        for name, row in statistics.items():
-            volume = row.get("volume_mm3")
-            low_high = ranges.get(name)
-            bar = ""
-            if volume is not None and low_high:
-                low, high = low_high
-                position = (volume - low) / (high - low) if high > low else 0.5
-                outside = not 0.0 <= position <= 1.0
-                left = min(max(position, 0.0), 1.0) * 100
-                colour = "#c00" if outside else "#080"
-                bar = (f"<div class='bar'><div class='dot' style='left:{left:.0f}%;"
-                       f"background:{colour}'></div></div>")
-            volume_text = "–" if volume is None else f"{volume / 1000:.2f}"
-            range_text = ("" if not low_high
-                          else f"{low_high[0] / 1000:.1f}–{low_high[1] / 1000:.1f}")
-            agreement = row.get("tta_agreement_dice")
-            own = structure_warnings(flags, name)
-            volume_class = " class='flag'" if own else ""
-            parts.append(f"<tr><td class='l'>{esc(name)}</td>"
-                         f"<td{volume_class}>{volume_text}</td>"
-                         f"<td>{range_text}</td><td>{bar}</td>"
-                         f"<td>{'' if row.get('mean_hu') is None else row['mean_hu']}</td>"
-                         f"<td>{'' if agreement is None else f'{agreement:.2f}'}</td>"
-                         f"<td class='l'>{esc(' '.join(own))}</td></tr>")
+        parts.extend(_structure_row(name, row, flags, ranges.get(name), norms.get(name) or {})
+                     for name, row in statistics.items())
         parts.append("</table></details>")
     return parts
 
@@ -244,7 +293,8 @@ def render_segmentation_index(records: Sequence[dict[str, object]],
         "th{background:#eee}.flag{background:#fdd}.ok{background:#dfd}img{width:240px}"
         "td.l{text-align:left;position:sticky;left:0;background:#fff}.bar{position:relative;width:160px;height:8px;"
         "background:#dfe;border:1px solid #9a9}.dot{position:absolute;top:-3px;"
-        "width:6px;height:12px;margin-left:-3px}details{margin:4px 0}</style></head><body>",
+        "width:6px;height:12px;margin-left:-3px}details{margin:4px 0}"
+        ".charts{display:flex;flex-wrap:wrap;gap:4px}.norm{max-width:60em}</style></head><body>",
         f"<h1>subct segment: {len(records)} case(s)</h1>",
         *_viewer_section(records, str(records[0].get("scheme", "canonical"))
                          if records else "canonical"),

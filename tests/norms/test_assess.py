@@ -1,0 +1,58 @@
+"""A case's normative record: percentiles when age and sex are known, reasons otherwise."""
+
+from __future__ import annotations
+
+from subct.norms.assess import NOT_COVERED, normative_assessment
+from subct.norms.chart import centile_chart_svg, percentile_text
+from subct.norms.demographics import Demographics
+from subct.norms.models import centilebrain_norms
+
+VOLUMES = {"Left-Thalamus": 6000.0, "Right-Hippocampus": 2500.0, "Brain-Stem": 19000.0,
+           "Left-Putamen": None}
+
+
+def test_known_age_and_sex_give_percentiles_where_a_norm_exists() -> None:
+    record = normative_assessment(VOLUMES, Demographics(72.0, "male", "--age", "--sex"))
+    assert record["available"] and record["reason"] is None
+    assert record["adjusted_for"] == ["age", "sex"]
+    thalamus = record["structures"]["Left-Thalamus"]
+    model = centilebrain_norms().model("male", "Left-Thalamus")
+    assert model is not None
+    assert thalamus["z"] == round(model.z_score(6000.0, 72.0), 2)
+    assert thalamus["band_mm3"][0] < thalamus["expected_mm3"] < thalamus["band_mm3"][1]
+    # 2.5 cm³ of right hippocampus at 72 is far below the male norm
+    assert record["structures"]["Right-Hippocampus"]["percentile"] < 1.0
+    assert record["structures"]["Brain-Stem"] == {"reason": NOT_COVERED}
+    assert record["structures"]["Left-Putamen"] == {"reason": "volume not measured"}
+
+
+def test_unknown_or_out_of_range_demographics_give_a_reason_not_a_guess() -> None:
+    for people, words in ((Demographics(None, "female"), "age unknown"),
+                          (Demographics(50.0, None), "sex unknown"),
+                          (Demographics(), "age and sex unknown"),
+                          (Demographics(95.0, "female"), "outside the normative cohort")):
+        record = normative_assessment(VOLUMES, people)
+        assert not record["available"]
+        assert words in record["reason"]
+        assert record["structures"] == {}
+
+
+def test_centile_chart_is_svg_with_the_case_where_it_belongs() -> None:
+    import xml.etree.ElementTree as ElementTree
+
+    model = centilebrain_norms().model("female", "Left-Caudate")
+    assert model is not None
+    young = centile_chart_svg(model, "Left-Caudate", 20.0, 3500.0, 50.0)
+    old = centile_chart_svg(model, "Left-Caudate", 80.0, 2000.0, 1.0, flagged=True)
+    dots = []
+    for svg in (young, old):
+        root = ElementTree.fromstring(svg)
+        circle = root.find("{http://www.w3.org/2000/svg}circle")
+        assert circle is not None
+        dots.append((float(circle.get("cx", 0)), float(circle.get("cy", 0)),
+                     circle.get("fill")))
+    assert dots[1][0] > dots[0][0]  # older: further right
+    assert dots[1][2] == "none"  # flagged: hollow
+    assert "(QC)" in old
+    assert percentile_text(0.02) == "<0.1" and percentile_text(99.95) == ">99.9"
+    assert percentile_text(42.04) == "42.0"
