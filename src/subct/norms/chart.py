@@ -76,7 +76,7 @@ def centile_chart_svg(model: FractionalPolynomial, structure: str, age_years: fl
         f"role='img' aria-label='{html.escape(title)}' class='centile'>"
         f"<title>{html.escape(title)}: {volume_mm3 / 1000:.2f} cm³ at {age_years:g} years; "
         f"band {low / 1000:.2f}–{high / 1000:.2f} cm³</title>"
-        f"<text x='{left}' y='12' font-size='11'>{html.escape(title)}</text>"
+        f"<text x='{left - 30}' y='12' font-size='11'>{html.escape(title)}</text>"
         f"<polygon points='{band}' fill='#cde' stroke='none'/>"
         f"<polyline points='{median}' fill='none' stroke='#579' stroke-width='1'/>"
         f"<line x1='{left}' y1='{height - bottom}' x2='{width - right}' y2='{height - bottom}'"

@@ -172,6 +172,7 @@ def _structure_row(name: str, row: dict[str, typing.Any], flags: list[dict[str, 
     """One structure's table row: volume, its band (normative when known, else the
     unadjusted adult range) as text and as a bar, percentile, HU, TTA agreement, flags."""
     volume = row.get("volume_mm3")
+    unadjusted = "band_mm3" not in norm and "reason" in norm  # percentiles, but not here
     if "band_mm3" in norm:
         low_high = norm["band_mm3"]
     bar = ""
@@ -185,6 +186,8 @@ def _structure_row(name: str, row: dict[str, typing.Any], flags: list[dict[str, 
                f"background:{colour}'></div></div>")
     volume_text = "–" if volume is None else f"{volume / 1000:.2f}"
     range_text = "" if not low_high else f"{low_high[0] / 1000:.1f}–{low_high[1] / 1000:.1f}"
+    if range_text and unadjusted:
+        range_text += " (unadjusted: no norm)"
     percentile = "" if "percentile" not in norm else percentile_text(float(norm["percentile"]))
     agreement = row.get("tta_agreement_dice")
     own = structure_warnings(flags, name)
