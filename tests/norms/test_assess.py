@@ -56,3 +56,16 @@ def test_centile_chart_is_svg_with_the_case_where_it_belongs() -> None:
     assert "(QC)" in old
     assert percentile_text(0.02) == "<0.1" and percentile_text(99.95) == ">99.9"
     assert percentile_text(42.04) == "42.0"
+
+
+def test_structures_a_qc_flag_disqualifies_get_a_reason_not_a_percentile() -> None:
+    from subct.norms.assess import withheld_structures
+
+    flags = [{"code": "cut_by_field_of_view", "structures": ["Left-Thalamus"]},
+             {"code": "asymmetry", "structures": ["Right-Hippocampus"]}]
+    withheld = withheld_structures(flags)
+    assert set(withheld) == {"Left-Thalamus"}  # an asymmetry keeps its percentile
+    record = normative_assessment(VOLUMES, Demographics(60.0, "female"), withheld)
+    assert record["structures"]["Left-Thalamus"] == {
+        "reason": "cut by the edge of the scan: the volume is a lower bound"}
+    assert "percentile" in record["structures"]["Right-Hippocampus"]

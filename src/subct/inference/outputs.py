@@ -29,7 +29,7 @@ from subct.inference.writers import (
 from subct.io.writers import atomic_write_text
 from subct.labels.colours import write_colour_tables
 from subct.labels.schemes import get_scheme
-from subct.norms.assess import normative_assessment
+from subct.norms.assess import normative_assessment, withheld_structures
 from subct.norms.demographics import (
     Demographics,
     DemographicsOptions,
@@ -268,6 +268,7 @@ def write_case_outputs(case: CaseInput, ct_hu_source: Any, result: SegmentationR
     fingerprints = {role: file_fingerprint(outputs[role]) for role in required}
     header = from_volume_metadata(getattr(ct_hu_source, "metadata", None) or {})
     demographics = config.demographics_options().for_case(case.name, header)
+    qc = result.qc.to_json_dict()
     record = {
         "complete": True,
         "case": case.name,
@@ -283,8 +284,9 @@ def write_case_outputs(case: CaseInput, ct_hu_source: Any, result: SegmentationR
                        for name, volume in result.volumes_mm3.items()},
         "intracranial_volume_mm3": result.intracranial_volume_mm3,
         "header_demographics": header.to_json_dict(),
-        "normative": normative_assessment(result.volumes_mm3, demographics),
-        "qc": result.qc.to_json_dict(),
+        "normative": normative_assessment(result.volumes_mm3, demographics,
+                                          withheld_structures(qc["flags"])),
+        "qc": qc,
         "timings_s": {**result.timings_s, "total": seconds},
         "inference": {"tta": config.inference.tta,
                       "sliding_window_overlap": config.inference.sliding_window_overlap,
@@ -309,8 +311,9 @@ def refresh_normative(config: BatchConfig, name: str, options: DemographicsOptio
     except (OSError, ValueError):
         return False
     header = Demographics.from_json_dict(record.get("header_demographics"))
-    normative = normative_assessment(record.get("volumes_mm3") or {},
-                                     options.for_case(name, header))
+    normative = normative_assessment(
+        record.get("volumes_mm3") or {}, options.for_case(name, header),
+        withheld_structures((record.get("qc") or {}).get("flags") or []))
     if record.get("normative") == normative:
         return False
     record["normative"] = normative

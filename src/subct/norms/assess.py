@@ -9,7 +9,7 @@ without segmenting again (:func:`subct.inference.outputs.refresh_normative`).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from subct.norms.demographics import Demographics
@@ -20,6 +20,27 @@ from subct.norms.models import (
     centilebrain_norms,
     percentile_of,
 )
+
+#: QC flags whose structures get no percentile: their volume is not a whole structure's
+#: (cut by the scan's edge: a lower bound; missing: the segmentation failed), so a
+#: percentile would be a plausible wrong number.
+WITHHOLDING_FLAGS: dict[str, str] = {
+    "cut_by_field_of_view": "cut by the edge of the scan: the volume is a lower bound",
+    "not_in_field_of_view": "not in the scanned field of view",
+    "structure_missing": "not found by the segmentation",
+}
+
+
+def withheld_structures(flags: Sequence[Mapping[str, Any]]) -> dict[str, str]:
+    """Structure → why its percentile is withheld, from a case's QC flags (``qc.json``
+    dicts: ``code``, ``structures``)."""
+    withheld: dict[str, str] = {}
+    for flag in flags:
+        reason = WITHHOLDING_FLAGS.get(str(flag.get("code")))
+        for name in flag.get("structures") or () if reason else ():
+            withheld.setdefault(str(name), reason)  # type: ignore[arg-type]
+    return withheld
+
 
 #: Why a structure has no percentile although age and sex are known.
 NOT_COVERED = "no normative model for this structure in the source (CentileBrain covers " \
@@ -44,6 +65,7 @@ def _unavailable_reason(demographics: Demographics) -> str | None:
 
 def normative_assessment(volumes_mm3: Mapping[str, float | None],
                          demographics: Demographics,
+                         withheld: Mapping[str, str] | None = None,
                          source: NormativeSource | None = None) -> dict[str, Any]:
     """The ``normative`` record of a case (JSON-ready).
 
@@ -51,6 +73,8 @@ def normative_assessment(volumes_mm3: Mapping[str, float | None],
         volumes_mm3: structure volumes (mm³, canonical FreeSurfer names); None for a
             structure that was not measured.
         demographics: the case's age and sex.
+        withheld: structures whose volume a QC flag disqualifies, with the reason
+            (:func:`withheld_structures`).
         source: the normative models (default: CentileBrain's).
 
     Returns:
@@ -67,6 +91,8 @@ def normative_assessment(volumes_mm3: Mapping[str, float | None],
             model = source.model(demographics.sex, name)  # type: ignore[arg-type]
             if model is None:
                 structures[name] = {"reason": NOT_COVERED}
+            elif name in (withheld or {}):
+                structures[name] = {"reason": (withheld or {})[name]}
             elif volume is None:
                 structures[name] = {"reason": "volume not measured"}
             else:
