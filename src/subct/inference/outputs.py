@@ -218,7 +218,8 @@ class BatchConfig(StrictConfig):
     demographics_csv: Path | None = None
 
     def demographics_options(self) -> DemographicsOptions:
-        """The user's ages and sexes (the CSV read now; a bad one raises naming it)."""
+        """The user's ages and sexes (the CSV read once per content; a bad one raises
+        naming it)."""
         table = (None if self.demographics_csv is None
                  else read_demographics_csv(self.demographics_csv))
         return DemographicsOptions(self.age_years, self.sex, table)
@@ -267,8 +268,6 @@ def write_case_outputs(case: CaseInput, ct_hu_source: Any, result: SegmentationR
             outputs[writer.role] = writer.write(context, writer.path(folder, case.name))
     fingerprints = {role: file_fingerprint(outputs[role]) for role in required}
     header = from_volume_metadata(getattr(ct_hu_source, "metadata", None) or {})
-    demographics = config.demographics_options().for_case(case.name, header)
-    qc = result.qc.to_json_dict()
     record = {
         "complete": True,
         "case": case.name,
@@ -284,9 +283,7 @@ def write_case_outputs(case: CaseInput, ct_hu_source: Any, result: SegmentationR
                        for name, volume in result.volumes_mm3.items()},
         "intracranial_volume_mm3": result.intracranial_volume_mm3,
         "header_demographics": header.to_json_dict(),
-        "normative": normative_assessment(result.volumes_mm3, demographics,
-                                          withheld_structures(qc["flags"])),
-        "qc": qc,
+        "qc": result.qc.to_json_dict(),
         "timings_s": {**result.timings_s, "total": seconds},
         "inference": {"tta": config.inference.tta,
                       "sliding_window_overlap": config.inference.sliding_window_overlap,
@@ -296,8 +293,18 @@ def write_case_outputs(case: CaseInput, ct_hu_source: Any, result: SegmentationR
         "resume_key": key,
         "output_files": fingerprints,
     }
+    record["normative"] = case_normative(record, config.demographics_options())
     atomic_write_text(outputs["qc"], json.dumps(record, indent=2, allow_nan=True) + "\n")
     return outputs
+
+
+def case_normative(record: dict[str, Any], options: DemographicsOptions) -> dict[str, Any]:
+    """The ``normative`` section of a case's QC record from its volumes, the DICOM header
+    facts it kept, its QC flags and the user's ages and sexes (:mod:`subct.norms`)."""
+    header = Demographics.from_json_dict(record.get("header_demographics"))
+    return normative_assessment(
+        record.get("volumes_mm3") or {}, options.for_case(str(record["case"]), header),
+        withheld_structures((record.get("qc") or {}).get("flags") or []))
 
 
 def refresh_normative(config: BatchConfig, name: str, options: DemographicsOptions) -> bool:
@@ -310,10 +317,7 @@ def refresh_normative(config: BatchConfig, name: str, options: DemographicsOptio
         record = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return False
-    header = Demographics.from_json_dict(record.get("header_demographics"))
-    normative = normative_assessment(
-        record.get("volumes_mm3") or {}, options.for_case(name, header),
-        withheld_structures((record.get("qc") or {}).get("flags") or []))
+    normative = case_normative(record, options)
     if record.get("normative") == normative:
         return False
     record["normative"] = normative

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -112,13 +113,27 @@ def read_demographics_csv(path: str | Path) -> dict[str, Demographics]:
     """Age and sex per case from a CSV with columns ``case``, ``age`` and ``sex`` (also
     ``case_id``/``subject``/``id``, ``age_years``, ``gender``); an empty cell is unknown.
     The case is matched to subct's case name (the input file name without extension,
-    or the DICOM folder's name).
+    or the DICOM folder's name). Read once per file content (path, size, mtime).
 
     Raises:
         SubctInputError: unreadable file, missing columns, a bad age or sex (naming the
             line), or a case listed twice.
     """
     path = Path(path)
+    try:
+        stat = path.stat()
+    except OSError as error:
+        raise SubctInputError(path, f"cannot read the demographics CSV ({error.strerror})"
+                              ) from error
+    return dict(_cached_table(path, stat.st_size, stat.st_mtime_ns))
+
+
+@lru_cache(maxsize=8)
+def _cached_table(path: Path, size: int, mtime_ns: int) -> dict[str, Demographics]:
+    return _read_demographics_csv(path)
+
+
+def _read_demographics_csv(path: Path) -> dict[str, Demographics]:
     try:
         with open(path, newline="", encoding="utf-8-sig") as stream:
             rows = list(csv.reader(stream))
