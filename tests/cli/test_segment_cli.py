@@ -240,3 +240,24 @@ def test_demographics_options_are_checked_before_any_case(
         error = capsys.readouterr().err.strip()
         assert len(error.splitlines()) == 1 and words in error, error
     assert not (out / "head_qc.json").exists()
+
+
+@pytest.mark.shared_data
+def test_dicom_series_gets_a_seg_and_a_volume_sr(files: dict[str, Path], tmp_path: Path,
+                                                 shared_data: Path) -> None:
+    pytest.importorskip("highdicom")
+    import json
+
+    import pydicom
+
+    out = tmp_path / "out"
+    assert _run(["segment", str(shared_data / "ct" / "dicom_ge_tilted"), "-o", str(out),
+                 "--model", str(files["checkpoint"]), "--fast", "--threads", "2",
+                 "--dicom-seg", "--no-overlay", "--quiet"]) == 0
+    record = json.loads((out / "dicom_ge_tilted_qc.json").read_text())
+    assert record["outputs"]["dicom_seg"] == "dicom_ge_tilted_seg.dcm"
+    assert record["outputs"]["dicom_sr"] == "dicom_ge_tilted_sr.dcm"
+    seg = pydicom.dcmread(out / "dicom_ge_tilted_seg.dcm")
+    sr = pydicom.dcmread(out / "dicom_ge_tilted_sr.dcm")
+    evidence = sr.CurrentRequestedProcedureEvidenceSequence[0].ReferencedSeriesSequence[0]
+    assert evidence.SeriesInstanceUID == seg.SeriesInstanceUID

@@ -101,3 +101,52 @@ def test_left_and_right_segments_carry_snomed_laterality(shared_data: Path,
     assert sides["Left-Thalamus"][1] == ["7771000"] and sides["Right-Thalamus"][1] == ["24028007"]
     assert sides["Left-Thalamus"][0] == sides["Right-Thalamus"][0]  # same structure code
     assert sides["Brain-Stem"][1] == []  # a midline structure has no side
+
+
+def test_volume_sr_references_each_segment_and_passes_dciodvfy(shared_data: Path,
+                                                                tmp_path: Path) -> None:
+    pytest.importorskip("highdicom")
+    import pydicom
+
+    from subct.io.dicom_sr import write_volume_sr
+
+    folder = shared_data / "ct" / "dicom_ge_tilted"
+    seg_path = write_dicom_seg(_world_labels(load_volume(folder)), folder, tmp_path / "s.dcm")
+    volumes = {"Left-Thalamus": 6123.4, "Right-Thalamus": 5987.0, "Brain-Stem": None}
+    output = write_volume_sr(seg_path, volumes, tmp_path / "sr.dcm")
+    seg, sr = pydicom.dcmread(seg_path), pydicom.dcmread(output)
+    assert sr.Modality == "SR" and sr.CompletionFlag == "COMPLETE"
+    evidence = sr.CurrentRequestedProcedureEvidenceSequence[0]
+    assert evidence.ReferencedSeriesSequence[0].ReferencedSOPSequence[0] \
+        .ReferencedSOPInstanceUID == seg.SOPInstanceUID
+    found: dict[str, tuple[float, int, list[str]]] = {}
+
+    def walk(items: object) -> None:  # every measurement group of the content tree
+        for item in items:  # type: ignore[attr-defined]
+            if item.ValueType == "CONTAINER" and item.ConceptNameCodeSequence[0] \
+                    .CodeValue == "125007":  # Measurement Group
+                values = {c.ConceptNameCodeSequence[0].CodeValue: c for c in item.ContentSequence}
+                volume = values["118565006"].MeasuredValueSequence[0]
+                segment = next(c for c in item.ContentSequence if c.ValueType == "IMAGE")
+                site = values["363698007"]  # Finding Site, laterality as its modifier
+                sides = [m.ConceptCodeSequence[0].CodeValue
+                         for m in site.get("ContentSequence", [])]
+                found[str(values["112039"].TextValue)] = (
+                    float(volume.NumericValue),
+                    int(segment.ReferencedSOPSequence[0].ReferencedSegmentNumber), sides)
+            walk(item.get("ContentSequence", []))
+
+    walk(sr.ContentSequence)
+    assert set(found) == {"Left-Thalamus", "Right-Thalamus"}  # no volume, no group
+    labels = {s.SegmentNumber: s.SegmentLabel for s in seg.SegmentSequence}
+    for name, (volume, number, _) in found.items():
+        assert labels[number] == name and volume == volumes[name]
+    assert found["Left-Thalamus"][2] == ["7771000"]
+    assert found["Right-Thalamus"][2] == ["24028007"]
+    if shutil.which("dciodvfy") is None:
+        if os.environ.get("CI"):
+            pytest.fail("dciodvfy (Debian dicom3tools) is not installed")
+        return
+    report = subprocess.run(["dciodvfy", str(output)], capture_output=True, text=True)
+    assert not [line for line in (report.stdout + report.stderr).splitlines()
+                if line.startswith("Error")]

@@ -136,6 +136,18 @@ def _write_dicom_seg(context: CaseContext, path: Path) -> Path:
                            context.result.scheme, context.config.series)
 
 
+#: File-name suffix of the DICOM SEG (the SR references it).
+DICOM_SEG_SUFFIX = "_seg.dcm"
+
+
+def _write_dicom_sr(context: CaseContext, path: Path) -> Path:
+    # lazy: highdicom is optional; the SEG was written just before (writer order)
+    from subct.io.dicom_sr import write_volume_sr
+
+    return write_volume_sr(path.parent / f"{context.case.name}{DICOM_SEG_SUFFIX}",
+                           context.result.volumes_mm3, path)
+
+
 def _is_dicom_case(config: BatchConfig, case: CaseInput | None) -> bool:
     return config.write_dicom_seg and case is not None and Path(case.path).is_dir()
 
@@ -151,7 +163,9 @@ CASE_WRITERS: tuple[CaseWriter, ...] = (
                required=False, subfolder=VIEWER_FOLDER),
     CaseWriter("posteriors", "_posteriors.nii.gz", lambda config, case: config.write_posteriors,
                _write_posteriors),
-    CaseWriter("dicom_seg", "_seg.dcm", _is_dicom_case, _write_dicom_seg, required=False),
+    CaseWriter("dicom_seg", DICOM_SEG_SUFFIX, _is_dicom_case, _write_dicom_seg,
+               required=False),
+    CaseWriter("dicom_sr", "_sr.dcm", _is_dicom_case, _write_dicom_sr, required=False),
 )
 
 
