@@ -3,7 +3,7 @@ the tilted, unevenly spaced GE series in ``../shared/data/ct`` and on Debian's I
 head CT written as a plain DICOM CT series (untilted, even 1.5 mm spacing, another
 voxel order; ``real_cts.write_dicom_series``), each read back with highdicom (same
 labelled pixels as the label map carried to the source slices) and validated with
-``dciodvfy`` (Debian ``dicom3tools``).
+``dciodvfy`` (Debian ``dicom3tools``), as is the volume SR written beside it.
 
 Usage: ``python benchmarks/bench_dicom_seg.py [--out /tmp/dicom_seg] [--series DIR ...]``
 """
@@ -20,6 +20,7 @@ from pathlib import Path
 
 import highdicom
 import numpy as np
+import pydicom
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -49,12 +50,21 @@ def check_series(folder: Path, out: Path) -> None:
     print(f"SEG: {seg.number_of_segments} segments, {len(datasets)} source slices, "
           f"{int((pixels > 0).sum())} labelled pixels; same pixels as the label map on "
           f"the source slices: {bool(np.array_equal(pixels > 0, expected > 0))}")
+    sr_path = out / f"{folder.name}_sr.dcm"
+    groups = len(pydicom.dcmread(sr_path).ContentSequence[-1].ContentSequence)
+    print(f"SR: {sr_path.name}, {groups} measurement groups (a structure with a volume each)")
+    for path in (seg_path, sr_path):
+        validate(path)
+
+
+def validate(path: Path) -> None:
+    """Print dciodvfy's errors and warnings for one DICOM file."""
     if shutil.which("dciodvfy"):
-        report = subprocess.run(["dciodvfy", str(seg_path)], capture_output=True, text=True)
+        report = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True)
         lines = (report.stdout + report.stderr).splitlines()
         errors = [line for line in lines if line.startswith("Error")]
         warnings = [line for line in lines if line.startswith("Warning")]
-        print(f"dciodvfy: {len(errors)} errors, {len(warnings)} warnings")
+        print(f"dciodvfy {path.name}: {len(errors)} errors, {len(warnings)} warnings")
         for line in errors + warnings:
             print("  " + line)
     else:
