@@ -5,10 +5,12 @@ volume's distance from the age- and sex-expected value by the cohort's residual 
 (RMSE, 6–20 % of the volume), so a volume error of e.g. +10 % on a thalamus moves z by
 about +1. This script takes ``results_long.csv`` of ``bench_shipped_model.py`` (the
 pipeline's predicted and reference volumes on synthetic CTs whose true labels are known)
-and reports per structure the z-score error ``Δz = (V_pred − V_ref) / RMSE`` — the same for
-any age, since the expectation cancels — with the women's and men's RMSE: the mean (bias),
-the median |Δz| and the largest |Δz|, and how often the error alone would move a case
-across the 2.5th or 97.5th percentile from the median (|Δz| > 1.96).
+and reports per structure the z-score error ``Δz = z(V_pred) − z(V_ref)`` at age
+``--age`` for a woman and for a man (for CentileBrain's structures this is
+``(V_pred − V_ref) / RMSE`` at any age; for the braincharts ones — ventricles, brainstem —
+it depends a little on age): the mean (bias), the median |Δz| and the largest |Δz|, and
+how often the error alone would move a case across the 2.5th or 97.5th percentile from
+the median (|Δz| > 1.96).
 
 Usage::
 
@@ -25,7 +27,8 @@ import statistics
 from collections import defaultdict
 from pathlib import Path
 
-from subct.norms.models import centilebrain_norms
+from subct.labels.schemes import scheme_structure_names
+from subct.norms.models import find_model
 
 
 def _volumes(path: Path) -> dict[tuple[str, str, str], dict[str, float]]:
@@ -42,24 +45,28 @@ def _volumes(path: Path) -> dict[tuple[str, str, str], dict[str, float]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("results", type=Path, help="results_long.csv of bench_shipped_model")
+    parser.add_argument("--age", type=float, default=70.0, help="age of the z-scores (years)")
     args = parser.parse_args()
-    source = centilebrain_norms()
+    names = scheme_structure_names("canonical")
     errors: dict[tuple[str, str], list[float]] = defaultdict(list)  # (resolution, name)
     for (_, resolution, name), volumes in _volumes(args.results).items():
-        if name not in source.structures or len(volumes) < 2:
+        if name not in names or len(volumes) < 2:
             continue
         for sex in ("female", "male"):
-            model = source.model(sex, name)  # type: ignore[arg-type]
-            assert model is not None
+            found = find_model(sex, name)  # type: ignore[arg-type]
+            assert found is not None, name
+            model = found[0]
             errors[(resolution, name)].append(
-                (volumes["volume_pred_mm3"] - volumes["volume_ref_mm3"]) / model.rmse_mm3)
-    print(f"# {args.results}; z error = (V_pred - V_ref) / RMSE, women's and men's RMSE")
+                model.z_score(volumes["volume_pred_mm3"], args.age)
+                - model.z_score(volumes["volume_ref_mm3"], args.age))
+    print(f"# {args.results}; z error = z(V_pred) - z(V_ref) at {args.age:g} years, "
+          "for a woman and a man")
     for resolution in sorted({r for r, _ in errors}):
         print(f"\n## {resolution}\n")
         print("| structure | n | mean Δz (bias) | median abs Δz | max abs Δz | abs Δz > 1.96 |")
         print("|---|---|---|---|---|---|")
         pooled: list[float] = []
-        for name in source.structures:
+        for name in names:
             values = errors.get((resolution, name), [])
             if not values:
                 continue
@@ -69,7 +76,7 @@ def main() -> None:
                   f"{statistics.median(sizes):.2f} | {max(sizes):.2f} | "
                   f"{sum(s > 1.96 for s in sizes)} of {len(sizes)} |")
         sizes = [abs(v) for v in pooled]
-        print(f"| **all 14** | {len(pooled) // 2} | {statistics.mean(pooled):+.2f} | "
+        print(f"| **all {len(names)}** | {len(pooled) // 2} | {statistics.mean(pooled):+.2f} | "
               f"{statistics.median(sizes):.2f} | {max(sizes):.2f} | "
               f"{sum(s > 1.96 for s in sizes)} of {len(sizes)} |")
 

@@ -208,7 +208,9 @@ def test_normative_percentiles_from_a_csv_refreshed_on_rerun_without_redoing(
     assert row["age_years"] == "71" and row["sex"] == "female"
     thalamus = normative["structures"]["Left-Thalamus"]
     assert float(row["Left-Thalamus_percentile"]) == pytest.approx(thalamus["percentile"])
-    assert row["Brain-Stem_percentile"] == ""  # no norm for the brainstem
+    icv = normative["intracranial_volume"]  # the ICV against the norms too
+    assert float(row["intracranial_volume_percentile"]) == pytest.approx(icv["percentile"])
+    assert icv["source"] == "braincharts"
     assert "<svg" in (out / "index.html").read_text()
     # new age and sex: the case is not segmented again, its percentiles are refreshed
     assert _run([*base, "--age", "40", "--sex", "M"]) == 0

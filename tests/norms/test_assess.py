@@ -22,8 +22,16 @@ def test_known_age_and_sex_give_percentiles_where_a_norm_exists() -> None:
     assert thalamus["band_mm3"][0] < thalamus["expected_mm3"] < thalamus["band_mm3"][1]
     # 2.5 cm³ of right hippocampus at 72 is far below the male norm
     assert record["structures"]["Right-Hippocampus"]["percentile"] < 1.0
-    assert record["structures"]["Brain-Stem"] == {"reason": NOT_COVERED}
+    stem = record["structures"]["Brain-Stem"]  # from the braincharts models
+    assert stem["source"] == "braincharts" and stem["band_mm3"][0] < 19000.0 < stem["band_mm3"][1]
+    assert thalamus["source"] == "CentileBrain"
     assert record["structures"]["Left-Putamen"] == {"reason": "volume not measured"}
+    assert record["intracranial_volume"] == {"reason": "volume not measured"}  # none given
+    assert {s["name"] for s in record["sources"]} == {"CentileBrain", "braincharts"}
+    unknown = normative_assessment({"Left-Choroid-Plexus": 900.0}, Demographics(72.0, "male"),
+                                   intracranial_volume_mm3=1.6e6)
+    assert unknown["structures"]["Left-Choroid-Plexus"] == {"reason": NOT_COVERED}
+    assert 20.0 < unknown["intracranial_volume"]["percentile"] < 80.0  # a typical man's
 
 
 def test_unknown_or_out_of_range_demographics_give_a_reason_not_a_guess() -> None:
@@ -40,10 +48,10 @@ def test_unknown_or_out_of_range_demographics_give_a_reason_not_a_guess() -> Non
 def test_centile_chart_is_svg_with_the_case_where_it_belongs() -> None:
     import xml.etree.ElementTree as ElementTree
 
-    model = centilebrain_norms().model("female", "Left-Caudate")
-    assert model is not None
-    young = centile_chart_svg(model, "Left-Caudate", 20.0, 3500.0, 50.0)
-    old = centile_chart_svg(model, "Left-Caudate", 80.0, 2000.0, 1.0, flagged=True)
+    young = centile_chart_svg("Left-Caudate", "female", 20.0, 3500.0, 50.0)
+    old = centile_chart_svg("Left-Caudate", "female", 80.0, 2000.0, 1.0, flagged=True)
+    ventricle = centile_chart_svg("Left-Lateral-Ventricle", "male", 75.0, 20000.0, 60.0)
+    ElementTree.fromstring(ventricle)
     dots = []
     for svg in (young, old):
         root = ElementTree.fromstring(svg)

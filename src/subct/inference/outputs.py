@@ -304,7 +304,8 @@ def case_normative(record: dict[str, Any], options: DemographicsOptions) -> dict
     header = Demographics.from_json_dict(record.get("header_demographics"))
     return normative_assessment(
         record.get("volumes_mm3") or {}, options.for_case(str(record["case"]), header),
-        withheld_structures((record.get("qc") or {}).get("flags") or []))
+        withheld_structures((record.get("qc") or {}).get("flags") or []),
+        record.get("intracranial_volume_mm3"))
 
 
 def refresh_normative(config: BatchConfig, name: str, options: DemographicsOptions) -> bool:

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from subct.labels.schemes import scheme_structure_names
+from subct.norms.models import ICV_KEY
 from subct.qc.report import structure_warnings
 
 
@@ -20,8 +21,9 @@ def _normative_cells(record: dict[str, Any], names: Sequence[str]) -> list[str]:
     demographics = normative.get("demographics") or {}
     age = demographics.get("age_years")
     cells = ["" if age is None else f"{float(age):g}", demographics.get("sex") or ""]
-    structures = normative.get("structures") or {}
-    for name in names:
+    structures = {**(normative.get("structures") or {}),
+                  ICV_KEY: normative.get(ICV_KEY) or {}}
+    for name in [*names, ICV_KEY]:
         entry = structures.get(name) or {}
         cells += ["" if entry.get(key) is None else f"{float(entry[key]):g}"
                   for key in ("percentile", "z")]
@@ -39,7 +41,8 @@ def volumes_csv_text(records: Sequence[dict[str, Any]]) -> str:
     names = scheme_structure_names(scheme)
     writer.writerow(["case", *(f"{name}_mm3" for name in names), "intracranial_volume_mm3",
                      "qc_flagged", "qc_flags", "age_years", "sex",
-                     *(f"{name}_{key}" for name in names for key in ("percentile", "z"))])
+                     *(f"{name}_{key}" for name in [*names, ICV_KEY]
+                       for key in ("percentile", "z"))])
     for record in records:
         volumes = record.get("volumes_mm3", {})
         icv = record.get("intracranial_volume_mm3")

@@ -15,10 +15,11 @@ from typing import Any
 from subct.norms.demographics import Demographics
 from subct.norms.models import (
     BAND_PERCENTILES,
+    ICV_KEY,
     NORM_AGE_RANGE_YEARS,
-    NormativeSource,
-    centilebrain_norms,
-    percentile_of,
+    NormModel,
+    find_model,
+    normative_sources,
 )
 
 #: QC flags whose structures get no percentile: their volume is not a whole structure's
@@ -43,8 +44,7 @@ def withheld_structures(flags: Sequence[Mapping[str, Any]]) -> dict[str, str]:
 
 
 #: Why a structure has no percentile although age and sex are known.
-NOT_COVERED = "no normative model for this structure in the source (CentileBrain covers " \
-              "thalamus, caudate, putamen, pallidum, hippocampus, amygdala, accumbens)"
+NOT_COVERED = "no normative model for this structure"
 
 
 def _unavailable_reason(demographics: Demographics) -> str | None:
@@ -63,10 +63,19 @@ def _unavailable_reason(demographics: Demographics) -> str | None:
     return None
 
 
+def _entry(model: NormModel, source: str, volume: float, age: float) -> dict[str, Any]:
+    """One structure's normative figures (rounded for JSON)."""
+    low, high = model.band_mm3(age)
+    return {"source": source, "expected_mm3": round(model.expected_mm3(age), 1),
+            "z": round(model.z_score(volume, age), 2),
+            "percentile": round(model.percentile(volume, age), 2),
+            "band_mm3": [round(low, 1), round(high, 1)]}
+
+
 def normative_assessment(volumes_mm3: Mapping[str, float | None],
                          demographics: Demographics,
                          withheld: Mapping[str, str] | None = None,
-                         source: NormativeSource | None = None) -> dict[str, Any]:
+                         intracranial_volume_mm3: float | None = None) -> dict[str, Any]:
     """The ``normative`` record of a case (JSON-ready).
 
     Args:
@@ -75,33 +84,33 @@ def normative_assessment(volumes_mm3: Mapping[str, float | None],
         demographics: the case's age and sex.
         withheld: structures whose volume a QC flag disqualifies, with the reason
             (:func:`withheld_structures`).
-        source: the normative models (default: CentileBrain's).
+        intracranial_volume_mm3: the case's ICV (mm³), placed against the norms too
+            (under ``intracranial_volume``); None when not measured.
 
     Returns:
-        ``{"source", "citation", "adjusted_for", "demographics", "available", "reason",
-        "structures": {name: {...}}}``; each structure has ``expected_mm3``, ``z``,
-        ``percentile`` and ``band_mm3`` (2.5th, 97.5th percentile), or ``reason``.
+        ``{"sources", "adjusted_for", "band_percentiles", "demographics", "available",
+        "reason", "structures": {name: {...}}, "intracranial_volume": {...}}``; each
+        entry has ``source``, ``expected_mm3`` (median), ``z``, ``percentile`` and
+        ``band_mm3`` (2.5th, 97.5th percentile), or ``reason``.
     """
-    source = source or centilebrain_norms()
     reason = _unavailable_reason(demographics)
-    structures: dict[str, dict[str, Any]] = {}
+    entries: dict[str, dict[str, Any]] = {}
     if reason is None:
         age = float(demographics.age_years)  # type: ignore[arg-type]
-        for name, volume in volumes_mm3.items():
-            model = source.model(demographics.sex, name)  # type: ignore[arg-type]
-            if model is None:
-                structures[name] = {"reason": NOT_COVERED}
+        measured = {**volumes_mm3, ICV_KEY: intracranial_volume_mm3}
+        for name, volume in measured.items():
+            found = find_model(demographics.sex, name)  # type: ignore[arg-type]
+            if found is None:
+                entries[name] = {"reason": NOT_COVERED}
             elif name in (withheld or {}):
-                structures[name] = {"reason": (withheld or {})[name]}
+                entries[name] = {"reason": (withheld or {})[name]}
             elif volume is None:
-                structures[name] = {"reason": "volume not measured"}
+                entries[name] = {"reason": "volume not measured"}
             else:
-                z = model.z_score(float(volume), age)
-                low, high = model.band_mm3(age)
-                structures[name] = {"expected_mm3": round(model.expected_mm3(age), 1),
-                                    "z": round(z, 2), "percentile": round(percentile_of(z), 1),
-                                    "band_mm3": [round(low, 1), round(high, 1)]}
-    return {"source": source.name, "citation": source.citation,
+                entries[name] = _entry(found[0], found[1].name, float(volume), age)
+    icv = entries.pop(ICV_KEY, None)
+    return {"sources": [{"name": s.name, "citation": s.citation} for s in normative_sources()],
             "adjusted_for": ["age", "sex"], "band_percentiles": list(BAND_PERCENTILES),
             "demographics": demographics.to_json_dict(),
-            "available": reason is None, "reason": reason, "structures": structures}
+            "available": reason is None, "reason": reason, "structures": entries,
+            ICV_KEY: icv}

@@ -14,7 +14,9 @@ against R's on the original objects.
 
 What the figures do not cover, and why it matters on CT:
 
-- Lateral ventricles and brainstem have no CentileBrain model: no percentile, said so.
+- Lateral ventricles, brainstem and intracranial volume have no CentileBrain model; they
+  come from the braincharts lifespan models (:mod:`subct.norms.braincharts`, the site
+  marginalised), and :func:`normative_sources` lists both sources.
 - Head size: the ICV-adjusted CentileBrain models are not used — applied to the
   repository's own demo data they predict about half the volumes (z ≈ +6 everywhere) —
   so the percentiles are adjusted for age and sex only; a large or small head moves them.
@@ -31,18 +33,36 @@ import math
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 Sex = Literal["female", "male"]
 
-#: Ages the CentileBrain cohort covers (years); outside them no percentile is given.
+#: Ages the normative cohorts cover (years; CentileBrain 3–90, braincharts 2–100: the
+#: common range); outside them no percentile is given.
 NORM_AGE_RANGE_YEARS = (3.0, 90.0)
+#: The key of the intracranial volume among the normative models' structures.
+ICV_KEY = "intracranial_volume"
 #: The normative band drawn in the report and written to ``qc.json``: 2.5th–97.5th
 #: percentile, i.e. the expectation ± 1.96 RMSE.
 BAND_PERCENTILES = (2.5, 97.5)
 _BAND_Z = 1.959963984540054
 #: Where the parameters live inside the package.
 NORMS_RESOURCE = ("subct", "data/norms/centilebrain_subcortical.json")
+
+
+class NormModel(Protocol):
+    """What every normative model of one structure and sex offers (volumes in mm³)."""
+
+    @property
+    def cohort_size(self) -> int: ...
+
+    def expected_mm3(self, age_years: float) -> float: ...
+
+    def z_score(self, volume_mm3: float, age_years: float) -> float: ...
+
+    def percentile(self, volume_mm3: float, age_years: float) -> float: ...
+
+    def band_mm3(self, age_years: float) -> tuple[float, float]: ...
 
 
 @dataclass(frozen=True)
@@ -75,6 +95,10 @@ class FractionalPolynomial:
         """(volume − expectation) / RMSE."""
         return (volume_mm3 - self.expected_mm3(age_years)) / self.rmse_mm3
 
+    def percentile(self, volume_mm3: float, age_years: float) -> float:
+        """100 Φ(z): the share (%) of the cohort below this volume."""
+        return percentile_of(self.z_score(volume_mm3, age_years))
+
     def band_mm3(self, age_years: float) -> tuple[float, float]:
         """The 2.5th and 97.5th percentile volumes at this age (mm³)."""
         centre = self.expected_mm3(age_years)
@@ -95,14 +119,14 @@ class NormativeSource:
     citation: str
     repository: str
     commit: str
-    models: dict[str, dict[str, FractionalPolynomial]]
+    models: dict[str, dict[str, NormModel]]
 
     @property
     def structures(self) -> tuple[str, ...]:
         """Structures with a model (the same for both sexes)."""
         return tuple(self.models["female"])
 
-    def model(self, sex: Sex, structure: str) -> FractionalPolynomial | None:
+    def model(self, sex: Sex, structure: str) -> NormModel | None:
         """The model of ``structure`` for ``sex`` (None when the source has none)."""
         return self.models[sex].get(structure)
 
@@ -129,3 +153,33 @@ def centilebrain_norms() -> NormativeSource:
         models={sex: {structure: _model_from_json(entry, scale)
                       for structure, entry in structures.items()}
                 for sex, structures in data["models"].items()})
+
+
+@cache
+def braincharts_norms() -> NormativeSource:
+    """The braincharts lifespan models of the lateral ventricles, brainstem and ICV."""
+    # lazy: scipy's interpolate/special load only when a percentile is computed
+    from subct.norms.braincharts import SiteMixtureModel, braincharts_regressions
+
+    regressions, source = braincharts_regressions()
+    return NormativeSource(
+        name=str(source["name"]), citation=str(source["citation"]),
+        repository=str(source["repository"]), commit=str(source["commit"]),
+        models={sex: {name: SiteMixtureModel(regression, sex)
+                      for name, regression in regressions.items()}
+                for sex in ("female", "male")})
+
+
+def normative_sources() -> tuple[NormativeSource, ...]:
+    """Every source, first match wins: CentileBrain (14 structures), braincharts
+    (lateral ventricles, brainstem, ICV)."""
+    return (centilebrain_norms(), braincharts_norms())
+
+
+def find_model(sex: Sex, structure: str) -> tuple[NormModel, NormativeSource] | None:
+    """The model of ``structure`` (or :data:`ICV_KEY`) for ``sex`` and its source."""
+    for source in normative_sources():
+        model = source.model(sex, structure)
+        if model is not None:
+            return model, source
+    return None

@@ -8,7 +8,7 @@ import typing
 from collections.abc import Sequence
 
 from subct.norms.chart import centile_chart_svg, percentile_text
-from subct.norms.models import centilebrain_norms
+from subct.norms.models import ICV_KEY
 from subct.qc.viewer import label_lut_json
 
 #: The page script: NiiVue on the canvas, the selected case's CT and labels.
@@ -138,7 +138,7 @@ def structure_warnings(flags: Sequence[dict[str, typing.Any]], structure: str) -
 def _normative_block(record: dict[str, typing.Any], flags: list[dict[str, typing.Any]]
                      ) -> list[str]:
     """The case's normative section: who the norms compare it with and a centile chart
-    per structure, or one line saying why there are no percentiles."""
+    per structure and the ICV, or one line saying why there are no percentiles."""
     normative = record.get("normative") or {}
     if not normative:
         return []
@@ -148,22 +148,20 @@ def _normative_block(record: dict[str, typing.Any], flags: list[dict[str, typing
     people = normative.get("demographics") or {}
     age, sex = float(people["age_years"]), str(people["sex"])
     sources = {str(people.get("age_source")), str(people.get("sex_source"))}
-    source = centilebrain_norms()
-    charts = []
-    for name, entry in (normative.get("structures") or {}).items():
-        model = source.model(sex, name)  # type: ignore[arg-type]
-        volume = (record.get("volumes_mm3") or {}).get(name)
-        if model is None or "percentile" not in entry or volume is None:
-            continue
-        charts.append(centile_chart_svg(model, name, age, float(volume),
-                                        float(entry["percentile"]),
-                                        bool(structure_warnings(flags, name))))
-    return [f"<p class='norm'>Against {html.escape(str(normative.get('source')))}'s healthy "
-            f"{html.escape(sex)}s of the same age ({age:g} years; from "
-            f"{html.escape(' and '.join(sorted(sources)))}): band = 2.5th–97.5th percentile, "
-            "line = median; adjusted for age and sex, not head size; the norms are "
-            "FreeSurfer volumes on MRI (docs/segment.md, \"Normative percentiles\"). A hollow "
-            "dot: a QC warning names the structure.</p>",
+    volumes = {**(record.get("volumes_mm3") or {}),
+               ICV_KEY: record.get("intracranial_volume_mm3")}
+    entries = {**(normative.get("structures") or {}), ICV_KEY: normative.get(ICV_KEY) or {}}
+    charts = [centile_chart_svg(name, sex, age, float(volumes[name]),  # type: ignore[arg-type]
+                                float(entry["percentile"]),
+                                bool(structure_warnings(flags, name)))
+              for name, entry in entries.items()
+              if "percentile" in entry and volumes.get(name) is not None]
+    names = ", ".join(html.escape(str(s.get("name"))) for s in normative.get("sources") or [])
+    return [f"<p class='norm'>Against healthy {html.escape(sex)}s of the same age ({age:g} "
+            f"years; from {html.escape(' and '.join(sorted(sources)))}; norms: {names}): "
+            "band = 2.5th–97.5th percentile, line = median; adjusted for age and sex, not "
+            "head size; the norms are FreeSurfer volumes on MRI (docs/segment.md, "
+            "\"Normative percentiles\"). A hollow dot: a QC warning names the structure.</p>",
             "<div class='charts'>" + "".join(charts) + "</div>"]
 
 
