@@ -84,9 +84,12 @@ def expand_inputs(inputs: Iterable[str | Path]) -> tuple[list[CaseInput], list[C
 
 
 def process_case(case: CaseInput, model: SegmentationModel, config: BatchConfig,
-                 key: dict[str, Any] | None = None,
+                 keys: dict[str, dict[str, Any]] | None = None,
                  on_step: Callable[[str, str], None] | None = None) -> CaseOutcome:
-    """Segment one case and write its outputs; errors become a failed outcome."""
+    """Segment one case and write its outputs; errors become a failed outcome.
+
+    ``keys``: each case's resume key (:func:`case_resume_key`, computed once by the batch
+    when it checked for finished cases), recorded in the QC JSON."""
 
     def task() -> CaseOutcome:
         start = time.perf_counter()
@@ -103,9 +106,9 @@ def process_case(case: CaseInput, model: SegmentationModel, config: BatchConfig,
         if on_step:
             on_step(case.name, "writing outputs")
         description = str(model.path) if model.path is not None else "in-memory model"
-        case_key = None if key is None else case_resume_key(key, case.path)
         outputs = write_case_outputs(case, volume, result, config, description,
-                                     time.perf_counter() - start, case_key)
+                                     time.perf_counter() - start,
+                                     None if keys is None else keys.get(case.name))
         warnings = [f"{flag.code}: {flag.message}" for flag in result.qc.flags
                     if flag.severity == "warning"]
         return CaseOutcome(case.name, "done", seconds=time.perf_counter() - start,
@@ -116,7 +119,7 @@ def process_case(case: CaseInput, model: SegmentationModel, config: BatchConfig,
 
 
 def _process_on_worker(case: CaseInput, config: BatchConfig,
-                       key: dict[str, Any] | None = None) -> CaseOutcome:
+                       keys: dict[str, dict[str, Any]] | None = None) -> CaseOutcome:
     """Dask task: load the model once per worker process, then process the case.
 
     Without ``--threads`` the network gets the worker's own thread budget (its
@@ -127,7 +130,7 @@ def _process_on_worker(case: CaseInput, config: BatchConfig,
     if config.inference.threads is None:
         config = config.replace(
             inference=config.inference.replace(threads=_worker_thread_budget()))
-    return process_case(case, cached_model(config.model, config.inference), config, key)
+    return process_case(case, cached_model(config.model, config.inference), config, keys)
 
 
 def _worker_thread_budget() -> int | None:
@@ -183,9 +186,10 @@ def _run_locked(inputs: list[Path], config: BatchConfig, model: SegmentationMode
     demographics = config.demographics_options()
     todo: list[CaseInput] = []
     redone: list[str] = []
+    keys = {}  # the inputs' identities, read once: for the skip check and the record
     for case in cases:
-        if not config.overwrite and is_complete(config, case.name,
-                                                case_resume_key(key, case.path)):
+        keys[case.name] = case_resume_key(key, case.path)
+        if not config.overwrite and is_complete(config, case.name, keys[case.name]):
             refresh_normative(config, case.name, demographics)  # new ages/sexes: no redo
             outcome = CaseOutcome(case.name, "skipped", source=case.path,
                                   outputs=case_outputs(config, case.name))
@@ -199,11 +203,11 @@ def _run_locked(inputs: list[Path], config: BatchConfig, model: SegmentationMode
     if todo:
         if config.scheduler:
             process: Callable[[CaseInput], CaseOutcome] = partial(_process_on_worker,
-                                                                  config=config, key=key)
+                                                                  config=config, keys=keys)
         else:
             process = partial(process_case, model=model or cached_model(config.model,
                                                                         config.inference),
-                              config=config, key=key, on_step=on_step)
+                              config=config, keys=keys, on_step=on_step)
         outcomes.extend(run_cases(process, todo, [case.name for case in todo],
                                   scheduler=config.scheduler, on_outcome=progress))
     order = {case.name: index for index, case in enumerate(cases)}
