@@ -97,3 +97,14 @@ def test_dicom_series_header_gives_age_and_sex(shared_data: Path, tmp_path: Path
     assert from_volume_metadata(volume.metadata) == Demographics(67.0, "female",
                                                                  "DICOM header",
                                                                  "DICOM header")
+
+
+def test_unreadable_demographics_files_are_named(tmp_path: Path) -> None:
+    binary = tmp_path / "scan.csv"
+    binary.write_bytes(bytes(range(256)) * 4)
+    for path, words in ((tmp_path / "missing.csv", "No such file"),
+                        (tmp_path, "Is a directory"),
+                        (binary, "codec can't decode")):
+        with pytest.raises(SubctInputError, match=words) as error:
+            read_demographics_csv(path)
+        assert str(path) in str(error.value)
