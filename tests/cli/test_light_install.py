@@ -36,9 +36,16 @@ def _cli(*argv: str) -> subprocess.CompletedProcess[str]:
 def test_inference_commands_need_no_training_stack(tmp_path: Path) -> None:
     head = save_volume(analytic_head_phantom(spacing_mm=4.0).ct, tmp_path / "head.nii.gz")
     out = tmp_path / "out"
-    done = _cli("segment", str(head), "-o", str(out), "--fast", "--scheme", "merged", "-q")
+    done = _cli("segment", str(head), "-o", str(out), "--fast", "--scheme", "merged", "-q",
+                "--age", "70", "--sex", "F")
     assert done.returncode == 0, done.stderr
     assert (out / "head_labels.nii.gz").is_file() and (out / "index.html").is_file()
+    import json
+
+    normative = json.loads((out / "head_qc.json").read_text())["normative"]
+    assert normative["available"]  # the norms need no training stack either
+    assert "--scheme canonical" in normative["structures"]["Thalamus"]["reason"]
+    assert normative["structures"]["Brain-Stem"]["source"] == "braincharts"
     labels = str(out / "head_labels.nii.gz")
     assert _cli("evaluate", labels, labels, "--scheme", "merged").returncode == 0
     assert _cli("info", str(head)).returncode == 0

@@ -45,6 +45,8 @@ def withheld_structures(flags: Sequence[Mapping[str, Any]]) -> dict[str, str]:
 
 #: Why a structure has no percentile although age and sex are known.
 NOT_COVERED = "no normative model for this structure"
+#: ... when it is a left/right-merged structure (``--scheme merged``/``paper7``).
+MERGED = "the norms are per hemisphere: segment with --scheme canonical for percentiles"
 
 
 def _unavailable_reason(demographics: Demographics) -> str | None:
@@ -101,7 +103,8 @@ def normative_assessment(volumes_mm3: Mapping[str, float | None],
         for name, volume in measured.items():
             found = find_model(demographics.sex, name)  # type: ignore[arg-type]
             if found is None:
-                entries[name] = {"reason": NOT_COVERED}
+                merged = find_model(demographics.sex, f"Left-{name}")  # type: ignore[arg-type]
+                entries[name] = {"reason": NOT_COVERED if merged is None else MERGED}
             elif name in (withheld or {}):
                 entries[name] = {"reason": (withheld or {})[name]}
             elif volume is None:
