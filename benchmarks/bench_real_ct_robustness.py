@@ -14,13 +14,15 @@ perturbed copies of the same scan:
   central slice's labels): the best a perfect segmenter could reach on 5 mm slices.
 
 It also lists the clean run's volumes against the adult normative ranges of
-:func:`subct.qc.checks.normal_range_mm3`. The robust-model issue's targets: self-Dice ≥ 0.93
-under noise and pitch with no structure below 0.85, and at 5 mm within 0.03 of the grid
-limit.
+:func:`subct.qc.checks.normal_range_mm3`, and with ``--norms AGE SEX`` how far each
+perturbation moves the normative z-scores (:mod:`subct.norms`; the same person assumed:
+median and largest |Δz| over the 17 structures and the ICV). The robust-model issue's
+targets: self-Dice ≥ 0.93 under noise and pitch with no structure below 0.85, and at 5 mm
+within 0.03 of the grid limit.
 
 Usage::
 
-    python benchmarks/bench_real_ct_robustness.py [--model PATH]
+    python benchmarks/bench_real_ct_robustness.py [--model PATH] [--norms 70 female]
 """
 
 from __future__ import annotations
@@ -40,6 +42,8 @@ from subct.inference.model import cached_model
 from subct.inference.pipeline import segment  # noqa: E402
 from subct.labels.schemes import CANONICAL_NAMES  # noqa: E402
 from subct.model.runtime import cpu_line  # noqa: E402
+from subct.norms.assess import normative_assessment  # noqa: E402
+from subct.norms.demographics import Demographics  # noqa: E402
 from subct.qc.checks import normal_range_mm3  # noqa: E402
 
 NOISE_HU = 10.0
@@ -100,23 +104,49 @@ def central_slices(labels: np.ndarray, axis: int, factor: int) -> np.ndarray:
     return np.take(labels, index, axis=axis)
 
 
+def z_scores(result: object, people: Demographics | None) -> dict[str, float]:
+    """The normative z-score of every structure and the ICV of a segmentation result."""
+    if people is None:
+        return {}
+    record = normative_assessment(result.volumes_mm3, people,  # type: ignore[attr-defined]
+                                  intracranial_volume_mm3=result.intracranial_volume_mm3)  # type: ignore[attr-defined]
+    entries = {**record["structures"], "ICV": record["intracranial_volume"] or {}}
+    return {name: float(entry["z"]) for name, entry in entries.items() if "z" in entry}
+
+
+def z_shift(clean: dict[str, float], other: dict[str, float]) -> str:
+    """Median and largest |Δz| (and where) between two runs' z-scores."""
+    if not clean:
+        return ""
+    shifts = {name: abs(other[name] - value) for name, value in clean.items() if name in other}
+    worst = max(shifts, key=shifts.__getitem__)
+    return (f" | {float(np.median(list(shifts.values()))):.2f} | {shifts[worst]:.2f} "
+            f"({worst})")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default=None, help="checkpoint (default: shipped)")
     parser.add_argument("--no-calibration", action="store_true",
                         help="raw argmax: no per-structure volume calibration")
+    parser.add_argument("--norms", nargs=2, metavar=("AGE", "SEX"), default=None,
+                        help="also the shift of the normative z-scores, for this age and sex")
     args = parser.parse_args()
+    people = (None if args.norms is None
+              else Demographics(float(args.norms[0]), args.norms[1]))  # type: ignore[arg-type]
     print(cpu_line())
     config = InferenceConfig(calibrate_volumes=not args.no_calibration)
     model = cached_model(args.model, config)
     print(f"# model {args.model or 'shipped'}; engine {model.backend} {model.precision}; "
           f"volume calibration {'off' if args.no_calibration else 'as the model has it'}")
-    print("| CT | perturbation | mean self-Dice | worst structure (Dice) | grid limit |")
-    print("|---|---|---|---|---|")
+    norms = " | median abs Δz | largest abs Δz |" if people else " |"
+    print("| CT | perturbation | mean self-Dice | worst structure (Dice) | grid limit" + norms)
+    print("|---|---|---|---|---|" + ("---|---|" if people else ""))
     volumes: dict[str, dict[str, float]] = {}
     for name, volume in real_cts().items():
         clean = segment(volume, model, config)
+        clean_z = z_scores(clean, people)
         reference = np.asarray(clean.labels.array)
         volumes[name] = clean.volumes_mm3
         for label, perturbed in (("noise σ 10 HU", with_noise(volume, NOISE_HU)),
@@ -124,8 +154,8 @@ def main() -> None:
             result = segment(perturbed, model, config)
             mean, worst, value = dice_summary(structure_dice(reference,
                                                         np.asarray(result.labels.array)))
-            print(f"| {name} | {label} | {mean:.3f} | {worst} ({value:.3f}) | – |",
-                  flush=True)
+            print(f"| {name} | {label} | {mean:.3f} | {worst} ({value:.3f}) | –"
+                  f"{z_shift(clean_z, z_scores(result, people))} |", flush=True)
         axis = axial_axis(volume)
         spacing = float(np.linalg.norm(volume.affine[:3, axis]))
         factor = int(round(SLAB_MM / spacing))
@@ -139,7 +169,8 @@ def main() -> None:
                        volume.shape[axis])
         grid_mean, _, _ = dice_summary(structure_dice(reference, limit))
         print(f"| {name} | {factor * spacing:.1f} mm axial slabs | {mean:.3f} | {worst} "
-              f"({value:.3f}) | {grid_mean:.3f} |", flush=True)
+              f"({value:.3f}) | {grid_mean:.3f}{z_shift(clean_z, z_scores(thick, people))} |",
+              flush=True)
     print("\n| structure | " + " | ".join(f"{n} cm³" for n in volumes) + " | adult range cm³ |")
     print("|---|" + "---|" * len(volumes) + "---|")
     for structure in CANONICAL_NAMES.values():
