@@ -77,3 +77,22 @@ def test_structures_a_qc_flag_disqualifies_get_a_reason_not_a_percentile() -> No
     assert record["structures"]["Left-Thalamus"] == {
         "reason": "cut by the edge of the scan: the volume is a lower bound"}
     assert "percentile" in record["structures"]["Right-Hippocampus"]
+
+
+def test_segmentation_result_offers_its_normative_record() -> None:
+    from subct.inference.config import InferenceConfig
+    from subct.inference.model import load_model
+    from subct.inference.pipeline import segment_volume
+    from subct.norms.assess import MERGED
+    from tests.support.phantom import analytic_head_phantom
+    from tests.support.tiny_phantom_unet import FIXTURE
+
+    model = load_model(FIXTURE, "cpu", precision="fp32")  # a merged-scheme model
+    result = segment_volume(analytic_head_phantom(spacing_mm=4.0).ct, model,
+                            InferenceConfig(scheme="merged"))
+    record = result.normative(64, "M")
+    assert record["available"]
+    assert record["demographics"]["age_source"] == "the age_years argument"
+    assert set(record["structures"]) == set(result.volumes_mm3)
+    assert record["structures"]["Thalamus"] == {"reason": MERGED}
+    assert not result.normative()["available"]  # a NIfTI phantom carries no age or sex

@@ -101,6 +101,32 @@ class SegmentationResult:
     #: the input as segmented (orientation applied): the grid of ``labels``
     input: Volume | None = None
 
+    def normative(self, age_years: float | None = None, sex: str | None = None
+                  ) -> dict[str, Any]:
+        """The volumes and ICV against the normative models (:mod:`subct.norms`), as the
+        ``normative`` section of ``<case>_qc.json``: the age and sex given, else the
+        DICOM header's (``input.metadata``); structures a QC flag disqualifies are
+        withheld with the reason. ``sex``: F/female or M/male."""
+        # lazy: the norms load their parameters only when asked for
+        from subct.norms.assess import normative_assessment, withheld_structures
+        from subct.norms.demographics import (
+            Demographics,
+            DemographicsOptions,
+            check_age,
+            from_volume_metadata,
+            parse_sex,
+        )
+
+        given = DemographicsOptions(
+            None if age_years is None else check_age(float(age_years), "age_years"),
+            None if sex is None else parse_sex(sex, "sex"),
+            given_as=("the age_years argument", "the sex argument"))
+        header = from_volume_metadata(self.input.metadata if self.input is not None else {})
+        people: Demographics = given.for_case("", header)
+        return normative_assessment(self.volumes_mm3, people,
+                                    withheld_structures(self.qc.to_json_dict()["flags"]),
+                                    self.intracranial_volume_mm3)
+
 
 def segment_volume(image: str | Path | Volume, model: SegmentationModel,
                    config: InferenceConfig | None = None,

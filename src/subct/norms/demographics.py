@@ -174,12 +174,14 @@ class DemographicsOptions:
     age_years: float | None = None
     sex: Sex | None = None
     table: dict[str, Demographics] | None = None
+    #: how the record names where ``age_years`` and ``sex`` came from
+    given_as: tuple[str, str] = ("--age", "--sex")
 
     def for_case(self, case: str, header: Demographics) -> Demographics:
         """The case's age and sex: its CSV row, then ``--age``/``--sex``, then what the
         DICOM header said (:func:`from_volume_metadata`), field by field."""
         given = Demographics(self.age_years, self.sex,
-                             "--age" if self.age_years is not None else None,
-                             "--sex" if self.sex is not None else None)
+                             self.given_as[0] if self.age_years is not None else None,
+                             self.given_as[1] if self.sex is not None else None)
         row = (self.table or {}).get(case, Demographics())
         return row.merged(given).merged(header)
