@@ -109,7 +109,7 @@ class SegmentationResult:
         withheld with the reason. ``sex``: F/female or M/male."""
         # lazy: the norms load their parameters only when asked for
         from subct.norms.assess import normative_assessment, withheld_structures
-        from subct.norms.demographics import (
+        from subct.norms.demographics import (  # lazy, as above
             Demographics,
             DemographicsOptions,
             check_age,
