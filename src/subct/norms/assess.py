@@ -29,6 +29,7 @@ WITHHOLDING_FLAGS: dict[str, str] = {
     "cut_by_field_of_view": "cut by the edge of the scan: the volume is a lower bound",
     "not_in_field_of_view": "not in the scanned field of view",
     "structure_missing": "not found by the segmentation",
+    "icv_cut_by_field_of_view": "the scan cuts the vertex: the ICV is a lower bound",
 }
 
 

@@ -18,6 +18,7 @@ from subct.errors import SubctInputError
 from subct.inference.config import NO_TTA_NOTE
 from subct.inference.postprocess import MIN_CALIBRATED_SHARE
 from subct.inference.state import need
+from subct.norms.models import ICV_KEY
 from subct.qc.anatomy import (
     check_asymmetry,
     check_coverage,
@@ -36,6 +37,12 @@ if TYPE_CHECKING:
 TTA_AGREEMENT_WARN = 0.75
 #: Volume of labels removed on bone (mm³) above which the case is flagged.
 LABELS_ON_BONE_WARN_MM3 = 500.0
+#: Area (mm²) of the intracranial mask on the scan's topmost slice above which the vertex
+#: is cut and the ICV is a lower bound. Whole heads: 0 (GE series, InVesalius); the same
+#: scans with their top 20 mm removed: 3 500–6 700 mm² (ICV 1–3.5 % low), 60 mm:
+#: 15 000–16 400 mm² (ICV a third low, yet inside the adult range of ``icv_range``;
+#: ``benchmarks/bench_icv_coverage.py``).
+ICV_TOP_EDGE_MM2 = 500.0
 #: Volume of labels removed outside the intracranial mask (mm³) above which the case is
 #: flagged (a few voxels at the skull base are expected; more means a mislocated brain).
 LABELS_OUTSIDE_WARN_MM3 = 200.0
@@ -53,6 +60,29 @@ def tta_reliability(state: CaseState) -> list[QcFlag]:
     return [QcFlag("low_reliability", "the labels of the plain and left/right mirrored "
                    f"network passes disagree (Dice below {TTA_AGREEMENT_WARN:g}): {listed}; "
                    "treat these volumes with caution", structures=tuple(unreliable))]
+
+
+def intracranial_coverage(state: CaseState) -> list[QcFlag]:
+    """``icv_cut_by_field_of_view``: the intracranial space reaches the scan's top slice
+    (the vertex is cut), so the ICV is a lower bound (its percentile is withheld). The
+    bottom edge says nothing: the spinal canal reaches it in any scan of the neck."""
+    location = state.location
+    if location is None or location.mask is None or location.mask_affine is None \
+            or location.intracranial_volume_mm3 is None:
+        return []
+    axes = location.mask_affine[:3, :3]
+    axis = int(np.argmax(np.abs(axes[2])))  # the grid axis closest to superior
+    top = np.take(location.mask, -1 if axes[2, axis] > 0 else 0, axis=axis)
+    others = [axes[:, i] for i in range(3) if i != axis]
+    area_mm2 = float(top.sum() * np.linalg.norm(np.cross(others[0], others[1])))
+    state.facts["intracranial_top_slice_mm2"] = round(area_mm2)
+    if area_mm2 <= ICV_TOP_EDGE_MM2:
+        return []
+    return [QcFlag("icv_cut_by_field_of_view", "the intracranial space reaches the top of "
+                   f"the scan ({area_mm2 / 100:.0f} cm2 on its last slice): the vertex is "
+                   f"cut, so the intracranial volume "
+                   f"({location.intracranial_volume_mm3 / 1000:.0f} cm3) is a lower bound",
+                   structures=(ICV_KEY,))]
 
 
 def _anatomy_flags_after(state: CaseState, count_before: int) -> list[QcFlag]:

@@ -20,6 +20,7 @@ from subct.qc.case_checks import (
     basal_ganglia_coverage,
     field_of_view,
     hyperdense_lesions,
+    intracranial_coverage,
     labels_on_bone,
     labels_outside_skull,
     left_right_asymmetry,
@@ -45,6 +46,7 @@ QC_CHECKS: tuple[Check, ...] = (
     tta_reliability,
     field_of_view,           # before any check that reads volumes: blanks unseen ones
     basal_ganglia_coverage,  # refusal
+    intracranial_coverage,
     structure_intensities,
     hyperdense_lesions,
     left_right_asymmetry,

@@ -91,6 +91,7 @@ FLAG_ADVICE: dict[str, str] = {
     "fov_thin": "expect missing structures",
     "no_skull_ring": "the crop may be misplaced: check the viewer",
     "icv_range": "partial coverage or an unusual head: check the viewer",
+    "icv_cut_by_field_of_view": "do not compare this ICV (or ICV-normalised volumes)",
     "csf_dominant": "hydrocephalus or severe atrophy: expect large ventricles",
     "not_in_field_of_view": "use only the structures present",
     "cut_by_field_of_view": "these volumes are lower bounds",
