@@ -19,6 +19,18 @@ def _without_top(volume: Volume, slices: int) -> Volume:
     return Volume(np.asarray(volume.array)[:, :, :-slices], volume.affine.copy())
 
 
+def test_edge_areas_follow_the_grid_direction() -> None:
+    from subct.qc.case_checks import mask_edge_areas_mm2
+
+    mask = np.zeros((4, 4, 5), dtype=bool)
+    mask[:, :, -1] = True  # the last slice full
+    mask[:2, :, 0] = True  # half of the first
+    up = np.diag([2.0, 2.0, 3.0, 1.0])
+    assert mask_edge_areas_mm2(mask, up) == (64.0, 32.0)  # (top, bottom), 4 mm² pixels
+    down = np.diag([2.0, 2.0, -3.0, 1.0])  # the first slice is the top one
+    assert mask_edge_areas_mm2(mask, down) == (32.0, 64.0)
+
+
 def test_a_cut_vertex_flags_the_icv_and_withholds_its_percentile() -> None:
     model = load_model(FIXTURE, "cpu", precision="fp32")
     config = InferenceConfig(scheme="merged")

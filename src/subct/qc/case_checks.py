@@ -43,6 +43,10 @@ LABELS_ON_BONE_WARN_MM3 = 500.0
 #: 15 000–16 400 mm² (ICV a third low, yet inside the adult range of ``icv_range``;
 #: ``benchmarks/bench_icv_coverage.py``).
 ICV_TOP_EDGE_MM2 = 500.0
+#: The same on the bottom slice, where the spinal canal (up to ~250 mm² in the whole
+#: heads, more where a scan ends at the foramen magnum) is part of the mask: 20 mm
+#: removed gave 2 800–3 800 mm² (ICV 1.3–2 % low), 30 mm 5 000–6 800 mm² (4–5.5 % low).
+ICV_BOTTOM_EDGE_MM2 = 2000.0
 #: Volume of labels removed outside the intracranial mask (mm³) above which the case is
 #: flagged (a few voxels at the skull base are expected; more means a mislocated brain).
 LABELS_OUTSIDE_WARN_MM3 = 200.0
@@ -62,27 +66,39 @@ def tta_reliability(state: CaseState) -> list[QcFlag]:
                    "treat these volumes with caution", structures=tuple(unreliable))]
 
 
+def mask_edge_areas_mm2(mask: np.ndarray, affine: np.ndarray) -> tuple[float, float]:
+    """Area (mm²) of ``mask`` on its grid's topmost and bottommost slices (the grid axis
+    closest to superior)."""
+    axes = affine[:3, :3]
+    axis = int(np.argmax(np.abs(axes[2])))
+    others = [axes[:, i] for i in range(3) if i != axis]
+    pixel_mm2 = float(np.linalg.norm(np.cross(others[0], others[1])))
+    first, last = (float(np.take(mask, index, axis=axis).sum()) * pixel_mm2
+                   for index in (0, -1))
+    return (last, first) if axes[2, axis] > 0 else (first, last)
+
+
 def intracranial_coverage(state: CaseState) -> list[QcFlag]:
     """``icv_cut_by_field_of_view``: the intracranial space reaches the scan's top slice
-    (the vertex is cut), so the ICV is a lower bound (its percentile is withheld). The
-    bottom edge says nothing: the spinal canal reaches it in any scan of the neck."""
+    (the vertex is cut) or, beyond what the spinal canal explains, its bottom slice (the
+    skull base is cut), so the ICV is a lower bound (its percentile is withheld)."""
     location = state.location
     if location is None or location.mask is None or location.mask_affine is None \
             or location.intracranial_volume_mm3 is None:
         return []
-    axes = location.mask_affine[:3, :3]
-    axis = int(np.argmax(np.abs(axes[2])))  # the grid axis closest to superior
-    top = np.take(location.mask, -1 if axes[2, axis] > 0 else 0, axis=axis)
-    others = [axes[:, i] for i in range(3) if i != axis]
-    area_mm2 = float(top.sum() * np.linalg.norm(np.cross(others[0], others[1])))
-    state.facts["intracranial_top_slice_mm2"] = round(area_mm2)
-    if area_mm2 <= ICV_TOP_EDGE_MM2:
+    top, bottom = mask_edge_areas_mm2(location.mask, location.mask_affine)
+    state.facts["intracranial_top_slice_mm2"] = round(top)
+    state.facts["intracranial_bottom_slice_mm2"] = round(bottom)
+    edges = [name for name, area, limit in (("top (vertex)", top, ICV_TOP_EDGE_MM2),
+                                            ("bottom (skull base)", bottom, ICV_BOTTOM_EDGE_MM2))
+             if area > limit]
+    if not edges:
         return []
-    return [QcFlag("icv_cut_by_field_of_view", "the intracranial space reaches the top of "
-                   f"the scan ({area_mm2 / 100:.0f} cm2 on its last slice): the vertex is "
-                   f"cut, so the intracranial volume "
-                   f"({location.intracranial_volume_mm3 / 1000:.0f} cm3) is a lower bound",
-                   structures=(ICV_KEY,))]
+    return [QcFlag("icv_cut_by_field_of_view", "the intracranial space reaches the "
+                   f"{' and the '.join(edges)} of the scan ({top / 100:.0f} and "
+                   f"{bottom / 100:.0f} cm2 on its top and bottom slices), so the "
+                   f"intracranial volume ({location.intracranial_volume_mm3 / 1000:.0f} cm3) "
+                   "is a lower bound", structures=(ICV_KEY,))]
 
 
 def _anatomy_flags_after(state: CaseState, count_before: int) -> list[QcFlag]:
