@@ -54,14 +54,14 @@ def test_sex_words() -> None:
 
 def test_demographics_csv(tmp_path: Path) -> None:
     path = tmp_path / "people.csv"
-    path.write_text("\ufeffCase,Age,Sex\nhead,71,F\nother,,m\n\nthird,45.5,\n")
+    path.write_text("\ufeffCase,Age,Sex\nscans/head.nii.gz,71,F\nother,,m\n\nthird,45.5,\n")
     table = read_demographics_csv(path)
     assert table["head"] == Demographics(71.0, "female", str(path), str(path))
     assert table["other"].age_years is None and table["other"].sex == "male"
     assert table["third"].sex is None
     for text, words in (("case,age,sex\nhead,seventy,F\n", ":2: age 'seventy'"),
                         ("case,age,sex\nhead,250,F\n", ":2: age 250"),
-                        ("case,age,sex\nhead,70,F\nhead,71,F\n", "listed twice"),
+                        ("case,age,sex\nhead,70,F\nhead.nii.gz,71,F\n", "listed twice"),
                         ("name,weight\nhead,70\n", "needs a header"),
                         ("", "empty")):
         path.write_text(text)

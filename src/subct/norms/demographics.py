@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from subct.errors import SubctInputError
+from subct.io.files import case_name
 from subct.norms.models import Sex
 
 #: Accepted spellings of sex (case-insensitive), as DICOM (0010,0040) and people write it.
@@ -113,7 +114,8 @@ def read_demographics_csv(path: str | Path) -> dict[str, Demographics]:
     """Age and sex per case from a CSV with columns ``case``, ``age`` and ``sex`` (also
     ``case_id``/``subject``/``id``, ``age_years``, ``gender``); an empty cell is unknown.
     The case is matched to subct's case name (the input file name without extension,
-    or the DICOM folder's name). Read once per file content (path, size, mtime).
+    or the DICOM folder's name); a file name or path in the column is reduced to it
+    (``scans/head.nii.gz`` → ``head``). Read once per file content (path, size, mtime).
 
     Raises:
         SubctInputError: unreadable file, missing columns, a bad age or sex (naming the
@@ -155,15 +157,16 @@ def _read_demographics_csv(path: Path) -> dict[str, Demographics]:
         cell = [row[i].strip() if i is not None and i < len(row) else "" for i in columns]
         if not cell[0]:
             raise SubctInputError(where, "no case name")
-        if cell[0] in table:
-            raise SubctInputError(where, f"case {cell[0]!r} is listed twice")
+        name = case_name(cell[0])  # a file name or path names its case too
+        if name in table:
+            raise SubctInputError(where, f"case {name!r} is listed twice")
         try:
             age = check_age(float(cell[1]), where) if cell[1] else None
         except ValueError as error:
             raise SubctInputError(where, f"age {cell[1]!r} is not a number") from error
         sex = parse_sex(cell[2], where)
-        table[cell[0]] = Demographics(age, sex, str(path) if age is not None else None,
-                                      str(path) if sex is not None else None)
+        table[name] = Demographics(age, sex, str(path) if age is not None else None,
+                                   str(path) if sex is not None else None)
     return table
 
 
