@@ -22,12 +22,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from real_cts import real_cts  # noqa: E402
 from subct.image.intracranial import locate_intracranial  # noqa: E402
+from subct.image.masks import mask_edge_areas_mm2  # noqa: E402
 from subct.image.volume import Volume  # noqa: E402
-from subct.qc.case_checks import (  # noqa: E402
-    ICV_BOTTOM_EDGE_MM2,
-    ICV_TOP_EDGE_MM2,
-    mask_edge_areas_mm2,
-)
+from subct.qc.case_checks import ICV_BOTTOM_EDGE_MM2, ICV_TOP_EDGE_MM2  # noqa: E402
 from subct.qc.checks import NORMAL_ICV_RANGE_MM3  # noqa: E402
 
 

@@ -20,7 +20,7 @@ def _without_top(volume: Volume, slices: int) -> Volume:
 
 
 def test_edge_areas_follow_the_grid_direction() -> None:
-    from subct.qc.case_checks import mask_edge_areas_mm2
+    from subct.image.masks import mask_edge_areas_mm2
 
     mask = np.zeros((4, 4, 5), dtype=bool)
     mask[:, :, -1] = True  # the last slice full

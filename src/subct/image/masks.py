@@ -124,3 +124,16 @@ def skull_strip_mask(
     for index in range(mask.shape[2]):
         mask[:, :, index] = ndimage.binary_fill_holes(mask[:, :, index])
     return np.asarray(mask, dtype=bool)
+
+
+def mask_edge_areas_mm2(mask: NDArray[np.bool_], affine: NDArray[np.float64]
+                        ) -> tuple[float, float]:
+    """Area (mm²) of ``mask`` on its grid's topmost and bottommost slices (the grid axis
+    closest to superior)."""
+    axes = affine[:3, :3]
+    axis = int(np.argmax(np.abs(axes[2])))
+    others = [axes[:, i] for i in range(3) if i != axis]
+    pixel_mm2 = float(np.linalg.norm(np.cross(others[0], others[1])))
+    first, last = (float(np.take(mask, index, axis=axis).sum()) * pixel_mm2
+                   for index in (0, -1))
+    return (last, first) if axes[2, axis] > 0 else (first, last)

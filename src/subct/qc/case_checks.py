@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from subct.errors import SubctInputError
+from subct.image.masks import mask_edge_areas_mm2
 from subct.inference.config import NO_TTA_NOTE
 from subct.inference.postprocess import MIN_CALIBRATED_SHARE
 from subct.inference.state import need
@@ -64,18 +65,6 @@ def tta_reliability(state: CaseState) -> list[QcFlag]:
     return [QcFlag("low_reliability", "the labels of the plain and left/right mirrored "
                    f"network passes disagree (Dice below {TTA_AGREEMENT_WARN:g}): {listed}; "
                    "treat these volumes with caution", structures=tuple(unreliable))]
-
-
-def mask_edge_areas_mm2(mask: np.ndarray, affine: np.ndarray) -> tuple[float, float]:
-    """Area (mm²) of ``mask`` on its grid's topmost and bottommost slices (the grid axis
-    closest to superior)."""
-    axes = affine[:3, :3]
-    axis = int(np.argmax(np.abs(axes[2])))
-    others = [axes[:, i] for i in range(3) if i != axis]
-    pixel_mm2 = float(np.linalg.norm(np.cross(others[0], others[1])))
-    first, last = (float(np.take(mask, index, axis=axis).sum()) * pixel_mm2
-                   for index in (0, -1))
-    return (last, first) if axes[2, axis] > 0 else (first, last)
 
 
 def intracranial_coverage(state: CaseState) -> list[QcFlag]:
