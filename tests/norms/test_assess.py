@@ -96,3 +96,19 @@ def test_segmentation_result_offers_its_normative_record() -> None:
     assert set(record["structures"]) == set(result.volumes_mm3)
     assert record["structures"]["Thalamus"] == {"reason": MERGED}
     assert not result.normative()["available"]  # a NIfTI phantom carries no age or sex
+
+
+def test_chart_frames_are_defined_once_and_referenced_by_every_chart() -> None:
+    import re
+
+    from subct.norms.chart import chart_symbols_svg, symbol_id
+
+    charts = [centile_chart_svg("Brain-Stem", "male", age, 20000.0, 40.0) for age in (30, 80)]
+    page = chart_symbols_svg({("Brain-Stem", "male"), ("Left-Thalamus", "female")})
+    defined = re.findall(r"<symbol id='([^']+)'", page)
+    assert sorted(defined) == sorted([symbol_id("Brain-Stem", "male"),
+                                      symbol_id("Left-Thalamus", "female")])
+    for chart in charts:
+        assert re.findall(r" href='#([^']+)'", chart) == [symbol_id("Brain-Stem", "male")]
+        assert "<polygon" not in chart  # the band lives in the shared frame only
+    assert chart_symbols_svg(set()) == ""

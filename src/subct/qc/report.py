@@ -7,7 +7,7 @@ import html
 import typing
 from collections.abc import Sequence
 
-from subct.norms.chart import centile_chart_svg, percentile_text
+from subct.norms.chart import centile_chart_svg, chart_symbols_svg, percentile_text
 from subct.norms.models import ICV_KEY
 from subct.qc.viewer import label_lut_json
 
@@ -136,10 +136,11 @@ def structure_warnings(flags: Sequence[dict[str, typing.Any]], structure: str) -
                    and structure in (flag.get("structures") or ())})
 
 
-def _normative_block(record: dict[str, typing.Any], flags: list[dict[str, typing.Any]]
-                     ) -> list[str]:
+def _normative_block(record: dict[str, typing.Any], flags: list[dict[str, typing.Any]],
+                     frames: set[tuple[str, typing.Any]]) -> list[str]:
     """The case's normative section: who the norms compare it with and a centile chart
-    per structure and the ICV, or one line saying why there are no percentiles."""
+    per structure and the ICV, or one line saying why there are no percentiles; the
+    (structure, sex) frames its charts use are added to ``frames``."""
     normative = record.get("normative") or {}
     if not normative:
         return []
@@ -152,11 +153,13 @@ def _normative_block(record: dict[str, typing.Any], flags: list[dict[str, typing
     volumes = {**(record.get("volumes_mm3") or {}),
                ICV_KEY: record.get("intracranial_volume_mm3")}
     entries = {**(normative.get("structures") or {}), ICV_KEY: normative.get(ICV_KEY) or {}}
+    drawn = [name for name, entry in entries.items()
+             if "percentile" in entry and volumes.get(name) is not None]
+    frames.update((name, sex) for name in drawn)
     charts = [centile_chart_svg(name, sex, age, float(volumes[name]),  # type: ignore[arg-type]
-                                float(entry["percentile"]),
+                                float(entries[name]["percentile"]),
                                 bool(structure_warnings(flags, name)))
-              for name, entry in entries.items()
-              if "percentile" in entry and volumes.get(name) is not None]
+              for name in drawn]
     names = ", ".join(html.escape(str(s.get("name"))) for s in normative.get("sources") or [])
     return [f"<p class='norm'>Against healthy {html.escape(sex)}s of the same age ({age:g} "
             f"years; from {html.escape(' and '.join(sorted(sources)))}; norms: {names}): "
@@ -208,6 +211,7 @@ def _case_panels(records: Sequence[dict[str, object]]) -> list[str]:
         return html.escape(str(value))
 
     parts = ["<h2>Cases</h2>"]
+    frames: set[tuple[str, typing.Any]] = set()  # the chart frames the page must define
     for record in records:
         qc = typing.cast(dict[str, typing.Any], record.get("qc") or {})
         flags = [f for f in qc.get("flags", []) if f.get("severity") == "warning"]
@@ -223,7 +227,8 @@ def _case_panels(records: Sequence[dict[str, object]]) -> list[str]:
                 f"<li><b>{esc(f['code'])}</b>: {esc(f['message'])} — "
                 f"<i>{esc(FLAG_ADVICE.get(f['code'], 'see docs/segment.md'))}</i></li>"
                 for f in flags) + "</ul>")
-        parts.extend(_normative_block(typing.cast(dict[str, typing.Any], record), flags))
+        parts.extend(_normative_block(typing.cast(dict[str, typing.Any], record), flags,
+                                      frames))
         band = ("normative band (cm³)" if normative.get("available")
                 else "normal adult range, unadjusted (cm³)")
         parts.append(f"<table><tr><th>structure</th><th>volume (cm³)</th><th>{band}</th>"
@@ -232,6 +237,7 @@ def _case_panels(records: Sequence[dict[str, object]]) -> list[str]:
         parts.extend(_structure_row(name, row, flags, ranges.get(name), norms.get(name) or {})
                      for name, row in statistics.items())
         parts.append("</table></details>")
+    parts.append(chart_symbols_svg(frames))
     return parts
 
 
