@@ -108,3 +108,20 @@ def test_unreadable_demographics_files_are_named(tmp_path: Path) -> None:
         with pytest.raises(SubctInputError, match=words) as error:
             read_demographics_csv(path)
         assert str(path) in str(error.value)
+
+
+def test_info_says_what_the_dicom_header_holds_for_the_norms() -> None:
+    import numpy as np
+
+    from subct.cli.info_command import format_summary
+    from subct.io.summary import VolumeSummary
+
+    def lines(age: float | None, sex: str | None) -> str:
+        summary = VolumeSummary("series", (2, 2, 2), (1.0, 1.0, 1.0), "RAS",
+                                np.eye(4).tolist(), "int16", 0.0, 1.0, "DICOM series 1",
+                                {"dicom_series_number": 1, "dicom_patient_age_years": age,
+                                 "dicom_patient_sex": sex})
+        return next(line for line in format_summary(summary) if "patient" in line)
+
+    assert "age 67 y, sex F" in lines(67.0, "F")
+    assert "no age or sex in the header" in lines(None, None)

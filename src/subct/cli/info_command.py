@@ -69,6 +69,12 @@ def format_summary(summary: VolumeSummary) -> list[str]:
         available = meta.get("dicom_available_series", [])
         if len(available) > 1:
             lines.append("  available    " + "; ".join(available))
+        age, sex = meta.get("dicom_patient_age_years"), meta.get("dicom_patient_sex")
+        lines.append("  patient      " + (
+            "no age or sex in the header (give --age/--sex or --demographics for the "
+            "normative percentiles)" if age is None and sex is None
+            else f"age {'unknown' if age is None else f'{age:g} y'}, sex {sex or 'unknown'} "
+                 "(DICOM header; used for the normative percentiles)"))
     elif summary.description:
         lines.append(f"  note         {summary.description}")
     if "orientation_note" in meta:
