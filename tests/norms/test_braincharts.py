@@ -14,7 +14,7 @@ from subct.norms.models import ICV_KEY, find_model
 
 #: PCNtoolkit 0.26's ``BLR.predict`` on the original pickles with the design rows of its
 #: ``create_design_matrix`` (the ``bspline`` package's basis), at 3 ages, 2 sexes and 3
-#: of the 82 sites, written by the extraction session.
+#: of the 82 sites (scripts/reference_braincharts_predictions.py).
 REFERENCE = Path(__file__).parents[1] / "data" / "braincharts_pcntoolkit_predictions.csv"
 NAMES = {"EstimatedTotalIntraCranialVol": ICV_KEY}
 

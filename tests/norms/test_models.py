@@ -12,7 +12,7 @@ import pytest
 from subct.norms.models import centilebrain_norms, percentile_of
 
 #: Predictions of R's own model objects (readRDS + model.matrix on the fitted formula) at
-#: five ages, written by the extraction session (scripts/extract_centilebrain_norms.R).
+#: five ages (scripts/reference_centilebrain_predictions.R).
 R_PREDICTIONS = Path(__file__).parents[1] / "data" / "centilebrain_r_predictions.csv"
 
 
