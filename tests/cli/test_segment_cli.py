@@ -263,3 +263,30 @@ def test_dicom_series_gets_a_seg_and_a_volume_sr(files: dict[str, Path], tmp_pat
     sr = pydicom.dcmread(out / "dicom_ge_tilted_sr.dcm")
     evidence = sr.CurrentRequestedProcedureEvidenceSequence[0].ReferencedSeriesSequence[0]
     assert evidence.SeriesInstanceUID == seg.SeriesInstanceUID
+
+
+@pytest.mark.shared_data
+def test_age_and_sex_come_from_the_dicom_header_unless_given(
+        files: dict[str, Path], tmp_path: Path, shared_data: Path) -> None:
+    import json
+    import shutil
+
+    import pydicom
+
+    folder = tmp_path / "patient"
+    shutil.copytree(shared_data / "ct" / "dicom_ge_tilted", folder)
+    for path in folder.glob("*.dcm"):
+        dataset = pydicom.dcmread(path)
+        dataset.PatientAge, dataset.PatientSex = "067Y", "F"
+        dataset.save_as(path)
+    out = tmp_path / "out"
+    base = ["segment", str(folder), "-o", str(out), "--model", str(files["checkpoint"]),
+            "--fast", "--threads", "2", "--no-overlay", "--quiet"]
+    assert _run(base) == 0
+    people = json.loads((out / "patient_qc.json").read_text())["normative"]["demographics"]
+    assert people == {"age_years": 67.0, "sex": "female", "age_source": "DICOM header",
+                      "sex_source": "DICOM header"}
+    assert _run([*base, "--age", "70"]) == 0  # skipped, refreshed: --age wins, sex stays
+    people = json.loads((out / "patient_qc.json").read_text())["normative"]["demographics"]
+    assert people == {"age_years": 70.0, "sex": "female", "age_source": "--age",
+                      "sex_source": "DICOM header"}
