@@ -158,7 +158,8 @@ def _normative_block(record: dict[str, typing.Any], flags: list[dict[str, typing
     frames.update((name, sex) for name in drawn)
     charts = [centile_chart_svg(name, sex, age, float(volumes[name]),  # type: ignore[arg-type]
                                 float(entries[name]["percentile"]),
-                                bool(structure_warnings(flags, name)))
+                                bool(structure_warnings(flags, name)),
+                                tuple(entries[name]["band_mm3"]))  # from the record
               for name in drawn]
     names = ", ".join(html.escape(str(s.get("name"))) for s in normative.get("sources") or [])
     return [f"<p class='norm'>Against healthy {html.escape(sex)}s of the same age ({age:g} "
