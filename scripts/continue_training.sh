@@ -22,7 +22,7 @@ cd "$(dirname "$0")/.."
 CONFIG="${CONFIG:-configs/model_v2.yaml}"
 RUN=runs/model_v2
 STATE=checkpoints/model_v2
-FILES=(last.safetensors last_state.pt best_pipeline.safetensors training_log.csv)
+FILES=(last.safetensors last_state.pt ema.safetensors best_pipeline.safetensors training_log.csv)
 mode="${1:-status}"
 
 copy_files() {  # copy_files FROM TO: atomic per file (temporary name, then rename)

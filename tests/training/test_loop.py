@@ -188,6 +188,30 @@ def test_pipeline_validation_keeps_the_best_whole_head_checkpoint(
     assert state["best_pipeline_dice"] == pytest.approx(max(scores))  # type: ignore[type-var]
 
 
+def test_weight_average_is_kept_scored_and_carried_across_a_resume(
+        shared_data: Path, tmp_path: Path, tiny_run: TrainingResult) -> None:
+    from subct.model.checkpoint import load_state_dict
+
+    changes = {"averaging.ema_decay": 0.5, "schedule.epochs": 1}
+    first = train(training_config_from_dict(tiny_config(shared_data, tmp_path, **changes)))
+    assert first.step_losses == tiny_run.step_losses[:3]  # averaging does not change training
+    averaged = load_state_dict(tmp_path / "ema.safetensors")
+    trained = load_state_dict(tmp_path / "last.safetensors")
+    assert set(averaged) == set(trained)
+    assert any(not torch.equal(averaged[k], trained[k]) for k in trained)
+    changes["schedule.epochs"] = 2
+    train(training_config_from_dict(tiny_config(shared_data, tmp_path, **changes)), resume=True)
+    whole = train(training_config_from_dict(tiny_config(shared_data, tmp_path / "whole",
+                                                        **changes)))
+    assert whole.step_losses == tiny_run.step_losses
+    # the resumed average went on from the saved one: the same as the uninterrupted run's
+    resumed = load_state_dict(tmp_path / "ema.safetensors")
+    uninterrupted = load_state_dict(tmp_path / "whole" / "ema.safetensors")
+    for key in uninterrupted:
+        torch.testing.assert_close(resumed[key], uninterrupted[key])
+    assert not torch.equal(resumed[key], averaged[key])
+
+
 def test_pipeline_dice_of_the_shipped_network_on_a_validation_head(
         shared_data: Path, tmp_path: Path) -> None:
     from subct.model.registry import resolve_model_path

@@ -4,7 +4,9 @@ Per epoch: train on a fresh, seeded patch stream; validate on fixed patches (los
 per-structure Dice); step ``ReduceLROnPlateau`` on the validation loss; write
 ``last.safetensors`` (+ ``best.safetensors`` when the validation loss improved; +
 ``best_pipeline.safetensors`` when whole validation heads segmented through
-``subct segment`` scored best, with ``pipeline_validation``),
+``subct segment`` scored best, with ``pipeline_validation``; + ``ema.safetensors``, the
+moving average of the weights, with ``averaging.ema_decay``, which the pipeline
+validation then scores instead of the trained weights),
 ``last_state.pt`` (optimiser, scheduler, counters, RNG; read back with
 ``torch.load(weights_only=True)``), a CSV row and the PNG of the curves; stop early
 after ``early_stopping_patience`` epochs without improvement (paper: Adam 1e-4,
@@ -32,6 +34,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader
 
 from subct.errors import SubctConfigError, SubctInputError
@@ -49,6 +52,7 @@ from subct.training.pipeline_validation import (
     pipeline_dice,
 )
 from subct.training.records import (
+    AVERAGED_CHECKPOINT,
     BEST_CHECKPOINT,
     BEST_PIPELINE_CHECKPOINT,
     CURVES_FILE,
@@ -200,6 +204,7 @@ class _Run:
     loss_fn: nn.Module
     dtype: torch.dtype | None
     channels_last: bool
+    averaged: AveragedModel | None = None
     history: list[EpochRecord] = field(default_factory=list)
     start_epoch: int = 0
     best_loss: float = math.inf
@@ -208,6 +213,11 @@ class _Run:
     epochs_without_improvement: int = 0
     global_step: int = 0
     step_losses: list[float] = field(default_factory=list)
+
+    @property
+    def scored_network(self) -> nn.Module:
+        """The weights the full-pipeline validation scores: the average when kept."""
+        return self.network if self.averaged is None else self.averaged.module
 
 
 def _build_run(config: TrainingConfig, context: DistributedContext,
@@ -245,8 +255,12 @@ def _build_run(config: TrainingConfig, context: DistributedContext,
         maps = training_data.training_label_counts_source(config, real_train, bank)
         weights = class_weights(maps, config.num_classes, mode=config.loss.class_weights)
     loss_fn = build_loss(config.loss.name, weights).to(device)
+    averaged = None
+    if config.averaging.ema_decay is not None:
+        averaged = AveragedModel(network, multi_avg_fn=get_ema_multi_avg_fn(
+            config.averaging.ema_decay), use_buffers=True)
     return _Run(network, model, trainable, optimiser, scheduler, scaler, loss_fn, dtype,
-                channels_last)
+                channels_last, averaged)
 
 
 def _restore(run: _Run, output: Path, device: torch.device,
@@ -277,6 +291,13 @@ def _restore(run: _Run, output: Path, device: torch.device,
     run.epochs_without_improvement = int(state["epochs_without_improvement"])
     run.global_step = int(state["global_step"])
     run.history = [EpochRecord(**record) for record in json.loads(state["history_json"])]
+    if run.averaged is not None:
+        # the average so far; a run that had none starts it from the resumed weights
+        source = output / AVERAGED_CHECKPOINT
+        if not source.is_file():
+            source = output / LAST_CHECKPOINT
+        run.averaged.module.load_state_dict(load_state_dict(source, device))
+        run.averaged.n_averaged.fill_(1)
     if restart_lr is not None:  # warm restart: a fresh rate, a fresh plateau count
         for group in run.optimiser.param_groups:
             group["lr"] = restart_lr
@@ -304,6 +325,8 @@ def _train_epoch(run: _Run, loader: DataLoader[Any], config: TrainingConfig,
             torch.nn.utils.clip_grad_norm_(run.trainable, config.optimiser.grad_clip_norm)
         run.scaler.step(run.optimiser)
         run.scaler.update()
+        if run.averaged is not None:
+            run.averaged.update_parameters(run.network)
         value = float(loss.detach())
         losses.append(value)
         run.step_losses.append(value)
@@ -345,12 +368,14 @@ def _save_epoch(run: _Run, config: TrainingConfig, output: Path, record: EpochRe
     save_checkpoint(output / LAST_CHECKPOINT, run.network, metadata)
     if improved:
         save_checkpoint(output / BEST_CHECKPOINT, run.network, metadata)
+    if run.averaged is not None:
+        save_checkpoint(output / AVERAGED_CHECKPOINT, run.averaged.module, metadata)
     every = config.pipeline_validation.every_epochs
     if heads and every and record.epoch % every == 0:
-        record.pipeline_dice = pipeline_dice(run.network, metadata, heads, device)
+        record.pipeline_dice = pipeline_dice(run.scored_network, metadata, heads, device)
         if record.pipeline_dice > run.best_pipeline_dice:
             run.best_pipeline_dice = record.pipeline_dice
-            save_checkpoint(output / BEST_PIPELINE_CHECKPOINT, run.network, metadata)
+            save_checkpoint(output / BEST_PIPELINE_CHECKPOINT, run.scored_network, metadata)
     if config.keep_epoch_checkpoints:
         save_checkpoint(output / f"epoch_{record.epoch:03d}.safetensors", run.network, metadata)
     save_state({

@@ -33,6 +33,8 @@ BEST_CHECKPOINT = "best.safetensors"
 #: The checkpoint with the best full-pipeline validation Dice (``pipeline_validation``).
 BEST_PIPELINE_CHECKPOINT = "best_pipeline.safetensors"
 LAST_CHECKPOINT = "last.safetensors"
+#: The exponential moving average of the weights (``averaging.ema_decay``), every epoch.
+AVERAGED_CHECKPOINT = "ema.safetensors"
 
 
 @dataclass
