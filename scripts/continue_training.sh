@@ -50,6 +50,8 @@ case "$mode" in
     if [[ -f "$RUN/pid" ]] && kill -0 "$(cat "$RUN/pid")" 2>/dev/null; then
       echo "already running (pid $(cat "$RUN/pid"))"; exit 0
     fi
+    command -v subct >/dev/null 2>&1 || {
+      echo "subct is not installed in this environment: pip install -e '.[dev]' first" >&2; exit 2; }
     rm -f "$RUN/STOP"
     if [[ -f "$STATE/last_state.pt" ]] && (( $(epoch_of "$STATE") > $(epoch_of "$RUN") )); then
       copy_files "$STATE" "$RUN"

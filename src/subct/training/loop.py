@@ -26,7 +26,6 @@ import json
 import math
 import time
 from collections.abc import Callable
-from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,7 +40,6 @@ from subct.errors import SubctConfigError, SubctInputError
 from subct.model.checkpoint import load_state_dict, save_checkpoint
 from subct.model.losses import build_loss, class_weights
 from subct.model.networks import build_network, freeze_encoder, is_growth_of
-from subct.model.runtime import resolve_precision, torch_dtype
 from subct.training import data as training_data
 from subct.training.config import TrainingConfig
 from subct.training.distributed import DistributedContext, single_process
@@ -50,6 +48,12 @@ from subct.training.pipeline_validation import (
     ValidationHead,
     build_validation_heads,
     pipeline_dice,
+)
+from subct.training.precision import (
+    autocast_context,
+    autocast_dtype,
+    prepare_batch,
+    use_channels_last,
 )
 from subct.training.records import (
     AVERAGED_CHECKPOINT,
@@ -71,43 +75,6 @@ from subct.training.records import (
 
 #: Creating this file in the output folder stops the run cleanly after the current epoch.
 STOP_FILE = "STOP"
-
-# ----------------------------------------------------------------------------- precision
-
-
-def autocast_dtype(config: TrainingConfig, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype for ``device`` (None = fp32), from :mod:`subct.model.runtime`'s policy.
-
-    ``auto`` follows the one policy of inference and MeshNet (bf16 only on CPUs with
-    native bf16, AMP on CUDA; ``SUBCT_PRECISION`` overrides it), ``off`` is fp32, and
-    ``bf16``/``fp16`` force a dtype.
-    """
-    choice = config.precision.autocast
-    if choice == "off":
-        return None
-    if choice == "fp16":
-        return torch.float16
-    return torch_dtype(resolve_precision("bf16" if choice == "bf16" else None, device.type))
-
-
-def use_channels_last(config: TrainingConfig, device: torch.device) -> bool:
-    """Whether to keep 5D tensors in ``channels_last_3d`` memory format."""
-    choice = config.precision.channels_last
-    return choice == "on" or (choice == "auto" and device.type == "cpu")
-
-
-def _autocast(device: torch.device, dtype: torch.dtype | None) -> AbstractContextManager[Any]:
-    if dtype is None:
-        return nullcontext()
-    return torch.autocast(device_type=device.type, dtype=dtype)
-
-
-def _prepare(batch: torch.Tensor, device: torch.device, channels_last: bool) -> torch.Tensor:
-    batch = batch.to(device, non_blocking=True)
-    if channels_last and batch.dim() == 5:
-        batch = batch.contiguous(memory_format=torch.channels_last_3d)
-    return batch
-
 
 # ------------------------------------------------------------------------------ validation
 
@@ -131,10 +98,10 @@ def validate(network: nn.Module, loss_fn: nn.Module, samples: list[dict[str, tor
     batch_size = config.data.batch_size
     for start in range(0, len(samples), batch_size):
         chunk = samples[start:start + batch_size]
-        image = _prepare(torch.stack([s["image"] for s in chunk]), device, channels_last)
+        image = prepare_batch(torch.stack([s["image"] for s in chunk]), device, channels_last)
         label = torch.stack([s["label"] for s in chunk]).to(device)
         labelled = torch.stack([s["labelled"] for s in chunk]).to(device)
-        with _autocast(device, dtype):
+        with autocast_context(device, dtype):
             logits = network(image)
         losses.append(float(loss_fn(logits.float(), label, labelled)) * len(chunk))
         prediction = logits.argmax(1).flatten().cpu()
@@ -312,11 +279,11 @@ def _train_epoch(run: _Run, loader: DataLoader[Any], config: TrainingConfig,
     run.model.train()
     losses: list[float] = []
     for batch in loader:
-        image = _prepare(batch["image"], device, run.channels_last)
+        image = prepare_batch(batch["image"], device, run.channels_last)
         label = batch["label"].to(device)
         labelled = batch["labelled"].to(device)
         run.optimiser.zero_grad(set_to_none=True)
-        with _autocast(device, run.dtype):
+        with autocast_context(device, run.dtype):
             logits = run.model(image)
         loss = run.loss_fn(logits.float(), label, labelled)
         run.scaler.scale(loss).backward()
