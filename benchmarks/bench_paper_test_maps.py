@@ -38,8 +38,9 @@ from subct.io.readers import load_volume
 from subct.labels.convert import convert_to_canonical
 from subct.labels.schemes import PAPER7_NAMES, to_scheme
 from subct.paths import paper_masks_dir, shared_data_dir
-from subct.synth import SynthConfig, SynthGenerator
+from subct.synth import SynthGenerator
 from subct.synth.background import embed_in_head
+from subct.synth.evaluation import evaluation_synth_config
 
 HEAD_MAP = "training_seg_19.nii.gz"  # held out from every shipped and v2 training run
 GRID_SHAPE = (192, 240, 240)
@@ -59,8 +60,7 @@ def synthetic_case(path: Path, head: Volume, seed: int) -> tuple[Volume, np.ndar
     subcortical = load_volume(path)
     labels, affine = embed_in_head(np.asarray(subcortical.array), subcortical.affine,
                                    np.asarray(head.array), head.affine)
-    config = SynthConfig(mode="ct", output_shape=GRID_SHAPE)
-    config.resolution.probability = 0.0
+    config = evaluation_synth_config(GRID_SHAPE)
     generator = SynthGenerator([Volume(labels.astype(np.int32), affine)], config, seed=seed)
     sample = generator.sample(0)
     assert sample.hu is not None

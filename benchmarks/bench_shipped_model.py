@@ -100,28 +100,10 @@ def held_out_map_paths(map_numbers: list[int], tuning: bool = False) -> list[Pat
 
 def axial_slab_average(ct_1mm: Volume, reference_1mm: Volume,
                        thickness: int) -> tuple[Volume, Volume]:
-    """1 mm RAS CT → axial slices of ``thickness`` mm (boxcar profile, no gap), LPS order.
+    """1 mm RAS CT → axial slabs (:func:`subct.synth.evaluation.axial_slabs`)."""
+    from subct.synth.evaluation import axial_slabs
 
-    The CT of each slab is the mean of its ``thickness`` 1 mm slices (a rectangular
-    slice profile); its reference label is that of the slab's central 1 mm slice.
-    """
-    hu = np.asarray(ct_1mm.array, dtype=np.float32)
-    labels = np.asarray(reference_1mm.array)
-    slabs = hu.shape[2] // thickness
-    used = slabs * thickness
-    averaged = hu[:, :, :used].reshape(hu.shape[0], hu.shape[1], slabs, thickness).mean(axis=3)
-    centre = thickness // 2
-    central = labels[:, :, centre:used:thickness]
-    affine = np.array(ct_1mm.affine, dtype=np.float64)
-    thick_affine = affine.copy()
-    thick_affine[:3, 2] = affine[:3, 2] * thickness
-    # slab k covers 1 mm slices k*t .. k*t+t-1; its centre is at index k*t + (t-1)/2
-    thick_affine[:3, 3] = affine[:3, 3] + affine[:3, 2] * (thickness - 1) / 2.0
-    ct_thick = Volume(np.round(averaged).astype(np.int16), thick_affine,
-                      description=f"synthetic CT, {thickness} mm axial slabs")
-    ref_thick = Volume(np.ascontiguousarray(central.astype(np.int16)), thick_affine.copy(),
-                       description="reference labels at slab centres")
-    return ct_thick.reoriented("LPS"), ref_thick.reoriented("LPS")
+    return axial_slabs(ct_1mm, reference_1mm, thickness)
 
 
 #: Scan conditions of the held-out benchmark (issue 12): ``low_dose`` adds correlated noise
@@ -157,11 +139,12 @@ def generate_cases(map_paths: list[Path], samples_per_map: int, seed: int,
     # the real-CT robustness benchmark's pitch (same voxels, rotated world), one helper
     from bench_real_ct_robustness import pitched
     from subct.labels.convert import convert_to_canonical
-    from subct.synth import SynthConfig, SynthGenerator
+    from subct.synth import SynthGenerator
     from subct.synth.config import PathologyConfig
+    from subct.synth.evaluation import evaluation_synth_config
 
-    config = SynthConfig(mode="ct", output_shape=shape)
-    config.resolution.probability = 0.0  # slice thickness is applied explicitly below
+    # slice thickness is applied explicitly below
+    config = evaluation_synth_config(shape)
     if pathology:
         kinds = [kind.strip() for kind in pathology.split(",") if kind.strip()]
         clinical = PathologyConfig.clinical()

@@ -61,6 +61,7 @@ class SetResult:
 
     resolutions: dict[str, float] = field(default_factory=dict)  # mean Dice per resolution
     case_dice: dict[str, float] = field(default_factory=dict)  # per case (and resolution)
+    structure_dice: dict[str, float] = field(default_factory=dict)  # mean over resolutions
     lesion_within: int = 0
     lesion_total: int = 0
 
@@ -95,6 +96,13 @@ def score_head_set(name: str, models: dict[str, object], samples_per_map: int, s
         for resolution, per_case in metrics[label].items():
             summary = held.summarise(per_case, resolution)  # type: ignore[arg-type]
             results[label].resolutions[resolution] = float(summary["mean_dice"])  # type: ignore[arg-type]
+        per_structure: dict[str, list[float]] = {}
+        for per_case in metrics[label].values():
+            summary = held.summarise(per_case, "")  # type: ignore[arg-type]
+            for structure, row in summary["structures"].items():  # type: ignore[union-attr]
+                per_structure.setdefault(structure, []).append(float(row["dice"]))
+        results[label].structure_dice = {structure: float(np.mean(values))
+                                         for structure, values in per_structure.items()}
     return results
 
 
@@ -124,6 +132,8 @@ def score_paper_set(models: dict[str, object], limit: int, seed: int) -> dict[st
     for label in models:
         results[label].resolutions["1mm"] = float(np.mean(
             [np.nanmean(values) for values in per_class[label].values()]))
+        results[label].structure_dice = {structure: float(np.nanmean(values))
+                                         for structure, values in per_class[label].items()}
     return results
 
 
@@ -183,6 +193,24 @@ def markdown(results: dict[str, dict[str, SetResult]], baseline: str, candidate:
     return "\n".join(lines)
 
 
+def structure_table(results: dict[str, dict[str, SetResult]], baseline: str,
+                    candidate: str) -> str:
+    """Candidate minus baseline Dice per structure and set (where a set lost or won)."""
+    sets = list(results)
+    lines = ["| structure | " + " | ".join(sets) + " |", "|---|" + "---|" * len(sets)]
+    structures: list[str] = []
+    for by_model in results.values():
+        structures += [s for s in by_model[baseline].structure_dice if s not in structures]
+    for structure in structures:
+        cells = []
+        for set_name in sets:
+            base = results[set_name][baseline].structure_dice.get(structure)
+            cand = results[set_name][candidate].structure_dice.get(structure)
+            cells.append("—" if base is None or cand is None else f"{cand - base:+.3f}")
+        lines.append(f"| {structure} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--candidate", required=True, help="checkpoint (.safetensors)")
@@ -222,6 +250,8 @@ def main() -> None:
     ship, reasons = verdict(results, "baseline", "candidate")
     line = ("SHIP: the candidate meets the rule" if ship
             else "KEEP the baseline: " + "; ".join(reasons))
+    table += "\n\nCandidate − baseline Dice per structure:\n\n" + structure_table(
+        results, "baseline", "candidate")
     print("\n" + table + "\n\n" + line)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "ship_rule.md").write_text(table + "\n\n" + line + "\n")
@@ -230,7 +260,8 @@ def main() -> None:
         "reasons": reasons, "samples_per_map": args.samples_per_map, "seed": args.seed,
         "minutes": (time.perf_counter() - start) / 60, "load_average": os.getloadavg(),
         "sets": {name: {label: {"figure": r.figure, "resolutions": r.resolutions,
-                                "case_dice": r.case_dice, "lesion_within": r.lesion_within,
+                                "case_dice": r.case_dice, "structure_dice": r.structure_dice,
+                                "lesion_within": r.lesion_within,
                                 "lesion_total": r.lesion_total}
                         for label, r in by_model.items()}
                  for name, by_model in results.items()},

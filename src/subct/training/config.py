@@ -128,6 +128,9 @@ class OptimiserConfig(_Strict):
     grad_clip_norm: float | None = Field(default=12.0, gt=0)
 
 
+_BOTH_CONDITIONS: tuple[Literal["clean", "clinical"], ...] = ("clean", "clinical")
+
+
 class PipelineValidationConfig(_Strict):
     """Score the network as users run it: every ``every_epochs`` epochs, segment
     ``heads`` whole synthetic head CTs drawn from the validation label maps (with the
@@ -135,12 +138,29 @@ class PipelineValidationConfig(_Strict):
     (brain location, crop, sliding windows, post-processing; no TTA) and keep the
     checkpoint with the best mean Dice as ``best_pipeline.safetensors``. The patch
     validation loss that picks ``best.safetensors`` ranked checkpoints differently from
-    these figures (issue 12, sessions 3-6). 0 turns it off."""
+    these figures (issue 12, sessions 3-6). 0 turns it off. The figure is the mean Dice
+    over every head (and, with the evaluation generator, every condition and slice
+    thickness); a resumed run whose protocol changed starts its best figure afresh."""
 
     every_epochs: int = Field(default=0, ge=0, description="0: off")
-    heads: int = Field(default=2, ge=1, le=32, description="synthetic validation heads")
+    heads: int = Field(default=2, ge=1, le=32,
+                       description="synthetic validation heads (per condition with the "
+                                   "evaluation generator)")
     shape: tuple[int, int, int] = Field(default=(192, 240, 240),
                                         description="head grid, voxels of 1 mm (RAS)")
+    generator: Literal["training", "evaluation"] = Field(
+        default="training",
+        description="'training': heads drawn with the run's own generator settings "
+                    "(randomised resolution, its pathology probabilities); 'evaluation': "
+                    "the fixed protocol of the held-out benchmarks and issue 23's ship rule "
+                    "(subct.synth.evaluation): default CT priors, each head drawn per "
+                    "condition and scored at 1 mm and as slab_mm axial slabs")
+    conditions: list[Literal["clean", "clinical"]] = Field(
+        default_factory=lambda: list(_BOTH_CONDITIONS), min_length=1,
+        description="evaluation generator: clean heads and/or the clinical pathology mix")
+    slab_mm: int = Field(default=5, ge=0, le=10,
+                         description="evaluation generator: also score each head as axial "
+                                     "slabs of this many mm (0: 1 mm only)")
 
 
 class ScheduleConfig(_Strict):

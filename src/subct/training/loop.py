@@ -45,9 +45,11 @@ from subct.training.config import TrainingConfig
 from subct.training.distributed import DistributedContext, single_process
 from subct.training.evaluate import evaluate_checkpoint_on_test
 from subct.training.pipeline_validation import (
+    LEGACY_PROTOCOL,
     ValidationHead,
     build_validation_heads,
     pipeline_dice,
+    protocol_key,
 )
 from subct.training.precision import (
     autocast_context,
@@ -230,10 +232,10 @@ def _build_run(config: TrainingConfig, context: DistributedContext,
                 channels_last, averaged)
 
 
-def _restore(run: _Run, output: Path, device: torch.device,
-             restart_lr: float | None = None) -> None:
+def _restore(run: _Run, output: Path, device: torch.device, config: TrainingConfig) -> None:
     """Continue a run from ``last_state.pt`` + ``last.safetensors`` in ``output``; with
-    ``restart_lr`` a warm restart (that rate, plateau count and best loss cleared)."""
+    ``schedule.restart_lr`` a warm restart (that rate, plateau count and best loss
+    cleared); a changed full-pipeline protocol clears the best full-pipeline figure."""
     state_path = output / STATE_FILE
     if not state_path.is_file() or not (output / LAST_CHECKPOINT).is_file():
         raise SubctInputError(state_path, "nothing to resume (no last_state.pt/last "
@@ -255,6 +257,8 @@ def _restore(run: _Run, output: Path, device: torch.device,
     run.best_loss = float(state["best_loss"])
     run.best_dice = None if state["best_dice"] is None else float(state["best_dice"])
     run.best_pipeline_dice = float(state.get("best_pipeline_dice", -math.inf))
+    if state.get("pipeline_protocol", LEGACY_PROTOCOL) != protocol_key(config):
+        run.best_pipeline_dice = -math.inf  # figures of another protocol do not compare
     run.epochs_without_improvement = int(state["epochs_without_improvement"])
     run.global_step = int(state["global_step"])
     run.history = [EpochRecord(**record) for record in json.loads(state["history_json"])]
@@ -265,6 +269,7 @@ def _restore(run: _Run, output: Path, device: torch.device,
             source = output / LAST_CHECKPOINT
         run.averaged.module.load_state_dict(load_state_dict(source, device))
         run.averaged.n_averaged.fill_(1)
+    restart_lr = config.schedule.restart_lr
     if restart_lr is not None:  # warm restart: a fresh rate, a fresh plateau count
         for group in run.optimiser.param_groups:
             group["lr"] = restart_lr
@@ -350,6 +355,7 @@ def _save_epoch(run: _Run, config: TrainingConfig, output: Path, record: EpochRe
         "scheduler": run.scheduler.state_dict(), "scaler": run.scaler.state_dict(),
         "torch_rng": torch.get_rng_state(), "best_loss": run.best_loss,
         "best_dice": run.best_dice, "best_pipeline_dice": run.best_pipeline_dice,
+        "pipeline_protocol": protocol_key(config),
         "epochs_without_improvement": run.epochs_without_improvement,
         "global_step": run.global_step,
         "history_json": json.dumps([entry.__dict__ for entry in run.history]),
@@ -385,7 +391,7 @@ def train(config: TrainingConfig, *, resume: bool = False,
     heads = build_validation_heads(config) if context.is_main else []
     run = _build_run(config, context, real_train, bank)
     if resume:
-        _restore(run, output, device, config.schedule.restart_lr)
+        _restore(run, output, device, config)
 
     stream = training_data.PatchStream(
         config, real_train, bank, samples=max(1, config.data.samples_per_epoch

@@ -5,9 +5,14 @@ not rank checkpoints the way users meet them: ``subct segment`` locates the brai
 whole head, crops, runs sliding windows and post-processes. On issue 12's runs the
 checkpoint with the best patch loss scored below checkpoints it had beaten once scored
 that way. This module draws a few whole synthetic head CTs from the validation label
-maps once (fixed seed, the run's generator settings, pathology included) and scores a
-network on them through :func:`subct.inference.pipeline.segment` (no TTA, ``force``),
-so the loop can keep the checkpoint with the best mean Dice.
+maps once (fixed seeds) and scores a network on them through
+:func:`subct.inference.pipeline.segment` (no TTA, ``force``), so the loop can keep the
+checkpoint with the best mean Dice. The heads come from the run's own generator
+(``generator: training``) or from the fixed evaluation protocol of the benchmarks and
+the ship rule (``generator: evaluation``, :mod:`subct.synth.evaluation`: clean and
+clinical heads, each at 1 mm and as 5 mm slabs). Issue 23's model v2 run showed why the
+second exists: its checkpoints gained +0.012 on heads of its own generator and lost
+0.010 on the rule's clean validation heads of the same maps (docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -24,8 +29,10 @@ from subct.image.volume import Volume
 from subct.inference.config import InferenceConfig
 from subct.inference.model import model_from_network
 from subct.inference.pipeline import segment
-from subct.labels.schemes import indices_to_labels, scheme_names
+from subct.labels.convert import convert_to_canonical
+from subct.labels.schemes import indices_to_labels, scheme_names, to_scheme
 from subct.model.checkpoint import CheckpointMetadata
+from subct.synth.evaluation import axial_slabs, evaluation_synth_config
 from subct.synth.generator import SynthGenerator
 from subct.training import data as training_data
 from subct.training.config import TrainingConfig
@@ -50,8 +57,54 @@ def build_validation_heads(config: TrainingConfig) -> list[ValidationHead]:
     if settings.every_epochs == 0 or synthetic is None or not synthetic.validation_label_maps:
         return []
     paths = config.resolve_label_maps(synthetic.validation_label_maps)
-    return synthetic_heads(config, [paths[n % len(paths)] for n in range(settings.heads)],
-                           seed=20_011, shape=settings.shape)
+    chosen = [paths[n % len(paths)] for n in range(settings.heads)]
+    if settings.generator == "evaluation":
+        return evaluation_heads(config, chosen, seed=20_011)
+    return synthetic_heads(config, chosen, seed=20_011, shape=settings.shape)
+
+
+def protocol_key(config: TrainingConfig) -> str:
+    """What the full-pipeline figure measures (generator, heads, grid, conditions, slabs):
+    a resumed run compares it with its saved one, since figures of two protocols do not
+    compare. Runs saved before the key existed used the training generator."""
+    settings = config.pipeline_validation
+    if settings.generator == "training":
+        return LEGACY_PROTOCOL
+    return (f"evaluation heads={settings.heads} shape={list(settings.shape)} "
+            f"conditions={settings.conditions} slab_mm={settings.slab_mm}")
+
+
+#: The protocol of every run saved before :func:`protocol_key` existed.
+LEGACY_PROTOCOL = "training"
+
+
+def evaluation_heads(config: TrainingConfig, paths: list[Path], seed: int
+                     ) -> list[ValidationHead]:
+    """Heads of the evaluation protocol (:mod:`subct.synth.evaluation`): one whole head
+    per label map and condition (seeds ``seed``, ``seed + 1``, ...; the clinical heads
+    ``seed + 500``, ...), each also as ``slab_mm`` axial slabs (LPS), references in the
+    run's label scheme."""
+    settings = config.pipeline_validation
+    heads: list[ValidationHead] = []
+    for offset, condition in enumerate(settings.conditions):
+        synth_config = evaluation_synth_config(settings.shape, condition)
+        for number, path in enumerate(paths):
+            sample = SynthGenerator([path], synth_config, seed=seed + 500 * offset + number
+                                    ).sample(0)
+            if sample.hu is None:
+                raise RuntimeError("the synthetic generator gave no HU image in CT mode")
+            name = f"{path.name.split('.')[0]}_{condition}{number}"
+            ct = Volume(np.round(sample.hu.numpy()).astype(np.int16), sample.affine.copy(),
+                        description=name)
+            canonical = convert_to_canonical(sample.labels_fs.numpy(), "freesurfer")
+            reference = to_scheme(canonical, config.label_scheme).astype(np.int16)
+            heads.append(ValidationHead(name, ct, reference))
+            if settings.slab_mm:
+                thick_ct, thick_reference = axial_slabs(
+                    ct, Volume(reference, ct.affine.copy()), settings.slab_mm)
+                heads.append(ValidationHead(f"{name}_{settings.slab_mm}mm", thick_ct,
+                                            np.asarray(thick_reference.array, np.int16)))
+    return heads
 
 
 def synthetic_heads(config: TrainingConfig, paths: list[Path], seed: int,
