@@ -55,8 +55,11 @@ def test_protocol_keys_tell_the_generators_and_settings_apart(
     evaluation = training_config_from_dict(tiny_config(shared_data, tmp_path, **EVALUATION))
     thin = training_config_from_dict(tiny_config(
         shared_data, tmp_path, **EVALUATION, **{"pipeline_validation.slab_mm": 0}))
+    flipped = training_config_from_dict(tiny_config(
+        shared_data, tmp_path, **EVALUATION, **{"pipeline_validation.tta": "true"}))
     assert protocol_key(training) == LEGACY_PROTOCOL
-    assert len({protocol_key(training), protocol_key(evaluation), protocol_key(thin)}) == 3
+    keys = {protocol_key(c) for c in (training, evaluation, thin, flipped)}
+    assert len(keys) == 4
 
 
 def test_a_resumed_run_keeps_its_best_figure_unless_the_protocol_changed(

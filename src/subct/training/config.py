@@ -158,6 +158,9 @@ class PipelineValidationConfig(_Strict):
     conditions: list[Literal["clean", "clinical"]] = Field(
         default_factory=lambda: list(_BOTH_CONDITIONS), min_length=1,
         description="evaluation generator: clean heads and/or the clinical pathology mix")
+    tta: bool = Field(default=False,
+                      description="segment with flip test-time augmentation, as `subct "
+                                  "segment` does by default (twice the time)")
     slab_mm: int = Field(default=5, ge=0, le=10,
                          description="evaluation generator: also score each head as axial "
                                      "slabs of this many mm (0: 1 mm only)")

@@ -344,7 +344,8 @@ def _save_epoch(run: _Run, config: TrainingConfig, output: Path, record: EpochRe
         save_checkpoint(output / AVERAGED_CHECKPOINT, run.averaged.module, metadata)
     every = config.pipeline_validation.every_epochs
     if heads and every and record.epoch % every == 0:
-        record.pipeline_dice = pipeline_dice(run.scored_network, metadata, heads, device)
+        record.pipeline_dice = pipeline_dice(run.scored_network, metadata, heads, device,
+                                             config.pipeline_validation.tta)
         if record.pipeline_dice > run.best_pipeline_dice:
             run.best_pipeline_dice = record.pipeline_dice
             save_checkpoint(output / BEST_PIPELINE_CHECKPOINT, run.scored_network, metadata)

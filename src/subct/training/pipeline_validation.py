@@ -68,10 +68,11 @@ def protocol_key(config: TrainingConfig) -> str:
     a resumed run compares it with its saved one, since figures of two protocols do not
     compare. Runs saved before the key existed used the training generator."""
     settings = config.pipeline_validation
+    tta = " tta" if settings.tta else ""
     if settings.generator == "training":
-        return LEGACY_PROTOCOL
+        return LEGACY_PROTOCOL + tta
     return (f"evaluation heads={settings.heads} shape={list(settings.shape)} "
-            f"conditions={settings.conditions} slab_mm={settings.slab_mm}")
+            f"conditions={settings.conditions} slab_mm={settings.slab_mm}{tta}")
 
 
 #: The protocol of every run saved before :func:`protocol_key` existed.
@@ -139,12 +140,14 @@ def pipeline_options(scheme: str, tta: bool = False, calibrate: bool = False
 
 
 def pipeline_dice(network: torch.nn.Module, metadata: CheckpointMetadata,
-                  heads: list[ValidationHead], device: torch.device) -> float:
+                  heads: list[ValidationHead], device: torch.device, tta: bool = False
+                  ) -> float:
     """Mean Dice over the structures and heads when ``network`` segments each head as
-    ``subct segment --fast --force`` would. The network is left in training mode."""
+    ``subct segment --fast --force`` would (``tta``: as ``subct segment --force``, with
+    flip test-time augmentation). The network is left in training mode."""
     was_training = network.training
     model = model_from_network(network, metadata, device, precision="fp32")
-    options = pipeline_options(str(metadata.label_scheme))
+    options = pipeline_options(str(metadata.label_scheme), tta=tta)
     names = scheme_names(str(metadata.label_scheme))
     scores: list[float] = []
     try:
