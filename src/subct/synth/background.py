@@ -51,8 +51,25 @@ def unlabelled_structures(subcortical: NDArray[np.integer],
     from a map is unlabelled too. Training treats them as unknown there (the marginal
     loss of :mod:`subct.model.losses`), never as absent.
     """
-    present = set(np.unique(to_canonical_ids(subcortical, affine)).tolist())
+    present = set(np.unique(to_canonical_ids(*labelled_box(subcortical, affine))).tolist())
     return tuple(sorted(set(CANONICAL_LABELS) - present))
+
+
+def labelled_box(labels: NDArray[np.integer], affine: NDArray[np.float64]
+                 ) -> tuple[NDArray[np.integer], NDArray[np.float64]]:
+    """The labelled voxels' bounding box of ``labels`` and its affine (world positions
+    unchanged). A paper map labels ~4 % of its 256³ grid: the conversion, the left/right
+    split and the centroids then run on that box, ~25× fewer voxels."""
+    values = np.asarray(labels)
+    ranges = [np.flatnonzero(values.any(axis=tuple(a for a in range(3) if a != axis)))
+              for axis in range(3)]
+    if any(r.size == 0 for r in ranges):
+        return values, np.asarray(affine, dtype=np.float64)
+    low = np.array([r[0] for r in ranges])
+    box = values[tuple(slice(int(r[0]), int(r[-1]) + 1) for r in ranges)]
+    box_affine = np.array(affine, dtype=np.float64)
+    box_affine[:3, 3] = box_affine[:3, :3] @ low + box_affine[:3, 3]
+    return box, box_affine
 
 
 def _centroids_mm(
@@ -109,6 +126,7 @@ def embed_in_head(
     Returns:
         (labels, head_affine).
     """
+    subcortical, subcortical_affine = labelled_box(subcortical, subcortical_affine)
     structures = to_canonical_ids(subcortical, subcortical_affine)
     head_labels: NDArray[np.int32] = np.asarray(head, dtype=np.int32)
     present_sub = set(np.unique(structures).tolist()) - {0}
@@ -137,9 +155,12 @@ def embed_in_head(
     pasted = ndimage.affine_transform(
         structures, box_to_sub_voxel[:3, :3], offset=box_offset,
         output_shape=tuple(int(n) for n in high - low), order=0, mode="constant", cval=0)
-    result = head_labels.copy()
+    # the head's own copies of the pasted structures become their host tissue (one pass)
+    host = np.arange(int(head_labels.max()) + 1, dtype=np.int32)
     for label in present_sub:
-        result[result == label] = CONTRAST_HOST.get(label, 0)
+        if label < host.size:
+            host[label] = CONTRAST_HOST.get(label, 0)
+    result = host[head_labels]
     box = result[low[0]:high[0], low[1]:high[1], low[2]:high[2]]
     inside = pasted > 0
     box[inside] = pasted[inside]

@@ -166,7 +166,8 @@ class LabelBank:
                 embedded += 1
             # cropped at once and kept as int16 (IDs < 32768): 142 whole 256³ int32 heads
             # held until every map is read would take 9.5 GB
-            cropped, cropped_affine = _crop_with_border(split_skull(labels), affine)
+            cropped, cropped_affine = _crop_with_border(labels, affine)
+            cropped = split_skull(cropped)  # the same on the crop: its border is background
             raw.append((cropped.astype(np.int16), cropped_affine, name, unlabelled))
         all_labels = np.unique(np.concatenate([np.unique(labels) for labels, *_ in raw]))
         all_labels = np.union1d(all_labels, [0])
