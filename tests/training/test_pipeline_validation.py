@@ -77,12 +77,16 @@ def test_a_resumed_run_keeps_its_best_figure_unless_the_protocol_changed(
     train(training_config_from_dict(tiny_config(shared_data, tmp_path, **training)),
           resume=True)
     assert load_checkpoint(tmp_path / "best_pipeline.safetensors").metadata.epoch == 1
-    # another protocol: the best starts afresh, so epoch 3 is kept
+    # another protocol (and crops turned to the training pose): the best starts afresh,
+    # so epoch 3 is kept, and its checkpoint records the pose for inference
     result = train(training_config_from_dict(tiny_config(
         shared_data, tmp_path, **EVALUATION, **{"pipeline_validation.conditions": "[clean]",
                                                 "pipeline_validation.slab_mm": 0,
+                                                "preprocessing.reference_pitch_deg": 24.7,
                                                 "schedule.epochs": 3})), resume=True)
-    assert load_checkpoint(tmp_path / "best_pipeline.safetensors").metadata.epoch == 3
+    best = load_checkpoint(tmp_path / "best_pipeline.safetensors").metadata
+    assert best.epoch == 3 and best.reference_pitch_deg == pytest.approx(24.7)
     state = torch.load(state_path, weights_only=True)
     assert state["best_pipeline_dice"] == pytest.approx(result.history[-1].pipeline_dice)
     assert state["pipeline_protocol"].startswith("evaluation")
+    assert state["pipeline_protocol"].endswith("pitch=24.7")

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 from numpy.typing import NDArray
+from pydantic import Field
 
 from subct.config import StrictConfig
 from subct.image.resample import resample_to_spacing
@@ -74,6 +75,10 @@ class GeometryConfig(StrictConfig):
         skull_strip: set voxels outside :func:`skull_strip_mask` to the window minimum.
         merge_left_right: train on/predict the merged (9-structure) scheme; labels are
             merged with :func:`subct.labels.schemes.merge_left_right` (paper 4.2 option).
+        reference_pitch_deg: head pitch (degrees) of the training data's pose, written
+            into every checkpoint the run saves (``CheckpointMetadata.reference_pitch_deg``)
+            so that inference turns its crop to that pose; None: axis-aligned crops. A run
+            on the SynthSeg maps 01-16 in their own pose: 24.7 (``benchmarks/bench_pitch.py``).
     """
 
 
@@ -81,6 +86,7 @@ class GeometryConfig(StrictConfig):
     hu_window: tuple[float, float] = DEFAULT_HU_WINDOW
     skull_strip: bool = False
     merge_left_right: bool = False
+    reference_pitch_deg: float | None = Field(default=None, ge=-90.0, le=90.0)
 
 
 def preprocess_ct(volume: Volume, config: GeometryConfig) -> tuple[Volume, NDArray[np.float32]]:

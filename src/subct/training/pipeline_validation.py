@@ -69,6 +69,8 @@ def protocol_key(config: TrainingConfig) -> str:
     compare. Runs saved before the key existed used the training generator."""
     settings = config.pipeline_validation
     tta = " tta" if settings.tta else ""
+    pitch = config.preprocessing.reference_pitch_deg  # crops turned to it: other figures
+    tta += "" if pitch is None else f" pitch={pitch:g}"
     if settings.generator == "training":
         return LEGACY_PROTOCOL + tta
     return (f"evaluation heads={settings.heads} shape={list(settings.shape)} "

@@ -86,7 +86,7 @@ def make_metadata(config: TrainingConfig, epoch: int, best: float | None,
         hu_window=config.preprocessing.hu_window, patch_size=config.data.patch_size,
         skull_strip=config.preprocessing.skull_strip, subct_version=__version__,
         training_config=config.model_dump(mode="json"), epoch=epoch, best_metric=best,
-        validation_dice=dice)
+        validation_dice=dice, reference_pitch_deg=config.preprocessing.reference_pitch_deg)
 
 
 def save_state(obj: Any, path: Path) -> None:
