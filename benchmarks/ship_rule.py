@@ -227,6 +227,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from subct.inference.model import load_model
+    from subct.model.registry import reference_pitch_deg
     from subct.model.runtime import cpu_info
 
     labels = {"baseline": args.baseline, "candidate": args.candidate}
@@ -237,6 +238,15 @@ def main() -> None:
           f"baseline {args.baseline} (epoch {models['baseline'].metadata.epoch}), "
           f"candidate {args.candidate} (epoch {models['candidate'].metadata.epoch}); "
           "raw networks (no calibration), flip TTA, located crop", flush=True)
+    # the pipeline turns its crop to a model's recorded training pose: two models that do
+    # not both record one are run through different pipelines (sessions 12-14 compared so)
+    poses = {label: reference_pitch_deg(model.path, model.metadata.reference_pitch_deg)
+             for label, model in models.items()}
+    pose_mismatch = (None in poses.values()) and len(set(poses.values())) > 1
+    if pose_mismatch:
+        print(f"# WARNING: training pose baseline {poses['baseline']}, candidate "
+              f"{poses['candidate']} (reference_pitch_deg): the crops are turned for one "
+              "model only", flush=True)
     start = time.perf_counter()
     results: dict[str, dict[str, SetResult]] = {}
     for set_name in HEAD_SETS:
@@ -248,6 +258,10 @@ def main() -> None:
         results[PAPER_SET] = score_paper_set(models, args.paper_limit, args.paper_seed)
     table = markdown(results, "baseline", "candidate")
     ship, reasons = verdict(results, "baseline", "candidate")
+    if pose_mismatch:
+        ship = False
+        reasons.append("the models ran with different crop poses (reference_pitch_deg "
+                       f"{poses['baseline']} vs {poses['candidate']})")
     line = ("SHIP: the candidate meets the rule" if ship
             else "KEEP the baseline: " + "; ".join(reasons))
     table += "\n\nCandidate − baseline Dice per structure:\n\n" + structure_table(
