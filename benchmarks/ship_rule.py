@@ -272,6 +272,7 @@ def main() -> None:
     (args.out / "ship_rule.json").write_text(json.dumps({
         "baseline": args.baseline, "candidate": args.candidate, "ship": ship,
         "reasons": reasons, "samples_per_map": args.samples_per_map, "seed": args.seed,
+        "reference_pitch_deg": poses,
         "minutes": (time.perf_counter() - start) / 60, "load_average": os.getloadavg(),
         "sets": {name: {label: {"figure": r.figure, "resolutions": r.resolutions,
                                 "case_dice": r.case_dice, "structure_dice": r.structure_dice,
