@@ -55,9 +55,10 @@ from numpy.typing import NDArray
 from subct.evaluation.metrics import CaseMetrics
 from subct.image.volume import Volume
 from subct.inference.model import SegmentationModel
+from subct.synth.evaluation import CLINICAL_SLAB_MM
 
 DEFAULT_SHAPE = (192, 240, 240)
-SLICE_THICKNESS_MM = 5
+SLICE_THICKNESS_MM = CLINICAL_SLAB_MM  # subct.synth.evaluation's thick-slice protocol
 TARGET_MEAN_DICE = 0.80
 TARGET_MIN_DICE = 0.60
 

@@ -23,6 +23,7 @@ from subct.errors import SubctConfigError, SubctInputError
 from subct.labels.schemes import scheme_labels
 from subct.model.preprocessing import GeometryConfig
 from subct.paths import paper_masks_dir, shared_data_dir
+from subct.synth.evaluation import CLINICAL_SLAB_MM, Condition
 
 _Strict = StrictConfig
 
@@ -128,7 +129,7 @@ class OptimiserConfig(_Strict):
     grad_clip_norm: float | None = Field(default=12.0, gt=0)
 
 
-_BOTH_CONDITIONS: tuple[Literal["clean", "clinical"], ...] = ("clean", "clinical")
+_BOTH_CONDITIONS: tuple[Condition, ...] = ("clean", "clinical")
 
 
 class PipelineValidationConfig(_Strict):
@@ -155,13 +156,13 @@ class PipelineValidationConfig(_Strict):
                     "the fixed protocol of the held-out benchmarks and issue 23's ship rule "
                     "(subct.synth.evaluation): default CT priors, each head drawn per "
                     "condition and scored at 1 mm and as slab_mm axial slabs")
-    conditions: list[Literal["clean", "clinical"]] = Field(
+    conditions: list[Condition] = Field(
         default_factory=lambda: list(_BOTH_CONDITIONS), min_length=1,
         description="evaluation generator: clean heads and/or the clinical pathology mix")
     tta: bool = Field(default=False,
                       description="segment with flip test-time augmentation, as `subct "
                                   "segment` does by default (twice the time)")
-    slab_mm: int = Field(default=5, ge=0, le=10,
+    slab_mm: int = Field(default=CLINICAL_SLAB_MM, ge=0, le=10,
                          description="evaluation generator: also score each head as axial "
                                      "slabs of this many mm (0: 1 mm only)")
 
