@@ -68,13 +68,12 @@ def protocol_key(config: TrainingConfig) -> str:
     a resumed run compares it with its saved one, since figures of two protocols do not
     compare. Runs saved before the key existed used the training generator."""
     settings = config.pipeline_validation
-    tta = " tta" if settings.tta else ""
     pitch = config.preprocessing.reference_pitch_deg  # crops turned to it: other figures
-    tta += "" if pitch is None else f" pitch={pitch:g}"
+    suffix = (" tta" if settings.tta else "") + ("" if pitch is None else f" pitch={pitch:g}")
     if settings.generator == "training":
-        return LEGACY_PROTOCOL + tta
+        return LEGACY_PROTOCOL + suffix
     return (f"evaluation heads={settings.heads} shape={list(settings.shape)} "
-            f"conditions={settings.conditions} slab_mm={settings.slab_mm}{tta}")
+            f"conditions={settings.conditions} slab_mm={settings.slab_mm}{suffix}")
 
 
 #: The protocol of every run saved before :func:`protocol_key` existed.
