@@ -35,38 +35,24 @@ import numpy as np
 
 from subct.image.volume import Volume
 from subct.io.readers import load_volume
-from subct.labels.convert import convert_to_canonical
 from subct.labels.schemes import PAPER7_NAMES, to_scheme
-from subct.paths import paper_masks_dir, shared_data_dir
-from subct.synth import SynthGenerator
-from subct.synth.background import embed_in_head
-from subct.synth.evaluation import evaluation_synth_config
+from subct.paths import paper_split_maps, shared_data_dir
+from subct.synth.evaluation import embedded_paper_head
 
 HEAD_MAP = "training_seg_19.nii.gz"  # held out from every shipped and v2 training run
 GRID_SHAPE = (192, 240, 240)
 
 
 def test_map_paths() -> list[Path]:
-    folder = paper_masks_dir() / "segmentation_models_training" / "data" / "masks" / "test"
-    paths = sorted(folder.glob("*.nii.gz"))
-    if len(paths) != 27:
-        raise SystemExit(f"{folder}: expected the paper's 27 test maps, found {len(paths)} "
-                         "(run scripts/get_paper_masks.sh)")
-    return paths
+    try:
+        return paper_split_maps("test")
+    except FileNotFoundError as error:
+        raise SystemExit(str(error)) from None
 
 
 def synthetic_case(path: Path, head: Volume, seed: int) -> tuple[Volume, np.ndarray]:
     """A 1 mm synthetic CT of ``path`` embedded in ``head`` and its 7-class reference."""
-    subcortical = load_volume(path)
-    labels, affine = embed_in_head(np.asarray(subcortical.array), subcortical.affine,
-                                   np.asarray(head.array), head.affine)
-    config = evaluation_synth_config(GRID_SHAPE)
-    generator = SynthGenerator([Volume(labels.astype(np.int32), affine)], config, seed=seed)
-    sample = generator.sample(0)
-    assert sample.hu is not None
-    ct = Volume(np.round(sample.hu.numpy()).astype(np.int16), sample.affine.copy())
-    canonical = convert_to_canonical(sample.labels_fs.numpy(), "freesurfer")
-    return ct, to_scheme(canonical, "paper7")
+    return embedded_paper_head(load_volume(path), head, GRID_SHAPE, seed)
 
 
 def dice(prediction: np.ndarray, reference: np.ndarray, value: int) -> float:

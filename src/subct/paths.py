@@ -40,3 +40,22 @@ def paper_masks_dir() -> Path:
     if configured:
         return Path(configured).expanduser().resolve()
     return (REPOSITORY_ROOT.parent / "data" / "paper_masks").resolve()
+
+
+#: The paper's split of its 180 maps: split folder → number of maps.
+PAPER_SPLIT_SIZES = {"train": 126, "val": 27, "test": 27}
+
+
+def paper_split_maps(split: str) -> list[Path]:
+    """The paper's ``split`` maps (``train``, ``val`` or ``test``) under
+    :func:`paper_masks_dir`, sorted by name. Raises FileNotFoundError, naming the folder,
+    when the split is incomplete (a partial copy would change every figure drawn from it)."""
+    if split not in PAPER_SPLIT_SIZES:
+        raise ValueError(f"unknown paper split {split!r}: one of {sorted(PAPER_SPLIT_SIZES)}")
+    folder = paper_masks_dir() / "segmentation_models_training" / "data" / "masks" / split
+    paths = sorted(folder.glob("*.nii.gz"))
+    expected = PAPER_SPLIT_SIZES[split]
+    if len(paths) != expected:
+        raise FileNotFoundError(f"{folder}: expected the paper's {expected} {split} maps, "
+                                f"found {len(paths)} (run scripts/get_paper_masks.sh)")
+    return paths

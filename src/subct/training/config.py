@@ -165,6 +165,18 @@ class PipelineValidationConfig(_Strict):
     slab_mm: int = Field(default=CLINICAL_SLAB_MM, ge=0, le=10,
                          description="evaluation generator: also score each head as axial "
                                      "slabs of this many mm (0: 1 mm only)")
+    paper_maps: int = Field(
+        default=0, ge=0, le=27,
+        description="evaluation generator: also score this many of the ensemble paper's 27 "
+                    "validation maps (real subcortical shapes, evenly spaced through the "
+                    "split), each embedded in a validation head and drawn clean at 1 mm, on "
+                    "the paper's 7 merged classes; each counts as one head in the mean")
+
+    @model_validator(mode="after")
+    def _paper_maps_need_evaluation(self) -> PipelineValidationConfig:
+        if self.paper_maps and self.generator != "evaluation":
+            raise ValueError("pipeline_validation.paper_maps needs generator: evaluation")
+        return self
 
 
 class ScheduleConfig(_Strict):

@@ -10,9 +10,11 @@ maps once (fixed seeds) and scores a network on them through
 checkpoint with the best mean Dice. The heads come from the run's own generator
 (``generator: training``) or from the fixed evaluation protocol of the benchmarks and
 the ship rule (``generator: evaluation``, :mod:`subct.synth.evaluation`: clean and
-clinical heads, each at 1 mm and as 5 mm slabs). Issue 23's model v2 run showed why the
-second exists: its checkpoints gained +0.012 on heads of its own generator and lost
-0.010 on the rule's clean validation heads of the same maps (docs/benchmarks.md).
+clinical heads, each at 1 mm and as 5 mm slabs; with ``paper_maps``, also heads carrying
+the ensemble paper's real validation shapes, scored on its 7 merged classes). Issue 23's
+model v2 run showed why the second exists: its checkpoints gained +0.012 on heads of its
+own generator and lost 0.010 on the rule's clean validation heads of the same maps
+(docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -24,15 +26,18 @@ import numpy as np
 import torch
 from numpy.typing import NDArray
 
+from subct.errors import SubctConfigError
 from subct.evaluation.metrics import label_map_metrics
 from subct.image.volume import Volume
 from subct.inference.config import InferenceConfig
 from subct.inference.model import model_from_network
 from subct.inference.pipeline import segment
+from subct.io.readers import load_volume
 from subct.labels.convert import convert_to_canonical
 from subct.labels.schemes import indices_to_labels, scheme_names, to_scheme
 from subct.model.checkpoint import CheckpointMetadata
-from subct.synth.evaluation import axial_slabs, evaluation_synth_config
+from subct.paths import paper_split_maps
+from subct.synth.evaluation import axial_slabs, embedded_paper_head, evaluation_synth_config
 from subct.synth.generator import SynthGenerator
 from subct.training import data as training_data
 from subct.training.config import TrainingConfig
@@ -46,6 +51,7 @@ class ValidationHead:
     name: str
     ct: Volume
     reference: NDArray[np.int16]
+    scheme: str | None = None  # the reference's scheme when not the run's (paper7)
 
 
 def build_validation_heads(config: TrainingConfig) -> list[ValidationHead]:
@@ -59,7 +65,8 @@ def build_validation_heads(config: TrainingConfig) -> list[ValidationHead]:
     paths = config.resolve_label_maps(synthetic.validation_label_maps)
     chosen = [paths[n % len(paths)] for n in range(settings.heads)]
     if settings.generator == "evaluation":
-        return evaluation_heads(config, chosen, seed=20_011)
+        return (evaluation_heads(config, chosen, seed=20_011)
+                + paper_heads(config, paths, seed=30_011))
     return synthetic_heads(config, chosen, seed=20_011, shape=settings.shape)
 
 
@@ -72,8 +79,9 @@ def protocol_key(config: TrainingConfig) -> str:
     suffix = (" tta" if settings.tta else "") + ("" if pitch is None else f" pitch={pitch:g}")
     if settings.generator == "training":
         return LEGACY_PROTOCOL + suffix
+    paper = f" paper_maps={settings.paper_maps}" if settings.paper_maps else ""
     return (f"evaluation heads={settings.heads} shape={list(settings.shape)} "
-            f"conditions={settings.conditions} slab_mm={settings.slab_mm}{suffix}")
+            f"conditions={settings.conditions} slab_mm={settings.slab_mm}{paper}{suffix}")
 
 
 #: The protocol of every run saved before :func:`protocol_key` existed.
@@ -106,6 +114,30 @@ def evaluation_heads(config: TrainingConfig, paths: list[Path], seed: int
                     ct, Volume(reference, ct.affine.copy()), settings.slab_mm)
                 heads.append(ValidationHead(f"{name}_{settings.slab_mm}mm", thick_ct,
                                             np.asarray(thick_reference.array, np.int16)))
+    return heads
+
+
+def paper_heads(config: TrainingConfig, head_maps: list[Path], seed: int
+                ) -> list[ValidationHead]:
+    """``pipeline_validation.paper_maps`` heads of the ensemble paper's validation maps
+    (evenly spaced through its 27), each embedded in a validation whole-head map in turn
+    and drawn clean at 1 mm (:func:`subct.synth.evaluation.embedded_paper_head`, seeds
+    ``seed``, ``seed + 1``, ...); references on the paper's 7 merged classes."""
+    count = config.pipeline_validation.paper_maps
+    if count == 0:
+        return []
+    if config.label_scheme != "canonical":
+        raise SubctConfigError("pipeline_validation.paper_maps scores merged classes from "
+                               f"canonical labels; this run's scheme is {config.label_scheme}")
+    maps = paper_split_maps("val")
+    chosen = [maps[n * len(maps) // count] for n in range(count)]
+    heads: list[ValidationHead] = []
+    for number, path in enumerate(chosen):
+        whole_head = load_volume(head_maps[number % len(head_maps)])
+        ct, reference = embedded_paper_head(load_volume(path), whole_head,
+                                            config.pipeline_validation.shape, seed + number)
+        name = f"paper_{path.name.split('.')[0]}"
+        heads.append(ValidationHead(name, ct, reference, scheme="paper7"))
     return heads
 
 
@@ -149,13 +181,16 @@ def pipeline_dice(network: torch.nn.Module, metadata: CheckpointMetadata,
     was_training = network.training
     model = model_from_network(network, metadata, device, precision="fp32")
     options = pipeline_options(str(metadata.label_scheme), tta=tta)
-    names = scheme_names(str(metadata.label_scheme))
     scores: list[float] = []
     try:
         for head in heads:
             result = segment(head.ct, model=model, config=options)
-            metrics = label_map_metrics(np.asarray(result.labels.array), head.reference,
-                                        head.ct.spacing, names, case=head.name)
+            predicted = np.asarray(result.labels.array)
+            if head.scheme is not None:  # canonical labels merged to the reference's classes
+                predicted = to_scheme(predicted, head.scheme)
+            names = scheme_names(head.scheme or str(metadata.label_scheme))
+            metrics = label_map_metrics(predicted, head.reference, head.ct.spacing, names,
+                                        case=head.name)
             scores.append(float(metrics.mean_dice))
     finally:
         network.train(was_training)
