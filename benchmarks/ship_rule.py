@@ -4,7 +4,9 @@ New weights replace the shipped ones only when
 
 1. on **validation** data (SynthSeg maps 17–18, whole synthetic heads through
    :func:`subct.segment`), both the *clean* and the *clinical-pathology* figures are at
-   least as good as the shipped model's, and their mean is better; and
+   least as good as the shipped model's, and their mean is better; the ensemble paper's
+   27 validation maps (real shapes embedded in head 17, 7 merged classes; since session
+   15) are at least as good too; and
 2. on the **held-out** sets they are better: SynthSeg maps 19–20 (clean and clinical,
    their mean) and the ensemble paper's 27 test maps (embedded in head 19, scored on the
    paper's 7 merged classes).
@@ -52,6 +54,10 @@ HEAD_SETS = {
     "held-out clinical": ([19, 20], False, "clinical"),
 }
 PAPER_SET = "paper test maps"
+PAPER_VALIDATION_SET = "paper validation maps"
+#: paper set → (the paper's split, the SynthSeg head its maps are embedded in)
+PAPER_SETS = {PAPER_VALIDATION_SET: ("val", "training_seg_17.nii.gz"),
+              PAPER_SET: ("test", paper.HEAD_MAP)}
 RAW_NETWORK = {"calibrate_volumes": False}
 
 
@@ -106,17 +112,20 @@ def score_head_set(name: str, models: dict[str, object], samples_per_map: int, s
     return results
 
 
-def score_paper_set(models: dict[str, object], limit: int, seed: int) -> dict[str, SetResult]:
-    """The paper's test maps in head 19, 1 mm, 7 merged classes (bench_paper_test_maps)."""
+def score_paper_set(set_name: str, models: dict[str, object], limit: int, seed: int
+                    ) -> dict[str, SetResult]:
+    """A paper split's maps in their SynthSeg head (:data:`PAPER_SETS`), 1 mm, 7 merged
+    classes (as bench_paper_test_maps)."""
     from subct.inference.pipeline import segment
     from subct.io.readers import load_volume
     from subct.labels.schemes import PAPER7_NAMES, to_scheme
-    from subct.paths import shared_data_dir
+    from subct.paths import paper_split_maps, shared_data_dir
 
-    head = load_volume(shared_data_dir() / "label_maps" / "synthseg" / paper.HEAD_MAP)
+    split, head_map = PAPER_SETS[set_name]
+    head = load_volume(shared_data_dir() / "label_maps" / "synthseg" / head_map)
     results = {label: SetResult() for label in models}
     per_class: dict[str, dict[str, list[float]]] = {label: {} for label in models}
-    for number, path in enumerate(paper.test_map_paths()[:limit]):
+    for number, path in enumerate(paper_split_maps(split)[:limit]):
         ct, reference = paper.synthetic_case(path, head, seed + number)
         case = path.name.split(".")[0]
         for label, model in models.items():
@@ -127,7 +136,7 @@ def score_paper_set(models: dict[str, object], limit: int, seed: int) -> dict[st
             for structure, value in scores.items():
                 per_class[label].setdefault(structure, []).append(value)
             results[label].case_dice[case] = float(np.nanmean(list(scores.values())))
-            print(f"  {PAPER_SET} {case} {label}: {results[label].case_dice[case]:.3f}",
+            print(f"  {set_name} {case} {label}: {results[label].case_dice[case]:.3f}",
                   flush=True)
     for label in models:
         results[label].resolutions["1mm"] = float(np.mean(
@@ -146,7 +155,9 @@ def verdict(results: dict[str, dict[str, SetResult]], baseline: str, candidate: 
     reasons: list[str] = []
     ship = True
     validation = [s for s in ("validation clean", "validation clinical") if s in results]
-    for set_name in validation:
+    for set_name in [*validation, PAPER_VALIDATION_SET]:
+        if set_name not in results:
+            continue
         if figure(set_name, candidate) < figure(set_name, baseline):
             ship = False
             reasons.append(f"{set_name}: worse ({figure(set_name, candidate):.4f} < "
@@ -168,7 +179,7 @@ def verdict(results: dict[str, dict[str, SetResult]], baseline: str, candidate: 
         ship = False
         reasons.append(f"paper test maps not better ({figure(PAPER_SET, candidate):.4f} <= "
                        f"{figure(PAPER_SET, baseline):.4f})")
-    missing = [s for s in (*HEAD_SETS, PAPER_SET) if s not in results]
+    missing = [s for s in (*HEAD_SETS, *PAPER_SETS) if s not in results]
     if missing:
         ship = False
         reasons.append("not run: " + ", ".join(missing))
@@ -220,7 +231,8 @@ def main() -> None:
                         default=["validation", "heldout", "paper"])
     parser.add_argument("--samples-per-map", type=int, default=2)
     parser.add_argument("--seed", type=int, default=2024, help="whole-head sets' seed")
-    parser.add_argument("--paper-limit", type=int, default=27)
+    parser.add_argument("--paper-limit", type=int, default=27,
+                        help="first N maps of each paper split (all: 27)")
     parser.add_argument("--paper-seed", type=int, default=2312)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=Path("/tmp/ship_rule"))
@@ -254,8 +266,12 @@ def main() -> None:
         if group in args.sets:
             results[set_name] = score_head_set(set_name, models, args.samples_per_map,
                                                args.seed)
+    if "validation" in args.sets:
+        results[PAPER_VALIDATION_SET] = score_paper_set(
+            PAPER_VALIDATION_SET, models, args.paper_limit, args.paper_seed + 1000)
     if "paper" in args.sets:
-        results[PAPER_SET] = score_paper_set(models, args.paper_limit, args.paper_seed)
+        results[PAPER_SET] = score_paper_set(PAPER_SET, models, args.paper_limit,
+                                             args.paper_seed)
     table = markdown(results, "baseline", "candidate")
     ship, reasons = verdict(results, "baseline", "candidate")
     if pose_mismatch:
