@@ -22,22 +22,30 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-from subct.evaluation.metrics import label_map_metrics
-from subct.inference.model import load_model
 from subct.inference.pipeline import segment
-from subct.labels.schemes import scheme_names
-from subct.model.runtime import cpu_info
+from subct.model.runtime import cpu_line
 from subct.training.config import load_training_config
-from subct.training.pipeline_validation import build_validation_heads, pipeline_options
+from subct.training.pipeline_validation import (
+    build_validation_heads,
+    head_dice,
+    pipeline_options,
+)
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from paired_models import load_models  # noqa: E402
 
 
 def group_of(head_name: str) -> str:
     """``training_seg_17_clinical2_5mm`` → ``clinical 5mm`` (the run's own heads: ``run``)."""
+    if head_name.startswith("paper_"):
+        return "paper 1mm"
     match = re.search(r"_(clean|clinical)\d+(_(\d+)mm)?$", head_name)
     if match is None:
         return "run"
@@ -56,13 +64,9 @@ def main() -> None:
 
     config = load_training_config(args.config)
     heads = build_validation_heads(config)
-    names = scheme_names(config.label_scheme)
     paths = {"baseline": args.baseline, "candidate": args.candidate}
-    models = {label: load_model(None if path == "shipped" else path, "cpu", None, None,
-                                args.threads) for label, path in paths.items()}
-    info = cpu_info()
-    print(f"# CPU: {info.model}; flags: {' '.join(info.relevant_flags) or 'none'}; "
-          f"{len(heads)} heads of {args.config} "
+    models = load_models(paths, args.threads)
+    print(f"{cpu_line()}; {len(heads)} heads of {args.config} "
           f"({config.pipeline_validation.generator} generator); baseline {args.baseline}, "
           f"candidate {args.candidate}", flush=True)
     report: dict[str, dict[str, dict[str, float]]] = {}
@@ -73,9 +77,8 @@ def main() -> None:
             for label, model in models.items():
                 start = time.perf_counter()
                 result = segment(head.ct, model=model, config=options)
-                scores[label][head.name] = float(label_map_metrics(
-                    np.asarray(result.labels.array), head.reference, head.ct.spacing, names,
-                    case=head.name).mean_dice)
+                scores[label][head.name] = head_dice(np.asarray(result.labels.array), head,
+                                                     config.label_scheme)
                 print(f"  tta {tta} {head.name} {label}: {scores[label][head.name]:.3f} "
                       f"({time.perf_counter() - start:.0f} s)", flush=True)
         report[f"tta {tta}"] = scores

@@ -45,6 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import bench_paper_test_maps as paper  # noqa: E402
 import bench_shipped_model as held  # noqa: E402
+from paired_models import load_models  # noqa: E402
 
 #: (set name, SynthSeg maps, tuning flag, pathology) of the whole-head sets
 HEAD_SETS = {
@@ -238,16 +239,12 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("/tmp/ship_rule"))
     args = parser.parse_args()
 
-    from subct.inference.model import load_model
     from subct.model.registry import reference_pitch_deg
-    from subct.model.runtime import cpu_info
+    from subct.model.runtime import cpu_line
 
     labels = {"baseline": args.baseline, "candidate": args.candidate}
-    models = {label: load_model(None if path == "shipped" else path, "cpu", None, None,
-                                args.threads) for label, path in labels.items()}
-    info = cpu_info()
-    print(f"# CPU: {info.model}; flags: {' '.join(info.relevant_flags) or 'none'}; "
-          f"baseline {args.baseline} (epoch {models['baseline'].metadata.epoch}), "
+    models = load_models(labels, args.threads)
+    print(f"{cpu_line()}; baseline {args.baseline} (epoch {models['baseline'].metadata.epoch}), "
           f"candidate {args.candidate} (epoch {models['candidate'].metadata.epoch}); "
           "raw networks (no calibration), flip TTA, located crop", flush=True)
     # the pipeline turns its crop to a model's recorded training pose: two models that do

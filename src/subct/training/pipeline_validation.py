@@ -172,6 +172,17 @@ def pipeline_options(scheme: str, tta: bool = False, calibrate: bool = False
                            calibrate_volumes=calibrate)
 
 
+def head_dice(predicted: NDArray[np.integer], head: ValidationHead, scheme: str) -> float:
+    """Mean Dice over the structures of one head's segmentation ``predicted`` (labels of
+    ``scheme``, on the head's grid); merged to the reference's classes first when the
+    head's reference has a scheme of its own (the paper heads: 7 merged classes)."""
+    if head.scheme is not None:
+        predicted = to_scheme(predicted, head.scheme)
+    names = scheme_names(head.scheme or scheme)
+    return float(label_map_metrics(predicted, head.reference, head.ct.spacing, names,
+                                   case=head.name).mean_dice)
+
+
 def pipeline_dice(network: torch.nn.Module, metadata: CheckpointMetadata,
                   heads: list[ValidationHead], device: torch.device, tta: bool = False
                   ) -> float:
@@ -185,13 +196,8 @@ def pipeline_dice(network: torch.nn.Module, metadata: CheckpointMetadata,
     try:
         for head in heads:
             result = segment(head.ct, model=model, config=options)
-            predicted = np.asarray(result.labels.array)
-            if head.scheme is not None:  # canonical labels merged to the reference's classes
-                predicted = to_scheme(predicted, head.scheme)
-            names = scheme_names(head.scheme or str(metadata.label_scheme))
-            metrics = label_map_metrics(predicted, head.reference, head.ct.spacing, names,
-                                        case=head.name)
-            scores.append(float(metrics.mean_dice))
+            scores.append(head_dice(np.asarray(result.labels.array), head,
+                                    str(metadata.label_scheme)))
     finally:
         network.train(was_training)
     return float(np.mean(scores)) if scores else float("nan")
