@@ -100,3 +100,29 @@ def test_marginal_loss_folds_missing_classes_into_background() -> None:
     value = build_loss("dice_ce")(logits, target, labelled)
     (gradient,) = torch.autograd.grad(value, logits)
     assert torch.isfinite(gradient).all()
+
+
+@pytest.mark.parametrize("labelled", [None, [[True, True, False, True, True], [True] * 5]])
+def test_channels_last_logits_give_the_same_loss_and_gradient(
+        labelled: list[list[bool]] | None) -> None:
+    from subct.model.losses import log_softmax_over_classes
+
+    torch.manual_seed(3)
+    standard = torch.randn(2, 5, 6, 7, 8, requires_grad=True)
+    channels_last = standard.detach().to(memory_format=torch.channels_last_3d)
+    channels_last.requires_grad_(True)
+    assert not channels_last.is_contiguous()
+    view = log_softmax_over_classes(channels_last)
+    # normalised over the classes, in the layout it came in (no copy to the standard one)
+    assert view.shape == standard.shape
+    assert view.is_contiguous(memory_format=torch.channels_last_3d)
+    assert torch.allclose(view, torch.log_softmax(standard, dim=1), atol=1e-6)
+    target = torch.randint(0, 5, (2, 6, 7, 8))
+    flags = None if labelled is None else torch.tensor(labelled)
+    loss = build_loss("dice_ce")
+    value_standard = loss(standard, target, flags)
+    value_last = loss(channels_last, target, flags)
+    (grad_standard,) = torch.autograd.grad(value_standard, standard)
+    (grad_last,) = torch.autograd.grad(value_last, channels_last)
+    assert torch.allclose(value_standard, value_last, atol=1e-6)
+    assert torch.allclose(grad_standard, grad_last, atol=1e-6)
