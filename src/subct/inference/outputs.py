@@ -105,6 +105,16 @@ def case_resume_key(key: dict[str, Any], source: Path) -> dict[str, Any]:
     return {**key, "input": input_identity(source)}
 
 
+def read_qc_record(path: Path) -> dict[str, Any] | None:
+    """A case's ``<case>_qc.json`` record, or None when it is missing, unreadable or not
+    a JSON object (a case without a readable record is not finished)."""
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) else None
+
+
 def is_complete(config: BatchConfig, name: str, key: dict[str, Any] | None = None) -> bool:
     """True when every output of the case exists, its QC JSON marks it complete, and it
     was computed with the same label scheme (and, given ``key``, the same
@@ -112,9 +122,8 @@ def is_complete(config: BatchConfig, name: str, key: dict[str, Any] | None = Non
     outputs = case_outputs(config, name)
     if not all(path.is_file() for path in outputs.values()):
         return False
-    try:
-        record = json.loads(outputs["qc"].read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    record = read_qc_record(outputs["qc"])
+    if record is None:
         return False
     if not record.get("complete") or record.get("scheme") != config.inference.scheme:
         return False
@@ -314,9 +323,8 @@ def refresh_normative(config: BatchConfig, name: str, options: DemographicsOptio
     its QC JSON when that changed: the percentiles need no new segmentation. True when
     rewritten."""
     path = case_outputs(config, name)["qc"]
-    try:
-        record = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    record = read_qc_record(path)
+    if record is None:
         return False
     normative = case_normative(record, options)
     if record.get("normative") == normative:
@@ -331,9 +339,8 @@ def normative_gaps(config: BatchConfig, names: Sequence[str]) -> dict[str, str]:
     with the reason each gives (age or sex unknown, age out of range)."""
     gaps = {}
     for name in names:
-        try:
-            record = json.loads(case_outputs(config, name)["qc"].read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+        record = read_qc_record(case_outputs(config, name)["qc"])
+        if record is None:
             continue
         normative = record.get("normative") or {}
         if not normative.get("available"):
@@ -348,11 +355,9 @@ def _load_records(config: BatchConfig) -> list[dict[str, Any]]:
     for path in sorted(Path(config.output_dir).glob(f"*{QC_SUFFIX}")):
         if path.name.startswith("."):
             continue
-        try:
-            record = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            continue
-        if record.get("complete") and record.get("scheme") == config.inference.scheme:
+        record = read_qc_record(path)
+        if (record is not None and record.get("complete")
+                and record.get("scheme") == config.inference.scheme):
             records.append(record)
     return sorted(records, key=lambda record: str(record.get("case", "")))
 
