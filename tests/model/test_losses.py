@@ -126,3 +126,38 @@ def test_channels_last_logits_give_the_same_loss_and_gradient(
     (grad_last,) = torch.autograd.grad(value_last, channels_last)
     assert torch.allclose(value_standard, value_last, atol=1e-6)
     assert torch.allclose(grad_standard, grad_last, atol=1e-6)
+
+
+def test_partial_label_loss_equals_the_loss_on_the_folded_probabilities() -> None:
+    """The loss folds a partial-label sample's missing classes into background at the
+    target and in the Dice sums only; it must equal Dice + CE computed on the whole
+    folded tensor of :func:`marginal_log_probabilities`, value and gradient."""
+    from subct.model.losses import marginal_log_probabilities
+
+    torch.manual_seed(4)
+    logits = torch.randn(3, 6, 5, 6, 7, requires_grad=True)
+    target = torch.randint(0, 6, (3, 5, 6, 7))
+    labelled = torch.tensor([[True, True, False, True, True, False], [True] * 6,
+                             [True, False, True, True, True, True]])
+    target[0][(target[0] == 2) | (target[0] == 5)] = 0  # a map never labels what it lacks
+    target[2][target[2] == 1] = 0
+    folded = marginal_log_probabilities(logits, labelled)
+    index = target.unsqueeze(1)
+    at_target = folded.gather(1, index).flatten()
+    probabilities = folded.exp()
+    intersection = torch.zeros(6).index_add(0, index.flatten(), at_target.exp())
+    predicted = probabilities.sum(dim=[0, 2, 3, 4])
+    reference_counts = torch.bincount(index.flatten(), minlength=6).float()
+    dice = (2 * intersection + 1e-5) / (predicted + reference_counts + 1e-5)
+    expected = -at_target.mean() + (1 - dice).mean()
+    (expected_grad,) = torch.autograd.grad(expected, logits)
+    value = build_loss("dice_ce")(logits, target, labelled)
+    (grad,) = torch.autograd.grad(value, logits)
+    assert torch.allclose(value, expected, atol=1e-6)
+    assert torch.allclose(grad, expected_grad, atol=1e-6)
+    # the channels-last layout of the CPU training loop gives the same
+    channels_last = logits.detach().to(memory_format=torch.channels_last_3d).requires_grad_()
+    value_last = build_loss("dice_ce")(channels_last, target, labelled)
+    (grad_last,) = torch.autograd.grad(value_last, channels_last)
+    assert torch.allclose(value_last, expected, atol=1e-6)
+    assert torch.allclose(grad_last, expected_grad, atol=1e-6)
