@@ -59,6 +59,8 @@ def test_weighted_ce_equals_torch_reference_and_needs_weights() -> None:
 def test_fused_dice_ce_equals_monai_dice_plus_torch_ce_with_gradients() -> None:
     from monai.losses import DiceLoss
 
+    from subct.model.losses import plain_dice_ce
+
     torch.manual_seed(1)
     logits = torch.randn(2, 5, 6, 7, 8, requires_grad=True)
     target = torch.randint(0, 5, (2, 6, 7, 8))
@@ -71,6 +73,8 @@ def test_fused_dice_ce_equals_monai_dice_plus_torch_ce_with_gradients() -> None:
     fused = build_loss("dice_ce")(logits, target)
     (fused_grad,) = torch.autograd.grad(fused, logits)
     assert torch.allclose(fused, reference, atol=1e-6)
+    assert torch.allclose(plain_dice_ce(torch.log_softmax(logits, dim=1), target), reference,
+                          atol=1e-6)
     assert torch.allclose(fused_grad, expected_grad, atol=1e-6)
 
 
@@ -132,7 +136,7 @@ def test_partial_label_loss_equals_the_loss_on_the_folded_probabilities() -> Non
     """The loss folds a partial-label sample's missing classes into background at the
     target and in the Dice sums only; it must equal Dice + CE computed on the whole
     folded tensor of :func:`marginal_log_probabilities`, value and gradient."""
-    from subct.model.losses import marginal_log_probabilities
+    from subct.model.losses import marginal_log_probabilities, plain_dice_ce
 
     torch.manual_seed(4)
     logits = torch.randn(3, 6, 5, 6, 7, requires_grad=True)
@@ -141,15 +145,7 @@ def test_partial_label_loss_equals_the_loss_on_the_folded_probabilities() -> Non
                              [True, False, True, True, True, True]])
     target[0][(target[0] == 2) | (target[0] == 5)] = 0  # a map never labels what it lacks
     target[2][target[2] == 1] = 0
-    folded = marginal_log_probabilities(logits, labelled)
-    index = target.unsqueeze(1)
-    at_target = folded.gather(1, index).flatten()
-    probabilities = folded.exp()
-    intersection = torch.zeros(6).index_add(0, index.flatten(), at_target.exp())
-    predicted = probabilities.sum(dim=[0, 2, 3, 4])
-    reference_counts = torch.bincount(index.flatten(), minlength=6).float()
-    dice = (2 * intersection + 1e-5) / (predicted + reference_counts + 1e-5)
-    expected = -at_target.mean() + (1 - dice).mean()
+    expected = plain_dice_ce(marginal_log_probabilities(logits, labelled), target)
     (expected_grad,) = torch.autograd.grad(expected, logits)
     value = build_loss("dice_ce")(logits, target, labelled)
     (grad,) = torch.autograd.grad(value, logits)

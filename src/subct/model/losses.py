@@ -119,6 +119,23 @@ def marginal_log_probabilities(logits: torch.Tensor, labelled: torch.Tensor | No
     return torch.stack(rows)
 
 
+def plain_dice_ce(log_probabilities: torch.Tensor, target: torch.Tensor,
+                  smooth: float = 1e-5) -> torch.Tensor:
+    """Unweighted soft Dice + cross-entropy of a whole ``[B, C, ...]`` log-probability
+    tensor, the plain way (one gather, one full ``exp``): the definition
+    :class:`SegmentationLoss` must agree with. With :func:`marginal_log_probabilities`
+    of standard-layout logits it is the session-14 training loss, which the tests and
+    ``benchmarks/bench_loss.py`` compare against."""
+    index = target.long().unsqueeze(1)
+    at_target = log_probabilities.gather(1, index).flatten()
+    classes = log_probabilities.shape[1]
+    intersection = at_target.new_zeros(classes).index_add(0, index.flatten(), at_target.exp())
+    predicted = log_probabilities.exp().sum(dim=[0, *range(2, log_probabilities.dim())])
+    reference = torch.bincount(index.flatten(), minlength=classes).to(predicted.dtype)
+    dice = (2.0 * intersection + smooth) / (predicted + reference + smooth)
+    return -at_target.mean() + (1.0 - dice).mean()
+
+
 class SegmentationLoss(nn.Module):
     """``dice_weight · soft Dice + ce_weight · cross-entropy`` from one log-softmax.
 
