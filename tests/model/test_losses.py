@@ -157,3 +157,27 @@ def test_partial_label_loss_equals_the_loss_on_the_folded_probabilities() -> Non
     (grad_last,) = torch.autograd.grad(value_last, channels_last)
     assert torch.allclose(value_last, expected, atol=1e-6)
     assert torch.allclose(grad_last, expected_grad, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["dice", "ce", "weighted_ce", "dice_ce"])
+def test_every_loss_has_the_gradient_of_its_plain_formula(name: str) -> None:
+    """The written-out backward against autograd through MONAI's Dice and torch's
+    (weighted) cross-entropy, for each loss variant and for class weights."""
+    from monai.losses import DiceLoss
+
+    torch.manual_seed(5)
+    logits = torch.randn(2, 5, 4, 6, 5, requires_grad=True)
+    target = torch.randint(0, 5, (2, 4, 6, 5))
+    weights = torch.tensor([0.2, 1.0, 3.0, 0.7, 1.5])
+    use_weights = name in ("weighted_ce", "dice_ce")
+    dice = DiceLoss(include_background=True, to_onehot_y=True, softmax=True,
+                    smooth_nr=1e-5, smooth_dr=1e-5, batch=True)(logits, target.unsqueeze(1))
+    ce = torch.nn.functional.cross_entropy(logits, target,
+                                           weight=weights if use_weights else None)
+    reference = {"dice": dice, "ce": ce, "weighted_ce": ce, "dice_ce": dice + ce}[name]
+    (expected,) = torch.autograd.grad(reference, logits)
+    loss = build_loss(name, weights.numpy() if use_weights else None)  # type: ignore[arg-type]
+    value = loss(logits, target)
+    (gradient,) = torch.autograd.grad(3.0 * value, logits)  # an upstream factor is applied
+    assert torch.allclose(value, reference, atol=1e-6)
+    assert torch.allclose(gradient, 3.0 * expected, atol=1e-6)
