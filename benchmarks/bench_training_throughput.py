@@ -10,9 +10,8 @@ own ``_build_run`` / ``_train_epoch``). Three figures per setting:
 * ``loop``: patches per second of the real loop with ``data.num_workers`` processes
   synthesising while the main process steps (how the two cores are split), timed from
   the first batch's arrival: a worker's start (process, label bank, first-sample caches)
-  is paid once per epoch and reported apart as ``loop start s``. Until session 15 the
-  loop figure included it, which on a dozen steps understated the loop (the model-v2
-  run steps 160 patches of 96³ in 63 s, 2.5 patches/s, where that figure said 1.66).
+  is paid once per epoch and reported apart as ``loop start s`` (0.1–0.2 s on the
+  model-v2 config: the loop trails the step because synthesis shares the two cores).
 
 Every row records wall and CPU seconds (this process and its workers) and the CPU line
 (model, flags, native bf16). Usage::
