@@ -26,6 +26,97 @@ if TYPE_CHECKING:
     from subct.inference.batch import BatchSummary, CaseOutcome
     from subct.inference.outputs import BatchConfig
 
+#: The parameters of ``subct segment`` (typer objects), one per argument of the command.
+OPTIONS: dict[str, Any] = {
+    "inputs": typer.Argument(
+        None, help="NIfTI/MGZ/NRRD files, DICOM series folders, folders of such files, "
+                   "or text files listing paths."),
+    "output": typer.Option(..., "-o", "--output", help="Output folder."),
+    "input_option": typer.Option(
+        None, "-i", "--input", help="An input, as SynthSeg's and TotalSegmentator's -i "
+                                    "(repeatable; same as a positional input)."),
+    "model": typer.Option(
+        None, "--model", help="Model name (see subct.model.registry) or checkpoint path from "
+                              "`subct train`; default: the shipped model."),
+    "scheme": typer.Option(
+        "canonical", "--scheme", help="Label scheme of the written labels: canonical "
+                                      "(17 FreeSurfer IDs), merged or paper7."),
+    "device": typer.Option(
+        "auto", "--device", help="auto, cpu, cuda, cuda:N or mps (Apple silicon)."),
+    "threads": typer.Option(
+        None, "--threads", help="CPU threads of the network engine (default: the cores "
+                                "this process may use)."),
+    "precision": typer.Option(
+        None, "--precision", help="auto (bf16 only on CPUs with native bf16, AMP on "
+                                  "CUDA), fp32 or bf16; default $SUBCT_PRECISION or auto."),
+    "backend": typer.Option(
+        None, "--backend", help="Network engine: auto (OpenVINO on CPU, PyTorch on "
+                                "GPU), openvino, onnxruntime or torch; default "
+                                "$SUBCT_BACKEND or auto."),
+    "fast": typer.Option(False, "--fast", help="About half the network time: no "
+                                               "left/right TTA (see docs/segment.md)."),
+    "no_tta": typer.Option(False, "--no-tta", help="Skip left/right flip averaging."),
+    "no_inpaint": typer.Option(
+        False, "--no-inpaint", help="Show the network calcified foci and blood-like "
+                                    "regions as they are (default: in-painted from the "
+                                    "tissue around them)."),
+    "no_denoise": typer.Option(
+        False, "--no-denoise", help="No noise-adaptive smoothing of the network's input "
+                                    "(default: only noisy scans are smoothed)."),
+    "no_calibration": typer.Option(
+        False, "--no-calibration", help="Raw argmax of the network: no per-structure "
+                                        "volume calibration (default: the model's own, "
+                                        "see docs/segment.md)."),
+    "qc": typer.Option(None, "--qc", help="Write per-case QC scores to this CSV, as "
+                       "SynthSeg's --qc (an integer here is the old spelling of "
+                       "--mc-samples, deprecated)."),
+    "mc_samples": typer.Option(0, "--mc-samples", min=0, help="Monte-Carlo dropout passes "
+                               "for the uncertainty QC (15 in the 3D UNet paper; 0 = off)."),
+    "posteriors_grid": typer.Option(
+        "crop", "--posteriors-grid", help="Grid of --posteriors: crop (the network's "
+                                          "1 mm box) or input (the labels' grid)."),
+    "posteriors": typer.Option(False, "--posteriors",
+                               help="Also write softmax maps (crop grid)."),
+    "overwrite": typer.Option(False, "--overwrite",
+                              help="Redo cases whose outputs are complete."),
+    "force": typer.Option(False, "--force", help="Segment inputs that fail the "
+                          "head-CT gate (not a head CT, no orientation); the QC "
+                          "flags stay."),
+    "assume_orientation": typer.Option(
+        None, "--assume-orientation", help="Axis codes (RAS, LPS, LIA...) for files that "
+                                           "record no orientation."),
+    "series": typer.Option(
+        None, "--series", help="For DICOM folders with several series: the series "
+                               "number or part of its description (default: the "
+                               "largest axial CT series)."),
+    "no_overlay": typer.Option(False, "--no-overlay", help="Do not draw the overlay PNGs."),
+    "dicom_seg": typer.Option(
+        False, "--dicom-seg", help="For DICOM series inputs, also write a DICOM SEG "
+                                   "on the original slices (<case>_seg.dcm)."),
+    "masks": typer.Option(False, "--masks", help="Also write one binary mask per "
+                          "structure, <case>_masks/<structure>.nii.gz."),
+    "roi_subset": typer.Option(
+        None, "--roi-subset", help="Comma-separated structure names to keep in the "
+                                   "label map and masks (default: all)."),
+    "age": typer.Option(
+        None, "--age", help="Age at the scan (years) for the normative percentiles of a "
+                            "single case (default: the DICOM header's, if any)."),
+    "sex": typer.Option(
+        None, "--sex", help="F or M, for the normative percentiles of a single case "
+                            "(default: the DICOM header's, if any)."),
+    "demographics": typer.Option(
+        None, "--demographics", help="CSV with columns case,age,sex (case = output "
+                                     "name) for a batch's normative percentiles."),
+    "vol": typer.Option(
+        None, "--vol", help="Also write volumes.csv to this file (SynthSeg's --vol)."),
+    "quiet": typer.Option(False, "--quiet", "-q", help="No progress lines and no line per "
+                          "finished case; errors and the summary only."),
+    "scheduler": typer.Option(
+        None, "--scheduler", help="Dask scheduler address (tcp://host:8786) to spread "
+                                  "the batch over; default: in this process."),
+}
+_O = OPTIONS
+
 
 def register(app: typer.Typer) -> None:
     """Add the ``segment`` command to ``app``."""
@@ -33,96 +124,22 @@ def register(app: typer.Typer) -> None:
 
 
 def segment(
-    inputs: list[Path] | None = typer.Argument(
-        None, help="NIfTI/MGZ/NRRD files, DICOM series folders, folders of such files, or text "
-                   "files listing paths."),
-    output: Path = typer.Option(
-        ..., "-o", "--output", help="Output folder."),
-    input_option: list[Path] | None = typer.Option(
-        None, "-i", "--input", help="An input, as SynthSeg's and TotalSegmentator's -i "
-                                    "(repeatable; same as a positional input)."),
-    model: str | None = typer.Option(
-        None, "--model", help="Model name (see subct.model.registry) or checkpoint path from "
-                              "`subct train`; default: the shipped model."),
-    scheme: str = typer.Option(
-        "canonical", "--scheme", help="Label scheme of the written labels: canonical (17 "
-                                      "FreeSurfer IDs), merged or paper7."),
-    device: str = typer.Option(
-        "auto", "--device", help="auto, cpu, cuda, cuda:N or mps (Apple silicon)."),
-    threads: int | None = typer.Option(
-        None, "--threads", help="CPU threads of the network engine (default: the cores this "
-                                "process may use)."),
-    precision: str | None = typer.Option(
-        None, "--precision", help="auto (bf16 only on CPUs with native bf16, AMP on CUDA), fp32 "
-                                  "or bf16; default $SUBCT_PRECISION or auto."),
-    backend: str | None = typer.Option(
-        None, "--backend", help="Network engine: auto (OpenVINO on CPU, PyTorch on GPU), "
-                                "openvino, onnxruntime or torch; default $SUBCT_BACKEND or auto."),
-    fast: bool = typer.Option(
-        False, "--fast", help="About half the network time: no left/right TTA (see "
-                              "docs/segment.md)."),
-    no_tta: bool = typer.Option(
-        False, "--no-tta", help="Skip left/right flip averaging."),
-    no_inpaint: bool = typer.Option(
-        False, "--no-inpaint", help="Show the network calcified foci and blood-like regions as "
-                                    "they are (default: in-painted from the tissue around them)."),
-    no_denoise: bool = typer.Option(
-        False, "--no-denoise", help="No noise-adaptive smoothing of the network's input (default: "
-                                    "only noisy scans are smoothed)."),
-    no_calibration: bool = typer.Option(
-        False, "--no-calibration", help="Raw argmax of the network: no per-structure volume "
-                                        "calibration (default: the model's own, see "
-                                        "docs/segment.md)."),
-    qc: str | None = typer.Option(
-        None, "--qc", help="Write per-case QC scores to this CSV, as SynthSeg's --qc (an integer "
-                           "here is the old spelling of --mc-samples, deprecated)."),
-    mc_samples: int = typer.Option(
-        0, "--mc-samples", min=0, help="Monte-Carlo dropout passes for the uncertainty QC (15 in "
-                                       "the 3D UNet paper; 0 = off)."),
-    posteriors_grid: str = typer.Option(
-        "crop", "--posteriors-grid", help="Grid of --posteriors: crop (the network's 1 mm box) or "
-                                          "input (the labels' grid)."),
-    posteriors: bool = typer.Option(
-        False, "--posteriors", help="Also write softmax maps (crop grid)."),
-    overwrite: bool = typer.Option(
-        False, "--overwrite", help="Redo cases whose outputs are complete."),
-    force: bool = typer.Option(
-        False, "--force", help="Segment inputs that fail the head-CT gate (not a head CT, no "
-                               "orientation); the QC flags stay."),
-    assume_orientation: str | None = typer.Option(
-        None, "--assume-orientation", help="Axis codes (RAS, LPS, LIA...) for files that record "
-                                           "no orientation."),
-    series: str | None = typer.Option(
-        None, "--series", help="For DICOM folders with several series: the series number or part "
-                               "of its description (default: the largest axial CT series)."),
-    no_overlay: bool = typer.Option(
-        False, "--no-overlay", help="Do not draw the overlay PNGs."),
-    dicom_seg: bool = typer.Option(
-        False, "--dicom-seg", help="For DICOM series inputs, also write a DICOM SEG on the "
-                                   "original slices (<case>_seg.dcm)."),
-    masks: bool = typer.Option(
-        False, "--masks", help="Also write one binary mask per structure, "
-                               "<case>_masks/<structure>.nii.gz."),
-    roi_subset: str | None = typer.Option(
-        None, "--roi-subset", help="Comma-separated structure names to keep in the label map and "
-                                   "masks (default: all)."),
-    vol: Path | None = typer.Option(
-        None, "--vol", help="Also write volumes.csv to this file (SynthSeg's --vol)."),
-    age: float | None = typer.Option(
-        None, "--age", help="Age at the scan (years) for the normative percentiles of a single "
-                            "case (default: the DICOM header's, if any)."),
-    sex: str | None = typer.Option(
-        None, "--sex", help="F or M, for the normative percentiles of a single case (default: the "
-                            "DICOM header's, if any)."),
-    demographics: Path | None = typer.Option(
-        None, "--demographics", help="CSV with columns case,age,sex (case = output name) for a "
-                                     "batch's normative percentiles."),
-    scheduler: str | None = typer.Option(
-        None, "--scheduler", help="Dask scheduler address (tcp://host:8786) to spread the batch "
-                                  "over; default: in this process."),
-    quiet: bool = typer.Option(
-        False, "--quiet", "-q", help="No progress lines and no line per finished case; errors and "
-                                     "the summary only."),
+    inputs: list[Path] | None = _O["inputs"], output: Path = _O["output"],
+    input_option: list[Path] | None = _O["input_option"], model: str | None = _O["model"],
+    scheme: str = _O["scheme"], device: str = _O["device"], threads: int | None = _O["threads"],
+    precision: str | None = _O["precision"], backend: str | None = _O["backend"],
+    fast: bool = _O["fast"], no_tta: bool = _O["no_tta"], no_inpaint: bool = _O["no_inpaint"],
+    no_denoise: bool = _O["no_denoise"], no_calibration: bool = _O["no_calibration"],
+    qc: str | None = _O["qc"], mc_samples: int = _O["mc_samples"],
+    posteriors_grid: str = _O["posteriors_grid"],
+    posteriors: bool = _O["posteriors"], overwrite: bool = _O["overwrite"],
+    force: bool = _O["force"], assume_orientation: str | None = _O["assume_orientation"],
+    series: str | None = _O["series"], no_overlay: bool = _O["no_overlay"],
+    dicom_seg: bool = _O["dicom_seg"], masks: bool = _O["masks"],
+    roi_subset: str | None = _O["roi_subset"], vol: Path | None = _O["vol"],
+    age: float | None = _O["age"], sex: str | None = _O["sex"],
+    demographics: Path | None = _O["demographics"],
+    scheduler: str | None = _O["scheduler"], quiet: bool = _O["quiet"],
 ) -> None:
     """Segment head CTs: labels, volumes.csv, QC JSON, overlays and index.html."""
     # torch-heavy modules are imported here, not at module import, so that
