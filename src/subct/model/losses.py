@@ -100,13 +100,10 @@ def marginal_log_probabilities(logits: torch.Tensor, labelled: torch.Tensor | No
     ``labelled=None``) are plain log-softmax.
     """
     log_probabilities = log_softmax_over_classes(logits)
-    if labelled is None:
+    missing = _missing_classes(labelled, logits.shape[1], logits.device)
+    if missing is None:
         return log_probabilities
-    missing = ~labelled.to(device=logits.device, dtype=torch.bool)
-    missing[:, 0] = False
     partial = torch.nonzero(missing.any(dim=1)).flatten().tolist()
-    if not partial:
-        return log_probabilities
     rows = []
     for index in range(logits.shape[0]):
         row = log_probabilities[index]
@@ -196,7 +193,7 @@ class _DiceCrossEntropy(torch.autograd.Function):
                 dice_weight: float, ce_weight: float, smooth: float) -> torch.Tensor:
         log_probabilities = log_softmax_over_classes(logits)
         probabilities = log_probabilities.exp()
-        batch, classes = probabilities.shape[:2]
+        classes = probabilities.shape[1]
         spatial = list(range(2, probabilities.dim()))
         index = target.long().unsqueeze(1)
         at_target = log_probabilities.gather(1, index)

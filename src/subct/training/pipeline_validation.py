@@ -131,9 +131,10 @@ def paper_heads(config: TrainingConfig, head_maps: list[Path], seed: int
                                f"canonical labels; this run's scheme is {config.label_scheme}")
     maps = paper_split_maps("val")
     chosen = [maps[n * len(maps) // count] for n in range(count)]
+    whole_heads = [load_volume(path) for path in head_maps]  # read once, used in turn
     heads: list[ValidationHead] = []
     for number, path in enumerate(chosen):
-        whole_head = load_volume(head_maps[number % len(head_maps)])
+        whole_head = whole_heads[number % len(whole_heads)]
         ct, reference = embedded_paper_head(load_volume(path), whole_head,
                                             config.pipeline_validation.shape, seed + number)
         name = f"paper_{path.name.split('.')[0]}"
