@@ -199,7 +199,8 @@ MIN_CONSISTENT_BIAS = 0.15
 
 
 def consistent_bias_groups(cases: list[CropCase], errors: NDArray[np.float64],
-                           groups: dict[str, tuple[int, ...]]) -> dict[str, float]:
+                           groups: dict[str, tuple[int, ...]],
+                           min_bias: float = MIN_CONSISTENT_BIAS) -> dict[str, float]:
     """Structures (left/right groups) whose median volume error over the heads of each
     (map, resolution) has the same sign and is larger than :data:`MIN_CONSISTENT_BIAS`
     for every such group and both sides; value: the smallest such median (signed)."""
@@ -210,9 +211,9 @@ def consistent_bias_groups(cases: list[CropCase], errors: NDArray[np.float64],
                                     if case.name.startswith(map_name + "_")
                                     and case.name.endswith("_" + resolution)]))
                    for map_name, resolution in keys for channel in channels]
-        if all(m > MIN_CONSISTENT_BIAS for m in medians):
+        if all(m > min_bias for m in medians):
             found[base] = min(medians)
-        elif all(m < -MIN_CONSISTENT_BIAS for m in medians):
+        elif all(m < -min_bias for m in medians):
             found[base] = max(medians)
     return found
 
@@ -226,6 +227,9 @@ def main() -> None:
     parser.add_argument("--pathology", default=None)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--sweeps", type=int, default=2)
+    parser.add_argument("--min-bias", type=float, default=MIN_CONSISTENT_BIAS,
+                        help="smallest consistent median volume error searched (fraction); "
+                             "session 15 tried 0.05 for model v2: not shipped")
     parser.add_argument("--out", type=Path, default=Path("/tmp/class_scales.json"))
     parser.add_argument("--cache", type=Path, default=None,
                         help="an .npz of the segmented heads (written on the first run)")
@@ -250,7 +254,7 @@ def main() -> None:
     # only a bias that every validation map shows at every resolution, on both sides,
     # is the network's: a structure is calibrated when its median volume error has one
     # sign and exceeds MIN_CONSISTENT_BIAS on every (map, resolution) group of heads
-    consistent = consistent_bias_groups(cases, before, groups)
+    consistent = consistent_bias_groups(cases, before, groups, args.min_bias)
     print("structures with a consistent volume bias: " + (", ".join(
         f"{base} {bias:+.0%}" for base, bias in consistent.items()) or "none"))
     groups = {base: channels for base, channels in groups.items() if base in consistent}
