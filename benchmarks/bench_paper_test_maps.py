@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
+from subct.evaluation.metrics import label_map_metrics
 from subct.image.volume import Volume
 from subct.io.readers import load_volume
 from subct.labels.schemes import PAPER7_NAMES, to_scheme
@@ -53,12 +54,6 @@ def test_map_paths() -> list[Path]:
 def synthetic_case(path: Path, head: Volume, seed: int) -> tuple[Volume, np.ndarray]:
     """A 1 mm synthetic CT of ``path`` embedded in ``head`` and its 7-class reference."""
     return embedded_paper_head(load_volume(path), head, GRID_SHAPE, seed)
-
-
-def dice(prediction: np.ndarray, reference: np.ndarray, value: int) -> float:
-    a, b = prediction == value, reference == value
-    total = int(a.sum()) + int(b.sum())
-    return float("nan") if total == 0 else 2.0 * int((a & b).sum()) / total
 
 
 def main() -> None:
@@ -84,8 +79,9 @@ def main() -> None:
             # force: every case is scored; the gate's verdict is not the question here
             result = segment(ct, model=model, force=True)
             predicted = to_scheme(np.asarray(result.labels.array), "paper7")
-            for value, structure in PAPER7_NAMES.items():
-                rows.append((name, case, structure, dice(predicted, reference, value)))
+            scores = label_map_metrics(predicted, reference, ct.spacing, PAPER7_NAMES,
+                                       case=case)
+            rows.extend((name, case, s.name, s.dice) for s in scores.structures)
         print(f"{case}: {time.perf_counter() - start:.0f} s", flush=True)
     with (args.out / "results.csv").open("w", newline="") as handle:
         writer = csv.writer(handle)
