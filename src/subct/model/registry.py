@@ -57,10 +57,11 @@ MODEL_REGISTRY: dict[str, ShippedModel] = {
         summary="3D UNet, 17 subcortical structures (FreeSurfer IDs), trained on synthetic CT",
         # mean head pitch of its training label maps 01-16 in their own pose (SD 9.5°)
         reference_pitch_deg=24.7,
-        # volume calibration: none. Re-tuned for model v2 (session 14) on validation maps
-        # 17-18 (benchmarks/tune_class_scales.py, 20 clean heads at 1 and 5 mm), no
-        # structure is labelled too large or too small on every map and resolution; the
-        # phase-4 weights had the accumbens (+28 / +34 %, factor 0.37)
+        # volume calibration: none. Re-tuned for model v2 (session 14, epoch 596; session
+        # 16, epoch 688) on validation maps 17-18 (benchmarks/tune_class_scales.py, 20
+        # clean heads at 1 and 5 mm), no structure is labelled too large or too small on
+        # every map and resolution; the phase-4 weights had the accumbens (+28 / +34 %,
+        # factor 0.37)
         class_scales=(),
     ),
 }
