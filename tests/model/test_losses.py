@@ -159,6 +159,32 @@ def test_partial_label_loss_equals_the_loss_on_the_folded_probabilities() -> Non
     assert torch.allclose(grad_last, expected_grad, atol=1e-6)
 
 
+def test_partial_label_fold_survives_underflowing_probabilities() -> None:
+    """Where the target is all but impossible (a confident wrong prediction: its float32
+    probability underflows), the loss and its gradient must still be those of the plain
+    formula: the folded log-probability finite (the log-sum-exp of the folded tensor), and
+    the cross-entropy gradient −ω toward the target's classes, not 0."""
+    from subct.model.losses import marginal_log_probabilities, plain_dice_ce
+
+    torch.manual_seed(5)
+    logits = torch.randn(2, 6, 4, 5, 6)
+    logits[0, 1, :2] = 120.0  # class 1 certain on two slices of the partial sample
+    logits[1, 3, 3] = 120.0  # and class 3 on one slice of the fully labelled one
+    logits = logits.requires_grad_()
+    target = torch.randint(0, 6, (2, 4, 5, 6))
+    labelled = torch.tensor([[True, True, False, True, True, False], [True] * 6])
+    target[0][(target[0] == 2) | (target[0] == 5)] = 0
+    target[0, :2] = 0  # ... where the map says background
+    target[1, 3] = 1  # ... and class 1 (the CE gradient there must stay −ω, not vanish)
+    expected = plain_dice_ce(marginal_log_probabilities(logits, labelled), target)
+    (expected_grad,) = torch.autograd.grad(expected, logits)
+    value = build_loss("dice_ce")(logits, target, labelled)
+    (grad,) = torch.autograd.grad(value, logits)
+    assert torch.isfinite(value) and float(value.detach()) > 10.0  # ~120 nats there
+    assert torch.allclose(value, expected, rtol=1e-5)
+    assert torch.allclose(grad, expected_grad, atol=1e-5)
+
+
 @pytest.mark.parametrize("name", ["dice", "ce", "weighted_ce", "dice_ce"])
 def test_every_loss_has_the_gradient_of_its_plain_formula(name: str) -> None:
     """The written-out backward against autograd through MONAI's Dice and torch's

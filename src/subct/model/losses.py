@@ -14,6 +14,7 @@ the over-segmentation that balanced weights cause. Dice loss is used unweighted
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from typing import Any, Literal
 
@@ -198,7 +199,10 @@ class _DiceCrossEntropy(torch.autograd.Function):
         index = target.long().unsqueeze(1)
         at_target = log_probabilities.gather(1, index)
         if missing is not None:
-            at_target = _fold_background_at_target(log_probabilities, at_target, index, missing)
+            at_target, underflow = _fold_background_at_target(
+                log_probabilities, probabilities, at_target, index, missing)
+        else:
+            underflow = []
         del log_probabilities
         flat_target = index.flatten()
         if weights is None:
@@ -221,6 +225,7 @@ class _DiceCrossEntropy(torch.autograd.Function):
         ctx.save_for_backward(probabilities, index, at_target_probability, voxel_weight,
                               numerator, denominator, missing)
         ctx.settings = (dice_weight, ce_weight, logits.dtype)
+        ctx.underflow = underflow
         return total
 
     @staticmethod
@@ -236,9 +241,7 @@ class _DiceCrossEntropy(torch.autograd.Function):
         counted = beta.expand(batch, classes).clone()  # β of the class each channel counts as
         if missing is not None:
             counted = torch.where(missing, beta[0], counted)
-        # classes last, [B, voxels, C]: a view of channels-last probabilities (no copy)
-        order = (0, *range(2, probabilities.dim()), 1)
-        by_voxel = probabilities.permute(order).reshape(batch, -1, classes)
+        by_voxel = _classes_last(probabilities)
         target = index.reshape(batch, -1)
         omega = grad_output * ce_weight * voxel_weight.reshape(batch, -1)
         alpha_at = alpha[target]
@@ -246,19 +249,31 @@ class _DiceCrossEntropy(torch.autograd.Function):
         pooled = torch.bmm(by_voxel, counted.unsqueeze(2)).squeeze(2)  # Σ_j p_j β̃_j
         gradient = by_voxel * counted.unsqueeze(1)
         gradient.addcmul_(by_voxel, (omega - pooled - alpha_at * q_target).unsqueeze(2))
-        # the classes folded into the target: α_t p_k − ω p_k / q_t
-        tiny = torch.finfo(q_target.dtype).tiny
+        # the classes folded into the target: α_t p_k − ω p_k / q_t. p_t / q_t is 1 where
+        # the target is one class (also where both underflow: the gradient of a confident
+        # mistake stays −ω, as autograd's); at a folded voxel whose q_t underflowed the
+        # forward pass kept the shares p_k / q_t (``ctx.underflow``)
         p_target = by_voxel.gather(2, target.unsqueeze(2)).squeeze(2)
-        gradient.scatter_add_(2, target.unsqueeze(2), (
-            alpha_at * p_target - omega * p_target / q_target.clamp_min(tiny)).unsqueeze(2))
+        omega_ratio = omega  # ω p_t / q_t
         if missing is not None:
-            background = target == 0
+            q_safe = q_target.clone()
+            for sample, voxels, _, _ in ctx.underflow:
+                q_safe[sample, voxels] = math.inf
+            folded = missing.any(1, keepdim=True) & (target == 0)
+            omega_ratio = torch.where(folded, omega * p_target / q_safe, omega)
+        gradient.scatter_add_(2, target.unsqueeze(2),
+                              (alpha_at * p_target - omega_ratio).unsqueeze(2))
+        if missing is not None:  # the missing classes, at a partial map's background voxels
             for sample in torch.nonzero(missing.any(1)).flatten().tolist():
-                share_scale = omega[sample] / q_target[sample].clamp_min(tiny)
-                for channel in torch.nonzero(missing[sample]).flatten().tolist():
-                    folded = by_voxel[sample, :, channel]
-                    gradient[sample, :, channel] += torch.where(
-                        background[sample], folded * (alpha[0] - share_scale), 0.0)
+                share = torch.where(target[sample] == 0,
+                                    alpha[0] - omega[sample] / q_safe[sample], 0.0)
+                channels = torch.nonzero(missing[sample]).flatten()
+                gradient[sample].index_add_(1, channels, by_voxel[sample].index_select(
+                    1, channels) * share.unsqueeze(1))
+            for sample, voxels, channels, shares in ctx.underflow:
+                rows = gradient[sample].index_select(0, voxels)
+                rows.index_add_(1, channels, -omega[sample, voxels].unsqueeze(1) * shares)
+                gradient[sample].index_copy_(0, voxels, rows)
         inverse = (0, probabilities.dim() - 1, *range(1, probabilities.dim() - 1))
         result = gradient.view(batch, *spatial_shape, classes).permute(inverse)
         return result.to(dtype), None, None, None, None, None, None
@@ -277,25 +292,56 @@ def _missing_classes(labelled: torch.Tensor | None, classes: int, device: torch.
     return missing if bool(missing.any()) else None
 
 
-def _fold_background_at_target(log_probabilities: torch.Tensor, at_target: torch.Tensor,
-                               index: torch.Tensor, missing: torch.Tensor) -> torch.Tensor:
+def _classes_last(tensor: torch.Tensor) -> torch.Tensor:
+    """``[B, voxels, C]`` of a ``[B, C, ...]`` tensor: a view of channels-last tensors (no
+    copy), a copy of the standard layout."""
+    order = (0, *range(2, tensor.dim()), 1)
+    return tensor.permute(order).reshape(tensor.shape[0], -1, tensor.shape[1])
+
+
+#: Voxels of a partial sample whose folded background probability underflowed:
+#: (sample, voxel indices, folded channels, shares p_k / q_t of those channels).
+Underflow = tuple[int, torch.Tensor, torch.Tensor, torch.Tensor]
+
+#: Below this folded probability the fold is recomputed from the log-probabilities
+#: (a float32 sum of probabilities that small has lost its digits to underflow).
+_FOLD_UNDERFLOW = 1e-30
+
+
+def _fold_background_at_target(log_probabilities: torch.Tensor, probabilities: torch.Tensor,
+                               at_target: torch.Tensor, index: torch.Tensor,
+                               missing: torch.Tensor) -> tuple[torch.Tensor, list[Underflow]]:
     """The marginal log-probability at each voxel's target (``[B, 1, ...]``): at the
     background voxels of a partial-label sample, log(p_background + Σ p_missing); the same
     figures as gathering from :func:`marginal_log_probabilities`, without building its
     folded ``[B, C, ...]`` tensor (a target is never a class its map lacks). Building and
     stacking that tensor doubled a training step of two 96³ patches with one paper map in
-    the batch (session 15)."""
+    the batch (session 15). The sum is one matrix-vector product on the classes-last
+    probabilities (session 16: 6 ms instead of 42 ms for a logsumexp over the five
+    channels of a 96³ patch); voxels where it underflows take the logsumexp.
+
+    Also returns, for the backward pass, those underflowing background voxels of each
+    partial sample: ``(sample, voxel indices, folded channels, shares p_k / q_t)``."""
+    by_voxel = _classes_last(probabilities)
     rows = []
-    for sample in range(log_probabilities.shape[0]):
+    underflow: list[Underflow] = []
+    for sample in range(probabilities.shape[0]):
         row = at_target[sample]
-        channels = torch.nonzero(missing[sample]).flatten()
-        if channels.numel():
-            pooled = torch.cat([channels.new_zeros(1), channels])
-            background = torch.logsumexp(log_probabilities[sample].index_select(0, pooled),
-                                         dim=0, keepdim=True)
-            row = torch.where(index[sample] == 0, background, row)
+        if bool(missing[sample].any()):
+            pooled = missing[sample].clone()
+            pooled[0] = True
+            folded = torch.mv(by_voxel[sample], pooled.to(by_voxel.dtype))
+            log_folded = folded.log()
+            small = torch.nonzero(folded < _FOLD_UNDERFLOW).flatten()
+            if small.numel():
+                channels = torch.nonzero(pooled).flatten()
+                chosen = _classes_last(log_probabilities[sample:sample + 1])[0, small]
+                chosen = chosen.index_select(1, channels)
+                log_folded[small] = torch.logsumexp(chosen, dim=1)
+                underflow.append((sample, small, channels, torch.softmax(chosen, dim=1)))
+            row = torch.where(index[sample] == 0, log_folded.view_as(row), row)
         rows.append(row)
-    return torch.stack(rows)
+    return torch.stack(rows), underflow
 
 
 def build_loss(name: LossName, weights: NDArray[np.floating] | None = None) -> nn.Module:
