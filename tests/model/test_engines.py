@@ -72,6 +72,10 @@ def test_threaded_softmax_matches_one_thread() -> None:
     np.testing.assert_array_equal(softmax(logits, axis=1, threads=2), one)
     np.testing.assert_allclose(one.sum(axis=1), 1.0, atol=1e-6)
     np.testing.assert_array_equal(one.argmax(axis=1), logits.argmax(axis=1))
+    # in place (the pipeline's own logits): the same figures, written over the input
+    own = logits.copy()
+    assert softmax(own, axis=1, threads=2, in_place=True) is own
+    np.testing.assert_array_equal(own, one)
 
 
 @pytest.mark.parametrize("threads", [1, 2, 3])

@@ -117,24 +117,31 @@ def _pool(threads: int) -> ThreadPoolExecutor:
     return ThreadPoolExecutor(max_workers=threads, thread_name_prefix="subct-blend")
 
 
-def softmax(logits: NDArray[np.float32], axis: int = 0, threads: int = 1
-            ) -> NDArray[np.float32]:
-    """Numerically stable softmax along ``axis`` (float32, in a new array).
+def softmax(logits: NDArray[np.float32], axis: int = 0, threads: int = 1,
+            in_place: bool = False) -> NDArray[np.float32]:
+    """Numerically stable softmax along ``axis`` (float32), in a new array or, with
+    ``in_place``, over ``logits`` themselves (returned).
 
-    The array is split along its longest other axis over ``threads`` threads.
+    The array is split along its longest other axis over ``threads`` threads, each
+    normalising its part where it lies: no temporary as large as the array. A 2 × 18 ×
+    112 × 160 × 144 TTA pair of logits is 370 MB; a new array and one temporary per thread
+    took ~750 MB of freshly mapped memory per case, and its page faults cost 1–3 s of
+    kernel time on a 2-core machine (1.6 s wall for a 0.15 s softmax; session 16), so the
+    pipeline normalises its own logits in place.
     """
-    result = np.empty_like(logits, dtype=np.float32)
     axis = axis % logits.ndim
+    result = logits if in_place else np.empty_like(logits, dtype=np.float32)
     split_axis = max((a for a in range(logits.ndim) if a != axis), key=lambda a: logits.shape[a])
 
     def part(index: slice) -> None:
         where: list[slice | int] = [slice(None)] * logits.ndim
         where[split_axis] = index
-        block = logits[tuple(where)]
-        shifted = block - block.max(axis=axis, keepdims=True)
-        np.exp(shifted, out=shifted)
-        shifted /= shifted.sum(axis=axis, keepdims=True)
-        result[tuple(where)] = shifted
+        block = result[tuple(where)]
+        if not in_place:
+            np.copyto(block, logits[tuple(where)])
+        block -= block.max(axis=axis, keepdims=True)
+        np.exp(block, out=block)
+        block /= block.sum(axis=axis, keepdims=True)
 
     in_parallel(part, logits.shape[split_axis], threads)
     return result
