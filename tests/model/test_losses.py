@@ -175,6 +175,7 @@ def test_partial_label_fold_survives_underflowing_probabilities() -> None:
     labelled = torch.tensor([[True, True, False, True, True, False], [True] * 6])
     target[0][(target[0] == 2) | (target[0] == 5)] = 0
     target[0, :2] = 0  # ... where the map says background
+    target[0, 0, 0] = 1  # ... but for two voxels, where it is right (no fold there)
     target[1, 3] = 1  # ... and class 1 (the CE gradient there must stay −ω, not vanish)
     expected = plain_dice_ce(marginal_log_probabilities(logits, labelled), target)
     (expected_grad,) = torch.autograd.grad(expected, logits)

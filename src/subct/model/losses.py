@@ -332,14 +332,15 @@ def _fold_background_at_target(log_probabilities: torch.Tensor, probabilities: t
             pooled[0] = True
             folded = torch.mv(by_voxel[sample], pooled.to(by_voxel.dtype))
             log_folded = folded.log()
-            small = torch.nonzero(folded < _FOLD_UNDERFLOW).flatten()
+            background = index[sample].flatten() == 0  # where the fold is the target
+            small = torch.nonzero((folded < _FOLD_UNDERFLOW) & background).flatten()
             if small.numel():
                 channels = torch.nonzero(pooled).flatten()
                 chosen = _classes_last(log_probabilities[sample:sample + 1])[0, small]
                 chosen = chosen.index_select(1, channels)
                 log_folded[small] = torch.logsumexp(chosen, dim=1)
                 underflow.append((sample, small, channels, torch.softmax(chosen, dim=1)))
-            row = torch.where(index[sample] == 0, log_folded.view_as(row), row)
+            row = torch.where(background.view_as(row), log_folded.view_as(row), row)
         rows.append(row)
     return torch.stack(rows), underflow
 
