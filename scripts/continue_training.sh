@@ -6,6 +6,7 @@
 #   bash scripts/continue_training.sh status            # last epochs, pipeline Dice, pid
 #   bash scripts/continue_training.sh save              # copy the state into checkpoints/ now
 #   bash scripts/continue_training.sh stop              # stop after the epoch in progress
+#   bash scripts/continue_training.sh adopt FILE        # continue from FILE's weights
 #
 # The run lives in runs/model_v2 (not committed); after every epoch a watcher copies the
 # resumable state (weights, optimiser, scheduler, RNG, epoch: last.safetensors +
@@ -17,6 +18,12 @@
 # RESTART_LR (a one-off warm restart at that learning rate; schedule.restart_lr), SET (extra
 # space-separated config overrides for this and later starts, e.g. "data.patch_size=[96,96,96]";
 # each start appends the overrides it used to runs/model_v2/overrides.log).
+#
+# `adopt` feeds a checkpoint of the same network trained elsewhere (a lent GPU:
+# scripts/device_train.sh) into the run while it is stopped: its weights become the run's
+# last.safetensors and restart the weight average (ema.safetensors), here and in
+# checkpoints/; epoch, optimiser moments (those of the replaced weights: they adapt within
+# a few hundred steps), schedule and best figures stay. The next start continues from it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CONFIG="${CONFIG:-configs/model_v2.yaml}"
@@ -88,7 +95,39 @@ case "$mode" in
     [[ -f "$RUN/training_log.csv" ]] && { head -n 1 "$RUN/training_log.csv" | cut -d, -f1-6,24-;
       tail -n 5 "$RUN/training_log.csv" | cut -d, -f1-6,24-; }
     ;;
+  adopt)
+    file="${2:?usage: $0 adopt CHECKPOINT}"
+    if [[ -f "$RUN/pid" ]] && kill -0 "$(cat "$RUN/pid")" 2>/dev/null; then
+      echo "the run is training (pid $(cat "$RUN/pid")): stop it first" >&2; exit 2
+    fi
+    mkdir -p "$RUN"
+    if [[ -f "$STATE/last_state.pt" ]] && (( $(epoch_of "$STATE") > $(epoch_of "$RUN") )); then
+      copy_files "$STATE" "$RUN"
+    fi
+    [[ -f "$RUN/last.safetensors" ]] || { echo "no run state to adopt into" >&2; exit 2; }
+    python - "$file" "$RUN/last.safetensors" <<'PY' || exit 2
+import sys
+
+from subct.errors import SubctInputError
+from subct.model.checkpoint import load_state_dict
+
+try:
+    adopted, current = (load_state_dict(path) for path in sys.argv[1:3])
+except SubctInputError as error:
+    sys.exit(str(error))
+shapes = {name: tuple(tensor.shape) for name, tensor in current.items()}
+if {name: tuple(tensor.shape) for name, tensor in adopted.items()} != shapes:
+    sys.exit(f"{sys.argv[1]}: not the run's network (parameter names or shapes differ)")
+PY
+    for name in last.safetensors ema.safetensors; do
+      cp "$file" "$RUN/.$name.tmp" && mv -f "$RUN/.$name.tmp" "$RUN/$name"
+    done
+    echo "$(date -u +%FT%TZ) epoch $(epoch_of "$RUN"): adopted $file" \
+      "(sha256 $(sha256sum "$file" | cut -c1-16))" >> "$RUN/overrides.log"
+    copy_files "$RUN" "$STATE"
+    echo "adopted $file at epoch $(epoch_of "$RUN"); 'start' continues from it"
+    ;;
   *)
-    echo "usage: $0 start [MINUTES] | status | save | stop" >&2; exit 2
+    echo "usage: $0 start [MINUTES] | status | save | stop | adopt CHECKPOINT" >&2; exit 2
     ;;
 esac
