@@ -18,7 +18,7 @@
 #    64 MiB, tracked files included, and checkpoints/ + the shipped weights are ~70 MB):
 #        bash scripts/device_train.sh slim
 # 2. On the device (run tool, carry [".gpudata", ".whl"], timeout_s 600):
-#        TRAIN_MINUTES=7 bash scripts/device_train.sh train
+#        TRAIN_MINUTES=6 bash scripts/device_train.sh train   # ~1.5 min more: wheels, label bank
 #    Optional: CONFIG (default configs/model_v2.yaml), INIT (default for model v2: the
 #    continuing run's last.safetensors as staged; "none" trains from scratch), LR (with INIT; 1e-4),
 #    WORKERS (synthesis processes, 14), BATCH (8), SAMPLES (samples per epoch, 2000),
