@@ -174,7 +174,7 @@ from subct.training.loop import train
 
 run = Path("/tmp/run")
 overrides = [f"output_dir={run}",
-             f"schedule.max_minutes={float(os.environ.get('TRAIN_MINUTES', '7'))}",
+             f"schedule.max_minutes={float(os.environ.get('TRAIN_MINUTES', '6'))}",
              f"data.num_workers={int(os.environ.get('WORKERS', '14'))}",
              f"data.batch_size={int(os.environ.get('BATCH', '8'))}",
              f"data.samples_per_epoch={int(os.environ.get('SAMPLES', '2000'))}",
