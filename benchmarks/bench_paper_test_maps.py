@@ -56,6 +56,15 @@ def synthetic_case(path: Path, head: Volume, seed: int) -> tuple[Volume, np.ndar
     return embedded_paper_head(load_volume(path), head, GRID_SHAPE, seed)
 
 
+def paper7_dice(labels: np.ndarray, reference: np.ndarray, ct: Volume, case: str
+                ) -> dict[str, float]:
+    """Dice of each of the 7 merged classes: a segmentation's canonical ``labels`` merged
+    to the paper's scheme against the case's ``reference`` (NaN where both are empty)."""
+    predicted = to_scheme(labels, "paper7")
+    scores = label_map_metrics(predicted, reference, ct.spacing, PAPER7_NAMES, case=case)
+    return {structure.name: structure.dice for structure in scores.structures}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=["shipped"],
@@ -78,10 +87,8 @@ def main() -> None:
         for name, model in models.items():
             # force: every case is scored; the gate's verdict is not the question here
             result = segment(ct, model=model, force=True)
-            predicted = to_scheme(np.asarray(result.labels.array), "paper7")
-            scores = label_map_metrics(predicted, reference, ct.spacing, PAPER7_NAMES,
-                                       case=case)
-            rows.extend((name, case, s.name, s.dice) for s in scores.structures)
+            scores = paper7_dice(np.asarray(result.labels.array), reference, ct, case)
+            rows.extend((name, case, structure, dice) for structure, dice in scores.items())
         print(f"{case}: {time.perf_counter() - start:.0f} s", flush=True)
     with (args.out / "results.csv").open("w", newline="") as handle:
         writer = csv.writer(handle)

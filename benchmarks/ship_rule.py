@@ -119,7 +119,6 @@ def score_paper_set(set_name: str, models: dict[str, object], limit: int, seed: 
     classes (as bench_paper_test_maps)."""
     from subct.inference.pipeline import segment
     from subct.io.readers import load_volume
-    from subct.labels.schemes import PAPER7_NAMES, to_scheme
     from subct.paths import paper_split_maps, shared_data_dir
 
     split, head_map = PAPER_SETS[set_name]
@@ -131,9 +130,7 @@ def score_paper_set(set_name: str, models: dict[str, object], limit: int, seed: 
         case = path.name.split(".")[0]
         for label, model in models.items():
             result = segment(ct, model=model, force=True, **RAW_NETWORK)  # type: ignore[arg-type]
-            predicted = to_scheme(np.asarray(result.labels.array), "paper7")
-            scores = {structure: paper.dice(predicted, reference, value)
-                      for value, structure in PAPER7_NAMES.items()}
+            scores = paper.paper7_dice(np.asarray(result.labels.array), reference, ct, case)
             for structure, value in scores.items():
                 per_class[label].setdefault(structure, []).append(value)
             results[label].case_dice[case] = float(np.nanmean(list(scores.values())))
