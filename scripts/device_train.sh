@@ -75,20 +75,21 @@ if [[ "$mode" == "stage" ]]; then
   cp checkpoints/model_v2/last.safetensors .gpudata/init/model_v2_last.safetensors
   grep -qx '/.gpudata/' .git/info/exclude || echo '/.gpudata/' >> .git/info/exclude
   grep -qx '/.whl/' .git/info/exclude || echo '/.whl/' >> .git/info/exclude
-  # maps 01-18 cropped to the head and stored as uint8 (half the size: the repository,
-  # these and the wheels must stay under the 64 MiB a call carries); same labels, same
-  # world coordinates
-  SHARED="$shared" python - <<'PY'
+  # maps 01-18 and the paper's training and validation maps (never its test maps), each
+  # cut to its labelled box and stored as uint8 (the repository, these and the wheels must
+  # stay under the 64 MiB a call carries, after `slim`); same labels, same world coordinates
+  SHARED="$shared" SUBCT_PAPER_MASKS="${SUBCT_PAPER_MASKS:-../data/paper_masks}" python - <<'PY'
 import os
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 
-source = Path(os.environ["SHARED"]) / "label_maps" / "synthseg"
-target = Path(".gpudata/label_maps/synthseg")
-for number in range(1, 19):
-    image = nib.load(source / f"training_seg_{number:02d}.nii.gz")
+from subct.paths import paper_split_maps
+
+
+def save_labelled_box(source: Path, target: Path) -> None:
+    image = nib.load(source)
     labels = np.asarray(image.dataobj)
     inside = np.argwhere(labels > 0)
     low, high = inside.min(axis=0), inside.max(axis=0) + 1
@@ -97,31 +98,18 @@ for number in range(1, 19):
     affine[:3, 3] = image.affine[:3, :3] @ low + image.affine[:3, 3]
     cropped = nib.Nifti1Image(box, affine)
     cropped.set_data_dtype(np.uint8)
-    nib.save(cropped, target / f"training_seg_{number:02d}.nii.gz")
-PY
-  # the paper's training and validation maps (never its test maps), cut the same way
-  SUBCT_PAPER_MASKS="${SUBCT_PAPER_MASKS:-../data/paper_masks}" python - <<'PY'
-from pathlib import Path
+    target.parent.mkdir(parents=True, exist_ok=True)
+    nib.save(cropped, target)
 
-import nibabel as nib
-import numpy as np
 
-from subct.paths import paper_split_maps
-
+synthseg = Path(os.environ["SHARED"]) / "label_maps" / "synthseg"
+for number in range(1, 19):
+    name = f"training_seg_{number:02d}.nii.gz"
+    save_labelled_box(synthseg / name, Path(".gpudata/label_maps/synthseg") / name)
 for split in ("train", "val"):
     target = Path(".gpudata/paper_masks/segmentation_models_training/data/masks") / split
-    target.mkdir(parents=True, exist_ok=True)
     for path in paper_split_maps(split):  # refuses an incomplete split
-        image = nib.load(path)
-        labels = np.asarray(image.dataobj)
-        inside = np.argwhere(labels > 0)
-        low, high = inside.min(axis=0), inside.max(axis=0) + 1
-        box = labels[low[0]:high[0], low[1]:high[1], low[2]:high[2]].astype(np.uint8)
-        affine = image.affine.copy()
-        affine[:3, 3] = image.affine[:3, :3] @ low + image.affine[:3, 3]
-        cropped = nib.Nifti1Image(box, affine)
-        cropped.set_data_dtype(np.uint8)
-        nib.save(cropped, target / path.name)
+        save_labelled_box(path, target / path.name)
 PY
   # the device has Python 3.12 and torch; these are what subct needs besides, at the
   # versions installed here
