@@ -108,13 +108,13 @@ def test_tta_agreement_is_dice_of_the_two_passes() -> None:
 
 
 def test_channel_argmax_equals_numpy_argmax_with_ties() -> None:
-    from subct.inference.predict import _channel_argmax
+    from subct.inference.window import channel_argmax
 
     values = np.random.default_rng(3).integers(0, 3, (5, 6, 4, 3)).astype(np.float32)
     part = slice(1, 5)  # ties everywhere (3 values over 5 channels): the first wins
     expected = values[:, part].argmax(axis=0)
-    np.testing.assert_array_equal(_channel_argmax(values, part), expected)
-    np.testing.assert_array_equal(_channel_argmax([c[:, ::-1] for c in values], part),
+    np.testing.assert_array_equal(channel_argmax(values, part), expected)
+    np.testing.assert_array_equal(channel_argmax([c[:, ::-1] for c in values], part),
                                   values[:, part, ::-1].argmax(axis=0))
 
 

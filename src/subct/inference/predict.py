@@ -10,7 +10,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 from numpy.typing import NDArray
 
-from subct.inference.window import in_parallel, sliding_window_logits, softmax
+from subct.inference.window import (
+    channel_argmax,
+    in_parallel,
+    sliding_window_logits,
+    softmax,
+)
 from subct.labels.schemes import (
     scheme_labels,
 )
@@ -86,8 +91,8 @@ def _pass_agreement(first: NDArray[np.float32],
     lock = threading.Lock()
 
     def count(part: slice) -> None:
-        a = _channel_argmax(first, part).ravel().astype(np.int64)
-        b = _channel_argmax(second, part).ravel()
+        a = channel_argmax(first, part).ravel().astype(np.int64)
+        b = channel_argmax(second, part).ravel()
         table = np.bincount(a * classes + b, minlength=classes * classes)
         with lock:
             joint[:] += table
@@ -100,23 +105,6 @@ def _pass_agreement(first: NDArray[np.float32],
         if total:
             scores[index] = float(2.0 * square[index, index] / total)
     return scores
-
-
-def _channel_argmax(channels: Sequence[NDArray[np.float32]] | NDArray[np.float32],
-                    part: slice) -> NDArray[np.uint8]:
-    """Argmax over ``channels`` (channel maps, or a (C, X, Y, Z) array) of the slab
-    ``part`` along x, by a running maximum: the first channel wins ties, as
-    ``np.argmax``. Neither stacks the channels nor reduces over a large first axis
-    (stacking the mirrored pass's 18 channel views cost ~0.8 s of page faults per case
-    on a 2-core machine; session 16)."""
-    best = np.array(channels[0][part], dtype=np.float32)
-    winner = np.zeros(best.shape, dtype=np.uint8)
-    for index in range(1, len(channels)):
-        channel = channels[index][part]
-        better = channel > best
-        np.copyto(best, channel, where=better)
-        winner[better] = index
-    return winner
 
 
 def has_dropout(network: torch.nn.Module) -> bool:
