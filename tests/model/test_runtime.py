@@ -110,3 +110,49 @@ def test_importing_subct_sets_a_passive_openmp_wait_policy() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          env=env, check=True).stdout.strip()
     assert out == "ACTIVE"
+
+
+#: In a fresh process: the minor page faults of three training steps of a small network
+#: on two 64³ patches (after one warm-up step), as a training run allocates.
+_STEP_FAULTS = """
+import resource, torch
+from subct.model.runtime import retain_freed_memory
+print(retain_freed_memory())
+torch.manual_seed(0)
+net = torch.nn.Sequential(torch.nn.Conv3d(1, 8, 3, padding=1), torch.nn.InstanceNorm3d(8),
+                          torch.nn.PReLU(), torch.nn.Conv3d(8, 4, 3, padding=1))
+image = torch.rand(2, 1, 64, 64, 64)
+def step():
+    net.zero_grad(set_to_none=True)
+    torch.log_softmax(net(image), 1).mean().backward()
+step()
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(3):
+    step()
+print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+"""
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="glibc's allocator (Linux only)")
+def test_retained_memory_spares_the_page_faults_of_large_tensors() -> None:
+    import os
+
+    def faults(choice: str) -> tuple[str, int]:
+        env = {**os.environ, "SUBCT_MALLOC": choice}
+        out = subprocess.run([sys.executable, "-c", _STEP_FAULTS], capture_output=True,
+                             text=True, env=env, check=True).stdout.split()
+        return out[0], int(out[1])
+
+    retained, retained_faults = faults("retain")
+    system, system_faults = faults("system")
+    assert (retained, system) == ("True", "False")
+    # measured: 10-16 k faults retained, 90-160 k with glibc's default (fresh pages)
+    assert retained_faults * 3 < system_faults
+
+
+def test_malloc_setting_is_checked(monkeypatch: pytest.MonkeyPatch) -> None:
+    from subct.model.runtime import retain_freed_memory
+
+    monkeypatch.setenv("SUBCT_MALLOC", "jemalloc")
+    with pytest.raises(SubctConfigError, match="SUBCT_MALLOC"):
+        retain_freed_memory()
