@@ -112,8 +112,9 @@ def test_importing_subct_sets_a_passive_openmp_wait_policy() -> None:
     assert out == "ACTIVE"
 
 
-#: In a fresh process: the minor page faults of three training steps of a small network
-#: on two 64³ patches (after one warm-up step), as a training run allocates.
+#: In a fresh process: the minor page faults of three forward + backward passes of a small
+#: network on two 64³ patches (after one warm-up pass): large tensors freed and
+#: allocated again, as a segmentation's steps do.
 _STEP_FAULTS = """
 import resource, torch
 from subct.model.runtime import retain_freed_memory

@@ -18,7 +18,6 @@ import typer
 from subct import __version__
 from subct.cli.console import make_console, plain
 from subct.errors import SubctError
-from subct.model.runtime import retain_freed_memory
 
 app = typer.Typer(
     name="subct",
@@ -126,7 +125,6 @@ def main(argv: list[str] | None = None) -> None:
     command = _invoked_command(args)
     register_commands([command] if command else None)
     try:
-        retain_freed_memory()  # large tensors reuse freed memory (no page faults)
         # With standalone_mode=False click returns the code of a raised typer.Exit.
         exit_code = app(args=args, standalone_mode=False)
     except SubctError as error:

@@ -148,7 +148,9 @@ def segment(
     from subct.inference.config import InferenceConfig
     from subct.inference.outputs import BatchConfig
     from subct.model.registry import resolve_model_path
+    from subct.model.runtime import retain_freed_memory
 
+    retain_freed_memory()  # each case's large arrays reuse the last one's memory
     inputs = [*(inputs or []), *(input_option or [])]
     if not inputs:
         raise SubctConfigError("no input: give files or folders (positional or -i)")

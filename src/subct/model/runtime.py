@@ -297,17 +297,21 @@ RETAINED_HEAP_BYTES = 1 << 30
 def retain_freed_memory() -> bool:
     """Let glibc keep large freed blocks for reuse instead of unmapping them; True if set.
 
-    By default glibc serves every block of 128 kB or more (at most 32 MB, by its own
-    dynamic threshold) with a fresh ``mmap`` and unmaps it on free, so every large
-    tensor a network step or an inference pass allocates is new memory: the kernel
-    zero-fills it page by page on first touch. On a 2-core CPU that page-faulting was
-    most of an element-wise pass over the loss's 2 × 18 × 64³ logits (``x + 1``: 19 ms,
-    against 2.5 ms into reused memory) and a third of a training step
-    (``benchmarks/bench_training_throughput.py``). With ``mmap`` off for the allocator
-    and 1 GB of free memory kept at the top of the heap, freed tensors are reused.
+    By default glibc serves blocks above its mmap threshold (128 kB, raised dynamically
+    to at most 32 MB) with a fresh ``mmap`` and unmaps them on free, and trims the top of
+    its heap: a segmentation's large arrays (the crop's logits, 18 classes × ~3 M voxels,
+    float32, and their softmax and TTA copies) were new memory every time, which the
+    kernel zero-fills page by page on first touch: ~11 k page faults and about 1 s of
+    system time per case on a 2-core CPU. With ``mmap`` off for the allocator and 1 GB
+    of free memory kept at the top of the heap, freed arrays are reused
+    (``benchmarks/time_segment.py``; labels bit-identical).
 
-    The cost is memory that stays with the process after its peak (it is reused, not
-    leaked): the command line, the trainer and the benchmarks call this; a Python
+    ``subct segment`` calls this. Training does not: in the trainer's process the
+    long-lived objects at the top of the heap already kept glibc from trimming, so the
+    step gained nothing, and the data-loader worker forked every epoch shares the
+    retained heap copy-on-write, which made the loop slower (96³ bf16 patches: 3.05
+    against 2.53 patches/s, ``benchmarks/bench_training_throughput.py``). The cost is
+    memory that stays with the process after its peak (reused, not leaked); a Python
     session that imports subct keeps glibc's default unless it calls this itself.
     ``SUBCT_MALLOC=system`` turns it off; other C libraries (musl, macOS, Windows) are
     left alone.

@@ -40,7 +40,6 @@ from subct.errors import SubctConfigError, SubctInputError
 from subct.model.checkpoint import load_state_dict, save_checkpoint
 from subct.model.losses import build_loss, class_weights
 from subct.model.networks import build_network, freeze_encoder, is_growth_of
-from subct.model.runtime import retain_freed_memory
 from subct.training import data as training_data
 from subct.training.config import TrainingConfig
 from subct.training.distributed import DistributedContext, single_process
@@ -380,7 +379,6 @@ def train(config: TrainingConfig, *, resume: bool = False,
     Raises:
         SubctInputError / SubctConfigError: bad data, paths or settings.
     """
-    retain_freed_memory()  # a step's large tensors reuse freed memory: no page faults
     context = context or single_process()
     device = context.device
     output = config.output_path
