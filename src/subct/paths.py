@@ -59,3 +59,18 @@ def paper_split_maps(split: str) -> list[Path]:
         raise FileNotFoundError(f"{folder}: expected the paper's {expected} {split} maps, "
                                 f"found {len(paths)} (run scripts/get_paper_masks.sh)")
     return paths
+
+
+#: Environment variable naming the folder of derived files (ONNX graphs, label banks).
+CACHE_ENV = "SUBCT_CACHE_DIR"
+
+
+def cache_dir() -> Path:
+    """Where derived files are cached (ONNX graphs of checkpoints, training label banks):
+    ``SUBCT_CACHE_DIR`` or ``$XDG_CACHE_HOME/subct`` (default ``~/.cache/subct``). Every
+    file there can be deleted; it is made again when needed."""
+    configured = os.environ.get(CACHE_ENV)
+    if configured:
+        return Path(configured).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "subct"

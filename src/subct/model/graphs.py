@@ -26,7 +26,6 @@ blended before the softmax), tested against it.
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -35,6 +34,7 @@ from subct.errors import SubctConfigError, SubctInputError
 from subct.io.writers import atomic_output
 from subct.model.checkpoint import load_checkpoint
 from subct.model.runtime import ResolvedPrecision
+from subct.paths import CACHE_ENV, cache_dir
 
 if TYPE_CHECKING:
     import torch
@@ -51,9 +51,6 @@ from subct.model.engines import (
 ONNX_OPSET = 17
 
 
-CACHE_ENV = "SUBCT_CACHE_DIR"
-
-
 def file_sha256(path: str | Path) -> str:
     """SHA-256 (hex) of a file's bytes."""
     digest = hashlib.sha256()
@@ -61,16 +58,6 @@ def file_sha256(path: str | Path) -> str:
         for block in iter(lambda: stream.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
-
-
-def cache_dir() -> Path:
-    """Where derived files (ONNX graphs) are cached: ``SUBCT_CACHE_DIR`` or
-    ``$XDG_CACHE_HOME/subct`` (default ``~/.cache/subct``)."""
-    configured = os.environ.get(CACHE_ENV)
-    if configured:
-        return Path(configured).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "subct"
 
 
 def shipped_graph_path(checkpoint: str | Path) -> Path:

@@ -23,6 +23,7 @@ from subct.image.volume import Volume
 from subct.io.readers import load_volume
 from subct.labels.schemes import CANONICAL_LABELS
 from subct.synth.background import embed_in_head, unlabelled_structures
+from subct.synth.bank_cache import CachedMap, bank_key, load_bank, save_bank
 from subct.synth.tissues import CANCELLOUS_LABEL, SKULL_LABEL
 
 LabelMapSource = Path | str | Volume
@@ -139,57 +140,29 @@ class LabelBank:
     def __init__(
         self, sources: Sequence[LabelMapSource],
         background: LabelMapSource | Sequence[LabelMapSource] | None = None,
-        subcortical_share: float | None = None,
+        subcortical_share: float | None = None, cache: Path | None = None,
     ) -> None:
         if not sources:
             raise SubctInputError(None, "no label maps given")
         backgrounds = [] if background is None else (
             [background] if isinstance(background, (str, Path, Volume)) else list(background))
-        background_maps = [read_label_map(b) for b in backgrounds]
-        raw: list[tuple[NDArray[np.int32], NDArray[np.float64], str, tuple[int, ...]]] = []
-        embedded = 0
-        for source in sources:
-            labels, affine, name = read_label_map(source)
-            if not labels.any():
-                raise SubctInputError(name, "label map is empty (all background)")
-            unlabelled: tuple[int, ...] = ()
-            if is_subcortical_only(labels):
-                if not background_maps:
-                    raise SubctInputError(
-                        name,
-                        "label map holds only subcortical structures and no surrounding "
-                        "tissue; give a whole-head background map (--background)",
-                    )
-                unlabelled = unlabelled_structures(labels, affine)
-                head = background_maps[embedded % len(background_maps)]
-                labels, affine = embed_in_head(labels, affine, *head[:2])
-                embedded += 1
-            # cropped at once and kept as int16 (IDs < 32768): 142 whole 256³ int32 heads
-            # held until every map is read would take 9.5 GB
-            cropped, cropped_affine = _crop_with_border(labels, affine)
-            cropped = split_skull(cropped)  # the same on the crop: its border is background
-            raw.append((cropped.astype(np.int16), cropped_affine, name, unlabelled))
-        all_labels = np.unique(np.concatenate([np.unique(labels) for labels, *_ in raw]))
-        all_labels = np.union1d(all_labels, [0])
+        key = bank_key(sources, backgrounds) if cache is not None else None
+        stored = load_bank(cache / key) if cache is not None and key is not None else None
+        if stored is None:
+            label_values, maps = _build_maps(sources, backgrounds)
+            if cache is not None and key is not None:
+                save_bank(cache / key, label_values, maps)
+        else:
+            label_values, maps = stored
         #: FreeSurfer ID of each compact index (index 0 is background).
-        self.label_values: NDArray[np.int32] = all_labels.astype(np.int32)
-        dtype = torch.uint8 if len(all_labels) <= 256 else torch.int16
-        self.maps: list[StoredLabelMap] = []
-        for cropped, cropped_affine, name, unlabelled in raw:
-            compact = np.searchsorted(self.label_values, cropped)
-            targets = np.isin(cropped, CANONICAL_LABELS)
-            head_mask = cropped > 0
-            self.maps.append(
-                StoredLabelMap(
-                    indices=torch.from_numpy(compact.astype(np.int16)).to(dtype).contiguous(),
-                    affine=cropped_affine,
-                    target_centroid_mm=_world_centroid(targets if targets.any() else head_mask,
-                                                       cropped_affine),
-                    head_centroid_mm=_world_centroid(head_mask, cropped_affine),
-                    name=name,
-                    unlabelled=unlabelled,
-                )
-            )
+        self.label_values: NDArray[np.int32] = label_values
+        dtype = torch.uint8 if len(label_values) <= 256 else torch.int16
+        self.maps: list[StoredLabelMap] = [
+            StoredLabelMap(indices=torch.from_numpy(np.ascontiguousarray(m.indices)).to(dtype),
+                           affine=m.affine, target_centroid_mm=m.target_centroid_mm,
+                           head_centroid_mm=m.head_centroid_mm, name=m.name,
+                           unlabelled=m.unlabelled)
+            for m in maps]
         self.map_probabilities = _map_probabilities(
             [bool(m.unlabelled) for m in self.maps], subcortical_share)
 
@@ -219,3 +192,49 @@ def _map_probabilities(partial: list[bool], share: float | None) -> NDArray[np.f
         raise SubctInputError(None, f"subcortical map share {share} outside 0..1")
     flags = np.asarray(partial)
     return np.where(flags, share / count, (1.0 - share) / (len(partial) - count))
+
+
+def _build_maps(sources: Sequence[LabelMapSource], backgrounds: Sequence[LabelMapSource]
+                ) -> tuple[NDArray[np.int32], list[CachedMap]]:
+    """Read every map (embedding subcortical-only ones in the k-th head, k mod n), crop it
+    to its labels and re-code it into compact indices shared by all maps; returns the
+    label values and the maps as plain arrays (what :mod:`subct.synth.bank_cache` stores)."""
+    background_maps = [read_label_map(b) for b in backgrounds]
+    raw: list[tuple[NDArray[np.int16], NDArray[np.float64], str, tuple[int, ...]]] = []
+    embedded = 0
+    for source in sources:
+        labels, affine, name = read_label_map(source)
+        if not labels.any():
+            raise SubctInputError(name, "label map is empty (all background)")
+        unlabelled: tuple[int, ...] = ()
+        if is_subcortical_only(labels):
+            if not background_maps:
+                raise SubctInputError(
+                    name,
+                    "label map holds only subcortical structures and no surrounding "
+                    "tissue; give a whole-head background map (--background)",
+                )
+            unlabelled = unlabelled_structures(labels, affine)
+            head = background_maps[embedded % len(background_maps)]
+            labels, affine = embed_in_head(labels, affine, *head[:2])
+            embedded += 1
+        # cropped at once and kept as int16 (IDs < 32768): 142 whole 256³ int32 heads
+        # held until every map is read would take 9.5 GB
+        cropped, cropped_affine = _crop_with_border(labels, affine)
+        cropped = split_skull(cropped)  # the same on the crop: its border is background
+        raw.append((cropped.astype(np.int16), cropped_affine, name, unlabelled))
+    label_values = np.union1d(
+        np.unique(np.concatenate([np.unique(labels) for labels, *_ in raw])), [0])
+    dtype = np.uint8 if len(label_values) <= 256 else np.int16
+    maps = []
+    for coded, cropped_affine, name, unlabelled in raw:
+        targets = np.isin(coded, CANONICAL_LABELS)
+        head_mask = coded > 0
+        maps.append(CachedMap(
+            indices=np.searchsorted(label_values, coded).astype(dtype),
+            affine=cropped_affine,
+            target_centroid_mm=_world_centroid(targets if targets.any() else head_mask,
+                                               cropped_affine),
+            head_centroid_mm=_world_centroid(head_mask, cropped_affine),
+            name=name, unlabelled=unlabelled))
+    return label_values.astype(np.int32), maps
