@@ -60,8 +60,10 @@ MODEL_REGISTRY: dict[str, ShippedModel] = {
         # volume calibration: none. Re-tuned for model v2 (session 14, epoch 596; session
         # 16, epoch 688) on validation maps 17-18 (benchmarks/tune_class_scales.py, 20
         # clean heads at 1 and 5 mm), no structure is labelled too large or too small on
-        # every map and resolution; the phase-4 weights had the accumbens (+28 / +34 %,
-        # factor 0.37)
+        # every map and resolution; for epoch 736 (session 17) the amygdala just passed
+        # (+15 %, factor 0.223) but doubled to quadrupled its volume error on the held-out
+        # maps 19-20 (map 18's labelling drives it): not shipped. The phase-4 weights had
+        # the accumbens (+28 / +34 %, factor 0.37)
         class_scales=(),
     ),
 }

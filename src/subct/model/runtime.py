@@ -294,23 +294,34 @@ _M_MMAP_MAX, _M_TRIM_THRESHOLD = -4, -1
 RETAINED_HEAP_BYTES = 1 << 30
 
 
+#: ``subct segment`` keeps freed memory for batches of at least this many cases: the
+#: first case runs ~2 s slower with it, each later one ~1.5 s faster (measured on a
+#: 3-case batch, :func:`retain_freed_memory`).
+RETAIN_MEMORY_FROM_CASES = 3
+
+
 def retain_freed_memory() -> bool:
     """Let glibc keep large freed blocks for reuse instead of unmapping them; True if set.
 
     By default glibc serves blocks above its mmap threshold (128 kB, raised dynamically
-    to at most 32 MB) with a fresh ``mmap`` and unmaps them on free, and trims the top of
-    its heap: a segmentation's large arrays (the crop's logits, 18 classes × ~3 M voxels,
-    float32, and their softmax and TTA copies) were new memory every time, which the
-    kernel zero-fills page by page on first touch: ~11 k page faults and about 1 s of
-    system time per case on a 2-core CPU. With ``mmap`` off for the allocator and 1 GB
-    of free memory kept at the top of the heap, freed arrays are reused
-    (``benchmarks/time_segment.py``; labels bit-identical).
+    to at most 32 MB) with a fresh ``mmap`` and unmaps them on free, so each case of a
+    batch gets new memory for its large arrays (the crop's logits, 18 classes × ~3 M
+    voxels, float32, their softmax and TTA copies; numpy asks for huge pages on large
+    arrays, so every fault zero-fills 2 MB). With ``mmap`` off for the allocator and 1 GB
+    of free memory kept at the top of the heap, the next case reuses the last one's
+    memory: ``benchmarks/time_segment.py`` (segment calls in one process) went from
+    5.9–6.1 s to 4.4 s wall and 8.4–8.8 to 6.8–6.9 CPU s per case on 2 cores, labels
+    bit-identical.
 
-    ``subct segment`` calls this. Training does not: in the trainer's process the
-    long-lived objects at the top of the heap already kept glibc from trimming, so the
-    step gained nothing, and the data-loader worker forked every epoch shares the
-    retained heap copy-on-write, which made the loop slower (96³ bf16 patches: 3.05
-    against 2.53 patches/s, ``benchmarks/bench_training_throughput.py``). The cost is
+    ``subct segment`` calls this for batches of :data:`RETAIN_MEMORY_FROM_CASES` or more
+    cases: a 3-case batch of the GE head took 21.1–23.4 s against 24.6–28.4 s (system
+    time 3.4–4.5 against 5.9–9.7 s; cases 9.6, 5.8, 5.9 s against 7.1, 7.3, 8.3 s), but
+    the first case is slower with it (one ``subct segment`` process: ~1 s more system
+    time, wall 9.4–11.3 against 8.2–10.5 s). Training gained nothing either: in the
+    trainer's process long-lived objects at the top of the heap already kept glibc from
+    unmapping, and the data-loader worker forked every epoch shares the retained heap
+    copy-on-write, which made the loop slower (96³ bf16 patches: 2.53 patches/s against
+    3.05 without, ``benchmarks/bench_training_throughput.py``). The cost is
     memory that stays with the process after its peak (reused, not leaked); a Python
     session that imports subct keeps glibc's default unless it calls this itself.
     ``SUBCT_MALLOC=system`` turns it off; other C libraries (musl, macOS, Windows) are
