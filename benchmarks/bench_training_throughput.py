@@ -20,6 +20,9 @@ Every row records wall and CPU seconds (this process and its workers) and the CP
         --patch 64 96 --precision fp32 bf16 --steps 24
 
 Run on a quiet machine (other jobs collapse PyTorch's threads); ``uptime`` is printed.
+``--malloc retain`` runs it with freed memory kept for reuse
+(:func:`subct.model.runtime.retain_freed_memory`), which ``subct train`` does not do: the
+default ``system`` is what the trainer runs with.
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader
 
-from subct.model.runtime import cpu_line
+from subct.model.runtime import cpu_line, retain_freed_memory
 from subct.training import data as training_data
 from subct.training.config import load_training_config
 from subct.training.distributed import single_process
@@ -137,12 +140,15 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=16, help="optimiser steps per figure")
     parser.add_argument("--set", action="append", default=[], dest="extra",
                         help="extra config override, KEY=VALUE")
+    parser.add_argument("--malloc", choices=["system", "retain"], default="system",
+                        help="glibc's allocator as is (as subct train), or retaining freed memory")
     args = parser.parse_args()
+    retained = args.malloc == "retain" and retain_freed_memory()
     if not Path(args.config).is_file():
         parser.error(f"{args.config}: config not found")
     print(cpu_line())
     print(f"load: {os.getloadavg()}; torch threads {torch.get_num_threads()}; "
-          f"config {args.config} {' '.join(args.extra)}")
+          f"freed memory retained: {retained}; config {args.config} {' '.join(args.extra)}")
     print("| patch | precision | batch | workers | synth patches/s | step patches/s "
           "| loop patches/s | loop wall s | loop CPU s | loop start s |")
     print("|---|---|---|---|---|---|---|---|---|---|")
