@@ -17,7 +17,8 @@
 # CONFIG (default configs/model_v2.yaml), THREADS (torch threads, default 2), NICE (10),
 # RESTART_LR (a one-off warm restart at that learning rate; schedule.restart_lr), SET (extra
 # space-separated config overrides for this and later starts, e.g. "data.patch_size=[96,96,96]";
-# each start appends the overrides it used to runs/model_v2/overrides.log).
+# each start appends the overrides it used to runs/model_v2/overrides.log), SUBCT_CACHE_DIR
+# (default runs/model_v2/cache: the run's label bank, built at the first start).
 #
 # `adopt` feeds a checkpoint of the same network trained elsewhere (a lent GPU:
 # scripts/device_train.sh) into the run while it is stopped: its weights become the run's
@@ -60,6 +61,9 @@ case "$mode" in
     command -v subct >/dev/null 2>&1 || {
       echo "subct is not installed in this environment: pip install -e '.[dev]' first" >&2; exit 2; }
     rm -f "$RUN/STOP"
+    # the label bank (142 maps, ~3 min to build) is cached beside the run, which outlives
+    # a session's machine: later starts read it in seconds (subct.synth.bank_cache)
+    export SUBCT_CACHE_DIR="${SUBCT_CACHE_DIR:-$(pwd)/$RUN/cache}"
     if [[ -f "$STATE/last_state.pt" ]] && (( $(epoch_of "$STATE") > $(epoch_of "$RUN") )); then
       copy_files "$STATE" "$RUN"
       echo "restored epoch $(epoch_of "$STATE") from $STATE"
