@@ -5,8 +5,9 @@ checkout, put its ``src`` first on the path::
     PYTHONPATH=/tmp/before_tree/src python benchmarks/time_segment.py \\
         ../shared/data/ct/dicom_ge_tilted
 
-The allocator is set as the command line sets it (``retain_freed_memory``); compare with
-``SUBCT_MALLOC=system``. Minor page faults per call are printed too.
+``--malloc retain`` keeps freed memory for reuse (``retain_freed_memory``, as a batch of
+3 or more cases does); the default leaves glibc's allocator alone (and runs on older
+checkouts, which lack it). Minor page faults per call are printed too.
 """
 
 from __future__ import annotations
@@ -19,11 +20,14 @@ import time
 import subct
 from subct.inference.pipeline import segment
 from subct.io.readers import load_volume
-from subct.model.runtime import retain_freed_memory
 
 
 def main() -> None:
-    retained = retain_freed_memory()
+    retained = "--malloc" in sys.argv and sys.argv[sys.argv.index("--malloc") + 1] == "retain"
+    if retained:
+        from subct.model.runtime import retain_freed_memory
+
+        retained = retain_freed_memory()
     volume = load_volume(sys.argv[1])
     segment(volume)  # warm-up: model load, graph compile
     walls, cpus = [], []

@@ -148,7 +148,6 @@ def segment(
     from subct.inference.config import InferenceConfig
     from subct.inference.outputs import BatchConfig
     from subct.model.registry import resolve_model_path
-    from subct.model.runtime import RETAIN_MEMORY_FROM_CASES, retain_freed_memory
 
     inputs = [*(inputs or []), *(input_option or [])]
     if not inputs:
@@ -164,8 +163,6 @@ def segment(
     inference = (InferenceConfig.fast(**settings) if fast
                  else InferenceConfig(tta=not no_tta, **settings))  # type: ignore[arg-type]
     case_count = len(discover_inputs(inputs)[0])
-    if case_count >= RETAIN_MEMORY_FROM_CASES:  # later cases reuse earlier ones' memory
-        retain_freed_memory()
     if (age is not None or sex is not None) and case_count > 1:
         raise SubctConfigError(f"--age/--sex describe one person, and the inputs hold "
                                f"{case_count} cases: give a --demographics CSV instead")

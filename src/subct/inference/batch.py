@@ -50,6 +50,7 @@ from subct.io.readers import load_volume
 from subct.io.writers import check_output_file, folder_lock
 from subct.model.graphs import file_sha256
 from subct.model.registry import resolve_model_path
+from subct.model.runtime import RETAIN_MEMORY_FROM_CASES, retain_freed_memory
 from subct.runner import CaseOutcome, guarded, run_cases
 
 
@@ -205,6 +206,8 @@ def _run_locked(inputs: list[Path], config: BatchConfig, model: SegmentationMode
             process: Callable[[CaseInput], CaseOutcome] = partial(_process_on_worker,
                                                                   config=config, keys=keys)
         else:
+            if len(todo) >= RETAIN_MEMORY_FROM_CASES:  # later cases reuse earlier ones' memory
+                retain_freed_memory()
             process = partial(process_case, model=model or cached_model(config.model,
                                                                         config.inference),
                               config=config, keys=keys, on_step=on_step)

@@ -165,7 +165,6 @@ def channel_argmax(channels: Sequence[NDArray[np.float32]] | NDArray[np.float32]
     return winner
 
 
-
 def class_argmax(probabilities: NDArray[np.float32], threads: int = 1) -> NDArray[np.int64]:
     """``probabilities.argmax(axis=0)`` for a (classes, X, Y, Z) array, in ``threads``
     slabs along x (:func:`channel_argmax` in each)."""

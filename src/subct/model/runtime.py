@@ -294,7 +294,8 @@ _M_MMAP_MAX, _M_TRIM_THRESHOLD = -4, -1
 RETAINED_HEAP_BYTES = 1 << 30
 
 
-#: ``subct segment`` keeps freed memory for batches of at least this many cases: the
+#: A batch (:func:`subct.inference.batch.run_batch`, in this process) keeps freed memory
+#: when it segments at least this many cases: the
 #: first case runs ~2 s slower with it, each later one ~1.5 s faster (measured on a
 #: 3-case batch, :func:`retain_freed_memory`).
 RETAIN_MEMORY_FROM_CASES = 3
@@ -313,8 +314,9 @@ def retain_freed_memory() -> bool:
     5.9–6.1 s to 4.4 s wall and 8.4–8.8 to 6.8–6.9 CPU s per case on 2 cores, labels
     bit-identical.
 
-    ``subct segment`` calls this for batches of :data:`RETAIN_MEMORY_FROM_CASES` or more
-    cases: a 3-case batch of the GE head took 21.1–23.4 s against 24.6–28.4 s (system
+    ``subct segment`` (``run_batch``) calls this when it segments
+    :data:`RETAIN_MEMORY_FROM_CASES` or more cases in its own process: a 3-case batch of
+    the GE head took 21.1–23.4 s against 24.6–28.4 s (system
     time 3.4–4.5 against 5.9–9.7 s; cases 9.6, 5.8, 5.9 s against 7.1, 7.3, 8.3 s), but
     the first case is slower with it (one ``subct segment`` process: ~1 s more system
     time, wall 9.4–11.3 against 8.2–10.5 s). Training gained nothing either: in the
