@@ -64,7 +64,8 @@ def main() -> None:
                                        weights=[1.0 - alpha, alpha])
         loaded = load_checkpoint(path)
         start = time.perf_counter()
-        score = pipeline_dice(loaded.network, loaded.metadata, heads, torch.device("cpu"))
+        score = pipeline_dice(loaded.network, loaded.metadata, heads, torch.device("cpu"),
+                              tta=config.pipeline_validation.tta)
         print(f"| {alpha:.2f} | {score:.4f} | {time.perf_counter() - start:.0f} |", flush=True)
     print(f"load average {os.getloadavg()[0]:.1f}; interpolated checkpoints in {args.out}")
 
