@@ -62,8 +62,9 @@ MODEL_REGISTRY: dict[str, ShippedModel] = {
         # clean heads at 1 and 5 mm), no structure is labelled too large or too small on
         # every map and resolution; for epoch 736 (session 17) the amygdala just passed
         # (+15 %, factor 0.223) but doubled to quadrupled its volume error on the held-out
-        # maps 19-20 (map 18's labelling drives it): not shipped. The phase-4 weights had
-        # the accumbens (+28 / +34 %, factor 0.37)
+        # maps 19-20 (map 18's labelling drives it): not shipped; for epoch 784 (session
+        # 18) none passed again. The phase-4 weights had the accumbens (+28 / +34 %,
+        # factor 0.37)
         class_scales=(),
     ),
 }
