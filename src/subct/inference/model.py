@@ -79,6 +79,13 @@ class SegmentationModel:
         return (int(size[0]), int(size[1]), int(size[2]))
 
     @property
+    def window_size(self) -> tuple[int, int, int]:
+        """Sliding-window size in voxels (x, y, z): the checkpoint's ``inference_window``,
+        else its training patch size."""
+        size = self.metadata.inference_window or self.metadata.patch_size
+        return (int(size[0]), int(size[1]), int(size[2]))
+
+    @property
     def size_divisor(self) -> int:
         """Network input sides must be multiples of this."""
 

@@ -51,7 +51,7 @@ def predict_probabilities(model: SegmentationModel, image: NDArray[np.float32],
     if mirrored:
         images.append(image[::-1])
     stack = np.ascontiguousarray(np.stack(images), dtype=np.float32)
-    patch = model.patch_size
+    patch = model.window_size
     fits_patch = all(size <= limit for size, limit in zip(image.shape, patch, strict=True))
     if fits_patch or image.size <= config.max_single_pass_voxels:
         # the engine's own output buffer (reused by its next call): normalised into a copy

@@ -75,6 +75,12 @@ class DataConfig(_Strict):
     synthetic_fraction: float = Field(
         default=1.0, ge=0, le=1, description="share of training patches that are synthetic")
     patch_size: tuple[int, int, int] = (96, 96, 96)
+    inference_window: tuple[int, int, int] | None = Field(
+        default=None,
+        description="sliding-window size (voxels) that subct segment uses with the trained "
+                    "network, recorded in its checkpoints; None: the training patch size. "
+                    "Overlapping windows smaller than the box average each voxel's "
+                    "prediction several times, which can beat fewer, larger windows")
     batch_size: int = Field(default=2, ge=1)
     samples_per_epoch: int = Field(default=200, ge=1)
     validation_samples: int = Field(default=16, ge=1, description="synthetic validation patches")
@@ -92,11 +98,11 @@ class DataConfig(_Strict):
             self.synthetic_fraction = 1.0
         return self
 
-    @field_validator("patch_size")
+    @field_validator("patch_size", "inference_window")
     @classmethod
-    def _positive(cls, value: tuple[int, int, int]) -> tuple[int, int, int]:
-        if min(value) < 8:
-            raise ValueError(f"patch_size {value} too small (each side ≥ 8 voxels)")
+    def _positive(cls, value: tuple[int, int, int] | None) -> tuple[int, int, int] | None:
+        if value is not None and min(value) < 8:
+            raise ValueError(f"{value} too small (each side ≥ 8 voxels)")
         return value
 
 

@@ -84,6 +84,7 @@ def make_metadata(config: TrainingConfig, epoch: int, best: float | None,
         network_name=config.network.name, network_kwargs=network_kwargs(config),
         label_scheme=config.label_scheme, spacing_mm=config.preprocessing.spacing_mm,
         hu_window=config.preprocessing.hu_window, patch_size=config.data.patch_size,
+        inference_window=config.data.inference_window,
         skull_strip=config.preprocessing.skull_strip, subct_version=__version__,
         training_config=config.model_dump(mode="json"), epoch=epoch, best_metric=best,
         validation_dice=dice, reference_pitch_deg=config.preprocessing.reference_pitch_deg)
