@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
+from subct.errors import SubctInputError
 from subct.inference.config import InferenceConfig
 from subct.inference.model import model_from_network
 from subct.inference.predict import predict_probabilities
@@ -62,6 +63,9 @@ def test_windows_follow_inference_window_else_patch(
 def test_inference_window_is_checked_and_recorded_from_the_config() -> None:
     with pytest.raises(ValidationError, match="inference_window"):
         _metadata((4, 96, 96))
+    with pytest.raises(SubctInputError, match=r"inference_window \(4, 96, 96\) too small"):
+        load_training_config(REPOSITORY / "configs" / "tiny_synthetic.yaml",
+                             ["data.inference_window=[4,96,96]"])
     config = load_training_config(REPOSITORY / "configs" / "tiny_synthetic.yaml",
                                   ["data.inference_window=[96,96,96]"])
     metadata = make_metadata(config, epoch=1, best=None, dice={})

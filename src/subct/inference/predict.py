@@ -51,14 +51,14 @@ def predict_probabilities(model: SegmentationModel, image: NDArray[np.float32],
     if mirrored:
         images.append(image[::-1])
     stack = np.ascontiguousarray(np.stack(images), dtype=np.float32)
-    patch = model.window_size
-    fits_patch = all(size <= limit for size, limit in zip(image.shape, patch, strict=True))
-    if fits_patch or image.size <= config.max_single_pass_voxels:
+    window = model.window_size
+    fits_window = all(size <= limit for size, limit in zip(image.shape, window, strict=True))
+    if fits_window or image.size <= config.max_single_pass_voxels:
         # the engine's own output buffer (reused by its next call): normalised into a copy
         probabilities = softmax(engine.logits(stack[:, None]), axis=1, threads=model.threads)
     else:  # the blended logits are this call's own array: normalised where they lie
         probabilities = softmax(
-            sliding_window_logits(engine, stack, patch, config.sliding_window_overlap,
+            sliding_window_logits(engine, stack, window, config.sliding_window_overlap,
                                   batch_size=len(images), threads=model.threads),
             axis=1, threads=model.threads, in_place=True)
     if mirrored:

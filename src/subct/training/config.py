@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from subct.config import StrictConfig
 from subct.errors import SubctConfigError, SubctInputError
@@ -100,9 +100,10 @@ class DataConfig(_Strict):
 
     @field_validator("patch_size", "inference_window")
     @classmethod
-    def _positive(cls, value: tuple[int, int, int] | None) -> tuple[int, int, int] | None:
+    def _positive(cls, value: tuple[int, int, int] | None, info: ValidationInfo
+                  ) -> tuple[int, int, int] | None:
         if value is not None and min(value) < 8:
-            raise ValueError(f"{value} too small (each side ≥ 8 voxels)")
+            raise ValueError(f"{info.field_name} {value} too small (each side ≥ 8 voxels)")
         return value
 
 
