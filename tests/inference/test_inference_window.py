@@ -49,6 +49,8 @@ def test_windows_follow_inference_window_else_patch(
     model = model_from_network(network, _metadata(window), precision="fp32", threads=1)
     assert model.patch_size == (32, 32, 32)
     assert model.window_size == expected_shape
+    assert model.metadata.plan.inference_window == expected_shape
+    assert model.metadata.plan.window_size == window
     engine = _CountingEngine(model.engine)
     image = np.random.default_rng(0).random((32, 32, 32), dtype=np.float32)
     config = InferenceConfig(tta=False, sliding_window_overlap=0.5)

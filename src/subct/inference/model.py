@@ -75,15 +75,13 @@ class SegmentationModel:
     @property
     def patch_size(self) -> tuple[int, int, int]:
         """Training patch size in voxels (x, y, z)."""
-        size = self.metadata.patch_size
-        return (int(size[0]), int(size[1]), int(size[2]))
+        return self.metadata.plan.patch_size
 
     @property
     def window_size(self) -> tuple[int, int, int]:
         """Sliding-window size in voxels (x, y, z): the checkpoint's ``inference_window``,
         else its training patch size."""
-        size = self.metadata.inference_window or self.metadata.patch_size
-        return (int(size[0]), int(size[1]), int(size[2]))
+        return self.metadata.plan.inference_window
 
     @property
     def size_divisor(self) -> int:

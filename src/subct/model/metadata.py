@@ -95,7 +95,8 @@ class CheckpointMetadata(BaseModel):
                     hu_window=(float(self.hu_window[0]), float(self.hu_window[1])),
                     patch_size=self.patch_size, label_scheme=self.label_scheme,
                     size_divisor=size_divisor(self.network_name, **self.network_kwargs),
-                    reference_pitch_deg=self.reference_pitch_deg)
+                    reference_pitch_deg=self.reference_pitch_deg,
+                    window_size=self.inference_window)
 
     @property
     def num_classes(self) -> int:

@@ -1,7 +1,7 @@
 """The plan of a model: the grid and intensity settings every stage must share.
 
 As nnU-Net's plans: the voxel spacing (mm, RAS), the HU window mapped onto [0, 1], the
-training patch (voxels), the label scheme, the size divisor of the network and the
+training patch and the inference window (voxels), the label scheme, the size divisor of the network and the
 reference head pitch. Their defaults are defined here once; a checkpoint records the
 values it was trained with (:attr:`subct.model.metadata.CheckpointMetadata.plan`), and
 synthesis, training, the nnU-Net export and inference read them from there or from the
@@ -33,6 +33,14 @@ class Plan:
     label_scheme: str
     size_divisor: int
     reference_pitch_deg: float | None = None
+    #: Sliding-window size at inference (voxels): the checkpoint's ``inference_window``,
+    #: else ``patch_size`` (None here means the same).
+    window_size: tuple[int, int, int] | None = None
+
+    @property
+    def inference_window(self) -> tuple[int, int, int]:
+        """Sliding-window size (voxels, x y z) that inference uses."""
+        return self.window_size or self.patch_size
 
 
 def require_same(setting: str, value: Sequence[float] | float | str,
