@@ -1,12 +1,13 @@
 """The plan of a model: the grid and intensity settings every stage must share.
 
 As nnU-Net's plans: the voxel spacing (mm, RAS), the HU window mapped onto [0, 1], the
-training patch and the inference window (voxels), the label scheme, the size divisor of the network and the
-reference head pitch. Their defaults are defined here once; a checkpoint records the
-values it was trained with (:attr:`subct.model.metadata.CheckpointMetadata.plan`), and
-synthesis, training, the nnU-Net export and inference read them from there or from the
-training config that wrote it. Where two settings must agree and do not,
-:func:`require_same` stops with both values named, instead of one silently winning.
+training patch and the inference window (voxels), the label scheme, the size divisor of
+the network and the reference head pitch. Their defaults are defined here once; a
+checkpoint records the values it was trained with
+(:attr:`subct.model.metadata.CheckpointMetadata.plan`), and synthesis, training, the
+nnU-Net export and inference read them from there or from the training config that
+wrote it. Where two settings must agree and do not, :func:`require_same` stops with
+both values named, instead of one silently winning.
 """
 
 from __future__ import annotations
