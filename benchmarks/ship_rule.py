@@ -186,7 +186,7 @@ def verdict(results: dict[str, dict[str, SetResult]], baseline: str, candidate: 
 
 def markdown(results: dict[str, dict[str, SetResult]], baseline: str, candidate: str) -> str:
     lines = [f"| set | {baseline} | {candidate} | difference | cases won | lesion-adjacent "
-             "volumes within 15 % |", "|---|---|---|---|---|---|"]
+             "volumes within 15 % (baseline vs candidate) |", "|---|---|---|---|---|---|"]
     for set_name, by_model in results.items():
         base, cand = by_model[baseline], by_model[candidate]
 
