@@ -27,6 +27,10 @@ Usage::
 
 Writes ``ship_rule.json`` (every figure, per case) and ``ship_rule.md`` (the tables) to
 ``--out``. Exit status 0 either way; the verdict is the last line.
+
+The baseline's figures are cached per set (:mod:`ship_rule_cache`: keyed on the weights'
+SHA-256, the set's drawing parameters, the engine and the code), so a second candidate
+against the same shipped weights costs half the time; ``--no-cache`` scores it afresh.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -45,6 +50,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import bench_paper_test_maps as paper  # noqa: E402
 import bench_shipped_model as held  # noqa: E402
+import ship_rule_cache as cache  # noqa: E402
 from paired_models import load_models  # noqa: E402
 
 #: (set name, SynthSeg maps, tuning flag, pathology) of the whole-head sets
@@ -220,6 +226,47 @@ def structure_table(results: dict[str, dict[str, SetResult]], baseline: str,
     return "\n".join(lines)
 
 
+def selected_sets(groups: list[str]) -> list[str]:
+    """The sets a run scores, in order, from ``--sets`` (validation, heldout, paper)."""
+    names = [name for name in HEAD_SETS
+             if ("validation" if name.startswith("validation") else "heldout") in groups]
+    if "validation" in groups:
+        names.append(PAPER_VALIDATION_SET)
+    if "paper" in groups:
+        names.append(PAPER_SET)
+    return names
+
+
+def score_set(set_name: str, models: dict[str, object], args: argparse.Namespace
+              ) -> dict[str, SetResult]:
+    """Every model's figures on one set (the paper's validation maps draw with seed + 1000)."""
+    if set_name in HEAD_SETS:
+        return score_head_set(set_name, models, args.samples_per_map, args.seed)
+    seed = args.paper_seed + (1000 if set_name == PAPER_VALIDATION_SET else 0)
+    return score_paper_set(set_name, models, args.paper_limit, seed)
+
+
+def score_set_cached(set_name: str, models: dict[str, Any], args: argparse.Namespace
+                     ) -> dict[str, SetResult]:
+    """:func:`score_set`, reading the baseline's figures from :mod:`ship_rule_cache` when
+    they are there (and storing them when they were computed): the candidate alone is run."""
+    baseline = models["baseline"]
+    parameters = ({"samples_per_map": args.samples_per_map, "seed": args.seed}
+                  if set_name in HEAD_SETS
+                  else {"paper_limit": args.paper_limit, "paper_seed": args.paper_seed})
+    key = None if args.no_cache else cache.entry_key(
+        Path(baseline.path), set_name, parameters, f"{baseline.backend} {baseline.precision}")
+    entry = cache.load_entry(key) if key else None
+    if entry is not None:
+        print(f"  {set_name}: baseline figures from the cache ({key[:12]})", flush=True)
+        scored = score_set(set_name, {"candidate": models["candidate"]}, args)
+        return {"baseline": SetResult(**entry), "candidate": scored["candidate"]}
+    scored = score_set(set_name, models, args)
+    if key:
+        cache.save_entry(key, scored["baseline"])
+    return scored
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--candidate", required=True, help="checkpoint (.safetensors)")
@@ -234,6 +281,8 @@ def main() -> None:
     parser.add_argument("--paper-seed", type=int, default=2312)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=Path("/tmp/ship_rule"))
+    parser.add_argument("--no-cache", action="store_true",
+                        help="score the baseline afresh (do not read or write the cache)")
     args = parser.parse_args()
 
     from subct.model.registry import reference_pitch_deg
@@ -255,17 +304,8 @@ def main() -> None:
               "model only", flush=True)
     start = time.perf_counter()
     results: dict[str, dict[str, SetResult]] = {}
-    for set_name in HEAD_SETS:
-        group = "validation" if set_name.startswith("validation") else "heldout"
-        if group in args.sets:
-            results[set_name] = score_head_set(set_name, models, args.samples_per_map,
-                                               args.seed)
-    if "validation" in args.sets:
-        results[PAPER_VALIDATION_SET] = score_paper_set(
-            PAPER_VALIDATION_SET, models, args.paper_limit, args.paper_seed + 1000)
-    if "paper" in args.sets:
-        results[PAPER_SET] = score_paper_set(PAPER_SET, models, args.paper_limit,
-                                             args.paper_seed)
+    for set_name in selected_sets(args.sets):
+        results[set_name] = score_set_cached(set_name, models, args)
     table = markdown(results, "baseline", "candidate")
     ship, reasons = verdict(results, "baseline", "candidate")
     if pose_mismatch:
