@@ -175,7 +175,8 @@ def test_pipeline_validation_keeps_the_best_whole_head_checkpoint(
         shared_data: Path, tmp_path: Path) -> None:
     values = tiny_config(shared_data, tmp_path, **{"pipeline_validation.every_epochs": 1,
                                                    "pipeline_validation.heads": 1,
-                                                   "pipeline_validation.shape": "[160,192,192]"})
+                                                   "pipeline_validation.shape": "[160,192,192]",
+                                                   "pipeline_validation.keep_checkpoints": "true"})
     result = train(training_config_from_dict(values))
     scores = [record.pipeline_dice for record in result.history]
     assert all(score is not None and 0.0 <= score <= 1.0 for score in scores)
@@ -184,6 +185,11 @@ def test_pipeline_validation_keeps_the_best_whole_head_checkpoint(
     assert scores[best - 1] == max(s for s in scores if s is not None)
     rows = list(csv.DictReader((tmp_path / "training_log.csv").open()))
     assert [float(r["pipeline_dice"]) for r in rows] == pytest.approx(scores, abs=1e-4)
+    # one group of heads (the training generator's): its column is the same figure
+    assert [float(r["pipeline_training"]) for r in rows] == pytest.approx(scores, abs=1e-4)
+    kept = sorted(path.name for path in tmp_path.glob("pipeline_*.safetensors"))
+    assert kept == [f"pipeline_{epoch:04d}.safetensors" for epoch in range(1, len(rows) + 1)]
+    assert load_checkpoint(tmp_path / kept[-1]).metadata.epoch == len(rows)
     state = torch.load(tmp_path / "last_state.pt", weights_only=True)
     assert state["best_pipeline_dice"] == pytest.approx(max(scores))  # type: ignore[type-var]
 

@@ -14,9 +14,11 @@ from subct.paths import paper_split_maps
 from subct.training.config import training_config_from_dict
 from subct.training.loop import train
 from subct.training.pipeline_validation import (
+    ALL_HEADS,
     LEGACY_PROTOCOL,
     build_validation_heads,
     pipeline_dice,
+    pipeline_scores,
     protocol_key,
 )
 
@@ -45,10 +47,13 @@ def test_evaluation_protocol_draws_clean_and_clinical_heads_at_1_and_5_mm(
     assert not np.array_equal(clean.ct.array, clinical.ct.array)  # pathology was drawn
     again = build_validation_heads(config)[0]  # the same heads every epoch and on resume
     assert np.array_equal(again.ct.array, clean.ct.array)
+    assert [head.group for head in heads] == ["clean", "clean", "clinical", "clinical"]
     shipped = load_checkpoint(resolve_model_path(None))
-    score = pipeline_dice(shipped.network, shipped.metadata, heads, torch.device("cpu"))
+    scores = pipeline_scores(shipped.network, shipped.metadata, heads, torch.device("cpu"))
     # the shipped model's validation figures are 0.77-0.84 (docs/benchmarks.md)
-    assert 0.7 < score < 0.95
+    assert set(scores) == {ALL_HEADS, "clean", "clinical"}
+    assert all(0.7 < score < 0.95 for score in scores.values())
+    assert scores[ALL_HEADS] == pytest.approx((scores["clean"] + scores["clinical"]) / 2)
 
 
 def paper_split_folder(shared_data: Path, root: Path) -> Path:
@@ -78,6 +83,7 @@ def test_paper_validation_maps_are_scored_on_the_7_merged_classes(
         "training_seg_17_clean0", "paper_000_1BA001", "paper_013_1BA005"]
     paper = heads[1]
     assert paper.scheme == "paper7" and heads[0].scheme is None
+    assert [head.group for head in heads] == ["clean", "paper", "paper"]
     assert paper.ct.shape == (160, 192, 192) == paper.reference.shape
     assert set(np.unique(paper.reference)) == set(range(8))  # background + 7 merged classes
     shipped = load_checkpoint(resolve_model_path(None))

@@ -178,6 +178,10 @@ class PipelineValidationConfig(_Strict):
                     "validation maps (real subcortical shapes, evenly spaced through the "
                     "split), each embedded in a validation head and drawn clean at 1 mm, on "
                     "the paper's 7 merged classes; each counts as one head in the mean")
+    keep_checkpoints: bool = Field(
+        default=False,
+        description="also keep every scored network as pipeline_<epoch>.safetensors in the "
+                    "output folder (to compare or average checkpoints other than the best)")
 
     @model_validator(mode="after")
     def _paper_maps_need_evaluation(self) -> PipelineValidationConfig:

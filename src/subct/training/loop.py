@@ -5,10 +5,9 @@ per-structure Dice); step ``ReduceLROnPlateau`` on the validation loss; write
 ``last.safetensors`` (+ ``best.safetensors`` when the validation loss improved; +
 ``best_pipeline.safetensors`` when whole validation heads segmented through
 ``subct segment`` scored best, with ``pipeline_validation``; + ``ema.safetensors``, the
-moving average of the weights, with ``averaging.ema_decay``, which the pipeline
-validation then scores instead of the trained weights),
-``last_state.pt`` (optimiser, scheduler, counters, RNG; read back with
-``torch.load(weights_only=True)``), a CSV row and the PNG of the curves; stop early
+moving average of the weights, with ``averaging.ema_decay``, which the pipeline validation
+then scores instead), ``last_state.pt`` (optimiser, scheduler, counters, RNG; read back
+with ``torch.load(weights_only=True)``), a CSV row and the PNG of the curves; stop early
 after ``early_stopping_patience`` epochs without improvement (paper: Adam 1e-4,
 plateau patience 3, early stopping patience 5).
 
@@ -45,10 +44,11 @@ from subct.training.config import TrainingConfig
 from subct.training.distributed import DistributedContext, single_process
 from subct.training.evaluate import evaluate_checkpoint_on_test
 from subct.training.pipeline_validation import (
+    ALL_HEADS,
     LEGACY_PROTOCOL,
     ValidationHead,
     build_validation_heads,
-    pipeline_dice,
+    pipeline_scores,
     protocol_key,
 )
 from subct.training.precision import (
@@ -342,10 +342,13 @@ def _save_epoch(run: _Run, config: TrainingConfig, output: Path, record: EpochRe
         save_checkpoint(output / BEST_CHECKPOINT, run.network, metadata)
     if run.averaged is not None:
         save_checkpoint(output / AVERAGED_CHECKPOINT, run.averaged.module, metadata)
-    every = config.pipeline_validation.every_epochs
-    if heads and every and record.epoch % every == 0:
-        record.pipeline_dice = pipeline_dice(run.scored_network, metadata, heads, device,
-                                             config.pipeline_validation.tta)
+    if heads and (every := config.pipeline_validation.every_epochs) and record.epoch % every == 0:
+        record.pipeline_groups = pipeline_scores(run.scored_network, metadata, heads, device,
+                                                 config.pipeline_validation.tta)
+        record.pipeline_dice = record.pipeline_groups.pop(ALL_HEADS)
+        if config.pipeline_validation.keep_checkpoints:  # every scored network, by epoch
+            save_checkpoint(output / f"pipeline_{record.epoch:04d}.safetensors",
+                            run.scored_network, metadata)
         if record.pipeline_dice > run.best_pipeline_dice:
             run.best_pipeline_dice = record.pipeline_dice
             save_checkpoint(output / BEST_PIPELINE_CHECKPOINT, run.scored_network, metadata)

@@ -52,6 +52,9 @@ class ValidationHead:
     ct: Volume
     reference: NDArray[np.int16]
     scheme: str | None = None  # the reference's scheme when not the run's (paper7)
+    #: what the head tests, for the per-group figures: the evaluation condition
+    #: (``clean``, ``clinical``), ``paper`` (the ensemble paper's shapes) or ``training``
+    group: str = "training"
 
 
 def build_validation_heads(config: TrainingConfig) -> list[ValidationHead]:
@@ -108,12 +111,13 @@ def evaluation_heads(config: TrainingConfig, paths: list[Path], seed: int
                         description=name)
             canonical = convert_to_canonical(sample.labels_fs.numpy(), "freesurfer")
             reference = to_scheme(canonical, config.label_scheme).astype(np.int16)
-            heads.append(ValidationHead(name, ct, reference))
+            heads.append(ValidationHead(name, ct, reference, group=condition))
             if settings.slab_mm:
                 thick_ct, thick_reference = axial_slabs(
                     ct, Volume(reference, ct.affine.copy()), settings.slab_mm)
                 heads.append(ValidationHead(f"{name}_{settings.slab_mm}mm", thick_ct,
-                                            np.asarray(thick_reference.array, np.int16)))
+                                            np.asarray(thick_reference.array, np.int16),
+                                            group=condition))
     return heads
 
 
@@ -138,7 +142,7 @@ def paper_heads(config: TrainingConfig, head_maps: list[Path], seed: int
         ct, reference = embedded_paper_head(load_volume(path), whole_head,
                                             config.pipeline_validation.shape, seed + number)
         name = f"paper_{path.name.split('.')[0]}"
-        heads.append(ValidationHead(name, ct, reference, scheme="paper7"))
+        heads.append(ValidationHead(name, ct, reference, scheme="paper7", group="paper"))
     return heads
 
 
@@ -184,21 +188,37 @@ def head_dice(predicted: NDArray[np.integer], head: ValidationHead, scheme: str)
                                    case=head.name).mean_dice)
 
 
-def pipeline_dice(network: torch.nn.Module, metadata: CheckpointMetadata,
-                  heads: list[ValidationHead], device: torch.device, tta: bool = False
-                  ) -> float:
+#: the key of the mean over every head in :func:`pipeline_scores`
+ALL_HEADS = "all"
+
+
+def pipeline_scores(network: torch.nn.Module, metadata: CheckpointMetadata,
+                    heads: list[ValidationHead], device: torch.device, tta: bool = False
+                    ) -> dict[str, float]:
     """Mean Dice over the structures and heads when ``network`` segments each head as
     ``subct segment --fast --force`` would (``tta``: as ``subct segment --force``, with
-    flip test-time augmentation). The network is left in training mode."""
+    flip test-time augmentation): ``all`` (:data:`ALL_HEADS`, every head) and the mean of
+    each group of heads (``clean``, ``clinical``, ``paper``). The groups are what issue
+    23's ship rule weighs separately (clean and clinical each at least as good), which
+    the overall mean hides. The network is left in training mode."""
     was_training = network.training
     model = model_from_network(network, metadata, device, precision="fp32")
     options = pipeline_options(str(metadata.label_scheme), tta=tta)
-    scores: list[float] = []
+    by_group: dict[str, list[float]] = {}
     try:
         for head in heads:
             result = segment(head.ct, model=model, config=options)
-            scores.append(head_dice(np.asarray(result.labels.array), head,
-                                    str(metadata.label_scheme)))
+            by_group.setdefault(head.group, []).append(
+                head_dice(np.asarray(result.labels.array), head, str(metadata.label_scheme)))
     finally:
         network.train(was_training)
-    return float(np.mean(scores)) if scores else float("nan")
+    every = [score for scores in by_group.values() for score in scores]
+    return {ALL_HEADS: float(np.mean(every)) if every else float("nan"),
+            **{group: float(np.mean(scores)) for group, scores in by_group.items()}}
+
+
+def pipeline_dice(network: torch.nn.Module, metadata: CheckpointMetadata,
+                  heads: list[ValidationHead], device: torch.device, tta: bool = False
+                  ) -> float:
+    """The mean over every head of :func:`pipeline_scores` (what selects checkpoints)."""
+    return pipeline_scores(network, metadata, heads, device, tta)[ALL_HEADS]

@@ -51,6 +51,8 @@ class EpochRecord:
     #: mean Dice of whole validation heads through ``subct segment`` (epochs where
     #: ``pipeline_validation`` ran; None elsewhere)
     pipeline_dice: float | None = None
+    #: the same per group of heads (``clean``, ``clinical``, ``paper``; those epochs only)
+    pipeline_groups: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -101,11 +103,15 @@ def write_log(path: Path, history: list[EpochRecord], names: list[str]) -> None:
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     pipeline = any(record.pipeline_dice is not None for record in history)
+    groups = list(dict.fromkeys(g for record in history for g in record.pipeline_groups))
     writer.writerow(["epoch", "train_loss", "val_loss", "mean_dice", "lr", "seconds",
-                     *[f"dice_{n}" for n in names], *(["pipeline_dice"] if pipeline else [])])
+                     *[f"dice_{n}" for n in names], *(["pipeline_dice"] if pipeline else []),
+                     *[f"pipeline_{g}" for g in groups]])
     for record in history:
         extra = ([] if not pipeline else
                  ["" if record.pipeline_dice is None else f"{record.pipeline_dice:.4f}"])
+        extra += [f"{record.pipeline_groups[g]:.4f}" if g in record.pipeline_groups else ""
+                  for g in groups]
         writer.writerow([record.epoch, f"{record.train_loss:.6f}", f"{record.val_loss:.6f}",
                          f"{record.mean_dice:.4f}", f"{record.lr:.3g}", f"{record.seconds:.1f}",
                          *[f"{record.dice.get(n, math.nan):.4f}" for n in names], *extra])
