@@ -9,9 +9,11 @@ function of
 * the set and its drawing parameters (seed, samples per map, paper maps and their seed),
 * the engine and arithmetic that ran the network (``openvino`` fp32, ``torch`` bf16, …:
   bf16 and fp32 labels differ at boundaries),
-* the code that draws, segments and scores the cases: every module of ``src/subct`` and
-  the benchmark modules the rule imports (an edited pipeline re-scores), and the versions
-  of torch, MONAI, numpy and SciPy.
+* the code that draws, segments and scores the cases: every module of ``src/subct`` but
+  the packages the rule never imports (:data:`UNUSED_PACKAGES`: the trainer, the CLI, the
+  MRI-side dataset builder; an edit there would otherwise throw the cache away while a
+  training run is being tuned), the benchmark modules the rule imports (an edited
+  pipeline re-scores), and the versions of torch, MONAI, numpy, SciPy and the engines.
 
 The key hashes all of these, so a stale entry is never read: it is simply not found.
 Entries live in ``$SUBCT_CACHE_DIR/ship_rule/<key>.json`` (:func:`subct.paths.cache_dir`)
@@ -23,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 import tempfile
 from dataclasses import asdict
 from functools import lru_cache
@@ -31,11 +34,13 @@ from pathlib import Path
 from typing import Any
 
 #: bump when the meaning of a cached entry changes
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 BENCHMARKS = Path(__file__).resolve().parent
 #: the benchmark modules whose code decides the figures
 BENCHMARK_MODULES = ("ship_rule.py", "bench_shipped_model.py", "bench_paper_test_maps.py",
                      "paired_models.py")
+#: packages of ``src/subct`` the rule does not import (checked in ``code_fingerprint``)
+UNUSED_PACKAGES = ("cli", "dataset", "training", "transfer")
 LIBRARIES = ("torch", "monai", "numpy", "scipy", "SimpleITK", "openvino", "onnxruntime")
 
 
@@ -55,7 +60,13 @@ def code_fingerprint() -> str:
 
     digest = hashlib.sha256(f"ship rule cache v{CACHE_VERSION}\n".encode())
     package = Path(subct.__file__).resolve().parent
-    modules = sorted(package.rglob("*.py")) + [BENCHMARKS / name for name in BENCHMARK_MODULES]
+    loaded = {name.split(".")[1] for name in sys.modules if name.startswith("subct.")}
+    if loaded & set(UNUSED_PACKAGES):  # the figures may depend on them after all
+        raise RuntimeError(f"ship rule imported {sorted(loaded & set(UNUSED_PACKAGES))}: "
+                           "remove them from ship_rule_cache.UNUSED_PACKAGES")
+    modules = sorted(path for path in package.rglob("*.py")
+                     if path.relative_to(package).parts[0] not in UNUSED_PACKAGES)
+    modules += [BENCHMARKS / name for name in BENCHMARK_MODULES]
     for module in modules:
         digest.update(str(module.relative_to(module.parents[1])).encode())
         digest.update(hashlib.sha256(module.read_bytes()).digest())
