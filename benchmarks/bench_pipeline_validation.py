@@ -32,6 +32,7 @@ from subct.inference.pipeline import segment
 from subct.model.runtime import cpu_line
 from subct.training.config import load_training_config
 from subct.training.pipeline_validation import (
+    ValidationHead,
     build_validation_heads,
     head_dice,
     pipeline_options,
@@ -42,14 +43,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from paired_models import load_models  # noqa: E402
 
 
-def group_of(head_name: str) -> str:
-    """``training_seg_17_clinical2_5mm`` → ``clinical 5mm`` (the run's own heads: ``run``)."""
-    if head_name.startswith("paper_"):
-        return "paper 1mm"
-    match = re.search(r"_(clean|clinical)\d+(_(\d+)mm)?$", head_name)
-    if match is None:
-        return "run"
-    return f"{match.group(1)} {match.group(3) or '1'}mm"
+def group_of(head: ValidationHead) -> str:
+    """``clinical 5mm``: the head's group (:attr:`ValidationHead.group`) and resolution."""
+    match = re.search(r"_(\d+)mm$", head.name)
+    return f"{head.group} {match.group(1) if match else '1'}mm"
 
 
 def main() -> None:
@@ -84,7 +81,7 @@ def main() -> None:
         report[f"tta {tta}"] = scores
         groups: dict[str, list[str]] = {}
         for head in heads:
-            groups.setdefault(group_of(head.name), []).append(head.name)
+            groups.setdefault(group_of(head), []).append(head.name)
         groups["all"] = [head.name for head in heads]
         print(f"\n| TTA {tta} | baseline | candidate | difference | heads won |\n"
               "|---|---|---|---|---|")

@@ -24,9 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import sys
-import tempfile
 from dataclasses import asdict
 from functools import lru_cache
 from importlib import metadata
@@ -42,15 +40,6 @@ BENCHMARK_MODULES = ("ship_rule.py", "bench_shipped_model.py", "bench_paper_test
 #: packages of ``src/subct`` the rule does not import (checked in ``code_fingerprint``)
 UNUSED_PACKAGES = ("cli", "dataset", "training", "transfer")
 LIBRARIES = ("torch", "monai", "numpy", "scipy", "SimpleITK", "openvino", "onnxruntime")
-
-
-def file_sha256(path: Path) -> str:
-    """SHA-256 of a file's bytes, read in 1 MB blocks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 @lru_cache(maxsize=1)
@@ -81,6 +70,8 @@ def code_fingerprint() -> str:
 
 def entry_key(weights: Path, set_name: str, parameters: dict[str, Any], engine: str) -> str:
     """The cache key of one model's figures on one set (see the module docstring)."""
+    from subct.model.graphs import file_sha256
+
     payload = json.dumps({"weights": file_sha256(weights), "set": set_name,
                           "parameters": parameters, "engine": engine,
                           "code": code_fingerprint()}, sort_keys=True)
@@ -88,6 +79,7 @@ def entry_key(weights: Path, set_name: str, parameters: dict[str, Any], engine: 
 
 
 def cache_folder() -> Path:
+    """``$SUBCT_CACHE_DIR/ship_rule`` (:func:`subct.paths.cache_dir`)."""
     from subct.paths import cache_dir
 
     return cache_dir() / "ship_rule"
@@ -104,9 +96,8 @@ def load_entry(key: str) -> dict[str, Any] | None:
 
 def save_entry(key: str, result: object) -> None:
     """Store a ``SetResult`` (a dataclass) under ``key``, atomically."""
+    from subct.io.writers import atomic_write_text
+
     folder = cache_folder()
     folder.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=folder, suffix=".tmp")
-    with os.fdopen(handle, "w") as stream:
-        json.dump(asdict(result), stream)  # type: ignore[call-overload]
-    os.replace(temporary, folder / f"{key}.json")
+    atomic_write_text(folder / f"{key}.json", json.dumps(asdict(result)))  # type: ignore[call-overload]
